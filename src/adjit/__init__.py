@@ -1,0 +1,32 @@
+"""adjit: declare a model as a static graph, get exact gradients as graph nodes, compile both.
+
+>>> import adjit as aj, numpy as np
+>>> w = aj.param("w", ())
+>>> x = aj.input("x", ())
+>>> loss = (w * x - 1.0) ** 2
+>>> gw = aj.grad(loss, w)
+>>> f = aj.compile([loss, gw], backend="interp")
+>>> [float(v) for v in f(w=2.0, x=1.0)]
+[1.0, 2.0]
+"""
+from . import ops  # noqa: F401  (registers every primitive op)
+from . import passes  # noqa: F401  (registers the fused op)
+from .autodiff import grad
+from .compiled import Compiled, compile
+from .frontend import (abs, broadcast_to, cast, const, cos, equal, exp, input, log, matmul, max,
+                       maximum, mean, minimum, one_hot, param, relu, reshape, sigmoid, sign, sin,
+                       softplus, sqrt, stop_gradient, sum, tanh, transpose, where)
+from .gradcheck import GradCheckReport, GradientCheckError, check_grads
+from .ir import AdjitError, DTypeError, Graph, Node, ShapeError, TensorType
+from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cos", "cross_entropy",
+    "equal", "exp", "grad", "input", "log", "log_softmax", "logsumexp", "matmul", "max",
+    "maximum", "mean", "minimum", "mse", "one_hot", "param", "relu", "reshape", "sigmoid", "sign",
+    "sin", "softmax", "softplus", "sqrt", "stop_gradient", "sum", "tanh", "transpose", "where",
+    "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",
+    "Node", "ShapeError", "TensorType",
+]

@@ -1,0 +1,324 @@
+"""Branch-free scalar math functions written in llvmlite.ir, built to be vectorized.
+
+``llvm.exp`` and friends become one libm call per lane when LLVM vectorizes a loop, and on
+NVPTX they do not lower at all (LLVM exits the process).  This module writes each function
+from operations that the loop vectorizer widens and every target lowers natively:
+fadd/fsub/fmul/fdiv, ``llvm.fma``, ``llvm.fabs``, ``llvm.copysign``, fcmp + select, bitcasts
+between float and int, and integer add/sub/and/shift.  There are no branches, no tables, no
+libm calls, and no fast-math flags (the algorithms rely on exact IEEE rounding).
+
+>>> import llvmlite.ir as ir
+>>> m = ir.Module()
+>>> f = get_math_fn(m, "exp", "float64")
+>>> f.name, f.linkage, get_math_fn(m, "exp", "f64") is f
+('adjit_exp_f64', 'internal', True)
+
+Every function is ``internal`` and ``alwaysinline``: once inlined into an elementwise loop the
+loop vectorizes to ``<8 x float>`` / ``<4 x double>`` at O3 with host CPU features, and the
+unused definition is dropped.  Speed needs hardware FMA (``llvm.fma`` is a libm call without
+it); results are the same either way.
+
+Algorithms (coefficients: Chebyshev-node interpolants computed in 60-digit mpmath, rounded to
+the dtype; ``tests/llvm/test_mathfn.py`` re-derives them):
+
+* exp:   k = rint(x/ln2) by the add-a-magic-constant trick, r = x - k*ln2 (two-part ln2 with
+  FMA), exp(r) = 1 + r + r^2 (1/2 + r Q(r)), times 2^k applied as two exact power-of-two
+  factors so that results in the subnormal range round once (gradual underflow is exact up
+  to that rounding; nothing flushes to zero) and overflow gives +inf.
+* expm1: same reduction; 2^k * expm1(r) + (2^k - 1) in one FMA.
+* log, log1p: x = 2^e * m with m in [sqrt(1/2), sqrt(2)); with f = m - 1 and
+  s = f/(2+f), log(1+f) = f - f^2/2 + s (f^2/2 + R(s^2)).  Subnormal inputs of log are scaled
+  by 2^(mantissa bits + 2) first (exact).  log1p carries the rounding error of 1+x (TwoSum)
+  into f, so it is exact to rounding for tiny x.
+* tanh:  expm1(2|x|) / (expm1(2|x|) + 2) with the sign copied back; |x| is clamped where
+  tanh rounds to 1.  No cancellation for tiny x.
+* sin, cos: q = rint(x*2/pi), r = x - q*pi/2 with a three-part pi/2 and FMA (the first step
+  is exact), odd/even polynomials on |r| <= pi/4, quadrant picked with selects.  Accurate
+  while |q| stays far below 2^(mantissa bits - 1); the magic-constant rounding needs
+  |x| < 2^51 (f64) / 2^22 (f32), and beyond that results are meaningless.  The measured
+  range is in the test module (f64: full accuracy to at least 1e9; f32: to at least 1e5).
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+SUPPORTED = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sin", "cos"})
+
+_DTYPES = {"f32": "f32", "float32": "f32", "f64": "f64", "float64": "f64"}
+
+# Per-dtype constants.  Invariants: MAGIC = 1.5 * 2^MANT, so fl(t + MAGIC) - MAGIC = rint(t)
+# and bits(fl(t + MAGIC)) - bits(MAGIC) = rint(t) as an integer, for |t| < 2^(MANT-1).
+# Two- and three-part constants are successive roundings of the exact value.
+_C = {
+    "f64": dict(
+        MANT=52, BIAS=1023, EMAX=1023, MAGIC=6755399441055744.0,
+        LOG2E=1.4426950408889634, LN2=(0.6931471805599453, 2.3190468138462996e-17),
+        TWO_OVER_PI=0.6366197723675814,
+        PIO2=(1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33),
+        SQRT_HALF_BITS=0x3FE6A09E667F3BCD, MIN_NORMAL=2.0 ** -1022, SUB_SHIFT=54,
+        # exp: clamp x so that k stays in [-1077, 1025]; exp(-746) < 2^-1075 rounds to 0,
+        # exp(710) overflows.  expm1 rounds to -1 below -40; tanh rounds to 1 above 20.
+        EXP_LO=-746.0, EXP_HI=710.0, EXPM1_LO=-40.0, TANH_HI=20.0,
+        # expm1(r) = r + r^2 (1/2 + r Q(r)),  |r| <= ln2/2
+        Q=(0.16666666666666669, 0.041666666666666664, 0.008333333333330065,
+           0.0013888888888886554, 0.00019841269863040545, 2.4801587317135164e-05,
+           2.7557268480310024e-06, 2.755728298405588e-07, 2.5100375832561234e-08,
+           2.091122972975856e-09),
+        # 2 atanh(s) = 2s + s z T(z),  z = s^2 <= ((sqrt2-1)/(sqrt2+1))^2
+        T=(0.666666666666667, 0.39999999999899505, 0.28571428625975487, 0.2222221113479508,
+           0.18182889125261723, 0.15331721600556042, 0.14616449685043406),
+        # sin r = r + r z S(z),  cos r = 1 - z/2 + z^2 C(z),  z = r^2 <= (pi/4 + 1e-3)^2
+        S=(-0.16666666666666666, 0.008333333333333331, -0.00019841269841265003,
+           2.7557319219291695e-06, -2.5052106215978872e-08, 1.6058529011960858e-10,
+           -7.586543634101903e-13),
+        CC=(0.041666666666666664, -0.0013888888888887378, 2.4801587298736863e-05,
+            -2.755731725679604e-07, 2.087614315990944e-09, -1.1382408754153254e-11),
+    ),
+    "f32": dict(
+        MANT=23, BIAS=127, EMAX=127, MAGIC=12582912.0,
+        LOG2E=1.4426950216293335, LN2=(0.6931471824645996, -1.9046542121259336e-09),
+        TWO_OVER_PI=0.6366197466850281,
+        PIO2=(1.5707963705062866, -4.371138828673793e-08, -1.7151245100058819e-15),
+        SQRT_HALF_BITS=0x3F3504F3, MIN_NORMAL=2.0 ** -126, SUB_SHIFT=25,
+        EXP_LO=-104.0, EXP_HI=89.0, EXPM1_LO=-20.0, TANH_HI=10.0,
+        Q=(0.1666666716337204, 0.041666556149721146, 0.00833332072943449,
+           0.0013926175888627768, 0.00019882690685335547),
+        T=(0.6666668653488159, 0.3998878002166748, 0.29579949378967285),
+        S=(-0.1666666716337204, 0.008333331905305386, -0.00019840081222355366,
+           2.724914793361677e-06),
+        CC=(0.0416666641831398, -0.0013888300163671374, 2.4547298380639404e-05),
+    ),
+}
+
+
+def get_math_fn(module: ir.Module, name: str, dtype: str) -> ir.Function:
+    """Return ``adjit_<name>_<f32|f64>`` in ``module``, defining it on first use.
+
+    The function takes and returns one float of ``dtype`` ("float32"/"f32" or
+    "float64"/"f64"), is ``internal`` and ``alwaysinline``.  Calling it again with the same
+    module returns the same function object.
+    """
+    if name not in SUPPORTED:
+        raise ValueError(f"unsupported math function {name!r}; supported: {sorted(SUPPORTED)}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}; use float32 or float64")
+    suffix = _DTYPES[dtype]
+    fname = f"adjit_{name}_{suffix}"
+    existing = module.globals.get(fname)
+    if existing is not None:
+        return existing
+    ft = ir.FloatType() if suffix == "f32" else ir.DoubleType()
+    fn = ir.Function(module, ir.FunctionType(ft, [ft]), name=fname)
+    fn.linkage = "internal"
+    fn.attributes.add("alwaysinline")
+    fn.attributes.add("nounwind")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    em = _Emitter(builder, suffix)
+    builder.ret(getattr(em, name)(fn.args[0]))
+    return fn
+
+
+class _Emitter:
+    """Emits straight-line code for one dtype at the builder's position.
+
+    Integers are the same width as the float (i32 for f32, i64 for f64) so that every
+    bitcast is lane-for-lane; each method takes and returns ``ir.Value`` of the float type.
+    """
+
+    def __init__(self, builder: ir.IRBuilder, suffix: str):
+        self.b = builder
+        self.k = _C[suffix]
+        self.ft = ir.FloatType() if suffix == "f32" else ir.DoubleType()
+        self.it = ir.IntType(32 if suffix == "f32" else 64)
+        mod = builder.module
+        t = self.ft
+        self._fma = mod.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+        self._fabs = mod.declare_intrinsic("llvm.fabs", [t], ir.FunctionType(t, [t]))
+        self._copysign = mod.declare_intrinsic("llvm.copysign", [t], ir.FunctionType(t, [t, t]))
+
+    # ---- small helpers -------------------------------------------------------------------
+    def c(self, v: float) -> ir.Constant:
+        return ir.Constant(self.ft, v)
+
+    def ci(self, v: int) -> ir.Constant:
+        return ir.Constant(self.it, v)
+
+    def fma(self, a, b, c):
+        return self.b.call(self._fma, [a, b, c])
+
+    def bits(self, x):
+        return self.b.bitcast(x, self.it)
+
+    def flt(self, i):
+        return self.b.bitcast(i, self.ft)
+
+    def sel(self, cond, a, b):
+        return self.b.select(cond, a, b)
+
+    def fcmp(self, op, a, b):
+        """Ordered comparison: false when either side is NaN (so NaN keeps the else arm)."""
+        return self.b.fcmp_ordered(op, a, b)
+
+    def horner(self, t, coeffs):
+        acc = self.c(coeffs[-1])
+        for cf in reversed(coeffs[:-1]):
+            acc = self.fma(acc, t, self.c(cf))
+        return acc
+
+    def clamp(self, x, lo, hi):
+        """min/max with selects; unlike llvm.minnum/maxnum a NaN input stays NaN."""
+        x = self.sel(self.fcmp(">", x, self.c(hi)), self.c(hi), x)
+        return self.sel(self.fcmp("<", x, self.c(lo)), self.c(lo), x)
+
+    def pow2(self, ki):
+        """2^ki for an integer ki in [1 - BIAS, EMAX] (a normal number), built from bits."""
+        k = self.k
+        return self.flt(self.b.shl(self.b.add(ki, self.ci(k["BIAS"])), self.ci(k["MANT"])))
+
+    def round_mul(self, x, scale):
+        """(kf, ki) with kf = rint(x*scale) as a float and ki the same as an integer.
+
+        Uses the magic constant instead of fptosi: fptosi of NaN is poison, and f64 -> i64
+        conversion has no AVX2 instruction.  Needs |x*scale| < 2^(MANT-1).
+        """
+        magic = self.c(self.k["MAGIC"])
+        t = self.fma(x, self.c(scale), magic)
+        kf = self.b.fsub(t, magic)
+        ki = self.b.sub(self.bits(t), self.bits(magic))
+        return kf, ki
+
+    def reduce_ln2(self, x):
+        """(r, ki) with x = ki*ln2 + r, |r| <= ln2/2.  The first FMA step is exact."""
+        hi, lo = self.k["LN2"]
+        kf, ki = self.round_mul(x, self.k["LOG2E"])
+        r = self.fma(kf, self.c(-hi), x)
+        return self.fma(kf, self.c(-lo), r), ki
+
+    def expm1_reduced(self, r):
+        """expm1(r) for |r| <= ln2/2; exact to rounding for tiny r."""
+        b = self.b
+        p = self.fma(r, self.horner(r, self.k["Q"]), self.c(0.5))
+        return self.fma(b.fmul(r, r), p, r)
+
+    def int_to_float(self, i):
+        """Signed integer (|i| < 2^31) to float; via i32 because AVX2 lacks i64 -> f64."""
+        if self.it.width == 64:
+            i = self.b.trunc(i, ir.IntType(32))
+        return self.b.sitofp(i, self.ft)
+
+    # ---- exp family ----------------------------------------------------------------------
+    def exp(self, x):
+        b, k = self.b, self.k
+        # Invariant after clamping: ki in [-(BIAS+MANT+2), EMAX+2]; each half of ki is a
+        # normal exponent, so p * 2^k1 is exact and * 2^k2 rounds once (also when subnormal).
+        x = self.clamp(x, k["EXP_LO"], k["EXP_HI"])
+        r, ki = self.reduce_ln2(x)
+        p = b.fadd(self.c(1.0), self.expm1_reduced(r))
+        k1 = b.ashr(ki, self.ci(1))
+        k2 = b.sub(ki, k1)
+        return b.fmul(b.fmul(p, self.pow2(k1)), self.pow2(k2))
+
+    def expm1(self, x, *, clamp=True):
+        b, k = self.b, self.k
+        xc = self.clamp(x, k["EXPM1_LO"], k["EXP_HI"]) if clamp else x
+        r, ki = self.reduce_ln2(xc)
+        em = self.expm1_reduced(r)
+        # ki <= EMAX + 1 after clamping; for ki = EMAX + 1 use 2^EMAX and a final factor 2.
+        big = b.icmp_signed(">", ki, self.ci(k["EMAX"]))
+        s = self.pow2(self.sel(big, self.ci(k["EMAX"]), ki))
+        y = self.fma(s, em, b.fsub(s, self.c(1.0)))   # 2^k - 1 is exact while k <= MANT+1
+        y = b.fmul(y, self.sel(big, self.c(2.0), self.c(1.0)))
+        if not clamp:
+            return y
+        return self.sel(self.fcmp("==", x, self.c(0.0)), x, y)   # keeps the sign of -0
+
+    def tanh(self, x):
+        b = self.b
+        a = self.b.call(self._fabs, [x])
+        a = self.sel(self.fcmp(">", a, self.c(self.k["TANH_HI"])), self.c(self.k["TANH_HI"]), a)
+        em = self.expm1(b.fadd(a, a), clamp=False)        # 2a <= 2*TANH_HI: no overflow
+        y = b.fdiv(em, b.fadd(em, self.c(2.0)))
+        return b.call(self._copysign, [y, x])
+
+    # ---- log family ----------------------------------------------------------------------
+    def split_exponent(self, xi):
+        """For bits xi of a positive normal number: (e as int, m) with x = 2^e m and
+        m in [sqrt(1/2), sqrt(2))."""
+        b, k = self.b, self.k
+        e = b.ashr(b.sub(xi, self.ci(k["SQRT_HALF_BITS"])), self.ci(k["MANT"]))
+        m = self.flt(b.sub(xi, b.shl(e, self.ci(k["MANT"]))))
+        return e, m
+
+    def log_core(self, e, f):
+        """e*ln2 + log(1+f) for |f| <= sqrt(2) - 1; exact to rounding as f -> 0."""
+        b, k = self.b, self.k
+        hi, lo = k["LN2"]
+        s = b.fdiv(f, b.fadd(self.c(2.0), f))
+        z = b.fmul(s, s)
+        rz = b.fmul(z, self.horner(z, k["T"]))
+        hfsq = b.fmul(self.c(0.5), b.fmul(f, f))
+        t = self.fma(s, b.fadd(hfsq, rz), b.fmul(e, self.c(lo)))
+        return self.fma(e, self.c(hi), b.fadd(f, b.fsub(t, hfsq)))
+
+    def log(self, x):
+        b, k = self.b, self.k
+        # Subnormal inputs: scale by 2^SUB_SHIFT (exact), subtract SUB_SHIFT from e.
+        tiny = self.fcmp("<", x, self.c(k["MIN_NORMAL"]))
+        xs = self.sel(tiny, b.fmul(x, self.c(2.0 ** k["SUB_SHIFT"])), x)
+        ei, m = self.split_exponent(self.bits(xs))
+        e = b.fsub(self.int_to_float(ei), self.sel(tiny, self.c(k["SUB_SHIFT"]), self.c(0.0)))
+        y = self.log_core(e, b.fsub(m, self.c(1.0)))
+        return self._log_specials(x, y, self.c(0.0))
+
+    def log1p(self, x):
+        b, k = self.b, self.k
+        one = self.c(1.0)
+        u = b.fadd(one, x)
+        # TwoSum: err = (1 + x) - u exactly, for any ordering of magnitudes.
+        xv = b.fsub(u, one)
+        err = b.fadd(b.fsub(one, b.fsub(u, xv)), b.fsub(x, xv))
+        # u >= 2^-MANT-1 is normal whenever x > -1, so no subnormal path is needed.
+        ei, m = self.split_exponent(self.bits(u))
+        # f = (1+x)/2^e - 1 = (m - 1) + err*2^-e; clamp e so 2^-e stays normal (err*2^-e is
+        # then far below half an ulp of f anyway).
+        ec = self.sel(b.icmp_signed(">", ei, self.ci(k["EMAX"] - 1)), self.ci(k["EMAX"] - 1), ei)
+        f = b.fadd(b.fsub(m, one), b.fmul(err, self.pow2(b.neg(ec))))
+        y = self.log_core(self.int_to_float(ei), f)
+        y = self.sel(self.fcmp("==", x, self.c(0.0)), x, y)   # keeps the sign of -0
+        return self._log_specials(x, y, self.c(-1.0))
+
+    def _log_specials(self, x, y, pole):
+        """log(pole) = -inf, log(<pole) = NaN, log(NaN) = NaN, log(+inf) = +inf."""
+        inf = self.c(float("inf"))
+        y = self.sel(self.fcmp("==", x, inf), inf, y)
+        y = self.sel(self.fcmp("==", x, pole), self.c(float("-inf")), y)
+        bad = self.b.fcmp_unordered("<", x, pole)              # x < pole or x is NaN
+        return self.sel(bad, self.c(float("nan")), y)
+
+    # ---- sin / cos -----------------------------------------------------------------------
+    def _sincos(self, x, quadrant_offset):
+        b, k = self.b, self.k
+        p1, p2, p3 = k["PIO2"]
+        qf, qi = self.round_mul(x, k["TWO_OVER_PI"])
+        r = self.fma(qf, self.c(-p1), x)          # exact: see module docstring
+        r = self.fma(qf, self.c(-p2), r)
+        r = self.fma(qf, self.c(-p3), r)
+        z = b.fmul(r, r)
+        sin_r = self.fma(b.fmul(r, z), self.horner(z, k["S"]), r)
+        hz = b.fmul(self.c(0.5), z)
+        w = b.fsub(self.c(1.0), hz)
+        corr = b.fsub(b.fsub(self.c(1.0), w), hz)          # exact rounding error of w
+        cos_r = b.fadd(w, self.fma(b.fmul(z, z), self.horner(z, k["CC"]), corr))
+        n = b.add(qi, self.ci(quadrant_offset))                # quadrant = n mod 4
+        odd = b.icmp_signed("!=", b.and_(n, self.ci(1)), self.ci(0))
+        neg = b.icmp_signed("!=", b.and_(n, self.ci(2)), self.ci(0))
+        v = self.sel(odd, cos_r, sin_r)
+        return self.sel(neg, b.fneg(v), v)
+
+    def sin(self, x):
+        y = self._sincos(x, 0)
+        return self.sel(self.fcmp("==", x, self.c(0.0)), x, y)  # keeps the sign of -0
+
+    def cos(self, x):
+        return self._sincos(x, 1)

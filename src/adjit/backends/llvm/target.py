@@ -1,0 +1,339 @@
+"""The one place in adjit that knows llvmlite.binding: target machine, optimizer, JIT, cache.
+
+Everything else in adjit builds IR text with ``llvmlite.ir`` and hands it to
+:func:`compile_ir`; external symbols go through :func:`add_symbol` and
+:func:`load_library`.  llvmlite's binding API drifted (0.50 removed ``initialize()`` and
+the legacy pass manager), so keeping it behind this module confines future drift to one
+file.
+
+Pipeline of :func:`compile_ir`::
+
+    IR text --parse+verify--> module --new PM (O<n>, loop+SLP vectorize)--> optimized module
+            --MCJIT (host CPU, host features)--> machine code --> JitModule.address(sym)
+
+Disk cache: the object code MCJIT produced (captured through its object-cache hook, so it is
+exactly what runs) is stored with the optimized IR in one file per key.  A later compile of
+the same IR on the same host loads the object into a fresh MCJIT engine with
+``add_object_file`` - no parsing, no optimization, no codegen.
+
+Invariants:
+  * A cache entry is only ever loaded after its length fields and the sha256 of its object
+    and IR payloads have been checked; a bad entry is deleted and recompiled, never loaded.
+  * Entries are written to a temp file in the cache directory and ``os.replace``-d into
+    place, so readers see either no entry or a complete one.
+  * The cache directory must be owned by the current user and not group/world writable
+    (anyone who can write an object file there could run code in our process); otherwise
+    the cache is not used and ``cache_info`` says why.
+  * All LLVM work is serialized by one lock: llvmlite's global context is not thread-safe.
+
+Example::
+
+    >>> from adjit.backends.llvm.target import compile_ir
+    >>> import ctypes
+    >>> jm = compile_ir("define i64 @add1(i64 %x) {\\n  %y = add i64 %x, 1\\n  ret i64 %y\\n}\\n",
+    ...                 cache=False)
+    >>> ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(jm.address("add1"))(41)
+    42
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import threading
+
+import llvmlite
+import llvmlite.binding as llvm
+
+__all__ = ["JitModule", "compile_ir", "add_symbol", "load_library", "host_info",
+           "vector_width_bytes", "cache_dir"]
+
+# Bump when the entry layout or anything else that changes generated code (but is not
+# part of the key) changes.
+_FORMAT_VERSION = 1
+_MAGIC = b"ADJITOBJ1\n"
+_ENTRY_SUFFIX = ".adjitobj"
+
+_lock = threading.RLock()        # serializes every call into LLVM
+_initialized = False
+
+
+def _ensure_init() -> None:
+    """Initialize the native target and asm printer once (llvm.initialize() raises in 0.50)."""
+    global _initialized
+    with _lock:
+        if not _initialized:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            _initialized = True
+
+
+@functools.cache
+def host_info() -> dict:
+    """Facts about the host that decide the generated code (and so the cache key).
+
+    Returns a dict with keys ``cpu``, ``features`` (LLVM feature string, e.g. "+avx2,..."),
+    ``triple``, ``llvm_version`` ("22.1.0") and ``llvmlite_version``.
+    """
+    _ensure_init()
+    return {
+        "cpu": llvm.get_host_cpu_name(),
+        "features": llvm.get_host_cpu_features().flatten(),
+        "triple": llvm.get_process_triple(),
+        "llvm_version": ".".join(map(str, llvm.llvm_version_info)),
+        "llvmlite_version": llvmlite.__version__,
+    }
+
+
+def vector_width_bytes() -> int:
+    """Width of the widest usable SIMD register: 64 (AVX-512F), 32 (AVX/AVX2) or 16."""
+    feats = set(host_info()["features"].split(","))
+    if "+avx512f" in feats:
+        return 64
+    if "+avx" in feats:
+        return 32
+    return 16
+
+
+def _target_machine(opt_level: int) -> "llvm.TargetMachine":
+    """A fresh host target machine (MCJIT takes ownership of the one it is given).
+
+    Host CPU name and features are essential: without them LLVM emits no AVX code.
+    reloc='default' + codemodel='jitdefault' (large code model on x86-64) give objects that
+    RuntimeDyld can place anywhere, which the object cache relies on.
+    """
+    info = host_info()
+    target = llvm.Target.from_triple(info["triple"])
+    return target.create_target_machine(cpu=info["cpu"], features=info["features"],
+                                        opt=opt_level, reloc="default",
+                                        codemodel="jitdefault", jit=True)
+
+
+def add_symbol(name: str, address: int) -> None:
+    """Make ``name`` resolve to ``address`` in all code JIT-compiled afterwards."""
+    _ensure_init()
+    with _lock:
+        llvm.add_symbol(name, address)
+
+
+def load_library(path: str) -> None:
+    """Load a shared library into the process so JIT code can call its symbols."""
+    _ensure_init()
+    with _lock:
+        llvm.load_library_permanently(path)
+
+
+def cache_dir() -> str:
+    """The per-user cache directory: $ADJIT_CACHE_DIR, else $XDG_CACHE_HOME/adjit, else
+    ~/.cache/adjit.  Not created here."""
+    d = os.environ.get("ADJIT_CACHE_DIR")
+    if d:
+        return os.path.abspath(os.path.expanduser(d))
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(os.path.abspath(base), "adjit")
+
+
+class JitModule:
+    """A compiled module kept alive by its MCJIT engine.
+
+    Attributes: ``llvm_ir`` (text given to compile_ir), ``llvm_ir_optimized``,
+    ``cache_info`` (one line: "hit <path>" or "miss: <reason>"), ``name``; property ``asm``
+    (assembly of the optimized IR, produced on first access).  Addresses returned by
+    :meth:`address` stay valid as long as this object is alive.
+    """
+
+    def __init__(self, engine, name, llvm_ir, llvm_ir_optimized, opt_level, cache_info):
+        self._engine = engine          # owns the machine code; must outlive all addresses
+        self.name = name
+        self.llvm_ir = llvm_ir
+        self.llvm_ir_optimized = llvm_ir_optimized
+        self.opt_level = opt_level
+        self.cache_info = cache_info
+        self._asm = None
+
+    def address(self, symbol: str) -> int:
+        """Address of a function or global defined in this module (KeyError if absent)."""
+        with _lock:
+            addr = self._engine.get_function_address(symbol)
+            if not addr:
+                addr = self._engine.get_global_value_address(symbol)
+        if not addr:
+            raise KeyError(f"symbol {symbol!r} not found in JIT module {self.name!r}")
+        return addr
+
+    @property
+    def asm(self) -> str:
+        """Assembly text for the optimized IR (codegen only, no re-optimization)."""
+        if self._asm is None:
+            with _lock:
+                mod = llvm.parse_assembly(self.llvm_ir_optimized)
+                self._asm = _target_machine(self.opt_level).emit_assembly(mod)
+        return self._asm
+
+    def __repr__(self):
+        return f"<JitModule {self.name!r} O{self.opt_level} ({self.cache_info})>"
+
+
+def _cache_key(ir_text: str, opt_level: int) -> str:
+    info = host_info()
+    h = hashlib.sha256()
+    for part in (f"adjit-cache-format={_FORMAT_VERSION}", info["llvmlite_version"],
+                 info["llvm_version"], info["triple"], info["cpu"], info["features"],
+                 f"O{opt_level}", ir_text):
+        h.update(part.encode())
+        h.update(b"\0")       # separator: no two different tuples hash the same bytes
+    return h.hexdigest()
+
+
+def _usable_cache_dir() -> tuple[str | None, str]:
+    """Create (mode 0o700) and check the cache directory; return (path, "") or (None, why)."""
+    d = cache_dir()
+    try:
+        if not os.path.isdir(d):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            os.chmod(d, 0o700)        # makedirs' mode is filtered by the umask
+        st = os.stat(d)
+    except OSError as e:
+        return None, f"cache dir unusable ({e.strerror})"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return None, f"cache dir {d} not owned by this user"
+    if st.st_mode & 0o022:
+        return None, f"cache dir {d} is group/world writable"
+    return d, ""
+
+
+def _read_entry(path: str, key: str) -> tuple[bytes, str] | str:
+    """Return (object bytes, optimized IR) or a string saying why the entry is bad."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(_MAGIC):
+        return "bad header"
+    nl = data.find(b"\n", len(_MAGIC))
+    if nl < 0:
+        return "bad header"
+    try:
+        hdr = json.loads(data[len(_MAGIC):nl])
+        n_obj, n_ir = int(hdr["obj_len"]), int(hdr["ir_len"])
+    except (ValueError, KeyError, TypeError):
+        return "bad header"
+    if not isinstance(hdr, dict) or hdr.get("key") != key:
+        return "bad header"
+    body = data[nl + 1:]
+    if len(body) != n_obj + n_ir:
+        return "truncated" if len(body) < n_obj + n_ir else "trailing bytes"
+    obj, ir = body[:n_obj], body[n_obj:]
+    if (hashlib.sha256(obj).hexdigest() != hdr.get("obj_sha256")
+            or hashlib.sha256(ir).hexdigest() != hdr.get("ir_sha256")):
+        return "hash mismatch"
+    return obj, ir.decode()
+
+
+def _write_entry(path: str, key: str, obj: bytes, opt_ir: str) -> None:
+    """Write atomically: temp file in the same directory, then os.replace."""
+    ir = opt_ir.encode()
+    hdr = {"key": key, "obj_len": len(obj), "obj_sha256": hashlib.sha256(obj).hexdigest(),
+           "ir_len": len(ir), "ir_sha256": hashlib.sha256(ir).hexdigest()}
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=_ENTRY_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC + json.dumps(hdr, sort_keys=True).encode() + b"\n" + obj + ir)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _empty_module():
+    mod = llvm.parse_assembly("")
+    mod.triple = host_info()["triple"]
+    return mod
+
+
+def _load_object(obj: bytes):
+    """A fresh MCJIT engine holding only the given object code."""
+    engine = llvm.create_mcjit_compiler(_empty_module(), _target_machine(0))
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return engine
+
+
+def _compile(ir_text: str, opt_level: int, name: str):
+    """Parse, verify, optimize and JIT; return (engine, optimized IR, object bytes)."""
+    mod = llvm.parse_assembly(ir_text)
+    mod.name = name
+    mod.verify()
+    tm_opt = _target_machine(opt_level)
+    # The optimizer's cost models (vectorizer widths, inlining) need the real triple and
+    # data layout; IR from llvmlite.ir usually carries none.
+    mod.triple = tm_opt.triple
+    mod.data_layout = str(tm_opt.target_data)
+    if opt_level > 0:
+        pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+        pto.loop_unrolling = True
+        pb = llvm.create_pass_builder(tm_opt, pto)
+        pb.getModulePassManager().run(mod, pb)
+    opt_ir = str(mod)
+    objects = []
+    engine = llvm.create_mcjit_compiler(mod, _target_machine(opt_level))
+    # MCJIT hands us the object it generated; that exact object is what gets cached.
+    engine.set_object_cache(notify_func=lambda _m, buf: objects.append(bytes(buf)))
+    engine.finalize_object()
+    return engine, opt_ir, (objects[0] if objects else None)
+
+
+def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
+               name: str = "adjit") -> JitModule:
+    """Compile LLVM IR text for the host and return a :class:`JitModule`.
+
+    ``opt_level`` 0..3 selects the new-pass-manager pipeline (loop and SLP vectorization
+    on) and the codegen level.  ``cache``: None follows the environment (on unless
+    ``ADJIT_CACHE=0``), True/False force it on/off.  Raises RuntimeError on invalid IR.
+    """
+    if not 0 <= opt_level <= 3:
+        raise ValueError(f"opt_level must be 0..3, got {opt_level}")
+    _ensure_init()
+    if cache is False:
+        use, info = False, "miss: disabled by argument cache=False"
+    elif cache is None and os.environ.get("ADJIT_CACHE", "1").strip() == "0":
+        use, info = False, "miss: disabled by ADJIT_CACHE=0"
+    else:
+        use, info = True, "miss: no entry"
+    with _lock:
+        path = key = None
+        if use:
+            d, why = _usable_cache_dir()
+            if d is None:
+                use, info = False, f"miss: {why}"
+            else:
+                key = _cache_key(ir_text, opt_level)
+                path = os.path.join(d, key + _ENTRY_SUFFIX)
+        if use and os.path.exists(path):
+            try:
+                got = _read_entry(path, key)
+            except OSError as e:
+                got = f"unreadable: {e.strerror}"
+            if isinstance(got, tuple):
+                engine = _load_object(got[0])
+                return JitModule(engine, name, ir_text, got[1], opt_level, f"hit {path}")
+            info = f"miss: entry corrupt ({got})"
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        engine, opt_ir, obj = _compile(ir_text, opt_level, name)
+        if use and obj is not None:
+            try:
+                _write_entry(path, key, obj, opt_ir)
+            except OSError as e:
+                info += f" (not stored: {e.strerror})"
+        return JitModule(engine, name, ir_text, opt_ir, opt_level, info)

@@ -1,0 +1,94 @@
+"""``aj.compile``: the callable users get, and every stage it was built from."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .backends import get_backend
+from .binding import Binder
+from .ir import Graph, Node
+from .passes import PIPELINE, run_pipeline
+
+DEFAULT_BACKEND = "llvm"
+
+
+class Compiled:
+    """A compiled function of the graph's inputs and parameters, called by keyword.
+
+    Attributes
+    ----------
+    stages : list[Graph]
+        The traced graph (forward and adjoint nodes as built), then one graph per pass.
+    graph : Graph
+        The last stage: what the backend lowered.
+    input_names : list[str]
+        The keyword arguments the call takes (inputs and parameters), sorted.
+    """
+
+    def __init__(self, outputs, backend: str = DEFAULT_BACKEND,
+                 passes: Sequence | None = None, **options):
+        self._single = isinstance(outputs, Node)
+        outs = [outputs] if self._single else list(outputs)
+        if not outs or not all(isinstance(o, Node) for o in outs):
+            raise TypeError("compile: outputs must be a node or a non-empty list/tuple of nodes")
+        self.backend = backend
+        self.stages = run_pipeline(Graph(outs, "traced"), PIPELINE if passes is None else passes)
+        self.graph = self.stages[-1]
+        self._binder = Binder(self.stages[0].inputs)
+        self.input_names = sorted(self._binder.names)
+        self._impl = get_backend(backend).build(self.graph, **options)
+
+    def __call__(self, **kwargs):
+        values, batch = self._binder.bind(kwargs)
+        results = self._impl(values, batch)
+        return results[0] if self._single else tuple(results)
+
+    # -- inspection ----------------------------------------------------------------------
+    @property
+    def traced(self) -> Graph:
+        return self.stages[0]
+
+    @property
+    def forward(self) -> Graph:
+        """The forward part of the traced graph: outputs that are not adjoint nodes."""
+        fwd = [o for o in self.traced.outputs if o.meta.get("role") != "adjoint"]
+        return Graph(fwd, "forward")
+
+    def node_counts(self) -> dict[str, int]:
+        """Nodes in each stage, in pipeline order."""
+        return {g.stage: len(g) for g in self.stages}
+
+    def report(self) -> str:
+        """Each pass with the rewrites it applied and the node counts before and after."""
+        lines = []
+        for before, after in zip(self.stages, self.stages[1:]):
+            rules = getattr(after, "rewrites", {})
+            applied = ", ".join(f"{k}×{v}" for k, v in rules.items()) or "no change"
+            lines.append(f"{after.stage:<12} {len(before):>5} -> {len(after):<5} nodes  {applied}")
+        return "\n".join(lines)
+
+    def __getattr__(self, name):
+        # backend-specific views (llvm_ir, asm, ...) live on the implementation
+        impl = self.__dict__.get("_impl")
+        if impl is not None and not name.startswith("_") and hasattr(impl, name):
+            return getattr(impl, name)
+        raise AttributeError(f"{type(self).__name__} (backend {self.__dict__.get('backend')!r}) "
+                             f"has no attribute {name!r}")
+
+    def __repr__(self):
+        return (f"<adjit.Compiled backend={self.backend!r} inputs={self.input_names} "
+                f"outputs={len(self.graph.outputs)}>")
+
+
+def compile(outputs, backend: str = DEFAULT_BACKEND, **options) -> Compiled:  # noqa: A001
+    """Compile ``outputs`` (a node, or a list/tuple of nodes) into a callable.
+
+    The callable takes every input and parameter by name and returns numpy arrays: one
+    array for a single node, a tuple for a list/tuple.
+
+    >>> import adjit as aj, numpy as np
+    >>> x = aj.input("x", (None,))
+    >>> f = aj.compile(aj.sum(x * x), backend="interp")
+    >>> float(f(x=np.array([1.0, 2.0])))
+    5.0
+    """
+    return Compiled(outputs, backend, **options)

@@ -1,0 +1,250 @@
+"""The one intermediate representation: tensor types, nodes, and the Graph.
+
+Every stage of adjit -- the forward graph a user declares, the adjoint nodes that
+:func:`adjit.grad` adds, and the output of every pass -- is made of :class:`Node`
+objects collected in a :class:`Graph`.
+
+Invariants
+----------
+* A node is immutable once made.  Its ``inputs`` were all made before it, so node ids
+  (a process-wide counter) are already a topological order; sorting by id is the
+  deterministic order every printer and backend uses.
+* ``None`` in a shape is *the* batch dimension: every ``None`` in a graph stands for the
+  same size, bound when the compiled function is called.
+* ``attrs`` is a sorted tuple of ``(key, value)`` pairs, so two nodes with equal op,
+  inputs and attrs compute the same value (what CSE relies on).  ``meta`` holds
+  annotations (user name, adjoint role) that never change what a node computes.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import networkx as nx
+import numpy as np
+
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int32", "int64")
+DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+
+
+class AdjitError(Exception):
+    """Base class of every error adjit raises on purpose."""
+
+
+class ShapeError(AdjitError, ValueError):
+    """Operand shapes do not fit an op; the message names the operands."""
+
+
+class DTypeError(AdjitError, ValueError):
+    """Operand dtypes do not fit an op; the message names the operands."""
+
+
+def shape_str(shape: Sequence[int | None]) -> str:
+    """``(None, 784)`` -> ``'(B, 784)'``: the batch dimension prints as B."""
+    dims = ["B" if d is None else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """Static shape (ints, or None for the batch dimension) and dtype name."""
+
+    shape: tuple
+    dtype: str
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise DTypeError(f"unsupported dtype {self.dtype!r}; adjit supports {', '.join(DTYPES)}")
+        for d in self.shape:
+            if d is not None and (not isinstance(d, (int, np.integer)) or d < 0):
+                raise ShapeError(f"bad dimension {d!r} in shape {self.shape!r}")
+        object.__setattr__(self, "shape", tuple(None if d is None else int(d) for d in self.shape))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def has_batch(self) -> bool:
+        return None in self.shape
+
+    def concrete(self, batch: int | None) -> tuple[int, ...]:
+        """The shape with the batch dimension bound to ``batch``."""
+        return tuple(batch if d is None else d for d in self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{shape_str(self.shape)}"
+
+
+class ConstValue:
+    """A numpy array made hashable by content, for use inside ``attrs``."""
+
+    __slots__ = ("array", "_key")
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.array(array, order="C", copy=True)  # (ascontiguousarray makes 0-d 1-d)
+        self.array.setflags(write=False)
+        digest = hashlib.sha1(self.array.tobytes()).hexdigest()
+        self._key = (self.array.dtype.str, self.array.shape, digest)
+
+    def __eq__(self, other):
+        return isinstance(other, ConstValue) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        if self.array.size == 1:
+            return repr(self.array.reshape(()).item())
+        return f"array{shape_str(self.array.shape)}"
+
+
+_ids = itertools.count()
+_role_stack: list[str] = []
+
+
+@contextmanager
+def building(role: str):
+    """Nodes made inside this block get ``meta['role'] = role`` (e.g. 'adjoint')."""
+    _role_stack.append(role)
+    try:
+        yield
+    finally:
+        _role_stack.pop()
+
+
+def freeze_attrs(attrs: dict | None) -> tuple:
+    return tuple(sorted((attrs or {}).items()))
+
+
+class Node:
+    """One value in a graph: ``op`` applied to ``inputs`` with ``attrs``.
+
+    Users get nodes from :func:`adjit.input`, :func:`adjit.param`, operators and the
+    functions in :mod:`adjit`; they are symbolic, not numbers.
+    """
+
+    __slots__ = ("id", "op", "inputs", "attrs", "type", "meta", "__weakref__")
+    __array_priority__ = 1000  # numpy defers `ndarray op Node` to Node's reflected ops
+
+    def __init__(self, op: str, inputs: Sequence["Node"], attrs: tuple, type: TensorType,
+                 meta: dict | None = None):
+        self.id = next(_ids)
+        self.op = op
+        self.inputs = tuple(inputs)
+        self.attrs = attrs
+        self.type = type
+        self.meta = dict(meta or {})
+        if _role_stack and "role" not in self.meta:
+            self.meta["role"] = _role_stack[-1]
+
+    # -- read-only views ------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    @property
+    def name(self) -> str | None:
+        return self.meta.get("name")
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    def key(self) -> tuple:
+        """What the node computes: equal keys mean equal values (used by CSE)."""
+        return (self.op, tuple(i.id for i in self.inputs), self.attrs)
+
+    def __repr__(self) -> str:
+        return f"<{label(self)}: {self.type}>"
+
+    def __bool__(self):
+        raise TypeError("a graph node has no truth value; use aj.where for conditions")
+
+    # Operators (+, @, .T, ...) are installed by adjit.frontend, which owns broadcasting.
+
+
+def label(node: Node, depth: int = 2) -> str:
+    """A short human name: the user's name, else a small expression."""
+    if node.name:
+        return node.name
+    if node.op == "const":
+        return repr(node.attr("value"))
+    if depth <= 0 or not node.inputs:
+        return f"{node.op}#{node.id}"
+    return f"{node.op}(" + ", ".join(label(i, depth - 1) for i in node.inputs) + ")"
+
+
+def ancestors(outputs: Iterable[Node]) -> list[Node]:
+    """All nodes the outputs depend on (outputs included), in id (= topological) order."""
+    seen: dict[int, Node] = {}
+    stack = list(outputs)
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen[n.id] = n
+        stack.extend(n.inputs)
+    return [seen[i] for i in sorted(seen)]
+
+
+class Graph:
+    """A set of output nodes and everything they depend on, as a networkx DiGraph.
+
+    Edges run from an input to the node that uses it.  ``stage`` says which step of
+    the pipeline produced the graph ('traced', 'cse', 'fuse', ...).
+    """
+
+    def __init__(self, outputs: Sequence[Node], stage: str = "traced"):
+        self.outputs = tuple(outputs)
+        self.stage = stage
+        self.nodes = ancestors(self.outputs)
+        self.nx = nx.DiGraph()
+        for n in self.nodes:
+            self.nx.add_node(n.id, node=n)
+            for k, i in enumerate(n.inputs):
+                # parallel edges (x * x) collapse in a DiGraph; keep every operand slot
+                slots = self.nx.edges[i.id, n.id]["slots"] if self.nx.has_edge(i.id, n.id) else ()
+                self.nx.add_edge(i.id, n.id, slots=slots + (k,))
+
+    def order(self) -> list[Node]:
+        """Deterministic topological order (by node id)."""
+        return self.nodes
+
+    def users(self, node: Node) -> list[Node]:
+        return [self.nx.nodes[s]["node"] for s in sorted(self.nx.successors(node.id))]
+
+    def leaves(self, op: str) -> list[Node]:
+        return [n for n in self.nodes if n.op == op]
+
+    @property
+    def inputs(self) -> list[Node]:
+        """Nodes bound by name at call time (``input`` and ``param`` ops), by id."""
+        return [n for n in self.nodes if n.op in ("input", "param")]
+
+    def op_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for n in self.nodes:
+            counts[n.op] = counts.get(n.op, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __str__(self) -> str:
+        from .show.text import graph_listing
+        return graph_listing(self)

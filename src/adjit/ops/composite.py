@@ -1,0 +1,58 @@
+"""Composite functions: plain compositions of primitives, so they need no derivative rules.
+
+Stable forms by construction: logsumexp shifts by the (gradient-stopped) max, so
+log_softmax and cross-entropy stay finite and exact for logits of ±1000.
+"""
+from __future__ import annotations
+
+from .. import frontend as F
+from ..ir import INT_DTYPES, DTypeError, Node, ShapeError, label, shape_str
+
+
+def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
+    """log(sum(exp(x), axis)), computed as m + log(sum(exp(x - m))) with m the max."""
+    x = F._lift(x)
+    m = F.stop_gradient(F.max(x, axis=axis, keepdims=True))
+    out = F.log(F.sum(F.exp(x - m), axis=axis, keepdims=True)) + m
+    axes = F._axes(x, axis)
+    return out if keepdims else F.reshape(out, tuple(d for i, d in enumerate(x.shape)
+                                                      if i not in axes))
+
+
+def log_softmax(x, axis=-1) -> Node:
+    """x - logsumexp(x): log-probabilities, finite for any finite logits."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x, axis=-1) -> Node:
+    """exp(log_softmax(x)): probabilities along ``axis``."""
+    return F.exp(log_softmax(x, axis=axis))
+
+
+def mse(y, t) -> Node:
+    """Mean squared error over all elements (PyTorch's default reduction)."""
+    d = y - t
+    return F.mean(d * d)
+
+
+def cross_entropy(logits: Node, labels: Node) -> Node:
+    """Mean softmax cross-entropy over the batch, from logits.
+
+    ``labels`` are one-hot (or probability) rows shaped like ``logits``, or integer
+    class indices with one dimension fewer.
+    """
+    logits = F._lift(logits)
+    labels = F._lift(labels)
+    if labels.dtype in INT_DTYPES:
+        if labels.shape != logits.shape[:-1]:
+            raise ShapeError(f"cross_entropy: integer labels {label(labels)} "
+                             f"{shape_str(labels.shape)} must have the logits' shape without "
+                             f"the class axis, {shape_str(logits.shape[:-1])}")
+        labels = F.one_hot(labels, logits.shape[-1], logits.dtype)
+    elif labels.shape != logits.shape:
+        raise ShapeError(f"cross_entropy: one-hot labels {label(labels)} {shape_str(labels.shape)} "
+                         f"and logits {label(logits)} {shape_str(logits.shape)} differ")
+    if labels.dtype == "bool":
+        raise DTypeError(f"cross_entropy: labels {label(labels)} must be float or integer")
+    per_example = -F.sum(labels * log_softmax(logits, axis=-1), axis=-1)
+    return F.mean(per_example)

@@ -1,0 +1,159 @@
+"""Elementwise ops: one declaration each.
+
+Each line gives the op's sympy scalar form, its derivative written with front-end ops
+(in terms of the forward output ``y`` where that is cheaper: sigmoid' = y(1-y),
+tanh' = 1-y², exp' = y), and a test domain.  The numpy reference is derived from the
+sympy form with ``sympy.lambdify``; the LLVM lowering prints the same form.
+
+Operands of an elementwise op always have equal shapes and dtypes: the front end
+inserts explicit ``broadcast`` and ``cast`` nodes first, so these rules stay scalar
+algebra and only ``broadcast``'s VJP sums back.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import log1p
+
+from ..ir import DTypeError, FLOAT_DTYPES, ShapeError, TensorType, label, shape_str
+from .registry import Op, get_op, register
+
+# Symbols of elementwise scalar forms are real: it lets sympy drop Abs/conjugates.
+SYMBOLS = sp.symbols("a b c", real=True)
+
+
+def _same_shapes(name: str, inputs) -> tuple:
+    shape = inputs[0].shape
+    for other in inputs[1:]:
+        if other.shape != shape:
+            raise ShapeError(f"{name}({', '.join(label(i) for i in inputs)}): shapes "
+                             f"{' and '.join(shape_str(i.shape) for i in inputs)} differ "
+                             "(the front end broadcasts before making elementwise nodes)")
+    return shape
+
+
+def _float_rule(name: str):
+    def infer(inputs, attrs):
+        shape = _same_shapes(name, inputs)
+        dtypes = {i.dtype for i in inputs}
+        if len(dtypes) != 1 or not dtypes <= set(FLOAT_DTYPES):
+            raise DTypeError(f"{name}({', '.join(label(i) for i in inputs)}): needs one float dtype, "
+                             f"got {', '.join(i.dtype for i in inputs)}")
+        return TensorType(shape, inputs[0].dtype)
+    return infer
+
+
+def _compare_rule(name: str):
+    def infer(inputs, attrs):
+        shape = _same_shapes(name, inputs)
+        if inputs[0].dtype != inputs[1].dtype:
+            raise DTypeError(f"{name}({label(inputs[0])}, {label(inputs[1])}): dtypes "
+                             f"{inputs[0].dtype} and {inputs[1].dtype} differ")
+        return TensorType(shape, "bool")
+    return infer
+
+
+def _where_rule(inputs, attrs):
+    cond, a, b = inputs
+    shape = _same_shapes("where", inputs)
+    if cond.dtype != "bool":
+        raise DTypeError(f"where({label(cond)}, ...): the condition must be bool, got {cond.dtype}")
+    if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"where: branches {label(a)} and {label(b)} need one float dtype, "
+                         f"got {a.dtype} and {b.dtype}")
+    return TensorType(shape, a.dtype)
+
+
+@lru_cache(maxsize=None)
+def numpy_kernel(name: str):
+    """The numpy function of an elementwise op, derived from its sympy form."""
+    op = get_op(name)
+    syms = SYMBOLS[: op.arity]
+    return sp.lambdify(syms, op.scalar(*syms), modules="numpy")
+
+
+def _numpy_eval(args, node, env):
+    with np.errstate(all="ignore"):  # IEEE semantics: overflow gives inf, 0/0 gives nan
+        out = np.asarray(numpy_kernel(node.op)(*args), dtype=node.dtype)
+    return out if out.shape == np.shape(args[0]) else np.broadcast_to(out, np.shape(args[0])).copy()
+
+
+def as_condition(c):
+    """A sympy boolean from a condition operand (a relational, or a bool leaf symbol)."""
+    return c if isinstance(c, (sp.logic.boolalg.Boolean, sp.core.relational.Relational)) else sp.Ne(c, 0)
+
+
+def _declare(name, scalar, grads, arity, infer, domain, kinks=None, differentiable=True):
+    def vjp(node, g, needs):
+        y = node
+        return [rule(*node.inputs, y, g) if need and rule is not None else None
+                for rule, need in zip(grads, needs)]
+    register(Op(name=name, infer=infer, numpy=_numpy_eval, vjp=vjp if differentiable else None,
+                scalar=scalar, elementwise=True, arity=arity, domain=domain,
+                differentiable=differentiable, extra={"kinks": kinks}))
+
+
+def unary(name, scalar, grad, domain=(-2.0, 2.0), kinks=None):
+    _declare(name, scalar, (grad,), 1, _float_rule(name), domain, kinks)
+
+
+def binary(name, scalar, grad_a, grad_b, domain=(-2.0, 2.0), kinks=None):
+    _declare(name, scalar, (grad_a, grad_b), 2, _float_rule(name), domain, kinks)
+
+
+def compare(name, scalar):
+    _declare(name, scalar, (None, None), 2, _compare_rule(name), (-2.0, 2.0),
+             differentiable=False)
+
+
+def _F():
+    from .. import frontend
+    return frontend
+
+
+# --- unary ------------------------------------------------------------------------------
+# name        sympy scalar form                     VJP: (x, y = forward output, g = cotangent)
+unary("neg", lambda x: -x, lambda x, y, g: -g)
+unary("exp", sp.exp, lambda x, y, g: g * y)
+unary("log", sp.log, lambda x, y, g: g / x, domain=(0.2, 3.0))
+unary("sin", sp.sin, lambda x, y, g: g * _F().cos(x))
+unary("cos", sp.cos, lambda x, y, g: -(g * _F().sin(x)))
+unary("tanh", sp.tanh, lambda x, y, g: g * (1 - y * y))
+unary("sigmoid", lambda x: 1 / (1 + sp.exp(-x)), lambda x, y, g: g * (y * (1 - y)))
+unary("relu", lambda x: sp.Max(x, 0), lambda x, y, g: _F().where(x > 0, g, 0.0),
+      kinks=lambda x: x)
+# softplus(x) = max(x, 0) + log1p(exp(-|x|)) never overflows; its derivative is sigmoid(x).
+unary("softplus", lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
+      lambda x, y, g: g * _F().sigmoid(x), domain=(-4.0, 4.0))
+unary("sqrt", sp.sqrt, lambda x, y, g: g * 0.5 / y, domain=(0.2, 3.0))
+unary("abs", sp.Abs, lambda x, y, g: g * _F().sign(x), kinks=lambda x: x)
+_declare("sign", sp.sign, (None,), 1, _float_rule("sign"), (-2.0, 2.0), differentiable=False)
+
+# --- binary -----------------------------------------------------------------------------
+binary("add", lambda a, b: a + b, lambda a, b, y, g: g, lambda a, b, y, g: g)
+binary("sub", lambda a, b: a - b, lambda a, b, y, g: g, lambda a, b, y, g: -g)
+binary("mul", lambda a, b: a * b, lambda a, b, y, g: g * b, lambda a, b, y, g: g * a)
+binary("div", lambda a, b: a / b, lambda a, b, y, g: g / b, lambda a, b, y, g: -(g * y / b),
+       domain=(0.3, 2.0))
+binary("pow", lambda a, b: a ** b, lambda a, b, y, g: g * b * a ** (b - 1),
+       lambda a, b, y, g: g * y * _F().log(a), domain=(0.3, 2.0))
+# Ties send the whole cotangent to the first operand (as numpy/JAX subgradients do).
+binary("maximum", sp.Max, lambda a, b, y, g: _F().where(a >= b, g, 0.0),
+       lambda a, b, y, g: _F().where(a >= b, 0.0, g), kinks=lambda a, b: a - b)
+binary("minimum", sp.Min, lambda a, b, y, g: _F().where(a <= b, g, 0.0),
+       lambda a, b, y, g: _F().where(a <= b, 0.0, g), kinks=lambda a, b: a - b)
+
+# --- comparisons (bool results, no derivative) ------------------------------------------------
+compare("greater", lambda a, b: sp.StrictGreaterThan(a, b, evaluate=False))
+compare("greater_equal", lambda a, b: sp.GreaterThan(a, b, evaluate=False))
+compare("less", lambda a, b: sp.StrictLessThan(a, b, evaluate=False))
+compare("less_equal", lambda a, b: sp.LessThan(a, b, evaluate=False))
+compare("equal", lambda a, b: sp.Eq(a, b, evaluate=False))
+
+# --- selection --------------------------------------------------------------------------
+_declare("where", lambda c, a, b: sp.Piecewise((a, as_condition(c)), (b, True)),
+         (None, lambda c, a, b, y, g: _F().where(c, g, 0.0),
+          lambda c, a, b, y, g: _F().where(c, 0.0, g)),
+         3, _where_rule, (-2.0, 2.0))

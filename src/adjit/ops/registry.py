@@ -1,0 +1,78 @@
+"""The op registry: every primitive op is declared exactly once, here or in a sibling module.
+
+An :class:`Op` record carries everything the rest of adjit needs to know about a primitive:
+
+* ``infer(inputs, attrs) -> TensorType`` -- shape and dtype rule; raises ShapeError /
+  DTypeError naming the operands.
+* ``numpy(args, node, env)`` -- the reference implementation the interpreter runs.
+* ``vjp(node, g, needs)`` -- cotangents for the inputs, written with front-end ops (so
+  gradients are ordinary nodes and can be differentiated again).  ``needs[k]`` says
+  whether input k needs one; return ``None`` where it does not.
+* ``scalar`` -- for elementwise ops, the sympy scalar form.  The numpy reference of an
+  elementwise op and its native lowering are both derived from it.
+* ``domain`` / ``test_shapes`` -- where the generated tests sample it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..ir import Node, TensorType, building, freeze_attrs
+
+
+@dataclass
+class Op:
+    name: str
+    infer: Callable
+    numpy: Callable
+    vjp: Callable | None = None
+    scalar: Callable | None = None          # sympy form (elementwise ops only)
+    elementwise: bool = False
+    arity: int | None = None
+    domain: tuple = (-2.0, 2.0)             # test sampling range (elementwise ops)
+    differentiable: bool = True
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    if op.name in REGISTRY:
+        raise RuntimeError(f"op {op.name!r} declared twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+def get_op(name: str) -> Op:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown op {name!r}") from None
+
+
+def make(op: str, inputs: tuple | list = (), attrs: dict | None = None, *,
+         name: str | None = None, meta: dict | None = None) -> Node:
+    """Make a node, checking its shape and dtype rule now (at declaration)."""
+    spec = get_op(op)
+    if spec.arity is not None and len(inputs) != spec.arity:
+        raise TypeError(f"{op} takes {spec.arity} operand(s), got {len(inputs)}")
+    frozen = freeze_attrs(attrs)
+    ttype: TensorType = spec.infer(tuple(inputs), dict(frozen))
+    node_meta = dict(meta or {})
+    if name is not None:
+        node_meta["name"] = name
+    return Node(op, inputs, frozen, ttype, node_meta)
+
+
+def rebuild(node: Node, inputs: tuple | list) -> Node:
+    """The same op and attrs over new inputs (keeps the user-facing meta)."""
+    if all(a is b for a, b in zip(inputs, node.inputs)) and len(inputs) == len(node.inputs):
+        return node
+    spec = get_op(node.op)
+    ttype = spec.infer(tuple(inputs), dict(node.attrs))
+    return Node(node.op, inputs, node.attrs, ttype, node.meta)
+
+
+__all__ = ["Op", "REGISTRY", "register", "get_op", "make", "rebuild", "building"]

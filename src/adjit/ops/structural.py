@@ -1,0 +1,202 @@
+"""Structural ops: leaves, shape movement, reductions, matmul.  One record each.
+
+Shapes may hold ``None``, the batch dimension, bound at call time; ``env.batch`` is its
+value in the interpreter.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import (DTYPES, FLOAT_DTYPES, INT_DTYPES, DTypeError, ShapeError, TensorType,
+                  label, shape_str)
+from .registry import Op, register
+
+
+def _F():
+    from .. import frontend
+    return frontend
+
+
+def _concrete(node, env):
+    return node.type.concrete(env.batch)
+
+
+# --- leaves -----------------------------------------------------------------------------
+def _leaf_rule(inputs, attrs):
+    return attrs["type"]
+
+
+register(Op("input", _leaf_rule, lambda args, node, env: env.values[node.attr("name")],
+            arity=0, doc="data bound by name at call time"))
+register(Op("param", _leaf_rule, lambda args, node, env: env.values[node.attr("name")],
+            arity=0, doc="a trainable parameter bound by name at call time"))
+register(Op("const", lambda inputs, attrs: TensorType(attrs["value"].array.shape,
+                                                      attrs["value"].array.dtype.name),
+            lambda args, node, env: node.attr("value").array, arity=0))
+register(Op("batch_size", lambda inputs, attrs: TensorType((), attrs["dtype"]),
+            lambda args, node, env: np.asarray(env.require_batch(), dtype=node.dtype), arity=0,
+            doc="the bound batch size as a scalar (for means over the batch)"))
+
+
+# --- broadcast (numpy rule: right-aligned) -----------------------------------------------------
+def broadcast_axes(in_shape: tuple, out_shape: tuple) -> tuple[int, ...]:
+    """Axes of out_shape that broadcasting created or stretched (what the VJP sums)."""
+    lead = len(out_shape) - len(in_shape)
+    stretched = [lead + i for i, d in enumerate(in_shape) if d == 1 and out_shape[lead + i] != 1]
+    return tuple(range(lead)) + tuple(stretched)
+
+
+def _broadcast_rule(inputs, attrs):
+    (x,), shape = inputs, attrs["shape"]
+    lead = len(shape) - x.ndim
+    ok = lead >= 0 and all(d == 1 or d == shape[lead + i] for i, d in enumerate(x.shape))
+    if not ok:
+        raise ShapeError(f"cannot broadcast {label(x)} of shape {shape_str(x.shape)} "
+                         f"to {shape_str(shape)}")
+    return TensorType(shape, x.dtype)
+
+
+def _broadcast_vjp(node, g, needs):
+    x = node.inputs[0]
+    axes = broadcast_axes(x.shape, node.shape)
+    summed = _F().sum(g, axis=axes) if axes else g
+    return [_F().reshape(summed, x.shape) if summed.shape != x.shape else summed]
+
+
+register(Op("broadcast", _broadcast_rule,
+            lambda args, node, env: np.broadcast_to(args[0], _concrete(node, env)),
+            _broadcast_vjp, arity=1))
+
+
+# --- reshape / transpose ------------------------------------------------------------------
+def _static_size(shape):
+    return int(np.prod([d for d in shape if d is not None], dtype=np.int64))
+
+
+def _reshape_rule(inputs, attrs):
+    (x,), shape = inputs, attrs["shape"]
+    if (x.shape.count(None) != shape.count(None)
+            or _static_size(x.shape) != _static_size(shape)):
+        raise ShapeError(f"cannot reshape {label(x)} of shape {shape_str(x.shape)} "
+                         f"to {shape_str(shape)}")
+    return TensorType(shape, x.dtype)
+
+
+register(Op("reshape", _reshape_rule,
+            lambda args, node, env: np.reshape(args[0], _concrete(node, env)),
+            lambda node, g, needs: [_F().reshape(g, node.inputs[0].shape)], arity=1))
+
+
+def _transpose_rule(inputs, attrs):
+    (x,), perm = inputs, attrs["perm"]
+    if sorted(perm) != list(range(x.ndim)):
+        raise ShapeError(f"transpose of {label(x)} (rank {x.ndim}): bad axes {perm}")
+    return TensorType(tuple(x.shape[p] for p in perm), x.dtype)
+
+
+register(Op("transpose", _transpose_rule,
+            lambda args, node, env: np.transpose(args[0], node.attr("perm")),
+            lambda node, g, needs: [_F().transpose(g, tuple(np.argsort(node.attr("perm"))))],
+            arity=1))
+
+
+# --- reductions -------------------------------------------------------------------------
+def _reduce_rule(name):
+    def infer(inputs, attrs):
+        (x,), axes = inputs, attrs["axes"]
+        if any(not 0 <= a < x.ndim for a in axes) or len(set(axes)) != len(axes):
+            raise ShapeError(f"{name} of {label(x)} with shape {shape_str(x.shape)}: "
+                             f"bad axes {axes}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise DTypeError(f"{name} of {label(x)}: needs a float dtype, got {x.dtype}")
+        return TensorType(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)
+    return infer
+
+
+def kept_shape(shape: tuple, axes: tuple) -> tuple:
+    """The reduced shape with 1s kept at the reduced axes (numpy's keepdims=True)."""
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def _unreduce(g, x, axes):
+    """Broadcast a reduction's cotangent (or result) back over the reduced axes."""
+    F = _F()
+    return F.broadcast_to(F.reshape(g, kept_shape(x.shape, axes)), x.shape)
+
+
+def _sum_vjp(node, g, needs):
+    return [_unreduce(g, node.inputs[0], node.attr("axes"))]
+
+
+def _max_vjp(node, g, needs):
+    # Subgradient shared equally among tied maxima (what JAX does).
+    F, x, axes = _F(), node.inputs[0], node.attr("axes")
+    mask = F.cast(F.equal(x, _unreduce(node, x, axes)), x.dtype)
+    count = F.sum(mask, axis=axes)
+    return [mask * _unreduce(g / count, x, axes)]
+
+
+register(Op("sum", _reduce_rule("sum"),
+            lambda args, node, env: np.sum(args[0], axis=node.attr("axes")).astype(node.dtype),
+            _sum_vjp, arity=1))
+register(Op("max", _reduce_rule("max"),
+            lambda args, node, env: np.max(args[0], axis=node.attr("axes"), initial=-np.inf
+                                           ).astype(node.dtype),
+            _max_vjp, arity=1))
+
+
+# --- matmul -----------------------------------------------------------------------------
+def _matmul_rule(inputs, attrs):
+    a, b = inputs
+    where = f"{label(a)} @ {label(b)}"
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"{where}: matmul takes 2-D operands, got shapes "
+                         f"{shape_str(a.shape)} and {shape_str(b.shape)}")
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(f"{where}: inner sizes {a.shape[1]} and {b.shape[0]} differ "
+                         f"(shapes {shape_str(a.shape)} and {shape_str(b.shape)})")
+    if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"{where}: needs one float dtype, got {a.dtype} and {b.dtype}")
+    return TensorType((a.shape[0], b.shape[1]), a.dtype)
+
+
+def _matmul_vjp(node, g, needs):
+    F, (a, b) = _F(), node.inputs
+    return [F.matmul(g, F.transpose(b)) if needs[0] else None,
+            F.matmul(F.transpose(a), g) if needs[1] else None]
+
+
+register(Op("matmul", _matmul_rule, lambda args, node, env: np.matmul(args[0], args[1]),
+            _matmul_vjp, arity=2))
+
+
+# --- dtype, gradient stops, labels --------------------------------------------------------
+def _cast_rule(inputs, attrs):
+    if attrs["dtype"] not in DTYPES:
+        raise DTypeError(f"cast of {label(inputs[0])}: unknown dtype {attrs['dtype']!r}")
+    return TensorType(inputs[0].shape, attrs["dtype"])
+
+
+def _cast_vjp(node, g, needs):
+    x = node.inputs[0]
+    return [_F().cast(g, x.dtype) if x.dtype in FLOAT_DTYPES else None]
+
+
+register(Op("cast", _cast_rule, lambda args, node, env: args[0].astype(node.dtype),
+            _cast_vjp, arity=1))
+register(Op("stop_gradient", lambda inputs, attrs: inputs[0].type,
+            lambda args, node, env: args[0], lambda node, g, needs: [None], arity=1,
+            doc="identity whose derivative is zero"))
+
+
+def _one_hot_rule(inputs, attrs):
+    (x,) = inputs
+    if x.dtype not in INT_DTYPES:
+        raise DTypeError(f"one_hot({label(x)}): labels must be integers, got {x.dtype}")
+    return TensorType(x.shape + (attrs["depth"],), attrs["dtype"])
+
+
+register(Op("one_hot", _one_hot_rule,
+            lambda args, node, env: (args[0][..., None] == np.arange(node.attr("depth"))
+                                     ).astype(node.dtype),
+            lambda node, g, needs: [None], arity=1))

@@ -1,0 +1,47 @@
+"""The pass pipeline: pure Graph -> Graph functions, run in one named order.
+
+Dead-code elimination is structural: a Graph is the set of ancestors of its outputs,
+so every pass's result is free of dead nodes (the report's node counts show what each
+pass removed).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..ir import Graph
+from ..ops.registry import get_op
+from .cse import cse
+from .fold import fold
+from .fuse import fuse
+
+Pass = Callable[[Graph], Graph]
+
+#: The default pipeline, in order.  Backends that lower elementwise regions need "fuse" last.
+PIPELINE: tuple[tuple[str, Pass], ...] = (
+    ("fold", fold),
+    ("cse", cse),
+    ("fold-again", fold),   # CSE exposes new identities (e.g. transpose∘transpose)
+    ("fuse", fuse),
+)
+
+
+def verify(graph: Graph) -> None:
+    """Re-run every node's shape/dtype rule: a pass must never change a node's type."""
+    for n in graph.order():
+        t = get_op(n.op).infer(n.inputs, dict(n.attrs))
+        if t != n.type:
+            raise AssertionError(f"pass {graph.stage}: node {n!r} has type {n.type}, rule says {t}")
+
+
+def run_pipeline(graph: Graph, passes: Sequence[tuple[str, Pass]] = PIPELINE) -> list[Graph]:
+    """All stages: the given graph first, then each pass's output (named by the pass)."""
+    stages = [graph]
+    for name, fn in passes:
+        g = fn(stages[-1])
+        g.stage = name
+        verify(g)
+        stages.append(g)
+    return stages
+
+
+__all__ = ["PIPELINE", "run_pipeline", "verify", "cse", "fold", "fuse"]

@@ -1,0 +1,86 @@
+"""Constant folding and algebraic identities (x·1 = x, x + 0 = x, --x = x, ...).
+
+Only identities that hold in IEEE arithmetic for every x are applied: ``x * 0`` is not
+folded (it is NaN for infinite x).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph, Node
+from ..ops.registry import get_op, make
+from ..backends.interp import Env
+from .rewrite import rewrite
+
+FOLD_MAX_ELEMENTS = 4096   # larger constant results stay as ops (keeps graphs and code small)
+_NOT_FOLDED = {"input", "param", "const", "batch_size", "broadcast"}
+
+
+def scalar_value(node: Node) -> float | None:
+    """The value of a constant whose elements are all equal (possibly broadcast), else None."""
+    while node.op == "broadcast":
+        node = node.inputs[0]
+    if node.op != "const":
+        return None
+    arr = node.attr("value").array
+    if arr.size == 0 or arr.dtype.kind not in "fiu":
+        return None
+    first = arr.reshape(-1)[0]
+    return float(first) if np.all(arr == first) else None
+
+
+def _identity(node: Node, ins: list[Node]):
+    op = node.op
+    v = [scalar_value(i) for i in ins]
+    if op == "add":
+        if v[1] == 0:
+            return ins[0], "x+0=x"
+        if v[0] == 0:
+            return ins[1], "0+x=x"
+    elif op == "sub":
+        if v[1] == 0:
+            return ins[0], "x-0=x"
+        if v[0] == 0:
+            return make("neg", (ins[1],)), "0-x=-x"
+    elif op == "mul":
+        if v[1] == 1:
+            return ins[0], "x*1=x"
+        if v[0] == 1:
+            return ins[1], "1*x=x"
+        if v[1] == -1:
+            return make("neg", (ins[0],)), "x*-1=-x"
+        if v[0] == -1:
+            return make("neg", (ins[1],)), "-1*x=-x"
+    elif op in ("div", "pow") and v[1] == 1:
+        return ins[0], f"x{'/' if op == 'div' else '**'}1=x"
+    elif op == "neg" and ins[0].op == "neg":
+        return ins[0].inputs[0], "--x=x"
+    elif op in ("reshape", "broadcast") and ins[0].op == op:
+        inner = ins[0].inputs[0]
+        if inner.shape == node.shape:
+            return inner, f"{op}∘{op}=id"
+        return make(op, (inner,), dict(node.attrs)), f"{op}∘{op}={op}"
+    elif op == "transpose" and ins[0].op == "transpose":
+        inner, p1, p2 = ins[0].inputs[0], ins[0].attr("perm"), node.attr("perm")
+        perm = tuple(p1[p] for p in p2)
+        if perm == tuple(range(len(perm))):
+            return inner, "transpose∘transpose=id"
+        return make("transpose", (inner,), {"perm": perm}), "transpose∘transpose"
+    return None
+
+
+def _fold_constant(node: Node, ins: list[Node]):
+    if node.op in _NOT_FOLDED or not ins or any(i.op != "const" for i in ins):
+        return None
+    if node.type.has_batch or int(np.prod(node.shape, dtype=np.int64)) > FOLD_MAX_ELEMENTS:
+        return None
+    arrays = [i.attr("value").array for i in ins]
+    with np.errstate(all="ignore"):
+        value = np.asarray(get_op(node.op).numpy(arrays, node, Env({}, None)), dtype=node.dtype)
+    from ..frontend import const
+    return const(value, node.dtype), "fold-constants"
+
+
+def fold(graph: Graph) -> Graph:
+    """Fold constant subexpressions and apply algebraic identities."""
+    return rewrite(graph, lambda n, ins: _fold_constant(n, ins) or _identity(n, ins), "fold")

@@ -1,0 +1,1 @@
+"""Ways to look at graphs and compiled functions."""

@@ -1,0 +1,41 @@
+"""Text listing of a graph: one line per node, stable ids, op, operands, type, name."""
+from __future__ import annotations
+
+from ..ir import Graph, Node
+
+
+def _attr_text(node: Node) -> str:
+    parts = []
+    for k, v in node.attrs:
+        if k in ("type", "name"):
+            continue
+        parts.append(f"{k}={v}")
+    return ("{" + ", ".join(parts) + "}") if parts else ""
+
+
+def graph_listing(graph: Graph) -> str:
+    """``%3 = matmul(%0, %1) : float32(B, 128)  # h`` lines, numbered in topological order."""
+    ids = {n.id: k for k, n in enumerate(graph.order())}
+    outs = {o.id: k for k, o in enumerate(graph.outputs)}
+    lines = [f"graph [{graph.stage}] ({len(graph)} nodes)"]
+    for n in graph.order():
+        if n.op in ("input", "param"):
+            rhs = f"{n.op} {n.name!r}"
+        else:
+            rhs = f"{n.op}({', '.join('%' + str(ids[i.id]) for i in n.inputs)}){_attr_text(n)}"
+        notes = []
+        if n.name and n.op not in ("input", "param"):
+            notes.append(n.name)
+        if n.meta.get("bars"):
+            notes.append("bar of " + ", ".join(_who(b, ids) for b in n.meta["bars"]))
+        if n.meta.get("role") == "adjoint":
+            notes.append("adjoint")
+        if n.id in outs:
+            notes.append(f"output {outs[n.id]}")
+        tail = f"  # {'; '.join(notes)}" if notes else ""
+        lines.append(f"  %{ids[n.id]} = {rhs} : {n.type}{tail}")
+    return "\n".join(lines)
+
+
+def _who(node: Node, ids: dict) -> str:
+    return node.name or (f"%{ids[node.id]}" if node.id in ids else f"{node.op}#{node.id}")
