@@ -14,7 +14,8 @@ Nothing reaches a backend (and no pointer reaches native code) before these chec
 
 Input policy: Python numbers, lists and arrays are accepted.  Float inputs take any
 real number dtype (ints and bools convert; float64 data for a float32 input is
-rounded, like numpy's ``astype``).  Integer inputs (labels) take integer arrays only.
+rounded, like numpy's ``astype``).  Integer inputs (labels) take integer arrays only,
+bool inputs (masks) bool arrays only.
 Complex, object, string and other dtypes are refused.
 """
 from __future__ import annotations
@@ -84,9 +85,13 @@ def _bound(shape, batch) -> str:
 def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     kind = arr.dtype.kind
-    ok = kind in "fiub" if is_float else kind in "iu"
+    if is_float:
+        ok, want = kind in "fiub", "a real number array"
+    elif dtype.kind == "b":
+        ok, want = kind == "b", "a bool array"
+    else:
+        ok, want = kind in "iu", "an integer array"
     if not ok:
-        want = "a real number array" if is_float else "an integer array"
         raise DTypeError(f"input {name!r}: expected {want} of {dtype.name}, got dtype {arr.dtype}")
     if arr.dtype != dtype or not arr.flags.c_contiguous or not arr.flags.aligned:
         arr = np.ascontiguousarray(arr, dtype=dtype)

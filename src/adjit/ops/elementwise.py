@@ -86,11 +86,14 @@ def as_condition(c):
 
 
 def _declare(name, scalar, grads, arity, infer, domain, kinks=None, differentiable=True):
+    # A rule of None is a zero derivative.  Non-differentiable ops (sign, comparisons) are
+    # piecewise constant: their derivative is zero wherever it exists, so grad passes zero
+    # through them rather than raising (abs' = sign, so grad-of-grad of abs needs this).
     def vjp(node, g, needs):
         y = node
         return [rule(*node.inputs, y, g) if need and rule is not None else None
                 for rule, need in zip(grads, needs)]
-    register(Op(name=name, infer=infer, numpy=_numpy_eval, vjp=vjp if differentiable else None,
+    register(Op(name=name, infer=infer, numpy=_numpy_eval, vjp=vjp,
                 scalar=scalar, elementwise=True, arity=arity, domain=domain,
                 differentiable=differentiable, extra={"kinks": kinks}))
 

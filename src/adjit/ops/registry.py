@@ -30,7 +30,7 @@ class Op:
     elementwise: bool = False
     arity: int | None = None
     domain: tuple = (-2.0, 2.0)             # test sampling range (elementwise ops)
-    differentiable: bool = True
+    differentiable: bool = True             # False: derivative zero wherever it exists
     doc: str = ""
     extra: dict = field(default_factory=dict)
 

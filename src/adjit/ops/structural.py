@@ -186,7 +186,7 @@ register(Op("cast", _cast_rule, lambda args, node, env: args[0].astype(node.dtyp
             _cast_vjp, arity=1))
 register(Op("stop_gradient", lambda inputs, attrs: inputs[0].type,
             lambda args, node, env: args[0], lambda node, g, needs: [None], arity=1,
-            doc="identity whose derivative is zero"))
+            differentiable=False, doc="identity whose derivative is zero"))
 
 
 def _one_hot_rule(inputs, attrs):
@@ -199,4 +199,4 @@ def _one_hot_rule(inputs, attrs):
 register(Op("one_hot", _one_hot_rule,
             lambda args, node, env: (args[0][..., None] == np.arange(node.attr("depth"))
                                      ).astype(node.dtype),
-            lambda node, g, needs: [None], arity=1))
+            lambda node, g, needs: [None], arity=1, differentiable=False))

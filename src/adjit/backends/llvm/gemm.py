@@ -120,6 +120,13 @@ def _vstore(b, val, ptr, align):
     b.store(val, b.bitcast(ptr, val.type.as_pointer()), align=align)
 
 
+def _prefetch(b, ptr, write):
+    """llvm.prefetch (never faults, so ptr may point past the data)."""
+    fn = _declare(b.module, "llvm.prefetch.p0",
+                  ir.FunctionType(ir.VoidType(), [I8P, I32, I32, I32]))
+    b.call(fn, [b.bitcast(ptr, I8P)] + [ir.Constant(I32, x) for x in (write, 3, 1)])
+
+
 def _function(module, name, ret, args, names, noalias=()):
     fn = ir.Function(module, ir.FunctionType(ret, args), name=name)
     fn.linkage = "internal"
@@ -167,6 +174,11 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
     undef = ir.Constant(vt, ir.Undefined)
     splat_mask = ir.Constant(ir.VectorType(I32, VL), [0] * VL)
 
+    # Prefetch the C tile for writing: its lines arrive while the k loop runs.
+    for i in range(MR):
+        crow = _at(b, c, b.mul(_c64(i), ldc))
+        for off in (0, NR - 1):
+            _prefetch(b, _at(b, crow, off), 1)
     pre = b.block
     body = b.append_basic_block("k.body")
     done = b.append_basic_block("k.done")
@@ -243,58 +255,82 @@ def _transpose(b, rows):
     return [sh(s[c], s[c + 4], lo) for c in range(4)] + [sh(s[c], s[c + 4], hi) for c in range(4)]
 
 
+def _chunks(n, VL):
+    """Split n lanes into vector pieces of VL, 4, 2, 1 lanes: [(offset, length)]."""
+    out, off = [], 0
+    for ln in (VL, 4, 2, 1):
+        while n - off >= ln:
+            out.append((off, ln))
+            off += ln
+    return out
+
+
 def _emit_pack(module, dt, p, T, W):
     """Pack an n x kc panel into W-wide slivers: dst[s*kc + k*W + w] = src(s+w, k).
 
-    Element (w, k) of the source is ``src[w*ld + k]`` (w_contig == 0) or ``src[k*ld + w]``
-    (w_contig != 0).  The last sliver is zero padded to W.  Signature
-    (i32 w_contig, i64 n, i64 kc, T* src, i64 ld, T* dst).  Full slivers with strided w
-    and W % VL == 0 load VL consecutive k per row and transpose in registers, which also
-    avoids the cache-set conflicts of W scalar streams at a power-of-two stride.
+    Element (w, k) is ``src[w*ld + k]`` (w_contig == 0) or ``src[k*ld + w]`` (w_contig
+    != 0); the last sliver is zero padded to W.  Signature (i32 w_contig, i64 n, i64 kc,
+    T* src, i64 ld, T* dst).  Access order follows the source: contiguous rows are copied
+    row by row across all slivers (sequential reads; sliver-by-sliver order touched one
+    page per row and ran 2x slower); strided rows are read VL k at a time and transposed in
+    registers.  The partial last sliver uses a plain scalar loop.
     """
     VL, esz = p["VL"], (4 if dt == "f32" else 8)
-    vt = ir.VectorType(T, VL)
     tp = T.as_pointer()
     fn, b = _function(module, f"adjit_gemm_{dt}.pack{W}", ir.VoidType(),
                       [I32, I64, I64, tp, I64, tp], ["w_contig", "n", "kc", "src", "ld", "dst"],
                       noalias=(3, 5))
     w_contig, n, kc, src, ld, dst = fn.args
-    zero = ir.Constant(T, 0.0)
     contig = b.icmp_signed("!=", w_contig, ir.Constant(I32, 0))
-    with b.if_else(contig) as (c_then, c_else):
-        for branch, ws, ks in ((c_then, _c64(1), ld), (c_else, ld, _c64(1))):
-            with branch:   # strides are constants in each copy, so LLVM can vectorize
-                with _loop(b, 0, n, W, "s") as s:
-                    out = _at(b, dst, b.mul(s, kc))
-                    edge = b.icmp_signed("<", b.sub(n, s), _c64(W))
-                    with b.if_else(edge) as (e_then, e_else):
-                        for ebranch, clamp in ((e_then, True), (e_else, False)):
-                            with ebranch:
-                                cols, valid = [], []
-                                for w in range(W):
-                                    idx = b.add(s, _c64(w))
-                                    if clamp:   # re-read the last valid element, store 0
-                                        valid.append(b.icmp_signed("<", idx, n))
-                                        idx = _min(b, idx, b.sub(n, _c64(1)))
-                                    cols.append(_at(b, src, b.mul(idx, ws)))
-                                k0 = _c64(0)
-                                if not clamp and ws is ld and W % VL == 0:
-                                    k0 = b.mul(b.sdiv(kc, _c64(VL)), _c64(VL))
-                                    with _loop(b, 0, k0, VL, "kv") as k:
-                                        for g in range(0, W, VL):
-                                            tr = _transpose(b, [_vload(b, _at(b, cols[g + r], k),
-                                                                       vt, esz) for r in range(VL)])
-                                            for t in range(VL):
-                                                o = _at(b, out, b.mul(b.add(k, _c64(t)), _c64(W)), g)
-                                                _vstore(b, tr[t], o, esz)
-                                with _loop(b, k0, kc, 1, "k") as k:
-                                    koff = b.mul(k, ks)
-                                    orow = _at(b, out, b.mul(k, _c64(W)))
-                                    for w in range(W):
-                                        v = b.load(_at(b, cols[w], koff))
-                                        if clamp:
-                                            v = b.select(valid[w], v, zero)
-                                        b.store(v, _at(b, orow, w))
+    nfull = b.mul(b.sdiv(n, _c64(W)), _c64(W))     # columns in full slivers
+
+    def piece(v, off, ln):   # lanes off..off+ln of vector v
+        if ln == VL:
+            return v
+        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, ln),
+                                                  list(range(off, off + ln))))
+    with b.if_else(contig) as (then, other):
+        with then:           # rows of contiguous elements: copy W at a time, row by row
+            with _loop(b, 0, kc, 1, "kc") as k:
+                row = _at(b, src, b.mul(k, ld))
+                with _loop(b, 0, nfull, W, "sc") as s:
+                    out = _at(b, dst, b.mul(s, kc), b.mul(k, _c64(W)))
+                    for off, ln in _chunks(W, VL):
+                        vt = ir.VectorType(T, ln)
+                        _vstore(b, _vload(b, _at(b, row, s, off), vt, esz), _at(b, out, off), esz)
+        with other:          # W strided rows per sliver: transpose VL x VL blocks
+            vt = ir.VectorType(T, VL)
+            kv = b.mul(b.sdiv(kc, _c64(VL)), _c64(VL))
+            with _loop(b, 0, nfull, W, "st") as s:
+                rows = [_at(b, src, b.mul(b.add(s, _c64(w)), ld)) for w in range(W)]
+                sl = _at(b, dst, b.mul(s, kc))
+                with _loop(b, 0, kv, VL, "kt") as k:
+                    for g in range(0, W, VL):
+                        tr = _transpose(b, [_vload(b, _at(b, rows[g + r], k), vt, esz)
+                                            if g + r < W else ir.Constant(vt, [0.0] * VL)
+                                            for r in range(VL)])
+                        for t in range(VL):
+                            out = _at(b, sl, b.mul(b.add(k, _c64(t)), _c64(W)), g)
+                            for off, ln in _chunks(min(VL, W - g), VL):
+                                _vstore(b, piece(tr[t], off, ln), _at(b, out, off), esz)
+                with _loop(b, kv, kc, 1, "kr") as k:
+                    out = _at(b, sl, b.mul(k, _c64(W)))
+                    for w in range(W):
+                        v = b.load(_at(b, rows[w], k), align=esz)
+                        b.store(v, _at(b, out, w), align=esz)
+    # Partial last sliver: w >= rem stores 0 (w is clamped so every load stays in bounds).
+    rem = b.sub(n, nfull)
+    with b.if_then(b.icmp_signed(">", rem, _c64(0))):
+        ws, ks = b.select(contig, _c64(1), ld), b.select(contig, ld, _c64(1))
+        base, sl = _at(b, src, b.mul(nfull, ws)), _at(b, dst, b.mul(nfull, kc))
+        last = b.sub(rem, _c64(1))
+        cols = [_at(b, base, b.mul(_min(b, _c64(w), last), ws)) for w in range(W)]
+        valid = [b.icmp_signed("<", _c64(w), rem) for w in range(W)]
+        with _loop(b, 0, kc, 1, "ke") as k:
+            koff, out = b.mul(k, ks), _at(b, sl, b.mul(k, _c64(W)))
+            for w in range(W):
+                v = b.load(_at(b, cols[w], koff), align=esz)
+                b.store(b.select(valid[w], v, ir.Constant(T, 0.0)), _at(b, out, w), align=esz)
     b.ret_void()
     return fn
 

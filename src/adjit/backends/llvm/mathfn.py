@@ -60,6 +60,7 @@ _C = {
         # exp: clamp x so that k stays in [-1077, 1025]; exp(-746) < 2^-1075 rounds to 0,
         # exp(710) overflows.  expm1 rounds to -1 below -40; tanh rounds to 1 above 20.
         EXP_LO=-746.0, EXP_HI=710.0, EXPM1_LO=-40.0, TANH_HI=20.0,
+        SINCOS_MAX=2.0 ** 50,
         # expm1(r) = r + r^2 (1/2 + r Q(r)),  |r| <= ln2/2
         Q=(0.16666666666666669, 0.041666666666666664, 0.008333333333330065,
            0.0013888888888886554, 0.00019841269863040545, 2.4801587317135164e-05,
@@ -72,6 +73,12 @@ _C = {
         S=(-0.16666666666666666, 0.008333333333333331, -0.00019841269841265003,
            2.7557319219291695e-06, -2.5052106215978872e-08, 1.6058529011960858e-10,
            -7.586543634101903e-13),
+        # tanh a = a + a z P(z),  z = a^2 <= TANH_SMALL^2
+        TANH_SMALL=0.55,
+        P=(-0.3333333333333333, 0.13333333333332714, -0.053968253967434016,
+           0.021869488493666944, -0.008863234397814355, 0.003592110378689024,
+           -0.001455661830100716, 0.0005889360520074057, -0.0002346347410887237,
+           8.511313685577672e-05, -2.060276537636634e-05),
         CC=(0.041666666666666664, -0.0013888888888887378, 2.4801587298736863e-05,
             -2.755731725679604e-07, 2.087614315990944e-09, -1.1382408754153254e-11),
     ),
@@ -82,11 +89,15 @@ _C = {
         PIO2=(1.5707963705062866, -4.371138828673793e-08, -1.7151245100058819e-15),
         SQRT_HALF_BITS=0x3F3504F3, MIN_NORMAL=2.0 ** -126, SUB_SHIFT=25,
         EXP_LO=-104.0, EXP_HI=89.0, EXPM1_LO=-20.0, TANH_HI=10.0,
+        SINCOS_MAX=2.0 ** 22,
         Q=(0.1666666716337204, 0.041666556149721146, 0.00833332072943449,
            0.0013926175888627768, 0.00019882690685335547),
         T=(0.6666668653488159, 0.3998878002166748, 0.29579949378967285),
         S=(-0.1666666716337204, 0.008333331905305386, -0.00019840081222355366,
            2.724914793361677e-06),
+        TANH_SMALL=0.55,
+        P=(-0.3333333134651184, 0.13333113491535187, -0.05390942841768265,
+           0.021309388801455498, -0.00661022774875164),
         CC=(0.0416666641831398, -0.0013888300163671374, 2.4547298380639404e-05),
     ),
 }
@@ -195,11 +206,10 @@ class _Emitter:
         r = self.fma(kf, self.c(-hi), x)
         return self.fma(kf, self.c(-lo), r), ki
 
-    def expm1_reduced(self, r):
-        """expm1(r) for |r| <= ln2/2; exact to rounding for tiny r."""
-        b = self.b
+    def expm1_tail(self, r):
+        """t(r) = expm1(r) - r = r^2 (1/2 + r Q(r)) for |r| <= ln2/2."""
         p = self.fma(r, self.horner(r, self.k["Q"]), self.c(0.5))
-        return self.fma(b.fmul(r, r), p, r)
+        return self.b.fmul(self.b.fmul(r, r), p)
 
     def int_to_float(self, i):
         """Signed integer (|i| < 2^31) to float; via i32 because AVX2 lacks i64 -> f64."""
@@ -214,7 +224,7 @@ class _Emitter:
         # normal exponent, so p * 2^k1 is exact and * 2^k2 rounds once (also when subnormal).
         x = self.clamp(x, k["EXP_LO"], k["EXP_HI"])
         r, ki = self.reduce_ln2(x)
-        p = b.fadd(self.c(1.0), self.expm1_reduced(r))
+        p = b.fadd(self.c(1.0), b.fadd(r, self.expm1_tail(r)))
         k1 = b.ashr(ki, self.ci(1))
         k2 = b.sub(ki, k1)
         return b.fmul(b.fmul(p, self.pow2(k1)), self.pow2(k2))
@@ -223,22 +233,30 @@ class _Emitter:
         b, k = self.b, self.k
         xc = self.clamp(x, k["EXPM1_LO"], k["EXP_HI"]) if clamp else x
         r, ki = self.reduce_ln2(xc)
-        em = self.expm1_reduced(r)
         # ki <= EMAX + 1 after clamping; for ki = EMAX + 1 use 2^EMAX and a final factor 2.
         big = b.icmp_signed(">", ki, self.ci(k["EMAX"]))
         s = self.pow2(self.sel(big, self.ci(k["EMAX"]), ki))
-        y = self.fma(s, em, b.fsub(s, self.c(1.0)))   # 2^k - 1 is exact while k <= MANT+1
+        # y = s*r + (s - 1) + s*t(r), summed so that expm1(r) is never rounded on its own
+        # (its rounding error would be scaled by s).  2^k - 1 is exact while k <= MANT+1.
+        y = self.fma(s, r, b.fsub(s, self.c(1.0)))
+        y = self.fma(s, self.expm1_tail(r), y)
         y = b.fmul(y, self.sel(big, self.c(2.0), self.c(1.0)))
         if not clamp:
             return y
         return self.sel(self.fcmp("==", x, self.c(0.0)), x, y)   # keeps the sign of -0
 
     def tanh(self, x):
-        b = self.b
+        b, k = self.b, self.k
         a = self.b.call(self._fabs, [x])
-        a = self.sel(self.fcmp(">", a, self.c(self.k["TANH_HI"])), self.c(self.k["TANH_HI"]), a)
+        a = self.sel(self.fcmp(">", a, self.c(k["TANH_HI"])), self.c(k["TANH_HI"]), a)
+        # |x| >= TANH_SMALL: 1 - 2/(expm1(2a) + 2); the subtraction from 1 hides the
+        # rounding errors of the quotient (em/(em+2) would show them at full size).
         em = self.expm1(b.fadd(a, a), clamp=False)        # 2a <= 2*TANH_HI: no overflow
-        y = b.fdiv(em, b.fadd(em, self.c(2.0)))
+        big = b.fsub(self.c(1.0), b.fdiv(self.c(2.0), b.fadd(em, self.c(2.0))))
+        # |x| < TANH_SMALL: odd polynomial a + a z P(z), exact to rounding for tiny a.
+        z = b.fmul(a, a)
+        small = self.fma(b.fmul(a, z), self.horner(z, k["P"]), a)
+        y = self.sel(self.fcmp("<", a, self.c(k["TANH_SMALL"])), small, big)
         return b.call(self._copysign, [y, x])
 
     # ---- log family ----------------------------------------------------------------------
@@ -314,7 +332,11 @@ class _Emitter:
         odd = b.icmp_signed("!=", b.and_(n, self.ci(1)), self.ci(0))
         neg = b.icmp_signed("!=", b.and_(n, self.ci(2)), self.ci(0))
         v = self.sel(odd, cos_r, sin_r)
-        return self.sel(neg, b.fneg(v), v)
+        v = self.sel(neg, b.fneg(v), v)
+        # Past SINCOS_MAX the reduction is not accurate (and soon meaningless): say so with
+        # NaN rather than return a wrong number.  Also gives NaN for +-inf, as IEEE wants.
+        far = self.fcmp(">", b.call(self._fabs, [x]), self.c(k["SINCOS_MAX"]))
+        return self.sel(far, self.c(float("nan")), v)
 
     def sin(self, x):
         y = self._sincos(x, 0)

@@ -1,0 +1,22 @@
+"""The LLVM CPU backend: one native entry per compiled function.
+
+``build`` plans buffers (:mod:`.plan`), lowers every step to LLVM IR (:mod:`.codegen`,
+with :mod:`.printer` for fused elementwise expressions, :mod:`.gemm` for matmul and
+:mod:`.mathfn` for transcendental functions), compiles it for the host CPU through
+:mod:`.target` (the only module that touches ``llvmlite.binding``; it also keeps the
+disk cache of object code) and wraps the entry in :class:`.runtime.NativeFunction`.
+"""
+from __future__ import annotations
+
+from ...ir import Graph
+from .codegen import Lowering
+from .plan import Plan
+from .runtime import NativeFunction
+from .target import compile_ir
+
+
+def build(graph: Graph, opt_level: int = 3, cache: bool | None = None) -> NativeFunction:
+    plan = Plan(graph)
+    ir_text = Lowering(plan).lower()
+    jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit")
+    return NativeFunction(plan, jit)

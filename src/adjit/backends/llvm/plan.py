@@ -1,0 +1,166 @@
+"""Schedule and buffer plan for the llvm backend.
+
+Every value gets a storage class:
+
+* ``slot``  -- a pointer read from the call's pointer table: inputs, outputs and
+  temporaries (temporaries point into one per-thread arena; their offsets are planned
+  per batch size with lifetime-based reuse, see :func:`arena_offsets`);
+* ``const`` -- an LLVM global holding a constant array;
+* ``batch`` -- the batch size itself (a ``batch_size`` node);
+* ``view``  -- the storage of another node (reshape, stop_gradient, and a 2-D transpose
+  whose every user is a matmul, which reads it through the GEMM's transpose flag).
+
+Sizes are symbolic in the batch size B: :class:`Size` is ``static · B**power``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...ir import Graph, Node
+
+NO_KERNEL = ("input", "param", "const", "batch_size")
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Size:
+    """``static * B**power``; ``Size(0, 0)`` is zero (a broadcast stride)."""
+
+    static: int
+    power: int = 0
+
+    def __mul__(self, other: "Size") -> "Size":
+        if self.static == 0 or other.static == 0:
+            return ZERO
+        return Size(self.static * other.static, self.power + other.power)
+
+    def eval(self, batch: int) -> int:
+        return self.static * (batch ** self.power if self.power else 1)
+
+
+ZERO, ONE = Size(0), Size(1)
+
+
+def dim(d) -> Size:
+    return Size(1, 1) if d is None else Size(int(d))
+
+
+def numel(shape) -> Size:
+    out = ONE
+    for d in shape:
+        out = out * dim(d)
+    return out
+
+
+def row_major_strides(shape) -> list[Size]:
+    strides, acc = [], ONE
+    for d in reversed(shape):
+        strides.append(acc)
+        acc = acc * dim(d)
+    return strides[::-1]
+
+
+@dataclass
+class Storage:
+    kind: str            # "slot" | "const" | "batch" | "view"
+    slot: int = -1
+    base: Node | None = None
+
+
+def is_gemm_transpose(graph: Graph, node: Node) -> bool:
+    users = graph.users(node)
+    return (node.op == "transpose" and node.ndim == 2 and bool(users)
+            and all(o is not node for o in graph.outputs)
+            and all(u.op == "matmul" for u in users))
+
+
+class Plan:
+    """What runs in which order, and where every value lives."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.inputs = sorted(graph.inputs, key=lambda n: n.name)
+        self.storage: dict[int, Storage] = {}
+        self.steps: list[Node] = []           # nodes computed by a kernel, in order
+        self.copies: list[tuple[Node, int]] = []  # outputs copied from another storage
+        slot = 0
+        for n in self.inputs:
+            self.storage[n.id] = Storage("slot", slot)
+            slot += 1
+        self.output_slots: list[int] = []
+        claimed: set[int] = set()
+        for o in graph.outputs:
+            self.output_slots.append(slot)
+            if o.id not in claimed and o.op not in NO_KERNEL and not self._is_view(o):
+                self.storage[o.id] = Storage("slot", slot)
+                claimed.add(o.id)
+            else:
+                self.copies.append((o, slot))   # copied into its own output buffer
+            slot += 1
+        self.temps: list[Node] = []
+        for n in graph.order():
+            if n.id in self.storage and n.op in ("input", "param"):
+                continue
+            if n.op == "const":
+                self.storage[n.id] = Storage("const")
+            elif n.op == "batch_size":
+                self.storage[n.id] = Storage("batch")
+            elif self._is_view(n):
+                self.storage[n.id] = Storage("view", base=n.inputs[0])
+            else:
+                if n.id not in self.storage:
+                    self.storage[n.id] = Storage("slot", slot)
+                    self.temps.append(n)
+                    slot += 1
+                self.steps.append(n)
+        self.workspace_slot = slot
+        self.n_slots = slot + 1
+        self._lifetimes()
+
+    def _is_view(self, n: Node) -> bool:
+        return n.op in ("reshape", "stop_gradient") or is_gemm_transpose(self.graph, n)
+
+    def root(self, n: Node) -> Node:
+        """The node whose storage ``n`` reads (follows views)."""
+        while self.storage[n.id].kind == "view":
+            n = self.storage[n.id].base
+        return n
+
+    def _lifetimes(self) -> None:
+        """First and last step index at which each temporary is live."""
+        step_of = {n.id: k for k, n in enumerate(self.steps)}
+        self.live: dict[int, list[int]] = {t.id: [step_of[t.id], step_of[t.id]] for t in self.temps}
+        for k, n in enumerate(self.steps):
+            for i in n.inputs:
+                r = self.root(i)
+                if r.id in self.live:
+                    self.live[r.id][1] = max(self.live[r.id][1], k)
+        for o, _ in self.copies:   # copies run after every step
+            r = self.root(o)
+            if r.id in self.live:
+                self.live[r.id][1] = len(self.steps)
+
+    def arena_offsets(self, batch: int) -> tuple[list[int], int]:
+        """Byte offsets of the temporaries for this batch size, and the arena size.
+
+        First-fit over live ranges: two temporaries share bytes only when their live
+        ranges (in steps) do not overlap, so no kernel reads a buffer another wrote.
+        """
+        placed: list[tuple[int, int, int, int]] = []   # (start, end, first, last)
+        offsets = []
+        for t in self.temps:
+            nbytes = numel(t.shape).eval(batch) * np.dtype(t.dtype if t.dtype != "bool" else "u1").itemsize
+            nbytes = -(-max(nbytes, 1) // ALIGN) * ALIGN
+            first, last = self.live[t.id]
+            clashes = sorted((s, e) for s, e, f, l in placed if not (l < first or f > last))
+            offset = 0
+            for s, e in clashes:
+                if offset + nbytes <= s:
+                    break
+                offset = max(offset, e)
+            placed.append((offset, offset + nbytes, first, last))
+            offsets.append(offset)
+        size = max((e for _, e, _, _ in placed), default=0)
+        return offsets, size

@@ -1,0 +1,174 @@
+"""Print a fused region's sympy expression as LLVM IR (one scalar evaluation).
+
+The expression is first split by ``sympy.cse`` so shared subterms are computed once.
+Transcendental functions call the branch-free inline functions of :mod:`.mathfn`, so
+the loop around this body vectorizes.  NaN propagates as in numpy: max/min use the
+NaN-propagating ``llvm.maximum``/``llvm.minimum``, comparisons are ordered (false on
+NaN, like numpy's).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy as sp
+from llvmlite import ir
+from sympy.codegen.cfunctions import log1p
+
+from .mathfn import get_math_fn
+
+F32, F64, I1, I8 = ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8)
+LLVM_TYPES = {"float32": F32, "float64": F64, "bool": I8}
+# elementwise arithmetic may contract a*b+c into one FMA; nothing else is relaxed
+FLAGS = ("contract",)
+
+_FCMP = {sp.StrictGreaterThan: ">", sp.GreaterThan: ">=", sp.StrictLessThan: "<",
+         sp.LessThan: "<=", sp.Equality: "==", sp.Unequality: "!="}
+
+
+class ScalarPrinter:
+    """Emits the IR of sympy expressions at the builder's insertion point.
+
+    ``leaf(k)`` returns the IR value of leaf symbol ``x{k}`` (a float, or an i1 for a bool
+    leaf), loaded by the caller's loop.
+    """
+
+    def __init__(self, builder: ir.IRBuilder, dtype: str, leaf: Callable[[int], ir.Value]):
+        self.b, self.dtype, self.T = builder, dtype, LLVM_TYPES[dtype]
+        self.module = builder.module
+        self.leaf = leaf
+        self.memo: dict = {}
+
+    def emit(self, expr: sp.Basic) -> ir.Value:
+        """The value of ``expr`` (an i1 for a relational/boolean expression)."""
+        subs, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("_t"), order="none")
+        for sym, sub in subs:
+            self.memo[sym] = self._value(sub)
+        return self._value(reduced)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def _value(self, e):
+        if e in self.memo:
+            return self.memo[e]
+        v = self._emit(e)
+        self.memo[e] = v
+        return v
+
+    def _emit(self, e):
+        b, T = self.b, self.T
+        if isinstance(e, sp.Symbol):
+            return self.leaf(int(e.name[1:]))
+        if e is sp.true or e is sp.false:
+            return ir.Constant(I1, int(bool(e)))
+        if e.is_Number:
+            return ir.Constant(T, float(e))
+        if isinstance(e, sp.Add):
+            return self._fold(b.fadd, e.args)
+        if isinstance(e, sp.Mul):
+            return self._mul(e)
+        if isinstance(e, sp.Pow):
+            return self._pow(e.base, e.exp)
+        if type(e) in _FCMP:
+            return self._compare(e)
+        if isinstance(e, sp.Piecewise):
+            return self._piecewise(e.args)
+        if isinstance(e, (sp.And, sp.Or)):
+            op = b.and_ if isinstance(e, sp.And) else b.or_
+            vals = [self._bool(a) for a in e.args]
+            out = vals[0]
+            for v in vals[1:]:
+                out = op(out, v)
+            return out
+        if isinstance(e, sp.Not):
+            return b.xor(self._bool(e.args[0]), ir.Constant(I1, 1))
+        if isinstance(e, (sp.Max, sp.Min)):
+            name = "llvm.maximum" if isinstance(e, sp.Max) else "llvm.minimum"
+            fn = self.module.declare_intrinsic(name, [T])
+            vals = [self._value(a) for a in e.args]
+            out = vals[0]
+            for v in vals[1:]:
+                out = b.call(fn, [out, v])
+            return out
+        if isinstance(e, sp.Abs):
+            return b.call(self.module.declare_intrinsic("llvm.fabs", [T]), [self._value(e.args[0])])
+        if isinstance(e, sp.sign):
+            x = self._value(e.args[0])
+            zero, one = ir.Constant(T, 0.0), ir.Constant(T, 1.0)
+            pos = b.select(b.fcmp_ordered(">", x, zero), one, zero)
+            neg = b.select(b.fcmp_ordered("<", x, zero), one, zero)
+            # sign(nan) = nan, as numpy: x - x is nan only for nan (and inf - inf)
+            s = b.fsub(pos, neg)
+            isnan = b.fcmp_unordered("uno", x, x)
+            return b.select(isnan, x, s)
+        fn_name = _FUNCTIONS.get(type(e))
+        if fn_name is not None:
+            fn = get_math_fn(self.module, fn_name, self.dtype)
+            return b.call(fn, [self._value(e.args[0])])
+        raise NotImplementedError(f"the llvm backend cannot print {type(e).__name__}: {e}")
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _fold(self, op, args):
+        vals = [self._value(a) for a in args]
+        out = vals[0]
+        for v in vals[1:]:
+            out = op(out, v, flags=FLAGS)
+        return out
+
+    def _mul(self, e: sp.Mul):
+        num, den = [], []
+        for f in e.args:
+            if isinstance(f, sp.Pow) and f.exp.is_Number and f.exp < 0:
+                den.append(sp.Pow(f.base, -f.exp) if f.exp != -1 else f.base)
+            else:
+                num.append(f)
+        top = self._fold(self.b.fmul, num) if num else ir.Constant(self.T, 1.0)
+        if den:
+            return self.b.fdiv(top, self._fold(self.b.fmul, den), flags=FLAGS)
+        return top
+
+    def _pow(self, base, exp):
+        b, T = self.b, self.T
+        if exp.is_Integer and abs(int(exp)) <= 16:
+            n = abs(int(exp))
+            x = self._value(base)
+            out, sq = None, x
+            while n:  # square-and-multiply
+                if n & 1:
+                    out = sq if out is None else b.fmul(out, sq, flags=FLAGS)
+                n >>= 1
+                if n:
+                    sq = b.fmul(sq, sq, flags=FLAGS)
+            out = out if out is not None else ir.Constant(T, 1.0)
+            return b.fdiv(ir.Constant(T, 1.0), out) if exp < 0 else out
+        if exp == sp.Rational(1, 2) or exp == sp.Rational(-1, 2):
+            r = b.call(self.module.declare_intrinsic("llvm.sqrt", [T]), [self._value(base)])
+            return r if exp > 0 else b.fdiv(ir.Constant(T, 1.0), r)
+        # a ** p = exp(p · log a), like C's pow for a > 0
+        log = get_math_fn(self.module, "log", self.dtype)
+        exp_fn = get_math_fn(self.module, "exp", self.dtype)
+        return b.call(exp_fn, [b.fmul(self._value(exp), b.call(log, [self._value(base)]))])
+
+    def _compare(self, e):
+        lhs, rhs = e.lhs, e.rhs
+        if lhs.is_Symbol and not lhs.is_real:   # a bool leaf compared with 0 (from `where`)
+            flag = self._value(lhs)
+            return flag if type(e) is sp.Unequality else self.b.xor(flag, ir.Constant(I1, 1))
+        op = _FCMP[type(e)]
+        a, c = self._value(lhs), self._value(rhs)
+        if op == "!=":
+            return self.b.fcmp_unordered("!=", a, c)
+        return self.b.fcmp_ordered(op, a, c)
+
+    def _bool(self, e):
+        v = self._value(e)
+        return v if v.type == I1 else self.b.fcmp_unordered("!=", v, ir.Constant(self.T, 0.0))
+
+    def _piecewise(self, pieces):
+        value, cond = pieces[-1]
+        out = self._value(value)
+        for value, cond in reversed(pieces[:-1]):
+            out = self.b.select(self._bool(cond), self._value(value), out)
+        return out
+
+
+_FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tanh: "tanh",
+              log1p: "log1p"}

@@ -1,0 +1,98 @@
+"""The Python side of a native function: pointer table, arena, outputs, the call.
+
+Per thread and batch size, a state holds the pointer table (``void*[n_slots]``), the
+arena of temporaries (offsets planned by :meth:`Plan.arena_offsets`) and the GEMM
+workspace, so concurrent calls from several threads never share scratch memory.
+Outputs are fresh numpy arrays every call: results never alias the arena, the
+inputs, or earlier results.  ctypes releases the GIL during the native call.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+
+from .gemm import gemm_workspace_elems
+from .plan import ALIGN, Plan
+
+_ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+
+
+def address(arr: np.ndarray) -> int:
+    """The data address of a C-contiguous array (cheap path for writable arrays)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(arr))
+    except (TypeError, ValueError, BufferError):   # read-only or empty
+        return arr.ctypes.data
+
+
+def aligned_empty(nbytes: int) -> np.ndarray:
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    skip = (-raw.ctypes.data) % ALIGN
+    return raw[skip:skip + nbytes]
+
+
+class _State:
+    """Scratch memory and pointer table for one (thread, batch size)."""
+
+    def __init__(self, plan: Plan, batch: int):
+        offsets, size = plan.arena_offsets(batch)
+        self.arena = aligned_empty(max(size, ALIGN))
+        self.workspace = aligned_empty(gemm_workspace_elems("f64") * 8)
+        self.table = (ctypes.c_void_p * plan.n_slots)()
+        base = self.arena.ctypes.data
+        for temp, off in zip(plan.temps, offsets):
+            self.table[plan.storage[temp.id].slot] = base + off
+        self.table[plan.workspace_slot] = self.workspace.ctypes.data
+        self.table_address = ctypes.addressof(self.table)
+
+
+class NativeFunction:
+    def __init__(self, plan: Plan, jit):
+        self.plan, self.jit = plan, jit
+        self._entry = _ENTRY_TYPE(jit.address("adjit_entry"))
+        self._local = threading.local()
+        self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]
+        self._outputs = [(o.type, o.dtype if o.dtype != "bool" else "bool", slot)
+                         for o, slot in zip(plan.graph.outputs, plan.output_slots)]
+
+    def _state(self, batch: int) -> _State:
+        states = getattr(self._local, "states", None)
+        if states is None:
+            states = self._local.states = {}
+        st = states.get(batch)
+        if st is None:
+            st = states[batch] = _State(self.plan, batch)
+        return st
+
+    def __call__(self, values: dict, batch: int | None) -> list[np.ndarray]:
+        b = 0 if batch is None else batch
+        st = self._state(b)
+        table = st.table
+        for name, slot in self._inputs:
+            table[slot] = address(values[name])
+        outs = []
+        for ttype, dtype, slot in self._outputs:
+            arr = np.empty(ttype.concrete(b), dtype=dtype)
+            table[slot] = address(arr) if arr.size else st.arena.ctypes.data
+            outs.append(arr)
+        self._entry(st.table_address, b)
+        return outs
+
+    # -- inspection --------------------------------------------------------------------------
+    @property
+    def llvm_ir(self) -> str:
+        return self.jit.llvm_ir
+
+    @property
+    def llvm_ir_optimized(self) -> str:
+        return self.jit.llvm_ir_optimized
+
+    @property
+    def asm(self) -> str:
+        return self.jit.asm
+
+    @property
+    def cache_info(self) -> str:
+        return self.jit.cache_info
