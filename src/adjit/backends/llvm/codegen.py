@@ -14,11 +14,11 @@ from llvmlite import ir
 from ...ir import Node
 from ...ops.registry import REGISTRY
 from ...passes.fuse import leaf_symbol
-from .gemm import emit_gemm
+from .library import declare_gemm
 from .loops import (REDUCE_FLAGS, broadcast_access, c64, contiguous, emit_nest, for_range,
                     merge_dims, reduce_range, size_value, transpose_access)
 from .plan import ONE, ZERO, Plan, numel
-from .printer import LLVM_TYPES, ScalarPrinter
+from .printer import LLVM_TYPES, ScalarPrinter, intrinsic
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -201,7 +201,7 @@ class Lowering:
 
         def combine(b, acc, v):
             if is_max:
-                return b.call(self.module.declare_intrinsic("llvm.maximum", [T]), [acc, v])
+                return b.call(intrinsic(self.module, "maximum", T, 2), [acc, v])
             return b.fadd(acc, v, flags=REDUCE_FLAGS)
 
         def body(offsets, indices):
@@ -225,7 +225,7 @@ class Lowering:
     def _matmul(self, node: Node):
         a, bnode = node.inputs
         dt = "f32" if node.dtype == "float32" else "f64"
-        gemm = emit_gemm(self.module, dt)
+        gemm = declare_gemm(self.module, dt)
         fn, b = self._new_kernel(node, [a, bnode], workspace=True)
         out, pa, pb, work, batch = fn.args
         ta = a.op == "transpose" and self.plan.storage[a.id].kind == "view"

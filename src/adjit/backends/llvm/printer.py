@@ -25,6 +25,19 @@ _FCMP = {sp.StrictGreaterThan: ">", sp.GreaterThan: ">=", sp.StrictLessThan: "<"
          sp.LessThan: "<=", sp.Equality: "==", sp.Unequality: "!="}
 
 
+def intrinsic(module: ir.Module, name: str, T: ir.Type, nargs: int) -> ir.Function:
+    """Declare ``llvm.<name>.<f32|f64>`` with ``nargs`` operands of type ``T``.
+
+    (``Module.declare_intrinsic`` builds one-operand signatures for two-operand
+    intrinsics such as llvm.maximum.)
+    """
+    full = f"llvm.{name}.{'f32' if T == F32 else 'f64'}"
+    fn = module.globals.get(full)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(T, [T] * nargs), name=full)
+    return fn
+
+
 class ScalarPrinter:
     """Emits the IR of sympy expressions at the builder's insertion point.
 
@@ -81,8 +94,7 @@ class ScalarPrinter:
         if isinstance(e, sp.Not):
             return b.xor(self._bool(e.args[0]), ir.Constant(I1, 1))
         if isinstance(e, (sp.Max, sp.Min)):
-            name = "llvm.maximum" if isinstance(e, sp.Max) else "llvm.minimum"
-            fn = self.module.declare_intrinsic(name, [T])
+            fn = intrinsic(self.module, "maximum" if isinstance(e, sp.Max) else "minimum", T, 2)
             vals = [self._value(a) for a in e.args]
             out = vals[0]
             for v in vals[1:]:
