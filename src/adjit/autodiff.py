@@ -69,6 +69,16 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
                 if need and ct is not None:
                     contributions.setdefault(inp.id, []).append(ct)
         results = [totals[v.id] if v.id in totals else _zeros_like(v) for v in variables]
+    # A gradient is a function of the whole model, even where it reads none of its inputs
+    # (d/dx sum(x) over the batch is ones shaped like x): record the model's inputs so a
+    # compiled gradient takes the same arguments and can bind the batch size from them.
+    context = ancestors([y] + variables)   # variables y ignores still get their zeros' batch
+    model = {n.id: n for n in context if n.op in ("input", "param")}
+    for n in context:
+        model.update((i.id, i) for i in n.meta.get("model_inputs", ()))
+    for r in results:
+        merged = {**{i.id: i for i in r.meta.get("model_inputs", ())}, **model}
+        r.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
     return results[0] if single else results
 
 

@@ -33,7 +33,7 @@ class Compiled:
         self.backend = backend
         self.stages = run_pipeline(Graph(outs, "traced"), PIPELINE if passes is None else passes)
         self.graph = self.stages[-1]
-        self._binder = Binder(self.stages[0].inputs)
+        self._binder = Binder(_arguments(self.stages[0]))
         self.input_names = sorted(self._binder.names)
         self._impl = get_backend(backend).build(self.graph, **options)
 
@@ -77,6 +77,18 @@ class Compiled:
     def __repr__(self):
         return (f"<adjit.Compiled backend={self.backend!r} inputs={self.input_names} "
                 f"outputs={len(self.graph.outputs)}>")
+
+
+def _arguments(graph: Graph) -> list[Node]:
+    """The graph's inputs, plus those of the models its gradients came from (see grad)."""
+    args = list(graph.inputs)
+    names = {n.name for n in args}
+    for n in graph.order():
+        for leaf in n.meta.get("model_inputs", ()):
+            if leaf.name not in names:
+                names.add(leaf.name)
+                args.append(leaf)
+    return args
 
 
 def compile(outputs, backend: str = DEFAULT_BACKEND, **options) -> Compiled:  # noqa: A001

@@ -20,8 +20,14 @@ def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
 
 
 def log_softmax(x, axis=-1) -> Node:
-    """x - logsumexp(x): log-probabilities, finite for any finite logits."""
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    """(x - m) - log(sum(exp(x - m))): log-probabilities, finite for any finite logits.
+
+    Subtracting the max m before anything else keeps results exact to rounding for huge
+    logits (x - logsumexp(x) would add m and take it away again, losing an ulp of m).
+    """
+    x = F._lift(x)
+    shifted = x - F.stop_gradient(F.max(x, axis=axis, keepdims=True))
+    return shifted - F.log(F.sum(F.exp(shifted), axis=axis, keepdims=True))
 
 
 def softmax(x, axis=-1) -> Node:

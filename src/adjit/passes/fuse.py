@@ -78,6 +78,12 @@ def fuse(graph: Graph) -> Graph:
             return REGISTRY[n.op].scalar(*args)
 
         e = expr(node, node)
+        # leaves sympy cancelled ((a*b + a) - a*b -> a) are dropped, so they stay dead code
+        used = [k for k, leaf in enumerate(leaves) if leaf_symbol(k, leaf.dtype) in e.free_symbols]
+        if len(used) < len(leaves):
+            e = e.xreplace({leaf_symbol(k, leaves[k].dtype): leaf_symbol(j, leaves[k].dtype)
+                            for j, k in enumerate(used)})
+            leaves = [leaves[k] for k in used]
         members = count[0]
         fused = make("fused", leaves, {"expr": e, "type": node.type, "members": members})
         return fused, "fuse-elementwise" if members > 1 else "wrap-elementwise"

@@ -1,36 +1,32 @@
 """Generated matrix-multiply kernels (GotoBLAS-style, written with llvmlite.ir only).
 
-:func:`emit_gemm` adds ``adjit_gemm_f32`` / ``adjit_gemm_f64`` to a module, with C signature::
+:func:`emit_gemm` adds ``adjit_gemm_f32`` / ``adjit_gemm_f64`` to a module, C signature::
 
-    void adjit_gemm_<dt>(i32 transA, i32 transB, i64 M, i64 N, i64 K,
-                         T* A, i64 lda, T* B, i64 ldb, T* C, i64 ldc,
-                         i32 accumulate, T* work)
+    void adjit_gemm_<dt>(i32 transA, i32 transB, i64 M, i64 N, i64 K, T* A, i64 lda,
+                         T* B, i64 ldb, T* C, i64 ldc, i32 accumulate, T* work)
 
-computing, row-major, ``C[M,N] = op(A) @ op(B)`` (``+ C`` when accumulate != 0).  op(A) is
-M x K; with transA, A is stored K x M (leading dimension lda).  op(B) is K x N; with
-transB, B is stored N x K.  ``work`` holds :func:`gemm_workspace_elems` elements, 64-byte
-aligned: one half per thread (each half = an MC x KC panel of A + a KC x NC panel of B).
-C must not overlap A, B or work (A and B may overlap each other: both are only read).
+computing, row-major, ``C[M,N] = op(A) @ op(B)`` (``+ C`` when accumulate != 0); op(A) is
+M x K (with transA, A is stored K x M, leading dimension lda), op(B) is K x N (with transB,
+B is stored N x K).  ``work``: :func:`gemm_workspace_elems` elements, 64-byte aligned, one
+half per thread (each half = an MC x KC panel of A + a KC x NC panel of B).  C must not
+overlap A, B or work; A and B may overlap (both are only read).  Any M, N, K >= 0.
 
-Structure (all loops in generated code, sizes are runtime values):
+Structure (sizes are runtime values, blocking constants are Python ints):
+  * ``jc`` over N by NC, ``pc`` over K by KC: pack op(B) into NR-wide k-major slivers (zero
+    padded); ``ic`` over M by MC: pack op(A) into MR-wide slivers; ``jr``/``ir`` over the
+    NR x MR tiles call the micro-kernel: MR x NR accumulators in MR*NV vectors <VL x T>,
+    per k one broadcast of A per row, NV loads of B, hand-declared ``llvm.fma.v*``.  Full
+    tiles update C with vector ops, edge tiles go through a stack tile.
+  * Small products (M*N*K <= SMALL_MNK) skip packing: the kernel reads A through runtime
+    strides (rows past the edge re-read the last valid row; their results are dropped) and
+    B rows in place (only a ragged last strip, or all of B when transB, is packed).
+  * Large products (M*N*K >= THREAD_MNK) are split along N (or M) and one half runs on a
+    pthread created by the generated code (glibc >= 2.34 exports pthread_* from libc and
+    MCJIT resolves them from the process).  If pthread_create fails that half runs inline.
 
-  * ``jc`` over N in NC blocks, ``pc`` over K in KC blocks: pack op(B)[pc:, jc:] into
-    NR-column slivers (k-major, zero padded); ``ic`` over M in MC blocks: pack op(A) into
-    MR-row slivers; then ``jr``/``ir`` over NR x MR tiles call the micro-kernel.
-  * Micro-kernel: MR x NR tile held in MR*NV vector accumulators (<VL x T>), one
-    broadcast of A and NV loads of B per k, ``llvm.fma`` on vectors.  Full tiles load/store
-    C with vector ops; edge tiles go through a stack tile and copy only the valid part.
-  * Small products (M*N*K <= small_mnk) skip packing: the kernel reads A through
-    runtime strides (rows past the edge re-read the last valid row, result discarded) and
-    B rows directly (only the ragged last column strip, and all of B when transB, is packed).
-  * Large products (M*N*K >= thread_mnk) split N (or M) in two and run one half on a
-    second pthread created from the generated code (glibc >= 2.34 exports pthread_* from
-    libc, which MCJIT resolves from the process).  If pthread_create fails the half runs
-    inline, so the result never depends on threading.
-
-Invariants: every address is a GEP (no inttoptr); the K loop of the micro-kernel runs
-kc >= 1 times (K == 0 is handled up front: C is zeroed unless accumulating); the first K
-block overwrites C unless accumulate, later ones add.
+Invariants: addresses are GEPs only (no inttoptr); the micro-kernel's k loop runs kc >= 1
+times (K == 0 is handled first: C = 0 unless accumulating); the first K block overwrites C
+unless accumulate, later blocks add to it.
 """
 
 from __future__ import annotations
@@ -152,15 +148,14 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
     Requires kc >= 1, 1 <= mr <= MR, 1 <= nr <= NR; for strided B, nr == NR.
     """
     MR, VL, NV, NR = p["MR"], p["VL"], p["NV"], p["NR"]
-    tp = T.as_pointer()
-    vt = ir.VectorType(T, VL)
-    fma = _declare(module, f"llvm.fma.v{VL}{'f32' if dt == 'f32' else 'f64'}",
-                   ir.FunctionType(vt, [vt, vt, vt]))
+    tp, vt = T.as_pointer(), ir.VectorType(T, VL)
+    fma = _declare(module, f"llvm.fma.v{VL}{dt}", ir.FunctionType(vt, [vt] * 3))
     name = f"adjit_gemm_{dt}.kern.{'p' if a_packed else 's'}{'p' if b_packed else 's'}"
     fn, b = _function(module, name, ir.VoidType(),
                       [I64, tp, I64, I64, tp, I64, tp, I64, I64, I64, I32],
                       ["kc", "a", "a_rs", "a_cs", "b", "b_ks", "c", "ldc", "mr", "nr", "beta"],
                       noalias=(1, 4, 6))
+    fn.attributes.add("noinline")   # own register allocation; measured faster than inlined
     kc, a, a_rs, a_cs, bp, b_ks, c, ldc, mr, nr, beta = fn.args
     esz = 4 if dt == "f32" else 8
     tile = b.alloca(T, size=_c64(MR * NR), name="tile")
@@ -179,17 +174,14 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
         crow = _at(b, c, b.mul(_c64(i), ldc))
         for off in (0, NR - 1):
             _prefetch(b, _at(b, crow, off), 1)
-    pre = b.block
-    body = b.append_basic_block("k.body")
-    done = b.append_basic_block("k.done")
+    pre, body, done = b.block, b.append_basic_block("k.body"), b.append_basic_block("k.done")
     b.branch(body)
     b.position_at_end(body)
     k = b.phi(I64, "k")
     k.add_incoming(_c64(0), pre)
     acc = [[b.phi(vt, f"acc{i}_{v}") for v in range(NV)] for i in range(MR)]
-    for row in acc:
-        for ph in row:
-            ph.add_incoming(zero, pre)
+    for ph in (ph for row in acc for ph in row):
+        ph.add_incoming(zero, pre)
     brow = _at(b, bp, b.mul(k, b_ks))
     bv = [_vload(b, _at(b, brow, v * VL), vt, esz) for v in range(NV)]
     koff = b.mul(k, a_cs)
@@ -199,9 +191,8 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
         s = b.shuffle_vector(b.insert_element(undef, s, ir.Constant(I32, 0)), undef, splat_mask)
         new.append([b.call(fma, [s, bv[v], acc[i][v]]) for v in range(NV)])
     k1 = b.add(k, _c64(1))
-    for i in range(MR):
-        for v in range(NV):
-            acc[i][v].add_incoming(new[i][v], body)
+    for i, v in ((i, v) for i in range(MR) for v in range(NV)):
+        acc[i][v].add_incoming(new[i][v], body)
     k.add_incoming(k1, body)
     b.cbranch(b.icmp_signed("<", k1, kc), body, done)
 
@@ -217,9 +208,8 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
                     old = b.select(add, _vload(b, ptr, vt, esz), zero)
                     _vstore(b, b.fadd(new[i][v], old), ptr, esz)
         with other:  # edge tile: spill to the stack tile, copy the valid mr x nr part
-            for i in range(MR):
-                for v in range(NV):
-                    _vstore(b, new[i][v], _at(b, tile, i * NR + v * VL), esz)
+            for i, v in ((i, v) for i in range(MR) for v in range(NV)):
+                _vstore(b, new[i][v], _at(b, tile, i * NR + v * VL), esz)
             with _loop(b, 0, mr, 1, "ei") as i:
                 crow = _at(b, c, b.mul(i, ldc))
                 trow = _at(b, tile, b.mul(i, _c64(NR)))
@@ -378,20 +368,18 @@ def _emit_serial(module, dt, p, T, small_mnk):
                     with _loop(b, 0, mc, MR, "ir") as ir_:
                         mr = _min(b, _c64(MR), b.sub(mc, ir_))
                         ct = _at(b, C, b.mul(b.add(ic, ir_), ldc), jc, jr)
-                        a_dir = _at(b, ablk, b.mul(ir_, a_rs))
-                        a_pk = _at(b, Ap, b.mul(ir_, kc))
+                        kargs = [kc, None, a_rs, a_cs, bsl, ldb, ct, ldc, mr, nr, beta]
                         with b.if_else(direct) as (d_then, d_else):
                             with d_then:
+                                kargs[1] = _at(b, ablk, b.mul(ir_, a_rs))
                                 with b.if_else(b_packed) as (bp_then, bp_else):
                                     with bp_then:
-                                        b.call(kern[False, True], [kc, a_dir, a_rs, a_cs, bsl,
-                                                                   ldb, ct, ldc, mr, nr, beta])
+                                        b.call(kern[False, True], kargs)
                                     with bp_else:
-                                        b.call(kern[False, False], [kc, a_dir, a_rs, a_cs, bsl,
-                                                                    ldb, ct, ldc, mr, nr, beta])
+                                        b.call(kern[False, False], kargs)
                             with d_else:
-                                b.call(kern[True, True], [kc, a_pk, a_rs, a_cs, bsl, ldb, ct,
-                                                          ldc, mr, nr, beta])
+                                kargs[1] = _at(b, Ap, b.mul(ir_, kc))
+                                b.call(kern[True, True], kargs)
     b.ret_void()
     return fn
 
@@ -409,10 +397,12 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
               small_mnk: int | None = None, thread_mnk: int | None = None) -> ir.Function:
     """Add ``adjit_gemm_<dtype>`` (see the module docstring) to ``module`` and return it.
 
-    Idempotent: if the module already has the function it is returned unchanged (the
-    keyword arguments are then ignored).  ``threads`` (1 or 2) caps the threads used;
-    ``small_mnk`` / ``thread_mnk`` override the M*N*K thresholds of the unpacked fast
-    path and of the 2-thread split (for benchmarks).
+    Idempotent: if the module already has the function it is returned as is (keyword
+    arguments then ignored).  ``threads`` (1 or 2) caps the threads; ``small_mnk`` and
+    ``thread_mnk`` override SMALL_MNK / THREAD_MNK (benchmarks use them).
+
+    >>> m = ir.Module(); f = emit_gemm(m, "f32"); f.name, emit_gemm(m, "f32") is f
+    ('adjit_gemm_f32', True)
     """
     if dtype not in _PARAMS:
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
@@ -421,17 +411,14 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     name = gemm_symbol(dtype)
     if name in module.globals:
         return module.globals[name]
-    p = gemm_params(dtype)
-    T = ir.FloatType() if dtype == "f32" else ir.DoubleType()
+    p, T = gemm_params(dtype), (ir.FloatType() if dtype == "f32" else ir.DoubleType())
     MR, NR = p["MR"], p["NR"]
-    serial = _emit_serial(module, dtype, p, T,
-                          SMALL_MNK[dtype] if small_mnk is None else small_mnk)
+    serial = _emit_serial(module, dtype, p, T, SMALL_MNK[dtype] if small_mnk is None else small_mnk)
     args_t = ir.LiteralStructType(_ENTRY_ARGS(T))
-    # Thread body: unpack the argument struct, run one half.
-    worker, b = _function(module, f"{name}.worker", I8P, [I8P], ["arg"])
+    field = lambda bld, ptr, i: bld.gep(ptr, [ir.Constant(I32, 0), ir.Constant(I32, i)])
+    worker, b = _function(module, f"{name}.worker", I8P, [I8P], ["arg"])   # thread body
     sp = b.bitcast(worker.args[0], args_t.as_pointer())
-    b.call(serial, [b.load(b.gep(sp, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
-                    for i in range(len(args_t.elements))])
+    b.call(serial, [b.load(field(b, sp, i)) for i in range(len(args_t.elements))])
     b.ret(ir.Constant(I8P, None))
 
     fn, b = _function(module, name, ir.VoidType(), _ENTRY_ARGS(T), _ENTRY_NAMES,
@@ -439,15 +426,15 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     fn.linkage = "external"
     args = list(fn.args)
     ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = args
-    zero32 = ir.Constant(I32, 0)
-    with b.if_then(b.or_(b.icmp_signed("<=", M, _c64(0)), b.icmp_signed("<=", N, _c64(0)))):
+    half2_st, tid = b.alloca(args_t, name="half2"), b.alloca(I64, name="tid")
+    zero32, c0, one = ir.Constant(I32, 0), _c64(0), _c64(1)
+    with b.if_then(b.or_(b.icmp_signed("<=", M, c0), b.icmp_signed("<=", N, c0))):
         b.ret_void()
-    with b.if_then(b.icmp_signed("<=", K, _c64(0))):
+    with b.if_then(b.icmp_signed("<=", K, c0)):
         with b.if_then(b.icmp_signed("==", accum, zero32)):   # empty sum: C = 0
             with _loop(b, 0, M, 1, "zi") as i:
-                row = _at(b, C, b.mul(i, ldc))
                 with _loop(b, 0, N, 1, "zj") as j:
-                    b.store(ir.Constant(T, 0.0), _at(b, row, j))
+                    b.store(ir.Constant(T, 0.0), _at(b, C, b.mul(i, ldc), j))
         b.ret_void()
     big = b.icmp_signed(">=", b.mul(b.mul(M, N), K),
                         _c64(THREAD_MNK[dtype] if thread_mnk is None else thread_mnk))
@@ -457,33 +444,28 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     with b.if_then(b.not_(go)):
         b.call(serial, args)
         b.ret_void()
-    # Split point rounded to the nearest tile multiple (>= one tile on each side).
+    # Split the larger of M, N (then each thread re-packs only the smaller operand) at the
+    # nearest tile multiple; both halves get at least one full tile.
     n0 = b.mul(b.sdiv(b.add(b.sdiv(N, _c64(2)), _c64(NR // 2)), _c64(NR)), _c64(NR))
     m0 = b.mul(b.sdiv(b.add(b.sdiv(M, _c64(2)), _c64(MR // 2)), _c64(MR)), _c64(MR))
-    one, c0 = _c64(1), _c64(0)
-    trans_a = b.icmp_signed("!=", ta, zero32)
-    trans_b = b.icmp_signed("!=", tb, zero32)
-    a_rs = b.select(trans_a, one, lda)
-    b_js = b.select(trans_b, ldb, one)
-    M1, N1 = b.select(split_n, M, m0), b.select(split_n, n0, N)
+    a_rs = b.select(b.icmp_signed("!=", ta, zero32), one, lda)     # op(A) row stride
+    b_js = b.select(b.icmp_signed("!=", tb, zero32), ldb, one)     # op(B) column stride
     M2, N2 = b.sub(M, b.select(split_n, c0, m0)), b.sub(N, b.select(split_n, n0, c0))
-    A2 = _at(b, A, b.select(split_n, c0, b.mul(m0, a_rs)))
-    B2 = _at(b, B, b.select(split_n, b.mul(n0, b_js), c0))
-    C2 = _at(b, C, b.select(split_n, n0, b.mul(m0, ldc)))
-    W2 = _at(b, work, _per_thread_elems(dtype))
-    half2 = [ta, tb, M2, N2, K, A2, lda, B2, ldb, C2, ldc, accum, W2]
-    st = b.alloca(args_t, name="half2")
+    half2 = [ta, tb, M2, N2, K, _at(b, A, b.select(split_n, c0, b.mul(m0, a_rs))), lda,
+             _at(b, B, b.select(split_n, b.mul(n0, b_js), c0)), ldb,
+             _at(b, C, b.select(split_n, n0, b.mul(m0, ldc))), ldc, accum,
+             _at(b, work, _per_thread_elems(dtype))]
     for i, v in enumerate(half2):
-        b.store(v, b.gep(st, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
-    tid = b.alloca(I64, name="tid")
+        b.store(v, field(b, half2_st, i))
     pcreate = _declare(module, "pthread_create", ir.FunctionType(
         I32, [I64.as_pointer(), I8P, worker.type, I8P]))
     pjoin = _declare(module, "pthread_join", ir.FunctionType(I32, [I64, I8P.as_pointer()]))
-    rc = b.call(pcreate, [tid, ir.Constant(I8P, None), worker, b.bitcast(st, I8P)])
+    rc = b.call(pcreate, [tid, ir.Constant(I8P, None), worker, b.bitcast(half2_st, I8P)])
     started = b.icmp_signed("==", rc, zero32)
-    with b.if_then(b.not_(started)):          # no thread: run the half here
+    with b.if_then(b.not_(started)):          # no thread: run that half here
         b.call(serial, half2)
-    b.call(serial, [ta, tb, M1, N1, K, A, lda, B, ldb, C, ldc, accum, work])
+    b.call(serial, [ta, tb, b.select(split_n, M, m0), b.select(split_n, n0, N), K, A, lda,
+                    B, ldb, C, ldc, accum, work])
     with b.if_then(started):
         b.call(pjoin, [b.load(tid), ir.Constant(I8P.as_pointer(), None)])
     b.ret_void()

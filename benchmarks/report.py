@@ -1,0 +1,127 @@
+"""Tables per workload and the summary of targets."""
+
+from __future__ import annotations
+
+
+def _fmt_us(s):
+    us = s * 1e6
+    return f"{us:,.1f}" if us < 100 else f"{us:,.0f}"
+
+
+def _fmt(v, spec, dash="—"):
+    return dash if v is None else format(v, spec)
+
+
+def adjit_row(rows, fwd_only=False):
+    """The adjit entry the ratios refer to: llvm when present, else the interpreter."""
+    for name in (("adjit", "adjit interp") if not fwd_only else
+                 ("adjit (loss only)", "adjit interp (loss only)")):
+        for r in rows:
+            if r["name"] == name:
+                return r
+    return None
+
+
+def table(res) -> str:
+    rows = res["rows"]
+    ref = adjit_row(rows)
+    ref_name = ref["name"] if ref else "adjit"
+    head = (f"### {res['key']} — {res['title']} ({res['dtype']}"
+            + (f", batch {res['batch']}" if res["batch"] else "") + ")\n")
+    if res["flops"]:
+        head += f"matmul FLOPs per call: {res['flops'] / 1e6:,.2f} M\n"
+    lines = [head, f"| implementation | median µs | min µs | {ref_name}/peer | GFLOP/s | compile s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        flops = res["fwd_flops"] if r["fwd_only"] else res["flops"]
+        gf = flops / r["median_s"] / 1e9 if flops else None
+        ratio = r.get("ratio") if not r["fwd_only"] else None
+        comp = _fmt(r.get("compile_s"), ".2f")
+        if r.get("compile_warm_s") is not None:
+            comp += f" (cached {r['compile_warm_s']:.2f})"
+        name = r["name"] + (f" [{r['note']}]" if r.get("note") else "")
+        lines.append(f"| {name} | {_fmt_us(r['median_s'])} | {_fmt_us(r['min_s'])} | "
+                     f"{_fmt(ratio, '.2f')} | {_fmt(gf, '.1f')} | {comp} |")
+    for name, why in res["skipped"]:
+        lines.append(f"| {name} | skipped: {why[:110]} | | | | |")
+    for name, why in res["failed"]:
+        lines.append(f"| {name} | FAILED CHECK: {why} | | | | |")
+    fwd = adjit_row(rows, fwd_only=True)
+    if ref and fwd:
+        lines.append(f"\n{ref_name} value-and-grad / loss-only: "
+                     f"{ref['median_s'] / fwd['median_s']:.2f}")
+    npf = next((r for r in rows if r["name"] == "numpy (loss only)"), None)
+    npv = next((r for r in rows if r["name"] == "numpy"), None)
+    if npf and npv:
+        lines.append(f"numpy value-and-grad / loss-only: {npv['median_s'] / npf['median_s']:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def _peers(rows):
+    return [r for r in rows if not r["is_adjit"] and not r["fwd_only"]]
+
+
+def _verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "MISSED")
+
+
+def targets(results) -> str:
+    """One line per target: the measured figure and met/MISSED."""
+    by_key = {r["key"]: r for r in results}
+    lines = ["| target | measured | verdict |", "|---|---|---|"]
+
+    def add(text, value, ok):
+        lines.append(f"| {text} | {value} | {_verdict(ok)} |")
+
+    def entry(key):
+        res = by_key.get(key)
+        if res is None:
+            return None, None
+        return res, adjit_row(res["rows"])
+
+    res, a = entry("W1")
+    if res:
+        py = next((r for r in res["rows"] if r["name"] == "plain Python"), None)
+        if a and py:
+            x = py.get("ratio") or a["median_s"] / py["median_s"]
+            add(f"W1 {a['name']} ≤ 2× plain Python", f"{x:.2f}×", x <= 2.0)
+        else:
+            add("W1 adjit ≤ 2× plain Python", "no adjit entry", None)
+    for key in ("W3", "W5", "W6"):
+        res, a = entry(key)
+        if not res:
+            continue
+        peers = _peers(res["rows"])
+        if a and peers:
+            best = min(peers, key=lambda r: r["median_s"])
+            x = best.get("ratio") or a["median_s"] / best["median_s"]
+            add(f"{key} {a['name']} ≤ 0.5× best peer", f"{x:.2f}× {best['name']}", x <= 0.5)
+        else:
+            add(f"{key} adjit ≤ 0.5× best peer", "no adjit entry", None)
+    for key in ("W2/f32", "W2/f64", "W4"):
+        res, a = entry(key)
+        if not res:
+            continue
+        npv = next((r for r in res["rows"] if r["name"] == "numpy"), None)
+        if a and npv:
+            x = npv.get("ratio") or a["median_s"] / npv["median_s"]
+            add(f"{key} {a['name']} ≤ 0.95× numpy", f"{x:.2f}×", x <= 0.95)
+        else:
+            add(f"{key} adjit ≤ 0.95× numpy", "no adjit entry", None)
+        if key == "W4":
+            if a:
+                gf = res["flops"] / a["median_s"] / 1e9
+                add(f"W4 {a['name']} ≥ 170 GFLOP/s", f"{gf:.1f} GFLOP/s", gf >= 170)
+            else:
+                add("W4 adjit ≥ 170 GFLOP/s", "no adjit entry", None)
+    for key in ("W2/f32", "W2/f64", "W3", "W4", "W5"):
+        res, a = entry(key)
+        if not res:
+            continue
+        f = adjit_row(res["rows"], fwd_only=True)
+        if a and f:
+            x = a["median_s"] / f["median_s"]
+            add(f"{key} {a['name']} value-and-grad / loss-only ≤ 2.5", f"{x:.2f}", x <= 2.5)
+        else:
+            add(f"{key} adjit value-and-grad / loss-only ≤ 2.5", "no adjit entry", None)
+    return "\n".join(lines) + "\n"

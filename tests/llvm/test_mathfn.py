@@ -1,0 +1,346 @@
+"""Accuracy, IEEE edge cases and vectorization of adjit.backends.llvm.mathfn.
+
+Each function is applied by a loop ``void f_<name>(T* noalias x, T* noalias y, i64 n)``
+compiled at O3 for the host; the optimized IR must contain ``<8 x float>`` / ``<4 x double>``
+(proof that the loop vectorized with the function inlined).
+
+Error measures (printed with ``pytest -s``):
+  * float64: error against ``np.longdouble`` (x87 80-bit, 11 extra bits) in float64 ulps, and
+    the integer ulp distance to numpy's float64 result.  Both must be <= 4.
+  * float32: integer ulp distance to the correctly rounded result (numpy float64, rounded to
+    float32).  Must be <= 2.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import llvmlite.ir as ir
+import numpy as np
+import pytest
+
+from adjit.backends.llvm import mathfn
+from adjit.backends.llvm.mathfn import SUPPORTED, get_math_fn
+from adjit.backends.llvm.target import compile_ir
+
+LD = np.longdouble
+DTYPES = ("float32", "float64")
+NAMES = sorted(SUPPORTED)
+REF = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p,
+       "tanh": np.tanh, "sin": np.sin, "cos": np.cos}
+MAX_ULP = {"float32": 2, "float64": 4}
+pytestmark = pytest.mark.skipif(np.finfo(LD).nmant < 63,
+                                reason="needs an extended-precision np.longdouble reference")
+
+
+def _loop_module(dtype: str) -> ir.Module:
+    """One elementwise loop per supported function: y[i] = fn(x[i]) for 0 <= i < n."""
+    m = ir.Module(name=f"mathfn_test_{dtype}")
+    ft = ir.FloatType() if dtype == "float32" else ir.DoubleType()
+    i64 = ir.IntType(64)
+    for name in NAMES:
+        fnty = ir.FunctionType(ir.VoidType(), [ft.as_pointer(), ft.as_pointer(), i64])
+        fn = ir.Function(m, fnty, name=f"f_{name}")
+        for a in fn.args[:2]:
+            a.add_attribute("noalias")
+        entry, loop, done = (fn.append_basic_block(s) for s in ("entry", "loop", "done"))
+        b = ir.IRBuilder(entry)
+        b.cbranch(b.icmp_signed(">", fn.args[2], ir.Constant(i64, 0)), loop, done)
+        b.position_at_end(loop)
+        i = b.phi(i64)
+        i.add_incoming(ir.Constant(i64, 0), entry)
+        v = b.load(b.gep(fn.args[0], [i], inbounds=True))
+        b.store(b.call(get_math_fn(m, name, dtype), [v]), b.gep(fn.args[1], [i], inbounds=True))
+        nxt = b.add(i, ir.Constant(i64, 1))
+        i.add_incoming(nxt, loop)
+        b.cbranch(b.icmp_signed("<", nxt, fn.args[2]), loop, done)
+        b.position_at_end(done)
+        b.ret_void()
+    return m
+
+
+class _Compiled:
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.jm = compile_ir(str(_loop_module(dtype)), opt_level=3, cache=False)
+        proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+        self._fns = {n: proto(self.jm.address(f"f_{n}")) for n in NAMES}
+
+    def __call__(self, name, x):
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        y = np.empty_like(x)
+        self._fns[name](x.ctypes.data, y.ctypes.data, x.size)
+        return y
+
+
+@pytest.fixture(scope="module", params=DTYPES)
+def compiled(request):
+    return _Compiled(request.param)
+
+
+def _ordered(a):
+    """Map floats to integers monotonically (adjacent floats differ by 1; +0 == -0)."""
+    i = a.view(np.int32 if a.dtype == np.float32 else np.int64).astype(np.int64)
+    magnitude = np.int64(0x7FFFFFFF if a.dtype == np.float32 else 0x7FFFFFFFFFFFFFFF)
+    return np.where(i < 0, -(i & magnitude), i)
+
+
+def _ulp_distance(y, ref):
+    """Integer ulp distance between two arrays of the same float dtype; non-finite values
+    must match exactly (0 if they do, a huge number if not)."""
+    d = np.abs(_ordered(y) - _ordered(ref)).astype(np.float64)
+    finite = np.isfinite(y) & np.isfinite(ref)
+    same = (y == ref) | (np.isnan(y) & np.isnan(ref))
+    return np.where(finite, d, np.where(same, 0.0, np.inf))
+
+
+def _true_ulp_error(y, ref_ld):
+    """|y - ref| in ulps of float64 at the reference (ref in long double)."""
+    rd = ref_ld.astype(np.float64)
+    err = np.abs(y.astype(LD) - ref_ld) / np.spacing(np.abs(rd)).astype(LD)
+    finite = np.isfinite(y) & np.isfinite(rd)
+    same = (y == rd) | (np.isnan(y) & np.isnan(rd))
+    return np.where(finite, err.astype(np.float64), np.where(same, 0.0, np.inf))
+
+
+def _domain(name, dtype):
+    """A dense grid over the useful range of ``name``, plus tiny and boundary inputs."""
+    f32 = dtype == "float32"
+    lin, geo = np.linspace, np.logspace
+    tiny = geo(-45 if f32 else -323, 0, 20001)
+    tiny = np.concatenate([tiny, -tiny])
+    if name == "exp":
+        x = [lin(-104.0 if f32 else -745.2, 88.73 if f32 else 709.79, 400001), lin(-1, 1, 20001)]
+    elif name == "expm1":
+        x = [lin(-20 if f32 else -40, 88.73 if f32 else 709.79, 400001), lin(-2, 2, 40001)]
+    elif name == "log":
+        e = lin(-149 if f32 else -1074, 128 if f32 else 1024, 400001)
+        x = [np.exp2(e[:-1]), 1 + tiny[np.abs(tiny) < 0.5], lin(0.5, 2, 40001)]
+    elif name == "log1p":
+        e = lin(-10, 127 if f32 else 1023, 200001)
+        x = [-1 + geo(-7 if f32 else -16, 0, 20001), np.exp2(e[:-1]), lin(-0.9, 3, 40001)]
+    elif name == "tanh":
+        x = [lin(-12 if f32 else -22, 12 if f32 else 22, 400001)]
+    else:
+        rng = np.random.default_rng(1)
+        x = [lin(-1e5, 1e5, 400001), lin(-10, 10, 40001), rng.uniform(-1e5, 1e5, 100000)]
+    with np.errstate(over="ignore"):
+        x = np.concatenate(x + [tiny]).astype(dtype)
+    x = x[np.isfinite(x)]
+    if name in ("log",):
+        x = x[x > 0]
+    if name == "log1p":
+        x = x[x > -1]
+    return x
+
+
+def _errors(compiled, name, x):
+    """(max error used for the bound, description string) for inputs x."""
+    y = compiled(name, x)
+    with np.errstate(all="ignore"):
+        if compiled.dtype == "float32":
+            ref = REF[name](x.astype(np.float64)).astype(np.float32)
+            d = _ulp_distance(y, ref)
+            return d.max(), f"{d.max():.0f} ulp vs correctly rounded (x={x[np.argmax(d)]!r})"
+        true = _true_ulp_error(y, REF[name](x.astype(LD)))
+        d = _ulp_distance(y, REF[name](x))
+    worst = max(true.max(), d.max())
+    return worst, (f"{true.max():.2f} ulp vs long double (x={x[np.argmax(true)]!r}), "
+                   f"{d.max():.0f} ulp vs numpy float64")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_accuracy(compiled, name):
+    x = _domain(name, compiled.dtype)
+    worst, desc = _errors(compiled, name, x)
+    print(f"\n{name} {compiled.dtype}: {desc} over {x.size} points")
+    assert worst <= MAX_ULP[compiled.dtype], desc
+
+
+def test_loops_vectorize(compiled):
+    want = "<8 x float>" if compiled.dtype == "float32" else "<4 x double>"
+    bodies = {}
+    for chunk in compiled.jm.llvm_ir_optimized.split("\ndefine ")[1:]:
+        bodies[chunk.split("@", 1)[1].split("(", 1)[0]] = chunk.split("\n}\n", 1)[0]
+    for name in NAMES:
+        body = bodies[f"f_{name}"]
+        assert want in body, f"{name} {compiled.dtype}: loop did not vectorize"
+        # Nothing left to call but vector intrinsics: the math function was inlined.
+        calls = [ln for ln in body.splitlines() if " call " in ln]
+        assert all("@llvm." in ln for ln in calls), calls
+
+
+def test_no_libm_or_unsafe_intrinsics():
+    """Bodies use only intrinsics that vectorize and lower on NVPTX (no llvm.exp etc.)."""
+    m = ir.Module()
+    for name in NAMES:
+        for dtype in DTYPES:
+            get_math_fn(m, name, dtype)
+    declared = {f.name for f in m.functions if f.is_declaration}
+    allowed = {"llvm.fma", "llvm.fabs", "llvm.copysign"}
+    assert {d.rsplit(".", 1)[0] for d in declared} <= allowed, declared
+
+
+_PTX_SCRIPT = """
+import sys, llvmlite.binding as llvm, llvmlite.ir as ir
+from adjit.backends.llvm.mathfn import get_math_fn, SUPPORTED
+llvm.initialize_all_targets(); llvm.initialize_all_asmprinters()
+m = ir.Module(); m.triple = "nvptx64-nvidia-cuda"
+try:
+    llvm.Target.from_triple(m.triple)
+except RuntimeError:
+    sys.exit(3)                     # this llvmlite has no NVPTX backend
+for dt in ("float32", "float64"):
+    for n in sorted(SUPPORTED):
+        f = get_math_fn(m, n, dt)
+        g = ir.Function(m, f.function_type, name=f"k_{n}_{dt}")
+        b = ir.IRBuilder(g.append_basic_block()); b.ret(b.call(f, g.args))
+tm = llvm.Target.from_triple(m.triple).create_target_machine(cpu="sm_80", opt=3)
+sys.stdout.write(tm.emit_assembly(llvm.parse_assembly(str(m))))
+"""
+
+
+def test_lowers_to_ptx(tmp_path):
+    """NVPTX codegen accepts every function (LLVM would exit the process on llvm.exp etc.,
+    hence the subprocess); ptxas checks the PTX when it is installed."""
+    import shutil
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-c", _PTX_SCRIPT], capture_output=True, text=True,
+                         timeout=120)
+    if res.returncode == 3:
+        pytest.skip("llvmlite built without NVPTX")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert ".func" in res.stdout and "fma.rn.f64" in res.stdout
+    if shutil.which("ptxas"):
+        ptx = tmp_path / "mathfn.ptx"
+        ptx.write_text(res.stdout)
+        chk = subprocess.run(["ptxas", "-arch=sm_80", str(ptx), "-o", str(tmp_path / "o.cubin")],
+                             capture_output=True, text=True, timeout=120)
+        assert chk.returncode == 0, chk.stderr[-2000:]
+
+
+def test_api():
+    m = ir.Module()
+    f = get_math_fn(m, "tanh", "float32")
+    assert f.name == "adjit_tanh_f32" and f.linkage == "internal"
+    assert "alwaysinline" in f.attributes
+    assert get_math_fn(m, "tanh", "f32") is f
+    assert get_math_fn(m, "tanh", "float64") is not f
+    assert f.function_type.return_type == ir.FloatType()
+    assert {"exp", "log", "log1p", "expm1", "tanh", "sin", "cos"} <= SUPPORTED
+    with pytest.raises(ValueError):
+        get_math_fn(m, "erf", "float32")
+    with pytest.raises(ValueError):
+        get_math_fn(m, "exp", "float16")
+    clash = ir.Module()
+    clash.declare_intrinsic("llvm.fma", [ir.DoubleType()])    # llvmlite's 1-argument form
+    with pytest.raises(TypeError):
+        get_math_fn(clash, "exp", "float64")
+    assert "adjit_exp_f64" not in clash.globals                # no half-built function left
+
+
+def _special_cases(dtype):
+    f32 = dtype == "float32"
+    inf, nan = np.inf, np.nan
+    big = 1e5 if f32 else 1e300
+    return [
+        ("exp", [-inf, inf, nan, -0.0, 0.0, 1e4, -1e4, 89.0 if f32 else 710.0],
+         [0.0, inf, nan, 1.0, 1.0, inf, 0.0, inf]),
+        ("expm1", [-inf, inf, nan, -0.0, 0.0, -1e4, 1e4], [-1.0, inf, nan, -0.0, 0.0, -1.0, inf]),
+        ("log", [0.0, -0.0, -1.0, -inf, inf, nan, 1.0], [-inf, -inf, nan, nan, inf, nan, 0.0]),
+        ("log1p", [-1.0, -2.0, -inf, inf, nan, 0.0, -0.0],
+         [-inf, nan, nan, inf, nan, 0.0, -0.0]),
+        ("tanh", [-inf, inf, nan, -0.0, 0.0, big, -big], [-1.0, 1.0, nan, -0.0, 0.0, 1.0, -1.0]),
+        ("sin", [-inf, inf, nan, -0.0, 0.0], [nan, nan, nan, -0.0, 0.0]),
+        ("cos", [-inf, inf, nan, -0.0, 0.0], [nan, nan, nan, 1.0, 1.0]),
+    ]
+
+
+def test_special_values(compiled):
+    for name, xs, want in _special_cases(compiled.dtype):
+        y = compiled(name, np.array(xs, dtype=compiled.dtype))
+        want = np.array(want, dtype=compiled.dtype)
+        ok = (y == want) & (np.signbit(y) == np.signbit(want)) | (np.isnan(y) & np.isnan(want))
+        assert ok.all(), (name, compiled.dtype, list(zip(xs, y, want)))
+
+
+def test_tiny_inputs_exact(compiled):
+    """log1p, expm1, tanh, sin are x itself (to rounding) for tiny x, subnormals included."""
+    t = np.finfo(compiled.dtype).smallest_subnormal
+    x = np.array([t, -t, 3 * t, 1e-30, -1e-30, 2.0 ** -60], dtype=compiled.dtype)
+    for name in ("log1p", "expm1", "tanh", "sin"):
+        np.testing.assert_array_equal(compiled(name, x), x, err_msg=name)
+
+
+def test_subnormal_results_and_inputs(compiled):
+    """exp underflows gradually (no flush to zero); log of subnormals is accurate."""
+    info = np.finfo(compiled.dtype)
+    lo = np.log(float(info.smallest_subnormal)) - 0.3
+    x = np.linspace(lo, np.log(float(info.smallest_normal)), 100001).astype(compiled.dtype)
+    y = compiled("exp", x)
+    assert (y[x > lo + 1] > 0).all()
+    with np.errstate(all="ignore"):
+        ref = np.exp(x.astype(LD)).astype(compiled.dtype)    # one rounding, to subnormal
+    assert _ulp_distance(y, ref).max() <= 1
+    sub = (np.arange(1, 200001) * info.smallest_subnormal).astype(compiled.dtype)
+    worst, desc = _errors(compiled, "log", sub)
+    assert worst <= MAX_ULP[compiled.dtype], desc
+
+
+@pytest.mark.parametrize("name", ["sin", "cos"])
+def test_sincos_range(compiled, name):
+    """Accuracy holds to 1e6 (f32) / 1e15 (f64), also next to multiples of pi/2; past
+    SINCOS_MAX the result is NaN, never a wrong number."""
+    f32 = compiled.dtype == "float32"
+    top = 1e6 if f32 else 1e15
+    rng = np.random.default_rng(2)
+    k = np.rint(np.geomspace(1, top * 2 / np.pi, 100000))
+    near = (k * (np.pi / 2)).astype(compiled.dtype)
+    up = np.nextafter(near, np.array(np.inf, compiled.dtype))
+    x = np.concatenate([near, up, np.exp(rng.uniform(0, np.log(top), 100000))])
+    x = x.astype(compiled.dtype)
+    worst, desc = _errors(compiled, name, x[np.abs(x) <= top])
+    print(f"\n{name} {compiled.dtype} |x| <= {top:g}: {desc}")
+    assert worst <= MAX_ULP[compiled.dtype], desc
+    limit = mathfn._C["f32" if f32 else "f64"]["SINCOS_MAX"]
+    far = np.array([limit * 1.5, -limit * 4], dtype=compiled.dtype)
+    assert np.isnan(compiled(name, far)).all()
+
+
+def _interp(g, a, b, n, mp):
+    """Polynomial (monomial coefficients, low first) interpolating g at n+1 Chebyshev nodes."""
+    ts = [(a + b) / 2 + (b - a) / 2 * mp.cos(mp.pi * (2 * i + 1) / (2 * (n + 1)))
+          for i in range(n + 1)]
+    c = mp.lu_solve(mp.matrix([[t ** j for j in range(n + 1)] for t in ts]),
+                    mp.matrix([g(t) for t in ts]))
+    return [c[j] for j in range(n + 1)]
+
+
+def test_coefficients_rederive():
+    """The polynomial constants in mathfn are the Chebyshev-node interpolants described in
+    its docstring (60-digit mpmath, rounded to the dtype), so they can be regenerated."""
+    mp = pytest.importorskip("mpmath").mp
+    mp.dps = 60
+
+    def guard(f, at0):
+        return lambda t: at0 if abs(t) < mp.mpf("1e-30") else f(t)
+
+    sq = mp.sqrt
+    zmax_trig = (mp.pi / 4 + mp.mpf("1e-3")) ** 2
+    targets = {
+        "Q": (guard(lambda r: (mp.expm1(r) - r - r ** 2 / 2) / r ** 3, mp.mpf(1) / 6),
+              -mp.log(2) / 2, mp.log(2) / 2),
+        "T": (guard(lambda z: (2 * mp.atanh(sq(z)) / sq(z) - 2) / z, mp.mpf(2) / 3),
+              0, ((sq(2) - 1) / (sq(2) + 1)) ** 2),
+        "S": (guard(lambda z: (mp.sin(sq(z)) / sq(z) - 1) / z, -mp.mpf(1) / 6), 0, zmax_trig),
+        "CC": (guard(lambda z: (mp.cos(sq(z)) - 1 + z / 2) / z ** 2, mp.mpf(1) / 24),
+               0, zmax_trig),
+        "P": (guard(lambda z: (mp.tanh(sq(z)) / sq(z) - 1) / z, -mp.mpf(1) / 3),
+              0, mp.mpf("0.55") ** 2),
+    }
+    for suffix, npt in (("f32", np.float32), ("f64", np.float64)):
+        for key, (g, a, b) in targets.items():
+            have = mathfn._C[suffix][key]
+            got = _interp(g, mp.mpf(a), mp.mpf(b), len(have) - 1, mp)
+            assert [float(npt(float(c))) for c in got] == list(have), (suffix, key)

@@ -1,0 +1,181 @@
+"""Tests for adjit.backends.llvm.target: JIT, host facts, symbols and the object cache."""
+
+import ctypes
+import glob
+import os
+import stat
+
+import pytest
+
+from adjit.backends.llvm import target
+
+ADD1 = """
+define i64 @add1(i64 %x) {
+  %y = add i64 %x, 1
+  ret i64 %y
+}
+"""
+
+# A loop the vectorizer works on: sum of squares of a float array.
+SUMSQ = """
+define double @sumsq(double* noalias %p, i64 %n) {
+entry:
+  %empty = icmp sle i64 %n, 0
+  br i1 %empty, label %done, label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %loop ]
+  %acc = phi double [ 0.0, %entry ], [ %acc1, %loop ]
+  %q = getelementptr double, double* %p, i64 %i
+  %v = load double, double* %q
+  %sq = fmul double %v, %v
+  %acc1 = fadd reassoc contract double %acc, %sq
+  %i1 = add i64 %i, 1
+  %more = icmp slt i64 %i1, %n
+  br i1 %more, label %loop, label %done
+done:
+  %r = phi double [ 0.0, %entry ], [ %acc1, %loop ]
+  ret double %r
+}
+"""
+
+
+def call_add1(jm, x):
+    return ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(jm.address("add1"))(x)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "adjit-cache"
+    monkeypatch.setenv("ADJIT_CACHE_DIR", str(d))
+    monkeypatch.delenv("ADJIT_CACHE", raising=False)
+    return d
+
+
+def entries(d):
+    return glob.glob(os.path.join(d, "*.adjitobj"))
+
+
+def test_compile_and_call():
+    jm = target.compile_ir(ADD1, cache=False)
+    assert call_add1(jm, 41) == 42
+    assert jm.cache_info == "miss: disabled by argument cache=False"
+    assert "add1" in jm.llvm_ir and "add1" in jm.llvm_ir_optimized
+    assert "add1" in jm.asm
+    with pytest.raises(KeyError):
+        jm.address("nope")
+
+
+def test_vectorized_loop_is_correct():
+    import numpy as np
+    jm = target.compile_ir(SUMSQ, cache=False)
+    f = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p, ctypes.c_int64)(jm.address("sumsq"))
+    x = np.arange(1001, dtype=np.float64) / 7
+    assert f(x.ctypes.data, x.size) == pytest.approx(float(x @ x), rel=1e-12)
+    assert f(x.ctypes.data, 0) == 0.0
+    if target.vector_width_bytes() >= 32:   # host features reached the code generator
+        assert "ymm" in jm.asm
+
+
+def test_opt_levels_and_invalid_ir():
+    for level in (0, 1, 2, 3):
+        assert call_add1(target.compile_ir(ADD1, opt_level=level, cache=False), 1) == 2
+    with pytest.raises(ValueError):
+        target.compile_ir(ADD1, opt_level=4, cache=False)
+    with pytest.raises(RuntimeError):
+        target.compile_ir("define i64 @bad( {", cache=False)
+
+
+def test_host_info():
+    info = target.host_info()
+    assert set(info) >= {"cpu", "features", "triple", "llvm_version", "llvmlite_version"}
+    assert info["llvm_version"].count(".") == 2
+    assert target.vector_width_bytes() in (16, 32, 64)
+
+
+def test_add_symbol_is_callable_from_jit_code():
+    cb_type = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
+    cb = cb_type(lambda x: 3 * x)      # must stay alive while JIT code may call it
+    target.add_symbol("adjit_test_triple", ctypes.cast(cb, ctypes.c_void_p).value)
+    ir_text = """
+declare i64 @adjit_test_triple(i64)
+define i64 @use(i64 %x) {
+  %y = call i64 @adjit_test_triple(i64 %x)
+  %z = add i64 %y, 1
+  ret i64 %z
+}
+"""
+    jm = target.compile_ir(ir_text, cache=False)
+    assert ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(jm.address("use"))(5) == 16
+
+
+def test_cache_miss_then_hit(cache_dir):
+    jm1 = target.compile_ir(ADD1)
+    assert jm1.cache_info == "miss: no entry"
+    assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
+    (path,) = entries(cache_dir)
+    assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0
+    jm2 = target.compile_ir(ADD1)
+    assert jm2.cache_info == f"hit {path}"
+    assert call_add1(jm2, 1) == 2
+    assert jm2.llvm_ir_optimized == jm1.llvm_ir_optimized
+    assert "add1" in jm2.asm
+    # A different opt level is a different key.
+    assert target.compile_ir(ADD1, opt_level=0).cache_info == "miss: no entry"
+    assert len(entries(cache_dir)) == 2
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("flip", "hash mismatch"), ("truncate", "truncated"), ("garbage", "bad header")])
+def test_corrupt_entry_is_rejected_and_rebuilt(cache_dir, damage, reason):
+    target.compile_ir(ADD1)
+    (path,) = entries(cache_dir)
+    data = bytearray(open(path, "rb").read())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF           # inside the object / IR payload
+    elif damage == "truncate":
+        data = data[: len(data) - 100]
+    else:
+        data = b"not an adjit cache entry"
+    with open(path, "wb") as f:
+        f.write(data)
+    jm = target.compile_ir(ADD1)
+    assert jm.cache_info == f"miss: entry corrupt ({reason})"
+    assert call_add1(jm, 41) == 42
+    again = target.compile_ir(ADD1)                 # the rebuilt entry is good
+    assert again.cache_info.startswith("hit ")
+    assert call_add1(again, 0) == 1
+
+
+def test_cache_disabled_by_env(cache_dir, monkeypatch):
+    monkeypatch.setenv("ADJIT_CACHE", "0")
+    jm = target.compile_ir(ADD1)
+    assert jm.cache_info == "miss: disabled by ADJIT_CACHE=0"
+    assert call_add1(jm, 1) == 2
+    assert not cache_dir.exists() or not entries(cache_dir)
+    # An explicit argument wins over the environment.
+    assert target.compile_ir(ADD1, cache=True).cache_info == "miss: no entry"
+
+
+def test_cache_disabled_by_argument(cache_dir):
+    assert target.compile_ir(ADD1, cache=False).cache_info.startswith("miss: disabled")
+    assert not cache_dir.exists() or not entries(cache_dir)
+
+
+def test_unsafe_cache_dir_is_not_used(tmp_path, monkeypatch):
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    monkeypatch.setenv("ADJIT_CACHE_DIR", str(d))
+    monkeypatch.delenv("ADJIT_CACHE", raising=False)
+    jm = target.compile_ir(ADD1)
+    assert "writable" in jm.cache_info
+    assert call_add1(jm, 1) == 2
+    assert not entries(d)
+
+
+def test_cache_dir_location(monkeypatch, tmp_path):
+    monkeypatch.delenv("ADJIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert target.cache_dir() == str(tmp_path / "adjit")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert target.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "adjit")

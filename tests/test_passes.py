@@ -1,0 +1,208 @@
+"""Passes keep results equal to the unoptimized graph, and do the rewrites they promise."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import adjit as aj
+from adjit.passes import PIPELINE, cse, fold, fuse, verify
+from gradtools import run
+from test_lecture import (logistic_model, logistic_values, mlp_model, mlp_values,
+                          softmax_regression_model, softmax_regression_values)
+
+MODELS = {
+    "logistic": (logistic_model, logistic_values),
+    "mlp": (mlp_model, mlp_values),
+    "softmax-regression": (softmax_regression_model, softmax_regression_values),
+}
+SINGLE_PASSES = [[(name, fn)] for name, fn in PIPELINE] + [[("fuse", fuse), ("fold", fold)]]
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("passes", [None] + SINGLE_PASSES,
+                         ids=["pipeline"] + ["+".join(n for n, _ in p) for p in SINGLE_PASSES])
+def test_passes_keep_results(model, passes):
+    build, values = MODELS[model]
+    L, _, params = build()
+    outputs = [L] + aj.grad(L, list(params))
+    v = values()
+    reference = run(outputs, (), **v)
+    got = run(outputs, passes, **v)
+    for r, g in zip(reference, got):
+        assert g.dtype == r.dtype and g.shape == r.shape
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-15)
+
+
+def test_hvp_survives_the_pipeline():
+    L, _, (W1, b1, W2, b2) = mlp_model()
+    v = aj.input("v", (4, 5))
+    hvp = aj.grad(aj.sum(aj.grad(L, W1) * v), W1)
+    vals = {**mlp_values(), "v": np.random.default_rng(9).standard_normal((4, 5))}
+    np.testing.assert_allclose(run(hvp, None, **vals), run(hvp, (), **vals), rtol=1e-12,
+                               atol=1e-15)
+
+
+def test_unoptimized_compile_has_only_the_traced_stage():
+    L, _, params = logistic_model()
+    f = aj.compile([L] + aj.grad(L, list(params)), backend="interp", passes=())
+    assert [g.stage for g in f.stages] == ["traced"]
+    assert "fused" not in f.graph.op_counts()
+
+
+def _stage(outputs, name):
+    f = aj.compile(outputs, backend="interp")
+    return {g.stage: g for g in f.stages}[name], f
+
+
+def test_cse_merges_duplicate_subexpressions():
+    x = aj.input("x", (3,))
+    a = aj.sin(x) * aj.cos(x)
+    b = aj.sin(x) * aj.cos(x)        # built twice: distinct nodes, same value
+    y = a + b
+    traced = aj.Graph([y])
+    assert traced.op_counts()["sin"] == 2 and traced.op_counts()["mul"] == 2
+    merged = cse(traced)
+    assert merged.op_counts()["sin"] == 1 and merged.op_counts()["mul"] == 1
+    assert len(merged) == len(traced) - 3 and merged.rewrites == {"cse": 3}
+    add = merged.outputs[0]
+    assert add.inputs[0] is add.inputs[1]
+    X = np.array([0.1, 0.7, 2.0])
+    np.testing.assert_allclose(run(y, None, x=X), 2 * np.sin(X) * np.cos(X), rtol=1e-15)
+    # leaves with different names are never merged
+    p, q = aj.input("p", (3,)), aj.input("q", (3,))
+    assert len(cse(aj.Graph([aj.exp(p) + aj.exp(q)]))) == 5
+
+
+@pytest.mark.parametrize("make, rule", [
+    (lambda x: x * 1.0, "x*1=x"), (lambda x: 1.0 * x, "1*x=x"), (lambda x: x + 0.0, "x+0=x"),
+    (lambda x: 0.0 + x, "0+x=x"), (lambda x: x - 0.0, "x-0=x"), (lambda x: x / 1.0, "x/1=x"),
+    (lambda x: x ** 1.0, "x**1=x"), (lambda x: -(-x), "--x=x"),
+    (lambda x: x.T.T, "transpose∘transpose=id"),
+    (lambda x: aj.reshape(aj.reshape(x, (6,)), (2, 3)), "reshape∘reshape=id"),
+])
+def test_fold_identities(make, rule):
+    x = aj.input("x", (2, 3))
+    y = make(x)
+    folded = fold(aj.Graph([y]))
+    assert folded.outputs[0] is x, folded.op_counts()
+    assert folded.rewrites.get(rule, 0) >= 1
+    X = np.arange(6.0).reshape(2, 3) - 2.5
+    np.testing.assert_array_equal(run(y, None, x=X), X)
+
+
+def test_fold_rewrites_to_negation_and_folds_constants():
+    x = aj.input("x", (3,))
+    for y, rule in ((0.0 - x, "0-x=-x"), (x * -1.0, "x*-1=-x"), (-1.0 * x, "-1*x=-x")):
+        folded = fold(aj.Graph([y]))
+        assert folded.outputs[0].op == "neg" and folded.outputs[0].inputs[0] is x
+        assert rule in folded.rewrites
+    c = aj.exp(aj.const(np.array([0.0, 1.0]))) * aj.const(np.array([2.0, 2.0])) + aj.const(
+        np.array([1.0, 1.0]))
+    folded = fold(aj.Graph([c]))
+    assert folded.op_counts() == {"const": 1} and folded.rewrites == {"fold-constants": 3}
+    np.testing.assert_allclose(folded.outputs[0].attr("value").array, [3.0, 2 * np.e + 1],
+                               rtol=1e-15)
+
+
+def test_fold_keeps_x_times_zero():
+    # x * 0 is NaN for infinite x, so it is not an identity in IEEE arithmetic
+    x = aj.input("x", (3,))
+    y = x * 0.0
+    assert fold(aj.Graph([y])).op_counts().get("mul") == 1
+    out = run(y, [("fold", fold), ("cse", cse)], x=np.array([1.0, np.inf, -2.0]))
+    assert out[0] == 0.0 and np.isnan(out[1]) and out[2] == 0.0
+
+
+def test_report_counts_rewrites():
+    x = aj.input("x", (3,))
+    f = aj.compile(aj.sum(x * 1.0 + 0.0), backend="interp")
+    assert "x*1=x" in f.report() and "x+0=x" in f.report()
+    assert f.node_counts()["fold"] < f.node_counts()["traced"]
+
+
+def _leaf_symbols(node):
+    return {sp.Symbol(f"x{k}", real=True): leaf for k, leaf in enumerate(node.inputs)}
+
+
+def test_fuse_sigmoid_backward():
+    x = aj.param("x", (4,))
+    u = aj.input("u", (4,))
+    y = aj.sigmoid(x)
+    gx = aj.grad(aj.sum(y * u), x)          # ḡ = u · y (1 − y)
+    fused_graph, f = _stage([y, gx], "fuse")
+    forward, backward = fused_graph.outputs
+    assert forward.op == "fused" and backward.op == "fused"
+    # the forward region is sigmoid itself: it contains exp
+    (xs,) = _leaf_symbols(forward)
+    assert forward.inputs == (x,)
+    assert sp.simplify(forward.attr("expr") - 1 / (1 + sp.exp(-xs))) == 0
+    # the backward region reads the forward output as a leaf and recomputes no exp
+    e = backward.attr("expr")
+    assert not e.has(sp.exp)
+    leaves = _leaf_symbols(backward)
+    by_leaf = {id(leaf): s for s, leaf in leaves.items()}
+    assert id(forward) in by_leaf and id(u) in by_leaf and len(leaves) == 2
+    s, us = by_leaf[id(forward)], by_leaf[id(u)]
+    assert sp.expand(e - us * s * (1 - s)) == 0
+    verify(fused_graph)
+    X, U = np.array([-3.0, -0.5, 0.5, 4.0]), np.array([1.0, -2.0, 0.5, 3.0])
+    sig = 1 / (1 + np.exp(-X))
+    ys, gs = f(x=X, u=U)
+    np.testing.assert_allclose(ys, sig, rtol=1e-15)
+    np.testing.assert_allclose(gs, U * sig * (1 - sig), rtol=1e-14)
+
+
+def test_fuse_tanh_and_exp_backward_use_the_forward_output():
+    x = aj.param("x", (3,))
+    for fn, deriv in ((aj.tanh, lambda y: 1 - y ** 2), (aj.exp, lambda y: y)):
+        y = fn(x)
+        g = aj.grad(aj.sum(y * y), x)          # 2 y y'
+        graph, _ = _stage([y, g], "fuse")
+        forward, backward = graph.outputs
+        leaves = _leaf_symbols(backward)
+        assert list(leaves.values()) == [forward]
+        (s,) = leaves
+        assert not backward.attr("expr").has(sp.exp, sp.tanh)
+        assert sp.expand(backward.attr("expr") - 2 * s * deriv(s)) == 0
+
+
+def test_fuse_regions_and_sympy_cancellation():
+    a, b = aj.input("a", (2, 3)), aj.input("b", (3,))
+    y = (a * b + a) - a * b                    # sympy cancels to a
+    z = aj.exp(a) * 2.0 * 3.0
+    graph, f = _stage([y, z], "fuse")
+    fy, fz = graph.outputs
+    assert fy.op == "fused" and fz.op == "fused"
+    assert fy.attr("expr") == sp.Symbol("x0", real=True) and fy.inputs == (a,)
+    assert fz.attr("expr") == 6 * sp.exp(sp.Symbol("x0", real=True)) and fz.inputs == (a,)
+    assert graph.op_counts() == {"fused": 2, "input": 1}   # a*b cancelled: no dead leaf
+    A, B = np.arange(6.0).reshape(2, 3) / 5, np.array([1.0, -2.0, 0.5])
+    ya, za = f(a=A, b=B)
+    np.testing.assert_allclose(ya, A, rtol=1e-15)
+    np.testing.assert_allclose(za, 6 * np.exp(A), rtol=1e-15)
+
+
+def test_fuse_reads_broadcast_leaves_and_keeps_shared_values():
+    x = aj.input("x", (None, 3))
+    b = aj.param("b", (3,))
+    h = aj.tanh(x + b)                          # h is used twice: it must stay a value
+    y = h * h + h
+    graph, f = _stage(y, "fuse")
+    out = graph.outputs[0]
+    assert out.op == "fused"
+    (hh,) = out.inputs
+    assert hh.op == "fused" and set(hh.inputs) == {x, b}   # b read through broadcasting
+    X, B = np.arange(12.0).reshape(4, 3) / 10, np.array([0.1, -0.2, 0.3])
+    H = np.tanh(X + B)
+    np.testing.assert_allclose(f(x=X, b=B), H * H + H, rtol=1e-15)
+
+
+def test_fused_node_count_is_lower_for_the_mlp():
+    L, _, params = mlp_model()
+    f = aj.compile([L] + aj.grad(L, list(params)), backend="interp")
+    counts = f.node_counts()
+    assert counts["fuse"] < counts["cse"] <= counts["fold"] < counts["traced"]
+    ops = f.graph.op_counts()
+    # 2 forward matmuls, 3 backward (W̄2 = hᵀȳ, h̄ = ȳW2ᵀ, W̄1 = xᵀz̄; x̄ is not requested)
+    assert ops["matmul"] == 5 and "sigmoid" not in ops and ops["fused"] >= 3
