@@ -4,7 +4,8 @@
 it and returns an ``Impl``.  Compile time is measured twice: cold (caching off:
 ``cache=False`` when ``aj.compile`` accepts it, and ADJIT_CACHE=0 in the
 environment for the duration) and warm (the cache populated by a previous
-compile, then a fresh build + compile served from it).  Both figures include
+compile, then a fresh build + compile served from it; reported only when the
+backend says it was a disk-cache hit).  Both figures include
 graph construction and ``aj.grad``; they are small next to code generation.
 """
 
@@ -169,8 +170,8 @@ def make_adjit(wl, data, backend: str, fwd_only: bool = False) -> Impl:
     except Exception:  # noqa: BLE001 - a cache problem must not hide the timing
         pass
     info = getattr(f, "cache_info", None) if backend == "llvm" else None
-    if isinstance(info, str) and not info.startswith("hit"):
-        warm = None   # the "warm" compile did not come from the disk cache: do not claim it did
+    if not (isinstance(info, str) and info.startswith("hit")):
+        warm = None   # no disk cache (interp) or a miss: do not claim a cached compile
     kw = feeds(data)
     label = "adjit" if backend == "llvm" else f"adjit {backend}"
     if fwd_only:
