@@ -8,6 +8,13 @@ def _fmt_us(s):
     return f"{us:,.1f}" if us < 100 else f"{us:,.0f}"
 
 
+NOISY = 1.5   # median / min above this: the row was hit by contention
+
+
+def noisy(row) -> bool:
+    return row["median_s"] > NOISY * row["min_s"]
+
+
 def _fmt(v, spec, dash="—"):
     return dash if v is None else format(v, spec)
 
@@ -40,12 +47,16 @@ def table(res) -> str:
         if r.get("compile_warm_s") is not None:
             comp += f" (cached {r['compile_warm_s']:.2f})"
         name = r["name"] + (f" [{r['note']}]" if r.get("note") else "")
-        lines.append(f"| {name} | {_fmt_us(r['median_s'])} | {_fmt_us(r['min_s'])} | "
+        mark = " *" if noisy(r) else ""
+        lines.append(f"| {name} | {_fmt_us(r['median_s'])}{mark} | {_fmt_us(r['min_s'])} | "
                      f"{_fmt(ratio, '.2f')} | {_fmt(gf, '.1f')} | {comp} |")
     for name, why in res["skipped"]:
         lines.append(f"| {name} | skipped: {why[:110]} | | | | |")
     for name, why in res["failed"]:
         lines.append(f"| {name} | FAILED CHECK: {why} | | | | |")
+    if any(noisy(r) for r in rows):
+        lines.append(f"\n\\* median > {NOISY}× min: contention from other processes; "
+                     "trust this row's ratios less")
     fwd = adjit_row(rows, fwd_only=True)
     if ref and fwd:
         lines.append(f"\n{ref_name} value-and-grad / loss-only: "
@@ -61,8 +72,13 @@ def _peers(rows):
     return [r for r in rows if not r["is_adjit"] and not r["fwd_only"]]
 
 
-def _verdict(ok):
-    return "n/a" if ok is None else ("met" if ok else "MISSED")
+def _verdict(ok, rows=()):
+    if ok is None:
+        return "n/a"
+    v = "met" if ok else "MISSED"
+    if any(noisy(r) for r in rows if r):
+        v += " (noisy, rerun)"
+    return v
 
 
 def targets(results) -> str:
@@ -70,8 +86,8 @@ def targets(results) -> str:
     by_key = {r["key"]: r for r in results}
     lines = ["| target | measured | verdict |", "|---|---|---|"]
 
-    def add(text, value, ok):
-        lines.append(f"| {text} | {value} | {_verdict(ok)} |")
+    def add(text, value, ok, *rows):
+        lines.append(f"| {text} | {value} | {_verdict(ok, rows)} |")
 
     def entry(key):
         res = by_key.get(key)
@@ -84,7 +100,7 @@ def targets(results) -> str:
         py = next((r for r in res["rows"] if r["name"] == "plain Python"), None)
         if a and py:
             x = py.get("ratio") or a["median_s"] / py["median_s"]
-            add(f"W1 {a['name']} ≤ 2× plain Python", f"{x:.2f}×", x <= 2.0)
+            add(f"W1 {a['name']} ≤ 2× plain Python", f"{x:.2f}×", x <= 2.0, a, py)
         else:
             add("W1 adjit ≤ 2× plain Python", "no adjit entry", None)
     for key in ("W3", "W5", "W6"):
@@ -95,7 +111,7 @@ def targets(results) -> str:
         if a and peers:
             best = min(peers, key=lambda r: r["median_s"])
             x = best.get("ratio") or a["median_s"] / best["median_s"]
-            add(f"{key} {a['name']} ≤ 0.5× best peer", f"{x:.2f}× {best['name']}", x <= 0.5)
+            add(f"{key} {a['name']} ≤ 0.5× best peer", f"{x:.2f}× {best['name']}", x <= 0.5, a, best)
         else:
             add(f"{key} adjit ≤ 0.5× best peer", "no adjit entry", None)
     for key in ("W2/f32", "W2/f64", "W4"):
@@ -105,13 +121,13 @@ def targets(results) -> str:
         npv = next((r for r in res["rows"] if r["name"] == "numpy"), None)
         if a and npv:
             x = npv.get("ratio") or a["median_s"] / npv["median_s"]
-            add(f"{key} {a['name']} ≤ 0.95× numpy", f"{x:.2f}×", x <= 0.95)
+            add(f"{key} {a['name']} ≤ 0.95× numpy", f"{x:.2f}×", x <= 0.95, a, npv)
         else:
             add(f"{key} adjit ≤ 0.95× numpy", "no adjit entry", None)
         if key == "W4":
             if a:
                 gf = res["flops"] / a["median_s"] / 1e9
-                add(f"W4 {a['name']} ≥ 170 GFLOP/s", f"{gf:.1f} GFLOP/s", gf >= 170)
+                add(f"W4 {a['name']} ≥ 170 GFLOP/s", f"{gf:.1f} GFLOP/s", gf >= 170, a)
             else:
                 add("W4 adjit ≥ 170 GFLOP/s", "no adjit entry", None)
     for key in ("W2/f32", "W2/f64", "W3", "W4", "W5"):
@@ -121,7 +137,7 @@ def targets(results) -> str:
         f = adjit_row(res["rows"], fwd_only=True)
         if a and f:
             x = a["median_s"] / f["median_s"]
-            add(f"{key} {a['name']} value-and-grad / loss-only ≤ 2.5", f"{x:.2f}", x <= 2.5)
+            add(f"{key} {a['name']} value-and-grad / loss-only ≤ 2.5", f"{x:.2f}", x <= 2.5, a, f)
         else:
             add(f"{key} adjit value-and-grad / loss-only ≤ 2.5", "no adjit entry", None)
     return "\n".join(lines) + "\n"
