@@ -110,23 +110,26 @@ def bench(threads, dtypes, repeats):
           f" {'numpy':>7}  {'adjit us':>9} {'numpy us':>9}")
     for dtype in dtypes:
         jm, call, run, work = _build(dtype, threads=threads)
-        for label, M, N, K, ta, tb in SIZES:
-            A, B, C = _operands(dtype, M, N, K, ta, tb)
+        rows = []
+        for label, M, N, K, ta, tb in SIZES:     # all adjit timings first: OpenBLAS's idle
+            A, B, C = _operands(dtype, M, N, K, ta, tb)    # threads spin for a while after
             args = (ta, tb, M, N, K, A.ctypes.data, A.shape[1], B.ctypes.data, B.shape[1],
-                    C.ctypes.data, N, 0, work.ctypes.data)
-            fl = 2 * M * N * K
-            opA, opB = (A.T if ta else A), (B.T if tb else B)
-            t_np, _ = _time(lambda: np.matmul(opA, opB, out=C), fl, repeats)
+                    C.ctypes.data, N, 0, work.ctypes.data)     # each numpy call and would
+            fl = 2 * M * N * K                                 # steal the second core
             t_c, _ = _time(lambda: call(*args), fl, repeats)
             reps = max(1, int(2e7 / fl))
             t_j, _ = _time(lambda: run(reps, *args), fl * reps, repeats)
-            t_j /= reps
-            ref = opA @ opB
+            rows.append((label, M, N, K, ta, tb, A, B, C, fl, t_c, t_j / reps))
+        for label, M, N, K, ta, tb, A, B, C, fl, t_c, t_j in rows:
+            opA, opB = (A.T if ta else A), (B.T if tb else B)
+            ref = opA.astype(np.float64) @ opB.astype(np.float64)
             err = np.abs(C - ref).max() / max(1.0, np.abs(ref).max())
             assert err < (1e-4 if dtype == "f32" else 1e-10), (label, err)
+            t_np, _ = _time(lambda: np.matmul(opA, opB, out=C), fl, repeats)
             g = lambda t: fl / t / 1e9
             print(f"{dtype:5} {label:30} {M:5} {N:5} {K:5} {g(t_c):7.1f} {g(t_j):9.1f}"
                   f" {g(t_np):7.1f}  {t_c * 1e6:9.1f} {t_np * 1e6:9.1f}", flush=True)
+        time.sleep(0.2)
 
 
 def crossover(dtypes, repeats):
@@ -140,8 +143,9 @@ def crossover(dtypes, repeats):
         print(f"{dtype:5} {'M':>5} {'N':>5} {'K':>5} {'MNK':>10} " +
               " ".join(f"{k:>9}" for k in variants))
         shapes = [(16, 16, 16), (32, 32, 32), (32, 64, 64), (64, 64, 64), (64, 128, 64),
-                  (64, 128, 128), (64, 128, 256), (128, 128, 128), (64, 128, 784),
-                  (64, 784, 128), (128, 256, 256), (256, 256, 256), (256, 512, 256)]
+                  (64, 128, 128), (128, 128, 128), (64, 128, 784), (64, 784, 128),
+                  (128, 256, 256), (192, 256, 256), (256, 256, 256), (256, 512, 256),
+                  (512, 512, 512)]
         for M, N, K in shapes:
             row = []
             for k, (jm, call, run, work) in built.items():

@@ -99,12 +99,29 @@ def test_padded_leading_dimensions(kernels, dtype, M, N, K):
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("M, N, K", [(256, 1024, 64), (600, 130, 200), (131, 517, 300)])
+@pytest.mark.parametrize("M, N, K", [(256, 1024, 128), (600, 130, 400), (131, 517, 400)])
 def test_threaded_sizes(kernels, dtype, M, N, K):
     """M*N*K above the thread threshold: split along N (N >= M) or M (M > N)."""
     assert M * N * K >= gemm.THREAD_MNK[dtype]
     for ta, tb in ((0, 0), (0, 1), (1, 0), (1, 1)):
         check(kernels[dtype], dtype, M, N, K, ta, tb, acc=ta)
+
+
+@pytest.fixture(scope="module")
+def forced():
+    """f32 kernel that always packs and always splits (odd split points, tiny halves)."""
+    module = ir.Module(name="gemm_forced")
+    gemm.emit_gemm(module, "f32", threads=2, small_mnk=0, thread_mnk=1)
+    return Gemm(compile_ir(str(module), cache=False), "f32")
+
+
+@pytest.mark.parametrize("M, N, K", [(12, 32, 3), (13, 33, 17), (40, 7, 5), (1, 100, 9),
+                                     (100, 1, 9), (7, 300, 260), (300, 31, 1)])
+def test_forced_split_small_sizes(forced, M, N, K):
+    for ta in (0, 1):
+        for tb in (0, 1):
+            for acc in (0, 1):
+                check(forced, "f32", M, N, K, ta, tb, acc)
 
 
 def test_k_zero_gives_zeros(kernels):

@@ -31,6 +31,7 @@ unless accumulate, later blocks add to it.
 
 from __future__ import annotations
 
+import ctypes
 from contextlib import contextmanager
 
 import llvmlite.ir as ir
@@ -42,21 +43,25 @@ I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8)
 # Blocking per dtype.  MR x (NV*VL) is the register tile (12 accumulators + 2 B vectors +
 # 1 broadcast = 15 of the 16 ymm registers); KC*NR*size (16 KiB) keeps a B sliver in L1,
 # MC*KC*size (~120-150 KiB) keeps the A panel in L2 (512 KiB/core), KC*NC in L3.
+# (backends/llvm/runtime.py sizes one workspace for both dtypes from the f64 count: keep
+# the f64 workspace in bytes >= the f32 one.)
 _PARAMS = {
     "f32": dict(MR=6, VL=8, NV=2, KC=256, MC=120, NC=2048),
     "f64": dict(MR=6, VL=4, NV=2, KC=256, MC=72, NC=1024),
 }
-# M*N*K thresholds (measured with benchmarks/gemm_bench.py on a 2-core znver3).
-SMALL_MNK = {"f32": 64 * 64 * 64, "f64": 64 * 64 * 64}
-THREAD_MNK = {"f32": 128 * 128 * 256, "f64": 128 * 128 * 128}
+# M*N*K thresholds, measured with `benchmarks/gemm_bench.py --crossover` (2-vCPU znver3).
+# Unpacked fast path: wins only up to ~32^3 (packing pays for itself from 32x64x64 on).
+# Two threads: a thread costs ~25 us to start (plus ~20 us on the caller) and the new
+# thread's core starts cold, so it pays only above ~400 us (f32) / ~350 us (f64) of work.
+SMALL_MNK = {"f32": 32 ** 3, "f64": 32 ** 3}
+THREAD_MNK = {"f32": 24 << 20, "f64": 8 << 20}
 MAX_THREADS = 2
 
 
 def gemm_params(dtype: str) -> dict:
     """Blocking parameters for ``dtype`` ('f32'/'f64'), with NR = NV*VL added."""
     p = dict(_PARAMS[dtype])
-    p["NR"] = p["NV"] * p["VL"]
-    return p
+    return dict(p, NR=p["NV"] * p["VL"])
 
 
 def gemm_symbol(dtype: str) -> str:
@@ -66,8 +71,7 @@ def gemm_symbol(dtype: str) -> str:
 
 def _per_thread_elems(dtype: str) -> int:
     p = gemm_params(dtype)
-    n = p["MC"] * p["KC"] + p["KC"] * p["NC"]
-    return -(-n // 16) * 16          # keeps each thread's half 64-byte aligned
+    return -(-(p["MC"] * p["KC"] + p["KC"] * p["NC"]) // 16) * 16   # 64-byte multiple
 
 
 def gemm_workspace_elems(dtype: str) -> int:
@@ -75,8 +79,20 @@ def gemm_workspace_elems(dtype: str) -> int:
     return MAX_THREADS * _per_thread_elems(dtype)
 
 
+def _ENTRY_ARGS(T):
+    tp = T.as_pointer()
+    return [I32, I32, I64, I64, I64, tp, I64, tp, I64, tp, I64, I32, tp]
+
+
+_ENTRY_NAMES = "transA transB M N K A lda B ldb C ldc accumulate work".split()
+
+
 def _c64(v):
     return ir.Constant(I64, v)
+
+
+def _c32(v):
+    return ir.Constant(I32, v)
 
 
 @contextmanager
@@ -116,21 +132,15 @@ def _vstore(b, val, ptr, align):
     b.store(val, b.bitcast(ptr, val.type.as_pointer()), align=align)
 
 
-def _prefetch(b, ptr, write):
-    """llvm.prefetch (never faults, so ptr may point past the data)."""
-    fn = _declare(b.module, "llvm.prefetch.p0",
-                  ir.FunctionType(ir.VoidType(), [I8P, I32, I32, I32]))
-    b.call(fn, [b.bitcast(ptr, I8P)] + [ir.Constant(I32, x) for x in (write, 3, 1)])
-
-
 def _function(module, name, ret, args, names, noalias=()):
+    """An internal nounwind function with named args; returns (fn, builder at entry)."""
     fn = ir.Function(module, ir.FunctionType(ret, args), name=name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
-    for a, n in zip(fn.args, names):
+    for i, (a, n) in enumerate(zip(fn.args, names)):
         a.name = n
-    for i in noalias:
-        fn.args[i].add_attribute("noalias")
+        if i in noalias:
+            a.add_attribute("noalias")
     return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
 
@@ -140,6 +150,15 @@ def _declare(module, name, fnty):
     return g if g is not None else ir.Function(module, fnty, name=name)
 
 
+def _have_libc(*names):
+    """True if the running process exports all these C symbols (MCJIT aborts otherwise)."""
+    try:
+        proc = ctypes.CDLL(None)
+    except OSError:
+        return False
+    return all(hasattr(proc, n) for n in names)
+
+
 def _emit_kernel(module, dt, p, T, a_packed, b_packed):
     """Micro-kernel: C[mr x nr] (+)= A-sliver(kc) . B-sliver(kc), tile MR x NR.
 
@@ -147,75 +166,61 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
     a_rs=1, a_cs=MR and packed B b_ks=NR as compile-time constants (arguments ignored).
     Requires kc >= 1, 1 <= mr <= MR, 1 <= nr <= NR; for strided B, nr == NR.
     """
-    MR, VL, NV, NR = p["MR"], p["VL"], p["NV"], p["NR"]
+    MR, VL, NV, NR, esz = p["MR"], p["VL"], p["NV"], p["NR"], (4 if dt == "f32" else 8)
     tp, vt = T.as_pointer(), ir.VectorType(T, VL)
     fma = _declare(module, f"llvm.fma.v{VL}{dt}", ir.FunctionType(vt, [vt] * 3))
     name = f"adjit_gemm_{dt}.kern.{'p' if a_packed else 's'}{'p' if b_packed else 's'}"
     fn, b = _function(module, name, ir.VoidType(),
                       [I64, tp, I64, I64, tp, I64, tp, I64, I64, I64, I32],
-                      ["kc", "a", "a_rs", "a_cs", "b", "b_ks", "c", "ldc", "mr", "nr", "beta"],
-                      noalias=(1, 4, 6))
+                      "kc a a_rs a_cs b b_ks c ldc mr nr beta".split(), noalias=(1, 4, 6))
     fn.attributes.add("noinline")   # own register allocation; measured faster than inlined
     kc, a, a_rs, a_cs, bp, b_ks, c, ldc, mr, nr, beta = fn.args
-    esz = 4 if dt == "f32" else 8
     tile = b.alloca(T, size=_c64(MR * NR), name="tile")
     if a_packed:
-        rows = [_at(b, a, i) for i in range(MR)]
-        a_cs = _c64(MR)
+        rows, a_cs = [_at(b, a, i) for i in range(MR)], _c64(MR)
     else:   # rows past mr re-read row mr-1 (always valid); their results are discarded
         rows = [_at(b, a, b.mul(_min(b, _c64(i), b.sub(mr, _c64(1))), a_rs)) for i in range(MR)]
     b_ks = _c64(NR) if b_packed else b_ks
-    zero = ir.Constant(vt, [0.0] * VL)
-    undef = ir.Constant(vt, ir.Undefined)
-    splat_mask = ir.Constant(ir.VectorType(I32, VL), [0] * VL)
+    zero, undef = ir.Constant(vt, [0.0] * VL), ir.Constant(vt, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(I32, VL), [0] * VL)
 
-    # Prefetch the C tile for writing: its lines arrive while the k loop runs.
-    for i in range(MR):
-        crow = _at(b, c, b.mul(_c64(i), ldc))
-        for off in (0, NR - 1):
-            _prefetch(b, _at(b, crow, off), 1)
     pre, body, done = b.block, b.append_basic_block("k.body"), b.append_basic_block("k.done")
     b.branch(body)
-    b.position_at_end(body)
+    b.position_at_end(body)         # do { ... } while (++k < kc): kc >= 1
     k = b.phi(I64, "k")
     k.add_incoming(_c64(0), pre)
     acc = [[b.phi(vt, f"acc{i}_{v}") for v in range(NV)] for i in range(MR)]
-    for ph in (ph for row in acc for ph in row):
-        ph.add_incoming(zero, pre)
     brow = _at(b, bp, b.mul(k, b_ks))
     bv = [_vload(b, _at(b, brow, v * VL), vt, esz) for v in range(NV)]
     koff = b.mul(k, a_cs)
     new = []
     for i in range(MR):
         s = b.load(_at(b, rows[i], koff), align=esz)
-        s = b.shuffle_vector(b.insert_element(undef, s, ir.Constant(I32, 0)), undef, splat_mask)
+        s = b.shuffle_vector(b.insert_element(undef, s, _c32(0)), undef, splat)
         new.append([b.call(fma, [s, bv[v], acc[i][v]]) for v in range(NV)])
-    k1 = b.add(k, _c64(1))
     for i, v in ((i, v) for i in range(MR) for v in range(NV)):
+        acc[i][v].add_incoming(zero, pre)
         acc[i][v].add_incoming(new[i][v], body)
+    k1 = b.add(k, _c64(1))
     k.add_incoming(k1, body)
     b.cbranch(b.icmp_signed("<", k1, kc), body, done)
 
     b.position_at_end(done)
-    add = b.icmp_signed("!=", beta, ir.Constant(I32, 0))
+    add = b.icmp_signed("!=", beta, _c32(0))
     full = b.and_(b.icmp_signed("==", mr, _c64(MR)), b.icmp_signed("==", nr, _c64(NR)))
     with b.if_else(full) as (then, other):
         with then:   # whole tile: vector load/add/store straight into C
-            for i in range(MR):
-                crow = _at(b, c, b.mul(_c64(i), ldc))
-                for v in range(NV):
-                    ptr = _at(b, crow, v * VL)
-                    old = b.select(add, _vload(b, ptr, vt, esz), zero)
-                    _vstore(b, b.fadd(new[i][v], old), ptr, esz)
+            for i, v in ((i, v) for i in range(MR) for v in range(NV)):
+                ptr = _at(b, c, b.mul(_c64(i), ldc), v * VL)
+                old = b.select(add, _vload(b, ptr, vt, esz), zero)
+                _vstore(b, b.fadd(new[i][v], old), ptr, esz)
         with other:  # edge tile: spill to the stack tile, copy the valid mr x nr part
             for i, v in ((i, v) for i in range(MR) for v in range(NV)):
                 _vstore(b, new[i][v], _at(b, tile, i * NR + v * VL), esz)
             with _loop(b, 0, mr, 1, "ei") as i:
-                crow = _at(b, c, b.mul(i, ldc))
-                trow = _at(b, tile, b.mul(i, _c64(NR)))
                 with _loop(b, 0, nr, 1, "ej") as j:
-                    cp = _at(b, crow, j)
-                    val = b.load(_at(b, trow, j), align=esz)
+                    cp = _at(b, c, b.mul(i, ldc), j)
+                    val = b.load(_at(b, tile, b.mul(i, _c64(NR)), j), align=esz)
                     old = b.select(add, b.load(cp, align=esz), ir.Constant(T, 0.0))
                     b.store(b.fadd(val, old), cp, align=esz)
     b.ret_void()
@@ -224,23 +229,17 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
 
 def _transpose(b, rows):
     """Transpose VL vectors of VL lanes (VL = 8 or 4): unpack, shuffle, 128-bit permute."""
-    n = len(rows)
-
     def sh(x, y, mask):
-        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), mask))
-    if n == 4:   # t: (r0,r1) and (r2,r3) interleaved in 128-bit lanes; then swap halves
-        t0, t1 = sh(rows[0], rows[1], [0, 4, 2, 6]), sh(rows[0], rows[1], [1, 5, 3, 7])
-        t2, t3 = sh(rows[2], rows[3], [0, 4, 2, 6]), sh(rows[2], rows[3], [1, 5, 3, 7])
+        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, len(rows)), mask))
+    if len(rows) == 4:   # interleave (r0,r1), (r2,r3) in 128-bit lanes, then swap halves
+        t = [sh(rows[i], rows[i + 1], m) for i in (0, 2) for m in ([0, 4, 2, 6], [1, 5, 3, 7])]
         lo, hi = [0, 1, 4, 5], [2, 3, 6, 7]
-        return [sh(t0, t2, lo), sh(t1, t3, lo), sh(t0, t2, hi), sh(t1, t3, hi)]
-    t = []
-    for i in range(0, 8, 2):
-        t += [sh(rows[i], rows[i + 1], [0, 8, 1, 9, 4, 12, 5, 13]),
-              sh(rows[i], rows[i + 1], [2, 10, 3, 11, 6, 14, 7, 15])]
+        return [sh(t[0], t[2], lo), sh(t[1], t[3], lo), sh(t[0], t[2], hi), sh(t[1], t[3], hi)]
+    t = [sh(rows[i], rows[i + 1], m) for i in range(0, 8, 2)
+         for m in ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])]
     m44, mee = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
-    # s[c] holds columns c and c+4 of rows 0-3 (s[c+4]: of rows 4-7)
-    s = [sh(t[0], t[2], m44), sh(t[0], t[2], mee), sh(t[1], t[3], m44), sh(t[1], t[3], mee),
-         sh(t[4], t[6], m44), sh(t[4], t[6], mee), sh(t[5], t[7], m44), sh(t[5], t[7], mee)]
+    # s[c] holds columns c and c+4 of rows 0-3, s[c+4] the same of rows 4-7
+    s = [sh(t[g], t[g + 2], m) for g in (0, 1, 4, 5) for m in (m44, mee)]
     lo, hi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
     return [sh(s[c], s[c + 4], lo) for c in range(4)] + [sh(s[c], s[c + 4], hi) for c in range(4)]
 
@@ -250,8 +249,7 @@ def _chunks(n, VL):
     out, off = [], 0
     for ln in (VL, 4, 2, 1):
         while n - off >= ln:
-            out.append((off, ln))
-            off += ln
+            out, off = out + [(off, ln)], off + ln
     return out
 
 
@@ -260,36 +258,40 @@ def _emit_pack(module, dt, p, T, W):
 
     Element (w, k) is ``src[w*ld + k]`` (w_contig == 0) or ``src[k*ld + w]`` (w_contig
     != 0); the last sliver is zero padded to W.  Signature (i32 w_contig, i64 n, i64 kc,
-    T* src, i64 ld, T* dst).  Access order follows the source: contiguous rows are copied
-    row by row across all slivers (sequential reads; sliver-by-sliver order touched one
-    page per row and ran 2x slower); strided rows are read VL k at a time and transposed in
-    registers.  The partial last sliver uses a plain scalar loop.
+    T* src, i64 ld, T* dst).  Strided rows are read VL k at a time and transposed in
+    registers.  Contiguous rows go KB=8 rows at a time across all slivers: row by row
+    (one write page per sliver) ran at 3.0 Gelem/s, sliver by sliver (one read page per row)
+    at 2.3, 8-row blocks at 5.3.  The partial last sliver uses a plain scalar loop.
     """
-    VL, esz = p["VL"], (4 if dt == "f32" else 8)
-    tp = T.as_pointer()
+    VL, esz, KB = p["VL"], (4 if dt == "f32" else 8), 8
+    tp, vt = T.as_pointer(), ir.VectorType(T, VL)
     fn, b = _function(module, f"adjit_gemm_{dt}.pack{W}", ir.VoidType(),
-                      [I32, I64, I64, tp, I64, tp], ["w_contig", "n", "kc", "src", "ld", "dst"],
+                      [I32, I64, I64, tp, I64, tp], "w_contig n kc src ld dst".split(),
                       noalias=(3, 5))
     w_contig, n, kc, src, ld, dst = fn.args
-    contig = b.icmp_signed("!=", w_contig, ir.Constant(I32, 0))
+    contig = b.icmp_signed("!=", w_contig, _c32(0))
     nfull = b.mul(b.sdiv(n, _c64(W)), _c64(W))     # columns in full slivers
 
     def piece(v, off, ln):   # lanes off..off+ln of vector v
-        if ln == VL:
-            return v
-        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, ln),
-                                                  list(range(off, off + ln))))
+        mask = ir.Constant(ir.VectorType(I32, ln), list(range(off, off + ln)))
+        return v if ln == VL else b.shuffle_vector(v, v, mask)
+
+    def copy(s, k):          # contiguous: W elements of row k into sliver s
+        row, out = _at(b, src, b.mul(k, ld), s), _at(b, dst, b.mul(s, kc), b.mul(k, _c64(W)))
+        for off, ln in _chunks(W, VL):
+            piece_t = ir.VectorType(T, ln)
+            _vstore(b, _vload(b, _at(b, row, off), piece_t, esz), _at(b, out, off), esz)
     with b.if_else(contig) as (then, other):
-        with then:           # rows of contiguous elements: copy W at a time, row by row
-            with _loop(b, 0, kc, 1, "kc") as k:
-                row = _at(b, src, b.mul(k, ld))
+        with then:
+            kb = b.mul(b.sdiv(kc, _c64(KB)), _c64(KB))
+            with _loop(b, 0, kb, KB, "kb") as k0:
+                with _loop(b, 0, nfull, W, "sb") as s:
+                    for kk in range(KB):
+                        copy(s, b.add(k0, _c64(kk)))
+            with _loop(b, kb, kc, 1, "kc") as k:
                 with _loop(b, 0, nfull, W, "sc") as s:
-                    out = _at(b, dst, b.mul(s, kc), b.mul(k, _c64(W)))
-                    for off, ln in _chunks(W, VL):
-                        vt = ir.VectorType(T, ln)
-                        _vstore(b, _vload(b, _at(b, row, s, off), vt, esz), _at(b, out, off), esz)
+                    copy(s, k)
         with other:          # W strided rows per sliver: transpose VL x VL blocks
-            vt = ir.VectorType(T, VL)
             kv = b.mul(b.sdiv(kc, _c64(VL)), _c64(VL))
             with _loop(b, 0, nfull, W, "st") as s:
                 rows = [_at(b, src, b.mul(b.add(s, _c64(w)), ld)) for w in range(W)]
@@ -304,23 +306,21 @@ def _emit_pack(module, dt, p, T, W):
                             for off, ln in _chunks(min(VL, W - g), VL):
                                 _vstore(b, piece(tr[t], off, ln), _at(b, out, off), esz)
                 with _loop(b, kv, kc, 1, "kr") as k:
-                    out = _at(b, sl, b.mul(k, _c64(W)))
                     for w in range(W):
-                        v = b.load(_at(b, rows[w], k), align=esz)
-                        b.store(v, _at(b, out, w), align=esz)
-    # Partial last sliver: w >= rem stores 0 (w is clamped so every load stays in bounds).
-    rem = b.sub(n, nfull)
+                        b.store(b.load(_at(b, rows[w], k), align=esz),
+                                _at(b, sl, b.mul(k, _c64(W)), w), align=esz)
+    rem = b.sub(n, nfull)    # partial last sliver: lanes w >= rem get 0 (loads clamped)
     with b.if_then(b.icmp_signed(">", rem, _c64(0))):
         ws, ks = b.select(contig, _c64(1), ld), b.select(contig, ld, _c64(1))
         base, sl = _at(b, src, b.mul(nfull, ws)), _at(b, dst, b.mul(nfull, kc))
         last = b.sub(rem, _c64(1))
         cols = [_at(b, base, b.mul(_min(b, _c64(w), last), ws)) for w in range(W)]
-        valid = [b.icmp_signed("<", _c64(w), rem) for w in range(W)]
         with _loop(b, 0, kc, 1, "ke") as k:
             koff, out = b.mul(k, ks), _at(b, sl, b.mul(k, _c64(W)))
             for w in range(W):
                 v = b.load(_at(b, cols[w], koff), align=esz)
-                b.store(b.select(valid[w], v, ir.Constant(T, 0.0)), _at(b, out, w), align=esz)
+                v = b.select(b.icmp_signed("<", _c64(w), rem), v, ir.Constant(T, 0.0))
+                b.store(v, _at(b, out, w), align=esz)
     b.ret_void()
     return fn
 
@@ -328,22 +328,20 @@ def _emit_pack(module, dt, p, T, W):
 def _emit_serial(module, dt, p, T, small_mnk):
     """One thread's blocked GEMM (same signature as the entry point)."""
     MR, NR, KC, MC, NC = p["MR"], p["NR"], p["KC"], p["MC"], p["NC"]
-    tp = T.as_pointer()
     kern = {(ap, bp): _emit_kernel(module, dt, p, T, ap, bp)
             for ap, bp in ((True, True), (False, True), (False, False))}
     pack_a, pack_b = _emit_pack(module, dt, p, T, MR), _emit_pack(module, dt, p, T, NR)
     fn, b = _function(module, f"adjit_gemm_{dt}.serial", ir.VoidType(), _ENTRY_ARGS(T),
                       _ENTRY_NAMES, noalias=(5, 7, 9, 12))
     ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = fn.args
-    one, zero32 = _c64(1), ir.Constant(I32, 0)
-    trans_a = b.icmp_signed("!=", ta, zero32)
-    trans_b = b.icmp_signed("!=", tb, zero32)
+    one = _c64(1)
+    trans_a, trans_b = b.icmp_signed("!=", ta, _c32(0)), b.icmp_signed("!=", tb, _c32(0))
     a_rs, a_cs = b.select(trans_a, one, lda), b.select(trans_a, lda, one)   # op(A)[i,k]
     b_ks, b_js = b.select(trans_b, one, ldb), b.select(trans_b, ldb, one)   # op(B)[k,j]
     direct = b.icmp_signed("<=", b.mul(b.mul(M, N), K), _c64(small_mnk))
     pack_all_b = b.or_(b.not_(direct), trans_b)
     Ap, Bp = work, _at(b, work, MC * KC)
-    acc_first = b.icmp_signed("!=", accum, zero32)
+    acc_first = b.icmp_signed("!=", accum, _c32(0))
     with _loop(b, 0, N, NC, "jc") as jc:
         nc = _min(b, _c64(NC), b.sub(N, jc))
         with _loop(b, 0, K, KC, "pc") as pc:
@@ -361,36 +359,63 @@ def _emit_serial(module, dt, p, T, small_mnk):
                     nr = _min(b, _c64(NR), b.sub(nc, jr))
                     ragged = b.and_(b.not_(pack_all_b), b.icmp_signed("<", nr, _c64(NR)))
                     with b.if_then(ragged):   # direct mode, last strip: pad it to NR
-                        b.call(pack_b, [ir.Constant(I32, 1), nr, kc, _at(b, bblk, jr), ldb, Bp])
+                        b.call(pack_b, [_c32(1), nr, kc, _at(b, bblk, jr), ldb, Bp])
                     b_packed = b.or_(pack_all_b, ragged)
                     bsl = b.select(b_packed, _at(b, Bp, b.select(pack_all_b, b.mul(jr, kc),
                                                                   _c64(0))), _at(b, bblk, jr))
-                    with _loop(b, 0, mc, MR, "ir") as ir_:
-                        mr = _min(b, _c64(MR), b.sub(mc, ir_))
-                        ct = _at(b, C, b.mul(b.add(ic, ir_), ldc), jc, jr)
+                    with _loop(b, 0, mc, MR, "ir") as i:
+                        mr = _min(b, _c64(MR), b.sub(mc, i))
+                        ct = _at(b, C, b.mul(b.add(ic, i), ldc), jc, jr)
                         kargs = [kc, None, a_rs, a_cs, bsl, ldb, ct, ldc, mr, nr, beta]
                         with b.if_else(direct) as (d_then, d_else):
                             with d_then:
-                                kargs[1] = _at(b, ablk, b.mul(ir_, a_rs))
+                                kargs[1] = _at(b, ablk, b.mul(i, a_rs))
                                 with b.if_else(b_packed) as (bp_then, bp_else):
                                     with bp_then:
                                         b.call(kern[False, True], kargs)
                                     with bp_else:
                                         b.call(kern[False, False], kargs)
                             with d_else:
-                                kargs[1] = _at(b, Ap, b.mul(ir_, kc))
+                                kargs[1] = _at(b, Ap, b.mul(i, kc))
                                 b.call(kern[True, True], kargs)
     b.ret_void()
     return fn
 
 
-def _ENTRY_ARGS(T):
-    tp = T.as_pointer()
-    return [I32, I32, I64, I64, I64, tp, I64, tp, I64, tp, I64, I32, tp]
+def _spawn(module, b, worker, arg, tid, attr, cpus, rc):
+    """pthread_create(worker, arg) on an allowed CPU other than the caller's; -> i1 started.
 
-
-_ENTRY_NAMES = ["transA", "transB", "M", "N", "K", "A", "lda", "B", "ldb", "C", "ldc",
-                "accumulate", "work"]
+    Measured on the 2-vCPU VM: left to itself Linux started the new thread on the
+    caller's CPU half of the time, so the halves ran one after the other; pinned away
+    from it, the thread starts in ~25 us.  If the caller may run on one CPU only, no thread
+    is made.  Without the affinity functions in libc it is a plain create.
+    """
+    fty, attr8, cpus8 = ir.FunctionType, b.bitcast(attr, I8P), b.bitcast(cpus, I8P)
+    b.store(_c32(-1), rc)                     # -1: create, -2: no other CPU, else create's rc
+    b.call(_declare(module, "pthread_attr_init", fty(I32, [I8P])), [attr8])
+    if _have_libc("sched_getcpu", "sched_getaffinity", "pthread_attr_setaffinity_np"):
+        got = b.call(_declare(module, "sched_getaffinity", fty(I32, [I32, I64, I8P])),
+                     [_c32(0), _c64(128), cpus8])
+        cpu = b.sext(b.call(_declare(module, "sched_getcpu", fty(I32, [])), []), I64)
+        with b.if_then(b.and_(b.icmp_signed("==", got, _c32(0)),
+                              b.icmp_unsigned("<", cpu, _c64(1024)))):
+            w = b.gep(cpus, [_c32(0), b.trunc(b.lshr(cpu, _c64(6)), I32)])   # clear our bit
+            b.store(b.and_(b.load(w), b.xor(b.shl(_c64(1), b.and_(cpu, _c64(63))), _c64(-1))), w)
+            others = _c64(0)
+            for i in range(16):
+                others = b.or_(others, b.load(b.gep(cpus, [_c32(0), _c32(i)])))
+            with b.if_else(b.icmp_signed("!=", others, _c64(0))) as (some, none):
+                with some:
+                    setaff = fty(I32, [I8P, I64, I8P])
+                    b.call(_declare(module, "pthread_attr_setaffinity_np", setaff),
+                           [attr8, _c64(128), cpus8])
+                with none:
+                    b.store(_c32(-2), rc)
+    with b.if_then(b.icmp_signed("==", b.load(rc), _c32(-1))):
+        create = fty(I32, [I64.as_pointer(), I8P, worker.type, I8P])
+        b.store(b.call(_declare(module, "pthread_create", create), [tid, attr8, worker, arg]), rc)
+    b.call(_declare(module, "pthread_attr_destroy", fty(I32, [I8P])), [attr8])
+    return b.icmp_signed("==", b.load(rc), _c32(0))
 
 
 def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
@@ -413,25 +438,27 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
         return module.globals[name]
     p, T = gemm_params(dtype), (ir.FloatType() if dtype == "f32" else ir.DoubleType())
     MR, NR = p["MR"], p["NR"]
-    serial = _emit_serial(module, dtype, p, T, SMALL_MNK[dtype] if small_mnk is None else small_mnk)
+    small = SMALL_MNK[dtype] if small_mnk is None else small_mnk
+    serial = _emit_serial(module, dtype, p, T, small)
     args_t = ir.LiteralStructType(_ENTRY_ARGS(T))
-    field = lambda bld, ptr, i: bld.gep(ptr, [ir.Constant(I32, 0), ir.Constant(I32, i)])
     worker, b = _function(module, f"{name}.worker", I8P, [I8P], ["arg"])   # thread body
     sp = b.bitcast(worker.args[0], args_t.as_pointer())
-    b.call(serial, [b.load(field(b, sp, i)) for i in range(len(args_t.elements))])
+    b.call(serial, [b.load(b.gep(sp, [_c32(0), _c32(i)])) for i in range(len(args_t.elements))])
     b.ret(ir.Constant(I8P, None))
 
     fn, b = _function(module, name, ir.VoidType(), _ENTRY_ARGS(T), _ENTRY_NAMES,
                       noalias=(5, 7, 9, 12))
-    fn.linkage = "external"
+    fn.linkage = ""                 # the one exported symbol
     args = list(fn.args)
     ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = args
     half2_st, tid = b.alloca(args_t, name="half2"), b.alloca(I64, name="tid")
-    zero32, c0, one = ir.Constant(I32, 0), _c64(0), _c64(1)
+    attr = b.alloca(ir.ArrayType(I64, 8), name="attr")      # pthread_attr_t: 56 bytes
+    cpus = b.alloca(ir.ArrayType(I64, 16), name="cpus")     # cpu_set_t: 1024 bits
+    rcslot, c0, one = b.alloca(I32, name="rc"), _c64(0), _c64(1)
     with b.if_then(b.or_(b.icmp_signed("<=", M, c0), b.icmp_signed("<=", N, c0))):
         b.ret_void()
     with b.if_then(b.icmp_signed("<=", K, c0)):
-        with b.if_then(b.icmp_signed("==", accum, zero32)):   # empty sum: C = 0
+        with b.if_then(b.icmp_signed("==", accum, _c32(0))):   # empty sum: C = 0
             with _loop(b, 0, M, 1, "zi") as i:
                 with _loop(b, 0, N, 1, "zj") as j:
                     b.store(ir.Constant(T, 0.0), _at(b, C, b.mul(i, ldc), j))
@@ -440,33 +467,31 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
                         _c64(THREAD_MNK[dtype] if thread_mnk is None else thread_mnk))
     split_n = b.and_(b.icmp_signed(">=", N, M), b.icmp_signed(">=", N, _c64(2 * NR)))
     split_m = b.and_(b.not_(split_n), b.icmp_signed(">=", M, _c64(2 * MR)))
+    threads = threads if _have_libc("pthread_create", "pthread_join") else 1
     go = b.and_(big, b.or_(split_n, split_m)) if threads > 1 else ir.Constant(I1, 0)
     with b.if_then(b.not_(go)):
         b.call(serial, args)
         b.ret_void()
-    # Split the larger of M, N (then each thread re-packs only the smaller operand) at the
+    # Split the larger of M, N (each thread then re-packs only the smaller operand) at the
     # nearest tile multiple; both halves get at least one full tile.
     n0 = b.mul(b.sdiv(b.add(b.sdiv(N, _c64(2)), _c64(NR // 2)), _c64(NR)), _c64(NR))
     m0 = b.mul(b.sdiv(b.add(b.sdiv(M, _c64(2)), _c64(MR // 2)), _c64(MR)), _c64(MR))
-    a_rs = b.select(b.icmp_signed("!=", ta, zero32), one, lda)     # op(A) row stride
-    b_js = b.select(b.icmp_signed("!=", tb, zero32), ldb, one)     # op(B) column stride
+    a_rs = b.select(b.icmp_signed("!=", ta, _c32(0)), one, lda)     # op(A) row stride
+    b_js = b.select(b.icmp_signed("!=", tb, _c32(0)), ldb, one)     # op(B) column stride
     M2, N2 = b.sub(M, b.select(split_n, c0, m0)), b.sub(N, b.select(split_n, n0, c0))
     half2 = [ta, tb, M2, N2, K, _at(b, A, b.select(split_n, c0, b.mul(m0, a_rs))), lda,
              _at(b, B, b.select(split_n, b.mul(n0, b_js), c0)), ldb,
              _at(b, C, b.select(split_n, n0, b.mul(m0, ldc))), ldc, accum,
              _at(b, work, _per_thread_elems(dtype))]
     for i, v in enumerate(half2):
-        b.store(v, field(b, half2_st, i))
-    pcreate = _declare(module, "pthread_create", ir.FunctionType(
-        I32, [I64.as_pointer(), I8P, worker.type, I8P]))
-    pjoin = _declare(module, "pthread_join", ir.FunctionType(I32, [I64, I8P.as_pointer()]))
-    rc = b.call(pcreate, [tid, ir.Constant(I8P, None), worker, b.bitcast(half2_st, I8P)])
-    started = b.icmp_signed("==", rc, zero32)
+        b.store(v, b.gep(half2_st, [_c32(0), _c32(i)]))
+    started = _spawn(module, b, worker, b.bitcast(half2_st, I8P), tid, attr, cpus, rcslot)
     with b.if_then(b.not_(started)):          # no thread: run that half here
         b.call(serial, half2)
     b.call(serial, [ta, tb, b.select(split_n, M, m0), b.select(split_n, n0, N), K, A, lda,
                     B, ldb, C, ldc, accum, work])
     with b.if_then(started):
-        b.call(pjoin, [b.load(tid), ir.Constant(I8P.as_pointer(), None)])
+        join = _declare(module, "pthread_join", ir.FunctionType(I32, [I64, I8P.as_pointer()]))
+        b.call(join, [b.load(tid), ir.Constant(I8P.as_pointer(), None)])
     b.ret_void()
     return fn
