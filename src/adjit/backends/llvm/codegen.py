@@ -8,7 +8,6 @@ the kernel reads), called in order from the entry.
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
 from llvmlite import ir
 
 from ...ir import Node

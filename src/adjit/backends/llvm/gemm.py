@@ -32,9 +32,12 @@ unless accumulate, later blocks add to it.
 from __future__ import annotations
 
 import ctypes
-from contextlib import contextmanager
 
 import llvmlite.ir as ir
+
+from .irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare, function as _function
+from .irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
+from .gemm_pack import emit_pack as _emit_pack
 
 __all__ = ["emit_gemm", "gemm_workspace_elems", "gemm_params", "gemm_symbol"]
 
@@ -85,69 +88,6 @@ def _ENTRY_ARGS(T):
 
 
 _ENTRY_NAMES = "transA transB M N K A lda B ldb C ldc accumulate work".split()
-
-
-def _c64(v):
-    return ir.Constant(I64, v)
-
-
-def _c32(v):
-    return ir.Constant(I32, v)
-
-
-@contextmanager
-def _loop(b, start, stop, step, name):
-    """``for (i = start; i < stop; i += step)`` with the test at the top; yields i."""
-    start, stop, step = (_c64(x) if isinstance(x, int) else x for x in (start, stop, step))
-    pre = b.block
-    head, body, done = (b.append_basic_block(f"{name}.{s}") for s in ("head", "body", "done"))
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, name)
-    i.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, done)
-    b.position_at_end(body)
-    yield i
-    i.add_incoming(b.add(i, step), b.block)
-    b.branch(head)
-    b.position_at_end(done)
-
-
-def _min(b, x, y):
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def _at(b, ptr, *offsets):
-    """GEP ptr + sum(offsets) (element units)."""
-    for off in offsets:
-        ptr = b.gep(ptr, [_c64(off) if isinstance(off, int) else off])
-    return ptr
-
-
-def _vload(b, ptr, vt, align):
-    return b.load(b.bitcast(ptr, vt.as_pointer()), align=align)
-
-
-def _vstore(b, val, ptr, align):
-    b.store(val, b.bitcast(ptr, val.type.as_pointer()), align=align)
-
-
-def _function(module, name, ret, args, names, noalias=()):
-    """An internal nounwind function with named args; returns (fn, builder at entry)."""
-    fn = ir.Function(module, ir.FunctionType(ret, args), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("nounwind")
-    for i, (a, n) in enumerate(zip(fn.args, names)):
-        a.name = n
-        if i in noalias:
-            a.add_attribute("noalias")
-    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
-
-
-def _declare(module, name, fnty):
-    """Declare an external/intrinsic function once per module."""
-    g = module.globals.get(name)
-    return g if g is not None else ir.Function(module, fnty, name=name)
 
 
 def _have_libc(*names):
@@ -223,104 +163,6 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
                     val = b.load(_at(b, tile, b.mul(i, _c64(NR)), j), align=esz)
                     old = b.select(add, b.load(cp, align=esz), ir.Constant(T, 0.0))
                     b.store(b.fadd(val, old), cp, align=esz)
-    b.ret_void()
-    return fn
-
-
-def _transpose(b, rows):
-    """Transpose VL vectors of VL lanes (VL = 8 or 4): unpack, shuffle, 128-bit permute."""
-    def sh(x, y, mask):
-        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, len(rows)), mask))
-    if len(rows) == 4:   # interleave (r0,r1), (r2,r3) in 128-bit lanes, then swap halves
-        t = [sh(rows[i], rows[i + 1], m) for i in (0, 2) for m in ([0, 4, 2, 6], [1, 5, 3, 7])]
-        lo, hi = [0, 1, 4, 5], [2, 3, 6, 7]
-        return [sh(t[0], t[2], lo), sh(t[1], t[3], lo), sh(t[0], t[2], hi), sh(t[1], t[3], hi)]
-    t = [sh(rows[i], rows[i + 1], m) for i in range(0, 8, 2)
-         for m in ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])]
-    m44, mee = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
-    # s[c] holds columns c and c+4 of rows 0-3, s[c+4] the same of rows 4-7
-    s = [sh(t[g], t[g + 2], m) for g in (0, 1, 4, 5) for m in (m44, mee)]
-    lo, hi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
-    return [sh(s[c], s[c + 4], lo) for c in range(4)] + [sh(s[c], s[c + 4], hi) for c in range(4)]
-
-
-def _chunks(n, VL):
-    """Split n lanes into vector pieces of VL, 4, 2, 1 lanes: [(offset, length)]."""
-    out, off = [], 0
-    for ln in (VL, 4, 2, 1):
-        while n - off >= ln:
-            out, off = out + [(off, ln)], off + ln
-    return out
-
-
-def _emit_pack(module, dt, p, T, W):
-    """Pack an n x kc panel into W-wide slivers: dst[s*kc + k*W + w] = src(s+w, k).
-
-    Element (w, k) is ``src[w*ld + k]`` (w_contig == 0) or ``src[k*ld + w]`` (w_contig
-    != 0); the last sliver is zero padded to W.  Signature (i32 w_contig, i64 n, i64 kc,
-    T* src, i64 ld, T* dst).  Strided rows are read VL k at a time and transposed in
-    registers.  Contiguous rows go KB=8 rows at a time across all slivers: row by row
-    (one write page per sliver) ran at 3.0 Gelem/s, sliver by sliver (one read page per row)
-    at 2.3, 8-row blocks at 5.3.  The partial last sliver uses a plain scalar loop.
-    """
-    VL, esz, KB = p["VL"], (4 if dt == "f32" else 8), 8
-    tp, vt = T.as_pointer(), ir.VectorType(T, VL)
-    fn, b = _function(module, f"adjit_gemm_{dt}.pack{W}", ir.VoidType(),
-                      [I32, I64, I64, tp, I64, tp], "w_contig n kc src ld dst".split(),
-                      noalias=(3, 5))
-    w_contig, n, kc, src, ld, dst = fn.args
-    contig = b.icmp_signed("!=", w_contig, _c32(0))
-    nfull = b.mul(b.sdiv(n, _c64(W)), _c64(W))     # columns in full slivers
-
-    def piece(v, off, ln):   # lanes off..off+ln of vector v
-        mask = ir.Constant(ir.VectorType(I32, ln), list(range(off, off + ln)))
-        return v if ln == VL else b.shuffle_vector(v, v, mask)
-
-    def copy(s, k):          # contiguous: W elements of row k into sliver s
-        row, out = _at(b, src, b.mul(k, ld), s), _at(b, dst, b.mul(s, kc), b.mul(k, _c64(W)))
-        for off, ln in _chunks(W, VL):
-            piece_t = ir.VectorType(T, ln)
-            _vstore(b, _vload(b, _at(b, row, off), piece_t, esz), _at(b, out, off), esz)
-    with b.if_else(contig) as (then, other):
-        with then:
-            kb = b.mul(b.sdiv(kc, _c64(KB)), _c64(KB))
-            with _loop(b, 0, kb, KB, "kb") as k0:
-                with _loop(b, 0, nfull, W, "sb") as s:
-                    for kk in range(KB):
-                        copy(s, b.add(k0, _c64(kk)))
-            with _loop(b, kb, kc, 1, "kc") as k:
-                with _loop(b, 0, nfull, W, "sc") as s:
-                    copy(s, k)
-        with other:          # W strided rows per sliver: transpose VL x VL blocks
-            kv = b.mul(b.sdiv(kc, _c64(VL)), _c64(VL))
-            with _loop(b, 0, nfull, W, "st") as s:
-                rows = [_at(b, src, b.mul(b.add(s, _c64(w)), ld)) for w in range(W)]
-                sl = _at(b, dst, b.mul(s, kc))
-                with _loop(b, 0, kv, VL, "kt") as k:
-                    for g in range(0, W, VL):
-                        tr = _transpose(b, [_vload(b, _at(b, rows[g + r], k), vt, esz)
-                                            if g + r < W else ir.Constant(vt, [0.0] * VL)
-                                            for r in range(VL)])
-                        for t in range(VL):
-                            out = _at(b, sl, b.mul(b.add(k, _c64(t)), _c64(W)), g)
-                            for off, ln in _chunks(min(VL, W - g), VL):
-                                _vstore(b, piece(tr[t], off, ln), _at(b, out, off), esz)
-                with _loop(b, kv, kc, 1, "kr") as k:
-                    for w in range(W):
-                        b.store(b.load(_at(b, rows[w], k), align=esz),
-                                _at(b, sl, b.mul(k, _c64(W)), w), align=esz)
-    rem = b.sub(n, nfull)    # partial last sliver: lanes w >= rem get 0 (loads clamped)
-    with b.if_then(b.icmp_signed(">", rem, _c64(0))):
-        ws, ks = b.select(contig, _c64(1), ld), b.select(contig, ld, _c64(1))
-        base, sl = _at(b, src, b.mul(nfull, ws)), _at(b, dst, b.mul(nfull, kc))
-        last = b.sub(rem, _c64(1))
-        cols = [_at(b, base, b.mul(_min(b, _c64(w), last), ws)) for w in range(W)]
-        with _loop(b, 0, kc, 1, "ke") as k:
-            koff, out = b.mul(k, ks), _at(b, sl, b.mul(k, _c64(W)))
-            for w in range(W):
-                v = b.load(_at(b, cols[w], koff), align=esz)
-                v = b.select(b.icmp_signed("<", _c64(w), rem), v, ir.Constant(T, 0.0))
-                b.store(v, _at(b, out, w), align=esz)
     b.ret_void()
     return fn
 

@@ -7,18 +7,13 @@ becomes one flat loop the vectorizer handles well.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from llvmlite import ir
 
+from .irkit import c64, loop
 from .plan import ONE, ZERO, Size, dim, row_major_strides
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 REDUCE_FLAGS = ("reassoc", "contract")   # lets the vectorizer reorder sums
-
-
-def c64(v: int) -> ir.Constant:
-    return ir.Constant(I64, int(v))
 
 
 def size_value(b: ir.IRBuilder, s: Size, batch: ir.Value) -> ir.Value:
@@ -29,24 +24,9 @@ def size_value(b: ir.IRBuilder, s: Size, batch: ir.Value) -> ir.Value:
     return v
 
 
-@contextmanager
 def for_range(b: ir.IRBuilder, n: ir.Value, name: str = "i"):
     """``for i in range(n)`` with a phi induction variable (canonical for LLVM's loop passes)."""
-    pre = b.block
-    head = b.append_basic_block(f"{name}.head")
-    body = b.append_basic_block(f"{name}.body")
-    done = b.append_basic_block(f"{name}.done")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, name=name)
-    i.add_incoming(c64(0), pre)
-    b.cbranch(b.icmp_signed("<", i, n), body, done)
-    b.position_at_end(body)
-    yield i
-    nxt = b.add(i, c64(1), flags=["nsw", "nuw"])
-    i.add_incoming(nxt, b.block)
-    b.branch(head)
-    b.position_at_end(done)
+    return loop(b, 0, n, 1, name)
 
 
 def broadcast_access(in_shape: tuple, out_shape: tuple) -> list[Size]:

@@ -46,6 +46,9 @@ class _State:
             self.table[plan.storage[temp.id].slot] = base + off
         self.table[plan.workspace_slot] = self.workspace.ctypes.data
         self.table_address = ctypes.addressof(self.table)
+        # output shapes and dtypes for this batch size, computed once
+        self.outputs = [(o.type.concrete(batch), o.dtype, slot)
+                        for o, slot in zip(plan.graph.outputs, plan.output_slots)]
 
 
 class NativeFunction:
@@ -54,8 +57,6 @@ class NativeFunction:
         self._entry = _ENTRY_TYPE(jit.address("adjit_entry"))
         self._local = threading.local()
         self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]
-        self._outputs = [(o.type, o.dtype if o.dtype != "bool" else "bool", slot)
-                         for o, slot in zip(plan.graph.outputs, plan.output_slots)]
 
     def _state(self, batch: int) -> _State:
         states = getattr(self._local, "states", None)
@@ -73,8 +74,8 @@ class NativeFunction:
         for name, slot in self._inputs:
             table[slot] = address(values[name])
         outs = []
-        for ttype, dtype, slot in self._outputs:
-            arr = np.empty(ttype.concrete(b), dtype=dtype)
+        for shape, dtype, slot in st.outputs:
+            arr = np.empty(shape, dtype=dtype)
             table[slot] = address(arr) if arr.size else st.arena.ctypes.data
             outs.append(arr)
         self._entry(st.table_address, b)
