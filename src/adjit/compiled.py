@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from .backends import get_backend
 from .binding import Binder
+from .updates import check_update_buffers, check_update_sources, check_updates
 from .ir import Graph, Node
 from .passes import PIPELINE, run_pipeline
 
@@ -25,21 +28,38 @@ class Compiled:
     """
 
     def __init__(self, outputs, backend: str = DEFAULT_BACKEND,
-                 passes: Sequence | None = None, **options):
+                 passes: Sequence | None = None, updates=None, **options):
         self._single = isinstance(outputs, Node)
         outs = [outputs] if self._single else list(outputs)
         if not outs or not all(isinstance(o, Node) for o in outs):
             raise TypeError("compile: outputs must be a node or a non-empty list/tuple of nodes")
         self.backend = backend
-        self.stages = run_pipeline(Graph(outs, "traced"), PIPELINE if passes is None else passes)
+        self.updates = check_updates(updates)
+        self._n_returned = len(outs)
+        traced = Graph(outs + [v for _, v in self.updates], "traced")
+        self.stages = run_pipeline(traced, PIPELINE if passes is None else passes)
         self.graph = self.stages[-1]
-        self._binder = Binder(_arguments(self.stages[0]))
+        self._binder = Binder(_arguments(self.stages[0]) + [k for k, _ in self.updates])
         self.input_names = sorted(self._binder.names)
-        self._impl = get_backend(backend).build(self.graph, **options)
+        self._update_names = [k.name for k, _ in self.updates]
+        check_update_sources(self.graph, self._n_returned, self._update_names)
+        module = get_backend(backend)
+        self._in_place = bool(self.updates) and getattr(module, "IN_PLACE_UPDATES", False)
+        if self._in_place:
+            options["updates"] = {self._n_returned + k: name
+                                  for k, name in enumerate(self._update_names)}
+        self._impl = module.build(self.graph, **options)
 
     def __call__(self, **kwargs):
         values, batch = self._binder.bind(kwargs)
+        if self._update_names:
+            check_update_buffers(self._update_names, values, kwargs)
         results = self._impl(values, batch)
+        if self.updates and not self._in_place:
+            new = results[self._n_returned:]
+            results = results[:self._n_returned]
+            for name, arr in zip(self._update_names, new):
+                np.copyto(values[name], arr)
         return results[0] if self._single else tuple(results)
 
     # -- inspection ----------------------------------------------------------------------

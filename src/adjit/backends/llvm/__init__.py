@@ -15,8 +15,14 @@ from .runtime import NativeFunction
 from .target import compile_ir
 
 
-def build(graph: Graph, opt_level: int = 3, cache: bool | None = None) -> NativeFunction:
-    plan = Plan(graph)
+IN_PLACE_UPDATES = True   # ``updates=`` are written by the native code itself
+
+
+def build(graph: Graph, opt_level: int = 3, cache: bool | None = None,
+          updates: dict[int, str] | None = None) -> NativeFunction:
+    """``updates`` maps output indices to the input whose buffer that output overwrites."""
+    updates = updates or {}
+    plan = Plan(graph, in_place=frozenset(updates))
     ir_text = Lowering(plan).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit")
-    return NativeFunction(plan, jit)
+    return NativeFunction(plan, jit, updates)

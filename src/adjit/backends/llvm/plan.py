@@ -79,7 +79,12 @@ def is_gemm_transpose(graph: Graph, node: Node) -> bool:
 class Plan:
     """What runs in which order, and where every value lives."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, in_place: frozenset[int] = frozenset()):
+        """``in_place``: indices of outputs whose buffer is an input's (``updates=``).
+
+        Those outputs are always computed elsewhere and copied after every step, so
+        the input they overwrite is read in full before it changes.
+        """
         self.graph = graph
         self.inputs = sorted(graph.inputs, key=lambda n: n.name)
         self.storage: dict[int, Storage] = {}
@@ -93,7 +98,8 @@ class Plan:
         claimed: set[int] = set()
         for o in graph.outputs:
             self.output_slots.append(slot)
-            if o.id not in claimed and o.op not in NO_KERNEL and not self._is_view(o):
+            if (o.id not in claimed and o.op not in NO_KERNEL and not self._is_view(o)
+                    and len(self.output_slots) - 1 not in in_place):
                 self.storage[o.id] = Storage("slot", slot)
                 claimed.add(o.id)
             else:

@@ -36,7 +36,7 @@ def aligned_empty(nbytes: int) -> np.ndarray:
 class _State:
     """Scratch memory and pointer table for one (thread, batch size)."""
 
-    def __init__(self, plan: Plan, batch: int):
+    def __init__(self, plan: Plan, batch: int, updates: dict[int, str]):
         offsets, size = plan.arena_offsets(batch)
         self.arena = aligned_empty(max(size, ALIGN))
         self.workspace = aligned_empty(gemm_workspace_elems("f64") * 8)
@@ -48,12 +48,16 @@ class _State:
         self.table_address = ctypes.addressof(self.table)
         # output shapes and dtypes for this batch size, computed once
         self.outputs = [(o.type.concrete(batch), o.dtype, slot)
-                        for o, slot in zip(plan.graph.outputs, plan.output_slots)]
+                        for k, (o, slot) in enumerate(zip(plan.graph.outputs, plan.output_slots))
+                        if k not in updates]
+        # outputs written straight into an input's buffer (``updates=``), after every step
+        self.in_place = [(plan.output_slots[k], name) for k, name in updates.items()]
 
 
 class NativeFunction:
-    def __init__(self, plan: Plan, jit):
+    def __init__(self, plan: Plan, jit, updates: dict[int, str] | None = None):
         self.plan, self.jit = plan, jit
+        self._updates = updates or {}
         self._entry = _ENTRY_TYPE(jit.address("adjit_entry"))
         self._local = threading.local()
         self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]
@@ -64,7 +68,7 @@ class NativeFunction:
             states = self._local.states = {}
         st = states.get(batch)
         if st is None:
-            st = states[batch] = _State(self.plan, batch)
+            st = states[batch] = _State(self.plan, batch, self._updates)
         return st
 
     def __call__(self, values: dict, batch: int | None) -> list[np.ndarray]:
@@ -78,6 +82,8 @@ class NativeFunction:
             arr = np.empty(shape, dtype=dtype)
             table[slot] = address(arr) if arr.size else st.arena.ctypes.data
             outs.append(arr)
+        for slot, name in st.in_place:
+            table[slot] = address(values[name])
         self._entry(st.table_address, b)
         return outs
 
