@@ -11,7 +11,7 @@ from __future__ import annotations
 from ...ir import Graph
 from .codegen import Lowering
 from .plan import Plan
-from .runtime import NativeFunction
+from .runtime import DATA_OFFSET, NativeFunction
 from .target import compile_ir
 
 
@@ -23,6 +23,6 @@ def build(graph: Graph, opt_level: int = 3, cache: bool | None = None,
     """``updates`` maps output indices to the input whose buffer that output overwrites."""
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates))
-    ir_text = Lowering(plan).lower()
+    ir_text = Lowering(plan, DATA_OFFSET).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit")
     return NativeFunction(plan, jit, updates)

@@ -1,7 +1,10 @@
 """Lower a planned Graph to one LLVM module with a single entry point.
 
 ``void adjit_entry(i8** table, i64 batch)``: the table holds one pointer per buffer slot
-(see :mod:`.plan`); each step of the plan becomes one internal kernel function whose
+(see :mod:`.plan`).  With ``data_offset`` set, the slots of inputs and outputs hold the
+numpy array objects themselves and the entry reads each data pointer at that byte offset
+(numpy's ``PyArrayObject.data``, checked at import by :mod:`.runtime`), which saves the
+caller an address lookup per array per call.  Each step of the plan becomes one internal kernel function whose
 pointer parameters are ``noalias`` (the plan guarantees an output never overlaps what
 the kernel reads), called in order from the entry.
 """
@@ -31,8 +34,9 @@ def _ty(dtype: str) -> ir.Type:
 
 
 class Lowering:
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, data_offset: int | None = None):
         self.plan = plan
+        self.data_offset = data_offset
         self.module = ir.Module(name="adjit")
         self.module.triple = ""   # set by the target when compiling
         self._consts: dict[int, ir.GlobalVariable] = {}
@@ -46,6 +50,10 @@ class Lowering:
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         self.slots = [b.load(b.gep(table, [c64(k)]), name=f"slot{k}")
                       for k in range(self.plan.n_slots)]
+        if self.data_offset is not None:
+            for k in range(self.plan.n_array_slots):   # PyArrayObject* -> its data pointer
+                field = b.bitcast(b.gep(self.slots[k], [c64(self.data_offset)]), I8P.as_pointer())
+                self.slots[k] = b.load(field, name=f"data{k}")
         self.batch = batch
         for node in self.plan.steps:
             self._call_kernel(b, node, self._kernel_for(node))

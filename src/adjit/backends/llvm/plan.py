@@ -105,6 +105,7 @@ class Plan:
             else:
                 self.copies.append((o, slot))   # copied into its own output buffer
             slot += 1
+        self.n_array_slots = slot   # inputs and outputs: arrays the caller sees
         self.temps: list[Node] = []
         for n in graph.order():
             if n.id in self.storage and n.op in ("input", "param"):

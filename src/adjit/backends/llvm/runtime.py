@@ -9,6 +9,7 @@ inputs, or earlier results.  ctypes releases the GIL during the native call.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 import numpy as np
@@ -25,6 +26,25 @@ def address(arr: np.ndarray) -> int:
         return ctypes.addressof(ctypes.c_char.from_buffer(arr))
     except (TypeError, ValueError, BufferError):   # read-only or empty
         return arr.ctypes.data
+
+
+def _find_data_offset() -> int | None:
+    """Byte offset of the data pointer inside a numpy array object, if we can be sure.
+
+    numpy's ``PyArrayObject`` starts with the object header and then ``char *data``.
+    The offset is probed on live arrays (dtypes, shapes, views) and used only when every
+    probe agrees; otherwise the table gets plain data addresses, looked up per call.
+    """
+    probes = [np.empty(3), np.zeros((2, 5), np.float32)[1], np.asarray(0.5),
+              np.arange(7, dtype=np.int64)[2:], np.empty(0)]
+    for off in (16, 24, 32):
+        if all(ctypes.c_void_p.from_address(id(a) + off).value == a.ctypes.data for a in probes
+               if a.size):
+            return off
+    return None
+
+
+DATA_OFFSET = None if os.environ.get("ADJIT_ARRAY_OBJECTS") == "0" else _find_data_offset()
 
 
 def aligned_empty(nbytes: int) -> np.ndarray:
@@ -75,15 +95,18 @@ class NativeFunction:
         b = 0 if batch is None else batch
         st = self._state(b)
         table = st.table
+        # with DATA_OFFSET the native entry reads each array's data pointer itself; the
+        # arrays stay referenced (values, outs) until the call returns
+        ptr = id if DATA_OFFSET is not None else address
         for name, slot in self._inputs:
-            table[slot] = address(values[name])
+            table[slot] = ptr(values[name])
         outs = []
         for shape, dtype, slot in st.outputs:
             arr = np.empty(shape, dtype=dtype)
-            table[slot] = address(arr) if arr.size else st.arena.ctypes.data
+            table[slot] = ptr(arr)
             outs.append(arr)
         for slot, name in st.in_place:
-            table[slot] = address(values[name])
+            table[slot] = ptr(values[name])
         self._entry(st.table_address, b)
         return outs
 
