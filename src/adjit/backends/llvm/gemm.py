@@ -20,9 +20,10 @@ Structure (sizes are runtime values, blocking constants are Python ints):
   * Small products (M*N*K <= SMALL_MNK) skip packing: the kernel reads A through runtime
     strides (rows past the edge re-read the last valid row; their results are dropped) and
     B rows in place (only a ragged last strip, or all of B when transB, is packed).
-  * Large products (M*N*K >= THREAD_MNK) are split along N (or M) and one half runs on a
-    pthread created by the generated code (glibc >= 2.34 exports pthread_* from libc and
-    MCJIT resolves them from the process).  If pthread_create fails that half runs inline.
+  * Large products (M*N*K >= THREAD_MNK) are split along N (or M) and one half runs on
+    the persistent worker thread of :mod:`.pool` (glibc >= 2.34 exports pthread_* from
+    libc and MCJIT resolves them from the process).  When the worker is busy with another
+    caller's product or unavailable, that half runs inline.
 
 Invariants: addresses are GEPs only (no inttoptr); the micro-kernel's k loop runs kc >= 1
 times (K == 0 is handled first: C = 0 unless accumulating); the first K block overwrites C
@@ -31,10 +32,9 @@ unless accumulate, later blocks add to it.
 
 from __future__ import annotations
 
-import ctypes
-
 import llvmlite.ir as ir
 
+from . import pool
 from .irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare, function as _function
 from .irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
 from .gemm_pack import emit_pack as _emit_pack
@@ -54,10 +54,11 @@ _PARAMS = {
 }
 # M*N*K thresholds, measured with `benchmarks/gemm_bench.py --crossover` (2-vCPU znver3).
 # Unpacked fast path: wins only up to ~32^3 (packing pays for itself from 32x64x64 on).
-# Two threads: a thread costs ~25 us to start (plus ~20 us on the caller) and the new
-# thread's core starts cold, so it pays only above ~400 us (f32) / ~350 us (f64) of work.
+# Two threads: the pool's worker (see pool.py) takes a half in ~1 us when it is spinning
+# and ~10-30 us when it sleeps; the split paid from 32x64x64 on in the crossover run
+# (f32 64^3: 7.5 us -> 5.6 us; 64x128x784: 164 -> 145 us on a busy machine).
 SMALL_MNK = {"f32": 32 ** 3, "f64": 32 ** 3}
-THREAD_MNK = {"f32": 24 << 20, "f64": 8 << 20}
+THREAD_MNK = {"f32": 1 << 18, "f64": 1 << 17}
 MAX_THREADS = 2
 
 
@@ -88,15 +89,6 @@ def _ENTRY_ARGS(T):
 
 
 _ENTRY_NAMES = "transA transB M N K A lda B ldb C ldc accumulate work".split()
-
-
-def _have_libc(*names):
-    """True if the running process exports all these C symbols (MCJIT aborts otherwise)."""
-    try:
-        proc = ctypes.CDLL(None)
-    except OSError:
-        return False
-    return all(hasattr(proc, n) for n in names)
 
 
 def _emit_kernel(module, dt, p, T, a_packed, b_packed):
@@ -224,42 +216,6 @@ def _emit_serial(module, dt, p, T, small_mnk):
     return fn
 
 
-def _spawn(module, b, worker, arg, tid, attr, cpus, rc):
-    """pthread_create(worker, arg) on an allowed CPU other than the caller's; -> i1 started.
-
-    Measured on the 2-vCPU VM: left to itself Linux started the new thread on the
-    caller's CPU half of the time, so the halves ran one after the other; pinned away
-    from it, the thread starts in ~25 us.  If the caller may run on one CPU only, no thread
-    is made.  Without the affinity functions in libc it is a plain create.
-    """
-    fty, attr8, cpus8 = ir.FunctionType, b.bitcast(attr, I8P), b.bitcast(cpus, I8P)
-    b.store(_c32(-1), rc)                     # -1: create, -2: no other CPU, else create's rc
-    b.call(_declare(module, "pthread_attr_init", fty(I32, [I8P])), [attr8])
-    if _have_libc("sched_getcpu", "sched_getaffinity", "pthread_attr_setaffinity_np"):
-        got = b.call(_declare(module, "sched_getaffinity", fty(I32, [I32, I64, I8P])),
-                     [_c32(0), _c64(128), cpus8])
-        cpu = b.sext(b.call(_declare(module, "sched_getcpu", fty(I32, [])), []), I64)
-        with b.if_then(b.and_(b.icmp_signed("==", got, _c32(0)),
-                              b.icmp_unsigned("<", cpu, _c64(1024)))):
-            w = b.gep(cpus, [_c32(0), b.trunc(b.lshr(cpu, _c64(6)), I32)])   # clear our bit
-            b.store(b.and_(b.load(w), b.xor(b.shl(_c64(1), b.and_(cpu, _c64(63))), _c64(-1))), w)
-            others = _c64(0)
-            for i in range(16):
-                others = b.or_(others, b.load(b.gep(cpus, [_c32(0), _c32(i)])))
-            with b.if_else(b.icmp_signed("!=", others, _c64(0))) as (some, none):
-                with some:
-                    setaff = fty(I32, [I8P, I64, I8P])
-                    b.call(_declare(module, "pthread_attr_setaffinity_np", setaff),
-                           [attr8, _c64(128), cpus8])
-                with none:
-                    b.store(_c32(-2), rc)
-    with b.if_then(b.icmp_signed("==", b.load(rc), _c32(-1))):
-        create = fty(I32, [I64.as_pointer(), I8P, worker.type, I8P])
-        b.store(b.call(_declare(module, "pthread_create", create), [tid, attr8, worker, arg]), rc)
-    b.call(_declare(module, "pthread_attr_destroy", fty(I32, [I8P])), [attr8])
-    return b.icmp_signed("==", b.load(rc), _c32(0))
-
-
 def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
               small_mnk: int | None = None, thread_mnk: int | None = None) -> ir.Function:
     """Add ``adjit_gemm_<dtype>`` (see the module docstring) to ``module`` and return it.
@@ -283,20 +239,17 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     small = SMALL_MNK[dtype] if small_mnk is None else small_mnk
     serial = _emit_serial(module, dtype, p, T, small)
     args_t = ir.LiteralStructType(_ENTRY_ARGS(T))
-    worker, b = _function(module, f"{name}.worker", I8P, [I8P], ["arg"])   # thread body
+    worker, b = _function(module, f"{name}.half", ir.VoidType(), [I8P], ["arg"])  # pool job
     sp = b.bitcast(worker.args[0], args_t.as_pointer())
     b.call(serial, [b.load(b.gep(sp, [_c32(0), _c32(i)])) for i in range(len(args_t.elements))])
-    b.ret(ir.Constant(I8P, None))
+    b.ret_void()
 
     fn, b = _function(module, name, ir.VoidType(), _ENTRY_ARGS(T), _ENTRY_NAMES,
                       noalias=(5, 7, 9, 12))
     fn.linkage = ""                 # the one exported symbol
     args = list(fn.args)
     ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = args
-    half2_st, tid = b.alloca(args_t, name="half2"), b.alloca(I64, name="tid")
-    attr = b.alloca(ir.ArrayType(I64, 8), name="attr")      # pthread_attr_t: 56 bytes
-    cpus = b.alloca(ir.ArrayType(I64, 16), name="cpus")     # cpu_set_t: 1024 bits
-    rcslot, c0, one = b.alloca(I32, name="rc"), _c64(0), _c64(1)
+    half2_st, c0, one = b.alloca(args_t, name="half2"), _c64(0), _c64(1)
     with b.if_then(b.or_(b.icmp_signed("<=", M, c0), b.icmp_signed("<=", N, c0))):
         b.ret_void()
     with b.if_then(b.icmp_signed("<=", K, c0)):
@@ -309,7 +262,7 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
                         _c64(THREAD_MNK[dtype] if thread_mnk is None else thread_mnk))
     split_n = b.and_(b.icmp_signed(">=", N, M), b.icmp_signed(">=", N, _c64(2 * NR)))
     split_m = b.and_(b.not_(split_n), b.icmp_signed(">=", M, _c64(2 * MR)))
-    threads = threads if _have_libc("pthread_create", "pthread_join") else 1
+    threads = threads if pool.available() else 1
     go = b.and_(big, b.or_(split_n, split_m)) if threads > 1 else ir.Constant(I1, 0)
     with b.if_then(b.not_(go)):
         b.call(serial, args)
@@ -327,13 +280,14 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
              _at(b, work, _per_thread_elems(dtype))]
     for i, v in enumerate(half2):
         b.store(v, b.gep(half2_st, [_c32(0), _c32(i)]))
-    started = _spawn(module, b, worker, b.bitcast(half2_st, I8P), tid, attr, cpus, rcslot)
-    with b.if_then(b.not_(started)):          # no thread: run that half here
+    pool.ensure_pool()
+    offload, wait = pool.declare_pool(module)
+    started = b.call(offload, [worker, b.bitcast(half2_st, I8P)])
+    with b.if_then(b.not_(started)):          # worker busy or unavailable: run it here
         b.call(serial, half2)
     b.call(serial, [ta, tb, b.select(split_n, M, m0), b.select(split_n, n0, N), K, A, lda,
                     B, ldb, C, ldc, accum, work])
     with b.if_then(started):
-        join = _declare(module, "pthread_join", ir.FunctionType(I32, [I64, I8P.as_pointer()]))
-        b.call(join, [b.load(tid), ir.Constant(I8P.as_pointer(), None)])
+        b.call(wait, [])
     b.ret_void()
     return fn

@@ -1,0 +1,244 @@
+"""A persistent second thread for native kernels, emitted as LLVM IR.
+
+Starting a pthread per call costs 25-90 us on the 2-vCPU VM (more when the machine is
+busy), which kept products below ~500 us of work on one core.  Instead one worker thread
+is started on first use and then waits for jobs: it spins for a short while after each
+job (so back-to-back kernels hand work over in about a microsecond) and then sleeps on a
+futex.  Two functions are exported to the generated kernels::
+
+    i1   adjit_pool_offload(void (*job)(i8*), i8* arg)   ; 1: the worker runs job(arg)
+    void adjit_pool_wait()                                 ; after a 1: wait for it
+
+The pool is compiled once per process into its own module (:func:`ensure_pool`) that is
+never freed -- the worker keeps running its code -- and kernel modules only declare the
+two functions (bound by name at JIT time, like the GEMM library).
+
+``offload`` returns 0 (the caller then runs the job itself) when the worker is busy with
+another caller's job (several Python threads calling at once), when no second CPU is
+allowed, or when the thread could not be started.  A forked child resets the pool, so it
+starts its own worker instead of waiting on one that does not exist there.
+
+Ordering: ``seq`` counts jobs and is the futex word.  The worker publishes ``sleeping``
+before re-reading ``seq`` and the caller bumps ``seq`` before reading ``sleeping`` (both
+seq_cst), so a job is never left unseen; the kernel's own compare in FUTEX_WAIT closes
+the remaining gap.  ``done`` (release/acquire) makes the job's writes visible to the
+caller.
+"""
+from __future__ import annotations
+
+import ctypes
+import platform
+import threading
+
+import llvmlite.ir as ir
+
+from .irkit import c32, c64, declare, function
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+I8P = I8.as_pointer()
+JOB = ir.FunctionType(ir.VoidType(), [I8P]).as_pointer()
+OFFLOAD, WAIT = "adjit_pool_offload", "adjit_pool_wait"
+SPIN = 20000             # pause iterations before sleeping (~50-100 us)
+SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
+FUTEX_WAIT, FUTEX_WAKE = 0 | 128, 1 | 128     # the _PRIVATE variants
+NOT_STARTED, RUNNING, STARTING, UNAVAILABLE = 0, 1, 2, 3
+
+
+def have_libc(*names) -> bool:
+    """True if the running process exports all these C symbols (MCJIT aborts otherwise)."""
+    try:
+        proc = ctypes.CDLL(None)
+    except OSError:
+        return False
+    return all(hasattr(proc, n) for n in names)
+
+
+def available() -> bool:
+    return (SYS_FUTEX is not None and have_libc("pthread_create", "pthread_detach", "syscall")
+            and _atfork() is not None)
+
+
+def _atfork() -> str | None:
+    """glibc exports ``__register_atfork`` (``pthread_atfork`` is a static wrapper of it)."""
+    for name in ("pthread_atfork", "__register_atfork"):
+        if have_libc(name):
+            return name
+    return None
+
+
+_lock = threading.Lock()
+_pool = None
+
+
+def ensure_pool():
+    """Compile the pool once per process (or load it from the disk cache) and bind it."""
+    global _pool
+    from .target import add_symbol, compile_ir
+    with _lock:
+        if _pool is None:
+            module = ir.Module(name="adjit_pool")
+            emit_pool(module)
+            jit = compile_ir(str(module), opt_level=2, name="adjit_pool")
+            for name in (OFFLOAD, WAIT):
+                add_symbol(name, jit.address(name))
+            _pool = jit     # kept for the life of the process: the worker runs this code
+    return _pool
+
+
+def declare_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
+    """Declarations of offload/wait, bound to the process-wide pool at JIT time."""
+    return (declare(module, OFFLOAD, ir.FunctionType(I1, [JOB, I8P])),
+            declare(module, WAIT, ir.FunctionType(ir.VoidType(), [])))
+
+
+def _global(module, name, ty, init=0):
+    g = ir.GlobalVariable(module, ty, name)
+    g.linkage, g.initializer, g.align = "internal", ir.Constant(ty, init), 64
+    return g
+
+
+def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
+    """Define ``adjit_pool_offload`` / ``adjit_pool_wait`` in ``module`` (once per module)."""
+    offload, wait = declare_pool(module)
+    offload.linkage = wait.linkage = ""     # exported
+    g = {n: _global(module, f"pool.{n}", I32) for n in ("state", "busy", "seq", "done", "sleeping")}
+    g_job = _global(module, "pool.job", JOB, None)
+    g_arg = _global(module, "pool.arg", I8P, None)
+    syscall = declare(module, "syscall", ir.FunctionType(I64, [I64], var_arg=True))
+    pause = (declare(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), []))
+             if platform.machine() == "x86_64" else None)
+
+    def relax(b):
+        if pause is not None:
+            b.call(pause, [])
+
+    def futex(b, op, val):
+        b.call(syscall, [c64(SYS_FUTEX), g["seq"], c64(op), val, ir.Constant(I8P, None)])
+
+    # -- the worker thread -------------------------------------------------------------------
+    worker, b = function(module, "pool.worker", I8P, [I8P], ["unused"])
+    head = b.append_basic_block("wait")
+    b.branch(head)
+    b.position_at_end(head)
+    last = b.phi(I32, "last")
+    last.add_incoming(c32(0), worker.entry_basic_block)
+    spin_head, run = b.append_basic_block("spin"), b.append_basic_block("run")
+    b.branch(spin_head)
+    b.position_at_end(spin_head)
+    spins = b.phi(I64, "spins")
+    spins.add_incoming(c64(0), head)
+    seq = b.load_atomic(g["seq"], "acquire", 4)
+    idle, sleep, more = (b.append_basic_block(n) for n in ("idle", "sleep", "more"))
+    b.cbranch(b.icmp_unsigned("!=", seq, last), run, idle)
+    b.position_at_end(idle)
+    b.cbranch(b.icmp_signed("<", spins, c64(SPIN)), more, sleep)
+    b.position_at_end(more)
+    relax(b)
+    spins.add_incoming(b.add(spins, c64(1)), more)
+    b.branch(spin_head)
+    b.position_at_end(sleep)
+    b.store_atomic(c32(1), g["sleeping"], "seq_cst", 4)
+    with b.if_then(b.icmp_unsigned("==", b.load_atomic(g["seq"], "seq_cst", 4), last)):
+        futex(b, FUTEX_WAIT, b.zext(last, I64))
+    b.store_atomic(c32(0), g["sleeping"], "seq_cst", 4)
+    spins.add_incoming(c64(0), b.block)
+    b.branch(spin_head)
+    b.position_at_end(run)
+    b.call(b.load(g_job), [b.load(g_arg)])
+    b.store_atomic(seq, g["done"], "release", 4)
+    last.add_incoming(seq, run)
+    b.branch(head)
+
+    # -- fork: the child has no worker -------------------------------------------------------
+    reset, b = function(module, "pool.atfork_child", ir.VoidType(), [], [])
+    for name in g:
+        b.store(c32(0), g[name])
+    b.ret_void()
+
+    # -- offload -------------------------------------------------------------------------------
+    b = ir.IRBuilder(offload.append_basic_block("entry"))
+    offload.attributes.add("nounwind")
+    job, arg = offload.args
+    no = lambda: b.ret(ir.Constant(I1, 0))  # noqa: E731
+    state = b.load_atomic(g["state"], "acquire", 4)
+    with b.if_then(b.icmp_unsigned("==", state, c32(NOT_STARTED))):
+        won = b.extract_value(b.cmpxchg(g["state"], c32(NOT_STARTED), c32(STARTING),
+                                        "acq_rel", "acquire"), 1)
+        with b.if_then(won):
+            ok = _start(module, b, worker, reset)
+            b.store_atomic(b.select(ok, c32(RUNNING), c32(UNAVAILABLE)), g["state"], "release", 4)
+    with b.if_then(b.icmp_unsigned("!=", b.load_atomic(g["state"], "acquire", 4), c32(RUNNING))):
+        no()
+    got = b.extract_value(b.cmpxchg(g["busy"], c32(0), c32(1), "acquire", "monotonic"), 1)
+    with b.if_then(b.not_(got)):
+        no()
+    b.store(job, g_job)
+    b.store(arg, g_arg)
+    b.atomic_rmw("add", g["seq"], c32(1), "seq_cst")
+    with b.if_then(b.icmp_unsigned("!=", b.load_atomic(g["sleeping"], "seq_cst", 4), c32(0))):
+        futex(b, FUTEX_WAKE, c64(1))
+    b.ret(ir.Constant(I1, 1))
+
+    # -- wait ----------------------------------------------------------------------------------
+    b = ir.IRBuilder(wait.append_basic_block("entry"))
+    wait.attributes.add("nounwind")
+    target = b.load_atomic(g["seq"], "monotonic", 4)
+    check, spin, out = (wait.append_basic_block(n) for n in ("check", "spin", "out"))
+    b.branch(check)
+    b.position_at_end(check)
+    b.cbranch(b.icmp_unsigned("==", b.load_atomic(g["done"], "acquire", 4), target), out, spin)
+    b.position_at_end(spin)
+    relax(b)
+    b.branch(check)
+    b.position_at_end(out)
+    b.store_atomic(c32(0), g["busy"], "release", 4)
+    b.ret_void()
+    return offload, wait
+
+
+def _start(module, b, worker, reset) -> ir.Value:
+    """Start the worker, pinned to an allowed CPU other than the caller's; -> i1 started.
+
+    Left to itself Linux often put a new thread on the caller's CPU, so the two halves
+    ran one after the other.  If the caller may run on one CPU only, no thread is made.
+    """
+    fty = ir.FunctionType
+    attr = b.bitcast(b.alloca(ir.ArrayType(I64, 8), name="attr"), I8P)   # pthread_attr_t
+    cpus = b.alloca(ir.ArrayType(I64, 16), name="cpus")                  # cpu_set_t
+    tid, rc = b.alloca(I64, name="tid"), b.alloca(I32, name="rc")
+    b.store(c32(-1), rc)                     # -1: create, -2: no other CPU, else create's rc
+    b.call(declare(module, "pthread_attr_init", fty(I32, [I8P])), [attr])
+    if have_libc("sched_getcpu", "sched_getaffinity", "pthread_attr_setaffinity_np"):
+        cpus8 = b.bitcast(cpus, I8P)
+        got = b.call(declare(module, "sched_getaffinity", fty(I32, [I32, I64, I8P])),
+                     [c32(0), c64(128), cpus8])
+        cpu = b.sext(b.call(declare(module, "sched_getcpu", fty(I32, [])), []), I64)
+        with b.if_then(b.and_(b.icmp_signed("==", got, c32(0)),
+                              b.icmp_unsigned("<", cpu, c64(1024)))):
+            w = b.gep(cpus, [c32(0), b.trunc(b.lshr(cpu, c64(6)), I32)])   # clear our bit
+            b.store(b.and_(b.load(w), b.xor(b.shl(c64(1), b.and_(cpu, c64(63))), c64(-1))), w)
+            others = c64(0)
+            for i in range(16):
+                others = b.or_(others, b.load(b.gep(cpus, [c32(0), c32(i)])))
+            with b.if_else(b.icmp_signed("!=", others, c64(0))) as (some, none):
+                with some:
+                    b.call(declare(module, "pthread_attr_setaffinity_np",
+                                   fty(I32, [I8P, I64, I8P])), [attr, c64(128), cpus8])
+                with none:
+                    b.store(c32(-2), rc)
+    with b.if_then(b.icmp_signed("==", b.load(rc), c32(-1))):
+        create = fty(I32, [I64.as_pointer(), I8P, worker.type, I8P])
+        b.store(b.call(declare(module, "pthread_create", create),
+                       [tid, attr, worker, ir.Constant(I8P, None)]), rc)
+    b.call(declare(module, "pthread_attr_destroy", fty(I32, [I8P])), [attr])
+    started = b.icmp_signed("==", b.load(rc), c32(0))
+    with b.if_then(started):
+        hook = ir.PointerType(fty(ir.VoidType(), []))
+        b.call(declare(module, "pthread_detach", fty(I32, [I64])), [b.load(tid)])
+        name, null = _atfork(), ir.Constant(hook, None)
+        if name == "pthread_atfork":
+            b.call(declare(module, name, fty(I32, [hook, hook, hook])), [null, null, reset])
+        else:   # __register_atfork(prepare, parent, child, dso_handle)
+            b.call(declare(module, name, fty(I32, [hook, hook, hook, I8P])),
+                   [null, null, reset, ir.Constant(I8P, None)])
+    return started

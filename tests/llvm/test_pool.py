@@ -1,0 +1,97 @@
+"""The persistent worker thread behind two-thread kernels (backends/llvm/pool.py)."""
+import ctypes
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from adjit.backends.llvm import pool
+
+pytestmark = pytest.mark.skipif(not pool.available(), reason="no futex/pthread in this libc")
+
+JOB = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+@pytest.fixture(scope="module")
+def api():
+    jit = pool.ensure_pool()
+    offload = ctypes.CFUNCTYPE(ctypes.c_bool, JOB, ctypes.c_void_p)(jit.address(pool.OFFLOAD))
+    wait = ctypes.CFUNCTYPE(None)(jit.address(pool.WAIT))
+    return offload, wait
+
+
+def test_worker_runs_the_job_on_another_thread(api):
+    offload, wait = api
+    seen = []
+    job = JOB(lambda arg: seen.append((threading.get_native_id(), arg)))
+    if len(os.sched_getaffinity(0)) < 2:
+        assert not offload(job, 7)     # one CPU: nothing is handed over
+        return
+    for k in range(50):                # sleeping and spinning hand-overs alike
+        assert offload(job, k + 1)
+        wait()
+    assert [a for _, a in seen] == list(range(1, 51))
+    assert {t for t, _ in seen} != {threading.get_native_id()}
+
+
+def test_busy_worker_refuses_a_second_caller(api):
+    offload, wait = api
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU allowed: the pool never starts a worker")
+    release = threading.Event()
+    job = JOB(lambda arg: release.wait(10))
+    assert offload(job, None)
+    other = JOB(lambda arg: None)
+    assert not offload(other, None)    # the caller then runs its half itself
+    release.set()
+    wait()
+    assert offload(other, None)
+    wait()
+
+
+GEMM_IN_FORK = """
+import os, numpy as np, adjit as aj
+x = aj.input("x", (None, 96)); W = aj.param("W", (96, 160))
+f = aj.compile(x @ W, opt_level=1, cache=False)   # 64x96x160 products use both threads
+X, W0 = np.random.default_rng(0).normal(size=(64, 96)), np.ones((96, 160))
+assert np.allclose(f(x=X, W=W0), X @ W0)
+pid = os.fork()
+if pid == 0:
+    ok = np.allclose(f(x=X, W=W0), X @ W0)   # the child must not wait for the parent's worker
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_forked_child_starts_its_own_worker():
+    out = subprocess.run([sys.executable, "-c", GEMM_IN_FORK], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
+
+
+def test_threaded_products_from_many_python_threads():
+    import adjit as aj
+    x = aj.input("x", (None, 96))
+    W = aj.param("W", (96, 160))
+    f = aj.compile(x @ W, opt_level=1)
+    rng = np.random.default_rng(1)
+    Xs = [rng.normal(size=(64, 96)) for _ in range(8)]
+    W0 = rng.normal(size=(96, 160))
+    results = [None] * 8
+
+    def work(k):
+        for _ in range(20):
+            results[k] = f(x=Xs[k], W=W0)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for X, r in zip(Xs, results):
+        np.testing.assert_allclose(r, X @ W0, rtol=1e-12)
