@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -32,18 +33,38 @@ def test_worker_runs_the_job_on_another_thread(api):
         return
     for k in range(50):                # sleeping and spinning hand-overs alike
         assert offload(job, k + 1)
+        deadline = time.monotonic() + 10
+        while len(seen) <= k and time.monotonic() < deadline:
+            time.sleep(1e-4)           # give the worker time to take it (else wait withdraws it)
         wait()
     assert [a for _, a in seen] == list(range(1, 51))
     assert {t for t, _ in seen} != {threading.get_native_id()}
+
+
+def test_a_job_not_yet_taken_is_withdrawn(api):
+    offload, wait = api
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU allowed: the pool never starts a worker")
+    seen = []
+    job = JOB(lambda arg: seen.append(arg))
+    runs = 0
+    for k in range(200):               # withdrawn or run, never run after wait returns
+        assert offload(job, k + 1)
+        wait()
+        runs = len(seen)
+        time.sleep(0)
+        assert len(seen) == runs
+    assert set(seen) <= set(range(1, 201))
 
 
 def test_busy_worker_refuses_a_second_caller(api):
     offload, wait = api
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one CPU allowed: the pool never starts a worker")
-    release = threading.Event()
-    job = JOB(lambda arg: release.wait(10))
+    release, taken = threading.Event(), threading.Event()
+    job = JOB(lambda arg: (taken.set(), release.wait(10)))
     assert offload(job, None)
+    assert taken.wait(10)              # the worker holds the job
     other = JOB(lambda arg: None)
     assert not offload(other, None)    # the caller then runs its half itself
     release.set()

@@ -19,10 +19,11 @@ IN_PLACE_UPDATES = True   # ``updates=`` are written by the native code itself
 
 
 def build(graph: Graph, opt_level: int = 3, cache: bool | None = None,
-          updates: dict[int, str] | None = None) -> NativeFunction:
-    """``updates`` maps output indices to the input whose buffer that output overwrites."""
+          updates: dict[int, str] | None = None, profile: bool = False) -> NativeFunction:
+    """``updates`` maps output indices to the input whose buffer that output overwrites;
+    ``profile`` times every step (see :mod:`.profile`)."""
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates))
-    ir_text = Lowering(plan, DATA_OFFSET).lower()
+    ir_text = Lowering(plan, DATA_OFFSET, profile).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit")
-    return NativeFunction(plan, jit, updates)
+    return NativeFunction(plan, jit, updates, profile)

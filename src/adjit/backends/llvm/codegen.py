@@ -21,6 +21,7 @@ from .loops import (REDUCE_FLAGS, broadcast_access, c64, contiguous, emit_nest, 
                     merge_dims, reduce_range, size_value, transpose_access)
 from .plan import ONE, ZERO, Plan, numel
 from .printer import LLVM_TYPES, ScalarPrinter, intrinsic
+from .profile import StepTimer
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -34,9 +35,10 @@ def _ty(dtype: str) -> ir.Type:
 
 
 class Lowering:
-    def __init__(self, plan: Plan, data_offset: int | None = None):
+    def __init__(self, plan: Plan, data_offset: int | None = None, profile: bool = False):
         self.plan = plan
         self.data_offset = data_offset
+        self.profile = profile
         self.module = ir.Module(name="adjit")
         self.module.triple = ""   # set by the target when compiling
         self._consts: dict[int, ir.GlobalVariable] = {}
@@ -55,8 +57,14 @@ class Lowering:
                 field = b.bitcast(b.gep(self.slots[k], [c64(self.data_offset)]), I8P.as_pointer())
                 self.slots[k] = b.load(field, name=f"data{k}")
         self.batch = batch
-        for node in self.plan.steps:
-            self._call_kernel(b, node, self._kernel_for(node))
+        timer = StepTimer(self.module, len(self.plan.steps)) if self.profile else None
+        for k, node in enumerate(self.plan.steps):
+            kernel = self._kernel_for(node)
+            if timer:
+                with timer.step(b, k):
+                    self._call_kernel(b, node, kernel)
+            else:
+                self._call_kernel(b, node, kernel)
         for node, slot in self.plan.copies:
             self._copy(b, node, slot)
         b.ret_void()

@@ -54,12 +54,16 @@ _PARAMS = {
 }
 # M*N*K thresholds, measured with `benchmarks/gemm_bench.py --crossover` (2-vCPU znver3).
 # Unpacked fast path: wins only up to ~32^3 (packing pays for itself from 32x64x64 on).
-# Two threads: the pool's worker (see pool.py) takes a half in ~1 us when it is spinning
-# and ~10-30 us when it sleeps; the split paid from 32x64x64 on in the crossover run
-# (f32 64^3: 7.5 us -> 5.6 us; 64x128x784: 164 -> 145 us on a busy machine).
+# Two threads: the pool's worker (see pool.py) takes a chunk in ~1 us when it is spinning
+# and ~10-30 us when it sleeps, so the split paid from 32x64x64 on when the machine was
+# otherwise idle.  But a worker preempted while it holds a chunk makes the caller wait a
+# scheduler slice (profile_steps.py showed 6 us products taking 50-80 us on a busy
+# machine), a risk per hand-over whatever the product's size; so only products of ~50 us
+# and more (f32 64x128x256, f64 64x128x128) are split, where the gain is worth it.
 SMALL_MNK = {"f32": 32 ** 3, "f64": 32 ** 3}
-THREAD_MNK = {"f32": 1 << 18, "f64": 1 << 17}
+THREAD_MNK = {"f32": 1 << 21, "f64": 1 << 20}
 MAX_THREADS = 2
+CHUNKS = 4       # pieces per threaded product: a late worker costs at most one piece
 
 
 def gemm_params(dtype: str) -> dict:
@@ -216,6 +220,40 @@ def _emit_serial(module, dt, p, T, small_mnk):
     return fn
 
 
+def _emit_chunks(module, name, job_t, serial):
+    """``void chunks(job*, T* work)``: run chunks of the product until none are left."""
+    fn, b = _function(module, f"{name}.chunks", ir.VoidType(), [job_t.as_pointer(),
+                      job_t.elements[12]], ["job", "work"])
+    job, work = fn.args
+    ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum = (
+        b.load(b.gep(job, [_c32(0), _c32(i)])) for i in range(12))
+    split_n = b.icmp_signed("!=", b.load(b.gep(job, [_c32(0), _c32(13)])), _c32(0))
+    n_chunks, chunk = (b.load(b.gep(job, [_c32(0), _c32(i)])) for i in (14, 15))
+    one = _c64(1)
+    a_rs = b.select(b.icmp_signed("!=", ta, _c32(0)), one, lda)     # op(A) row stride
+    b_js = b.select(b.icmp_signed("!=", tb, _c32(0)), ldb, one)     # op(B) column stride
+    head, body, done = (fn.append_basic_block(n) for n in ("take", "run", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    c = b.atomic_rmw("add", b.gep(job, [_c32(0), _c32(16)]), one, "monotonic")
+    b.cbranch(b.icmp_signed("<", c, n_chunks), body, done)
+    b.position_at_end(body)
+    off = b.mul(c, chunk)
+    with b.if_else(split_n) as (cols, rows):
+        with cols:
+            n = _min(b, chunk, b.sub(N, off))
+            b.call(serial, [ta, tb, M, n, K, A, lda, _at(b, B, b.mul(off, b_js)), ldb,
+                            _at(b, C, off), ldc, accum, work])
+        with rows:
+            m = _min(b, chunk, b.sub(M, off))
+            b.call(serial, [ta, tb, m, N, K, _at(b, A, b.mul(off, a_rs)), lda, B, ldb,
+                            _at(b, C, b.mul(off, ldc)), ldc, accum, work])
+    b.branch(head)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn
+
+
 def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
               small_mnk: int | None = None, thread_mnk: int | None = None) -> ir.Function:
     """Add ``adjit_gemm_<dtype>`` (see the module docstring) to ``module`` and return it.
@@ -238,10 +276,11 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     MR, NR = p["MR"], p["NR"]
     small = SMALL_MNK[dtype] if small_mnk is None else small_mnk
     serial = _emit_serial(module, dtype, p, T, small)
-    args_t = ir.LiteralStructType(_ENTRY_ARGS(T))
-    worker, b = _function(module, f"{name}.half", ir.VoidType(), [I8P], ["arg"])  # pool job
-    sp = b.bitcast(worker.args[0], args_t.as_pointer())
-    b.call(serial, [b.load(b.gep(sp, [_c32(0), _c32(i)])) for i in range(len(args_t.elements))])
+    job_t = ir.LiteralStructType(_ENTRY_ARGS(T) + [I32, I64, I64, I64])   # + split_n, chunks
+    run_chunks = _emit_chunks(module, name, job_t, serial)
+    job_fn, b = _function(module, f"{name}.job", ir.VoidType(), [I8P], ["arg"])   # pool job
+    jp = b.bitcast(job_fn.args[0], job_t.as_pointer())
+    b.call(run_chunks, [jp, b.load(b.gep(jp, [_c32(0), _c32(12)]))])
     b.ret_void()
 
     fn, b = _function(module, name, ir.VoidType(), _ENTRY_ARGS(T), _ENTRY_NAMES,
@@ -249,7 +288,7 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     fn.linkage = ""                 # the one exported symbol
     args = list(fn.args)
     ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = args
-    half2_st, c0, one = b.alloca(args_t, name="half2"), _c64(0), _c64(1)
+    c0, one = _c64(0), _c64(1)
     with b.if_then(b.or_(b.icmp_signed("<=", M, c0), b.icmp_signed("<=", N, c0))):
         b.ret_void()
     with b.if_then(b.icmp_signed("<=", K, c0)):
@@ -267,27 +306,23 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     with b.if_then(b.not_(go)):
         b.call(serial, args)
         b.ret_void()
-    # Split the larger of M, N (each thread then re-packs only the smaller operand) at the
-    # nearest tile multiple; both halves get at least one full tile.
-    n0 = b.mul(b.sdiv(b.add(b.sdiv(N, _c64(2)), _c64(NR // 2)), _c64(NR)), _c64(NR))
-    m0 = b.mul(b.sdiv(b.add(b.sdiv(M, _c64(2)), _c64(MR // 2)), _c64(MR)), _c64(MR))
-    a_rs = b.select(b.icmp_signed("!=", ta, _c32(0)), one, lda)     # op(A) row stride
-    b_js = b.select(b.icmp_signed("!=", tb, _c32(0)), ldb, one)     # op(B) column stride
-    M2, N2 = b.sub(M, b.select(split_n, c0, m0)), b.sub(N, b.select(split_n, n0, c0))
-    half2 = [ta, tb, M2, N2, K, _at(b, A, b.select(split_n, c0, b.mul(m0, a_rs))), lda,
-             _at(b, B, b.select(split_n, b.mul(n0, b_js), c0)), ldb,
-             _at(b, C, b.select(split_n, n0, b.mul(m0, ldc))), ldc, accum,
-             _at(b, work, _per_thread_elems(dtype))]
-    for i, v in enumerate(half2):
-        b.store(v, b.gep(half2_st, [_c32(0), _c32(i)]))
+    # Split the larger of M, N (each chunk then re-packs only the smaller operand) into
+    # CHUNKS pieces of whole tiles, taken from a shared counter by both threads.
+    units, U = b.select(split_n, N, M), b.select(split_n, _c64(NR), _c64(MR))
+    tiles = b.sdiv(b.add(units, b.sub(U, one)), U)
+    per = b.sdiv(b.add(tiles, _c64(CHUNKS - 1)), _c64(CHUNKS))
+    chunk = b.mul(per, U)
+    n_chunks = b.sdiv(b.add(units, b.sub(chunk, one)), chunk)
+    job = b.alloca(job_t, name="job")
+    fields = args[:12] + [_at(b, work, _per_thread_elems(dtype)), b.zext(split_n, I32),
+                          n_chunks, chunk, c0]
+    for i, v in enumerate(fields):
+        b.store(v, b.gep(job, [_c32(0), _c32(i)]))
     pool.ensure_pool()
     offload, wait = pool.declare_pool(module)
-    started = b.call(offload, [worker, b.bitcast(half2_st, I8P)])
-    with b.if_then(b.not_(started)):          # worker busy or unavailable: run it here
-        b.call(serial, half2)
-    b.call(serial, [ta, tb, b.select(split_n, M, m0), b.select(split_n, n0, N), K, A, lda,
-                    B, ldb, C, ldc, accum, work])
-    with b.if_then(started):
+    started = b.call(offload, [job_fn, b.bitcast(job, I8P)])
+    b.call(run_chunks, [job, work])
+    with b.if_then(started):                 # withdraw it, or wait for the worker's chunk
         b.call(wait, [])
     b.ret_void()
     return fn

@@ -6,8 +6,8 @@ is started on first use and then waits for jobs: it spins for a short while afte
 job (so back-to-back kernels hand work over in about a microsecond) and then sleeps on a
 futex.  Two functions are exported to the generated kernels::
 
-    i1   adjit_pool_offload(void (*job)(i8*), i8* arg)   ; 1: the worker runs job(arg)
-    void adjit_pool_wait()                                 ; after a 1: wait for it
+    i1   adjit_pool_offload(void (*job)(i8*), i8* arg)   ; 1: posted to the worker
+    void adjit_pool_wait()                                 ; after a 1: withdraw or join
 
 The pool is compiled once per process into its own module (:func:`ensure_pool`) that is
 never freed -- the worker keeps running its code -- and kernel modules only declare the
@@ -15,14 +15,19 @@ two functions (bound by name at JIT time, like the GEMM library).
 
 ``offload`` returns 0 (the caller then runs the job itself) when the worker is busy with
 another caller's job (several Python threads calling at once), when no second CPU is
-allowed, or when the thread could not be started.  A forked child resets the pool, so it
-starts its own worker instead of waiting on one that does not exist there.
+allowed, or when the thread could not be started.  ``wait`` withdraws the job if the
+worker has not taken it yet -- so a worker descheduled by a busy machine never makes the
+caller wait; jobs should therefore be written as "take chunks from a shared counter
+until none are left", which the caller runs too -- and otherwise waits for it to finish.
+A forked child resets the pool, so it starts its own worker instead of waiting on one
+that does not exist there.
 
-Ordering: ``seq`` counts jobs and is the futex word.  The worker publishes ``sleeping``
-before re-reading ``seq`` and the caller bumps ``seq`` before reading ``sleeping`` (both
-seq_cst), so a job is never left unseen; the kernel's own compare in FUTEX_WAIT closes
-the remaining gap.  ``done`` (release/acquire) makes the job's writes visible to the
-caller.
+Ordering: a job moves IDLE -> POSTED (caller) -> TAKEN (worker, compare-and-swap) ->
+FINISHED (worker, release) -> IDLE (caller), or POSTED -> IDLE when the caller withdraws
+it first.  Before sleeping on the ``seq`` futex the worker publishes ``sleeping`` and
+re-reads the job state; the caller posts, bumps ``seq`` and then reads ``sleeping`` (all
+seq_cst), so a posted job is never left unseen, and FUTEX_WAIT's own compare of ``seq``
+closes the remaining gap.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ OFFLOAD, WAIT = "adjit_pool_offload", "adjit_pool_wait"
 SPIN = 20000             # pause iterations before sleeping (~50-100 us)
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
 FUTEX_WAIT, FUTEX_WAKE = 0 | 128, 1 | 128     # the _PRIVATE variants
-NOT_STARTED, RUNNING, STARTING, UNAVAILABLE = 0, 1, 2, 3
+NOT_STARTED, RUNNING, STARTING, UNAVAILABLE = 0, 1, 2, 3     # the thread
+IDLE, POSTED, TAKEN, FINISHED = 0, 1, 2, 3                   # the job
 
 
 def have_libc(*names) -> bool:
@@ -101,7 +107,8 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
     """Define ``adjit_pool_offload`` / ``adjit_pool_wait`` in ``module`` (once per module)."""
     offload, wait = declare_pool(module)
     offload.linkage = wait.linkage = ""     # exported
-    g = {n: _global(module, f"pool.{n}", I32) for n in ("state", "busy", "seq", "done", "sleeping")}
+    g = {n: _global(module, f"pool.{n}", I32)
+         for n in ("thread", "busy", "job_state", "seq", "sleeping")}
     g_job = _global(module, "pool.job", JOB, None)
     g_arg = _global(module, "pool.arg", I8P, None)
     syscall = declare(module, "syscall", ir.FunctionType(I64, [I64], var_arg=True))
@@ -115,21 +122,18 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
     def futex(b, op, val):
         b.call(syscall, [c64(SYS_FUTEX), g["seq"], c64(op), val, ir.Constant(I8P, None)])
 
+    def posted(b, order="acquire"):
+        return b.icmp_unsigned("==", b.load_atomic(g["job_state"], order, 4), c32(POSTED))
+
     # -- the worker thread -------------------------------------------------------------------
     worker, b = function(module, "pool.worker", I8P, [I8P], ["unused"])
-    head = b.append_basic_block("wait")
-    b.branch(head)
-    b.position_at_end(head)
-    last = b.phi(I32, "last")
-    last.add_incoming(c32(0), worker.entry_basic_block)
-    spin_head, run = b.append_basic_block("spin"), b.append_basic_block("run")
+    spin_head = b.append_basic_block("spin")
+    take, idle, more, sleep = (b.append_basic_block(n) for n in ("take", "idle", "more", "sleep"))
     b.branch(spin_head)
     b.position_at_end(spin_head)
     spins = b.phi(I64, "spins")
-    spins.add_incoming(c64(0), head)
-    seq = b.load_atomic(g["seq"], "acquire", 4)
-    idle, sleep, more = (b.append_basic_block(n) for n in ("idle", "sleep", "more"))
-    b.cbranch(b.icmp_unsigned("!=", seq, last), run, idle)
+    spins.add_incoming(c64(0), worker.entry_basic_block)
+    b.cbranch(posted(b), take, idle)
     b.position_at_end(idle)
     b.cbranch(b.icmp_signed("<", spins, c64(SPIN)), more, sleep)
     b.position_at_end(more)
@@ -137,17 +141,21 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
     spins.add_incoming(b.add(spins, c64(1)), more)
     b.branch(spin_head)
     b.position_at_end(sleep)
+    seq = b.load_atomic(g["seq"], "seq_cst", 4)
     b.store_atomic(c32(1), g["sleeping"], "seq_cst", 4)
-    with b.if_then(b.icmp_unsigned("==", b.load_atomic(g["seq"], "seq_cst", 4), last)):
-        futex(b, FUTEX_WAIT, b.zext(last, I64))
+    with b.if_then(b.not_(posted(b, "seq_cst"))):
+        futex(b, FUTEX_WAIT, b.zext(seq, I64))
     b.store_atomic(c32(0), g["sleeping"], "seq_cst", 4)
     spins.add_incoming(c64(0), b.block)
     b.branch(spin_head)
-    b.position_at_end(run)
-    b.call(b.load(g_job), [b.load(g_arg)])
-    b.store_atomic(seq, g["done"], "release", 4)
-    last.add_incoming(seq, run)
-    b.branch(head)
+    b.position_at_end(take)
+    won = b.extract_value(b.cmpxchg(g["job_state"], c32(POSTED), c32(TAKEN),
+                                    "acq_rel", "monotonic"), 1)
+    with b.if_then(won):
+        b.call(b.load(g_job), [b.load(g_arg)])
+        b.store_atomic(c32(FINISHED), g["job_state"], "release", 4)
+    spins.add_incoming(c64(0), b.block)
+    b.branch(spin_head)
 
     # -- fork: the child has no worker -------------------------------------------------------
     reset, b = function(module, "pool.atfork_child", ir.VoidType(), [], [])
@@ -155,42 +163,46 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
         b.store(c32(0), g[name])
     b.ret_void()
 
-    # -- offload -------------------------------------------------------------------------------
+    # -- offload: post a job if the worker exists and is free ------------------------------
     b = ir.IRBuilder(offload.append_basic_block("entry"))
     offload.attributes.add("nounwind")
     job, arg = offload.args
     no = lambda: b.ret(ir.Constant(I1, 0))  # noqa: E731
-    state = b.load_atomic(g["state"], "acquire", 4)
+    state = b.load_atomic(g["thread"], "acquire", 4)
     with b.if_then(b.icmp_unsigned("==", state, c32(NOT_STARTED))):
-        won = b.extract_value(b.cmpxchg(g["state"], c32(NOT_STARTED), c32(STARTING),
+        won = b.extract_value(b.cmpxchg(g["thread"], c32(NOT_STARTED), c32(STARTING),
                                         "acq_rel", "acquire"), 1)
         with b.if_then(won):
             ok = _start(module, b, worker, reset)
-            b.store_atomic(b.select(ok, c32(RUNNING), c32(UNAVAILABLE)), g["state"], "release", 4)
-    with b.if_then(b.icmp_unsigned("!=", b.load_atomic(g["state"], "acquire", 4), c32(RUNNING))):
+            b.store_atomic(b.select(ok, c32(RUNNING), c32(UNAVAILABLE)), g["thread"], "release", 4)
+    with b.if_then(b.icmp_unsigned("!=", b.load_atomic(g["thread"], "acquire", 4), c32(RUNNING))):
         no()
     got = b.extract_value(b.cmpxchg(g["busy"], c32(0), c32(1), "acquire", "monotonic"), 1)
     with b.if_then(b.not_(got)):
         no()
     b.store(job, g_job)
     b.store(arg, g_arg)
+    b.store_atomic(c32(POSTED), g["job_state"], "seq_cst", 4)
     b.atomic_rmw("add", g["seq"], c32(1), "seq_cst")
     with b.if_then(b.icmp_unsigned("!=", b.load_atomic(g["sleeping"], "seq_cst", 4), c32(0))):
         futex(b, FUTEX_WAKE, c64(1))
     b.ret(ir.Constant(I1, 1))
 
-    # -- wait ----------------------------------------------------------------------------------
+    # -- wait: withdraw a job the worker has not taken, else wait for it to finish -------------
     b = ir.IRBuilder(wait.append_basic_block("entry"))
     wait.attributes.add("nounwind")
-    target = b.load_atomic(g["seq"], "monotonic", 4)
+    withdrawn = b.extract_value(b.cmpxchg(g["job_state"], c32(POSTED), c32(IDLE),
+                                          "acq_rel", "acquire"), 1)
     check, spin, out = (wait.append_basic_block(n) for n in ("check", "spin", "out"))
-    b.branch(check)
+    b.cbranch(withdrawn, out, check)
     b.position_at_end(check)
-    b.cbranch(b.icmp_unsigned("==", b.load_atomic(g["done"], "acquire", 4), target), out, spin)
+    finished = b.icmp_unsigned("==", b.load_atomic(g["job_state"], "acquire", 4), c32(FINISHED))
+    b.cbranch(finished, out, spin)
     b.position_at_end(spin)
     relax(b)
     b.branch(check)
     b.position_at_end(out)
+    b.store_atomic(c32(IDLE), g["job_state"], "monotonic", 4)
     b.store_atomic(c32(0), g["busy"], "release", 4)
     b.ret_void()
     return offload, wait
