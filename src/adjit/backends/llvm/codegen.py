@@ -22,6 +22,7 @@ from .loops import (REDUCE_FLAGS, broadcast_access, c64, contiguous, emit_nest, 
 from .plan import ONE, ZERO, Plan, numel
 from .printer import LLVM_TYPES, ScalarPrinter, intrinsic
 from .profile import StepTimer
+from .smallmm import emit_small_matmul, is_small
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -239,16 +240,22 @@ class Lowering:
     # -- matmul -----------------------------------------------------------------------------
     def _matmul(self, node: Node):
         a, bnode = node.inputs
+        ta = a.op == "transpose" and self.plan.storage[a.id].kind == "view"
+        tb = bnode.op == "transpose" and self.plan.storage[bnode.id].kind == "view"
+        (M, K), N = a.shape, node.shape[1]   # op(A) is M x K whether or not it is stored transposed
+        lda = (a.inputs[0] if ta else a).shape[1]
+        ldb = (bnode.inputs[0] if tb else bnode).shape[1]
+        if is_small(M, N, K):   # inline loops beat a GEMM call here (see smallmm.py)
+            fn, b = self._new_kernel(node, [a, bnode])
+            out, pa, pb, batch = fn.args
+            emit_small_matmul(b, out, pa, pb, ta, tb, M, N, K, lda, ldb, batch, _ty(node.dtype))
+            b.ret_void()
+            return fn, [a, bnode]
         dt = "f32" if node.dtype == "float32" else "f64"
         gemm = declare_gemm(self.module, dt)
         fn, b = self._new_kernel(node, [a, bnode], workspace=True)
         out, pa, pb, work, batch = fn.args
-        ta = a.op == "transpose" and self.plan.storage[a.id].kind == "view"
-        tb = bnode.op == "transpose" and self.plan.storage[bnode.id].kind == "view"
-        (M, K), N = a.shape, node.shape[1]   # op(A) is M x K whether or not it is stored transposed
         sv = lambda d: size_value(b, numel((d,)), batch)
-        lda = (a.inputs[0] if ta else a).shape[1]
-        ldb = (bnode.inputs[0] if tb else bnode).shape[1]
         b.call(gemm, [ir.Constant(I32, int(ta)), ir.Constant(I32, int(tb)), sv(M), sv(N), sv(K),
                       pa, sv(lda), pb, sv(ldb), out, sv(N), ir.Constant(I32, 0),
                       b.bitcast(work, pa.type)])

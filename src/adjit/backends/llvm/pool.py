@@ -32,6 +32,7 @@ closes the remaining gap.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import threading
 
@@ -43,7 +44,9 @@ I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
 JOB = ir.FunctionType(ir.VoidType(), [I8P]).as_pointer()
 OFFLOAD, WAIT = "adjit_pool_offload", "adjit_pool_wait"
-SPIN = 20000             # pause iterations before sleeping (~50-100 us)
+SPIN = 20000             # worker: pause iterations before sleeping (~50-100 us)
+YIELD_AFTER = 4000       # caller: pause iterations before yielding its CPU (~10-20 us)
+PIN = os.environ.get("ADJIT_POOL_PIN", "1") != "0"
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
 FUTEX_WAIT, FUTEX_WAKE = 0 | 128, 1 | 128     # the _PRIVATE variants
 NOT_STARTED, RUNNING, STARTING, UNAVAILABLE = 0, 1, 2, 3     # the thread
@@ -60,7 +63,8 @@ def have_libc(*names) -> bool:
 
 
 def available() -> bool:
-    return (SYS_FUTEX is not None and have_libc("pthread_create", "pthread_detach", "syscall")
+    return (SYS_FUTEX is not None and have_libc("pthread_create", "pthread_detach", "syscall",
+                                                "sched_yield")
             and _atfork() is not None)
 
 
@@ -195,11 +199,21 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
                                           "acq_rel", "acquire"), 1)
     check, spin, out = (wait.append_basic_block(n) for n in ("check", "spin", "out"))
     b.cbranch(withdrawn, out, check)
+    entry = b.block
     b.position_at_end(check)
+    n = b.phi(I64, "n")
+    n.add_incoming(c64(0), entry)
     finished = b.icmp_unsigned("==", b.load_atomic(g["job_state"], "acquire", 4), c32(FINISHED))
     b.cbranch(finished, out, spin)
     b.position_at_end(spin)
-    relax(b)
+    # the worker holds a chunk; if that takes long it may have been preempted: give up
+    # this CPU now and then, so it can run here if its own CPU is taken
+    with b.if_else(b.icmp_signed("<", n, c64(YIELD_AFTER))) as (short, long_):
+        with short:
+            relax(b)
+        with long_:
+            b.call(declare(module, "sched_yield", ir.FunctionType(I32, [])), [])
+    n.add_incoming(b.add(n, c64(1)), b.block)
     b.branch(check)
     b.position_at_end(out)
     b.store_atomic(c32(IDLE), g["job_state"], "monotonic", 4)
@@ -220,7 +234,7 @@ def _start(module, b, worker, reset) -> ir.Value:
     tid, rc = b.alloca(I64, name="tid"), b.alloca(I32, name="rc")
     b.store(c32(-1), rc)                     # -1: create, -2: no other CPU, else create's rc
     b.call(declare(module, "pthread_attr_init", fty(I32, [I8P])), [attr])
-    if have_libc("sched_getcpu", "sched_getaffinity", "pthread_attr_setaffinity_np"):
+    if PIN and have_libc("sched_getcpu", "sched_getaffinity", "pthread_attr_setaffinity_np"):
         cpus8 = b.bitcast(cpus, I8P)
         got = b.call(declare(module, "sched_getaffinity", fty(I32, [I32, I64, I8P])),
                      [c32(0), c64(128), cpus8])
