@@ -19,7 +19,8 @@ allowed, or when the thread could not be started.  ``wait`` withdraws the job if
 worker has not taken it yet -- so a worker descheduled by a busy machine never makes the
 caller wait; jobs should therefore be written as "take chunks from a shared counter
 until none are left", which the caller runs too -- and otherwise waits for it to finish.
-A forked child resets the pool, so it starts its own worker instead of waiting on one
+The worker is pinned to a CPU other than the caller's (``ADJIT_POOL_PIN=0`` leaves its
+placement to the kernel).  A forked child resets the pool, so it starts its own worker instead of waiting on one
 that does not exist there.
 
 Ordering: a job moves IDLE -> POSTED (caller) -> TAKEN (worker, compare-and-swap) ->
