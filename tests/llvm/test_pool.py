@@ -116,3 +116,20 @@ def test_threaded_products_from_many_python_threads():
         t.join()
     for X, r in zip(Xs, results):
         np.testing.assert_allclose(r, X @ W0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4001, 97), (3, 60000), (2, 3, 40000), (250000,)])
+def test_big_elementwise_steps_split_over_both_cores(shape):
+    """Above parallel.THRESHOLD a map kernel's rows are shared with the worker."""
+    import adjit as aj
+    from adjit.backends.llvm import parallel
+    assert np.prod(shape) * 5 >= parallel.THRESHOLD
+    x = aj.input("x", (None,) + shape[1:])
+    b = aj.param("b", shape[1:])
+    y = aj.tanh(x * 2.0 + b) * aj.exp(-x)          # one fused region, broadcast b
+    f = aj.compile([y, aj.grad(aj.sum(y), b)], opt_level=1)
+    ref = aj.compile([y, aj.grad(aj.sum(y), b)], backend="interp")
+    rng = np.random.default_rng(2)
+    X, B = rng.normal(size=shape), rng.normal(size=shape[1:])
+    for got, want in zip(f(x=X, b=B), ref(x=X, b=B)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -21,12 +21,24 @@ from .loops import (REDUCE_FLAGS, broadcast_access, c64, contiguous, emit_nest, 
                     merge_dims, reduce_range, size_value, transpose_access)
 from .plan import ONE, ZERO, Plan, numel
 from .printer import LLVM_TYPES, ScalarPrinter, intrinsic
+from .parallel import emit_step
 from .profile import StepTimer
 from .smallmm import emit_small_matmul, is_small
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
 ENTRY = "adjit_entry"
+
+
+TRANSCENDENTAL = ("exp", "log", "tanh", "sin", "cos", "sigmoid", "softplus", "pow", "sqrt")
+
+
+def element_cost(node: Node) -> int:
+    """Rough cost of one element: 1, plus 4 per transcendental function (see parallel.py)."""
+    if node.op == "fused":
+        text = str(node.attr("expr"))
+        return 1 + 4 * sum(text.count(f + "(") for f in TRANSCENDENTAL)
+    return 5 if node.op in TRANSCENDENTAL else 1
 
 
 def _ty(dtype: str) -> ir.Type:
@@ -96,15 +108,16 @@ class Lowering:
         return g
 
     # -- one kernel per step ------------------------------------------------------------------
-    def _new_kernel(self, node: Node, operands: list[Node], workspace: bool = False):
-        """An internal function ``void k(T* out, T* in..., [i8* work,] i64 batch)``."""
+    def _new_kernel(self, node: Node, operands: list[Node], workspace: bool = False,
+                    extra: tuple = (), suffix: str = ""):
+        """An internal function ``void k(T* out, T* in..., [i8* work,] i64 batch, extra...)``."""
         types = [_ty(node.dtype).as_pointer()] + [_ty(o.dtype).as_pointer() for o in operands]
         types += [I8P] if workspace else []
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), types + [I64]),
-                         name=f"k{self._n}_{node.op}")
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), types + [I64, *extra]),
+                         name=f"k{self._n}_{node.op}{suffix}")
         self._n += 1
         fn.linkage = "internal"
-        for a in fn.args[:-1]:
+        for a in fn.args[:len(types)]:
             a.add_attribute("noalias")
         return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
@@ -141,8 +154,8 @@ class Lowering:
         else:
             accesses = [broadcast_access(o.shape, out_shape) for o in operands]
         sizes, accs = merge_dims(out_shape, [contiguous(out_shape)] + accesses)
-        fn, b = self._new_kernel(node, operands)
-        out, ins, batch = fn.args[0], fn.args[1:-1], fn.args[-1]
+        part, b = self._new_kernel(node, operands, extra=(I64, I64), suffix=".part")
+        out, ins, (batch, lo, hi) = part.args[0], part.args[1:-3], part.args[-3:]
         scalar = self._scalar_fn(node)
 
         def body(offsets, indices):
@@ -158,8 +171,11 @@ class Lowering:
         if op == "one_hot":   # the class index is the inner loop's index: keep 2 dims
             last = numel(out_shape[-1:])
             sizes, accs = [numel(out_shape[:-1]), last], [[last, ONE], [ONE, ZERO]]
-        emit_nest(b, sizes, accs, batch, body)
+        emit_nest(b, sizes, accs, batch, body, outer=(lo, hi))
         b.ret_void()
+        fn, b = self._new_kernel(node, operands)
+        emit_step(self.module, b, fn, part, sizes[0] if sizes else ONE, numel(out_shape),
+                  element_cost(node))
         return fn, operands
 
     def _scalar_fn(self, node: Node):

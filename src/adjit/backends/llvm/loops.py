@@ -64,11 +64,12 @@ def merge_dims(shape: tuple, accesses: list[list[Size]]):
 
 
 def emit_nest(b: ir.IRBuilder, sizes: list[Size], accesses: list[list[Size]], batch,
-              body, inner=None):
+              body, inner=None, outer=None):
     """Loop over ``sizes``; call ``body(offsets, indices)`` with one i64 offset per access.
 
     ``inner(offsets_outer, n_inner, strides_inner)``, when given, replaces the innermost
-    loop (used by reductions that keep an accumulator in a register).
+    loop (used by reductions that keep an accumulator in a register).  ``outer=(lo, hi)``
+    restricts the outermost loop to ``lo <= i < hi`` (a chunk of a split kernel).
     """
     n = len(sizes)
     counts = [size_value(b, s, batch) for s in sizes]
@@ -81,7 +82,9 @@ def emit_nest(b: ir.IRBuilder, sizes: list[Size], accesses: list[list[Size]], ba
         if inner is not None and k == n - 1:
             inner(offsets, counts[k], [st[k] for st in strides], indices)
             return
-        with for_range(b, counts[k], f"d{k}") as i:
+        rng = loop(b, outer[0], outer[1], 1, "d0") if outer is not None and k == 0 else \
+            for_range(b, counts[k], f"d{k}")
+        with rng as i:
             offs = [b.add(o, b.mul(i, st[k], flags=["nsw"]), flags=["nsw"])
                     for o, st in zip(offsets, strides)]
             level(k + 1, offs, indices + [i])
