@@ -15,7 +15,8 @@ import threading
 import numpy as np
 
 from .gemm import gemm_workspace_elems
-from .plan import ALIGN, Plan
+from .plan import ALIGN, Plan, numel
+from .profile import counters, format_profile, profile_table
 
 _ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
 
@@ -57,6 +58,7 @@ class _State:
     """Scratch memory and pointer table for one (thread, batch size)."""
 
     def __init__(self, plan: Plan, batch: int, updates: dict[int, str]):
+        self.batch = batch
         offsets, size = plan.arena_offsets(batch)
         self.arena = aligned_empty(max(size, ALIGN))
         self.workspace = aligned_empty(gemm_workspace_elems("f64") * 8)
@@ -67,7 +69,7 @@ class _State:
         self.table[plan.workspace_slot] = self.workspace.ctypes.data
         self.table_address = ctypes.addressof(self.table)
         # output shapes and dtypes for this batch size, computed once
-        self.outputs = [(o.type.concrete(batch), o.dtype, slot)
+        self.outputs = [(o.type.concrete(batch), np.dtype(o.dtype), slot)
                         for k, (o, slot) in enumerate(zip(plan.graph.outputs, plan.output_slots))
                         if k not in updates]
         # outputs written straight into an input's buffer (``updates=``), after every step
@@ -75,20 +77,27 @@ class _State:
 
 
 class NativeFunction:
-    def __init__(self, plan: Plan, jit, updates: dict[int, str] | None = None):
+    def __init__(self, plan: Plan, jit, updates: dict[int, str] | None = None,
+                 profile: bool = False):
         self.plan, self.jit = plan, jit
+        self._counters = counters(jit, len(plan.steps)) if profile else None
         self._updates = updates or {}
         self._entry = _ENTRY_TYPE(jit.address("adjit_entry"))
         self._local = threading.local()
         self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]
 
     def _state(self, batch: int) -> _State:
-        states = getattr(self._local, "states", None)
+        local = self._local
+        last = getattr(local, "last", None)
+        if last is not None and last.batch == batch:   # the common case: same batch size
+            return last
+        states = getattr(local, "states", None)
         if states is None:
-            states = self._local.states = {}
+            states = local.states = {}
         st = states.get(batch)
         if st is None:
             st = states[batch] = _State(self.plan, batch, self._updates)
+        local.last = st
         return st
 
     def __call__(self, values: dict, batch: int | None) -> list[np.ndarray]:
@@ -111,6 +120,20 @@ class NativeFunction:
         return outs
 
     # -- inspection --------------------------------------------------------------------------
+    def profile(self, top: int | None = 15, as_rows: bool = False):
+        """Time per step since compile (or :meth:`reset_profile`), slowest first.
+
+        Needs ``aj.compile(..., profile=True)``.  Returns a table as text, or the rows.
+        """
+        if self._counters is None:
+            raise RuntimeError("this function was compiled without profile=True")
+        rows = profile_table(self.plan.steps, list(self._counters))
+        return rows if as_rows else format_profile(rows, top)
+
+    def reset_profile(self) -> None:
+        if self._counters is not None:
+            ctypes.memset(self._counters, 0, ctypes.sizeof(self._counters))
+
     @property
     def llvm_ir(self) -> str:
         return self.jit.llvm_ir
