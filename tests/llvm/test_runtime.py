@@ -38,3 +38,31 @@ def test_array_objects_and_plain_addresses_agree():
     (off_on, res_on), (off_off, res_off) = run("1"), run("0")
     assert off_off == "None" and off_on == str(runtime.DATA_OFFSET)
     assert res_on == res_off
+
+
+def test_profile_counts_every_step_of_every_call():
+    import adjit as aj
+    x = aj.input("x", (None, 8))
+    W = aj.param("W", (8, 4))
+    loss = aj.sum(aj.tanh(x @ W))
+    f = aj.compile([loss, aj.grad(loss, W)], opt_level=1, profile=True)
+    X, W0 = np.ones((5, 8)), np.full((8, 4), 0.1)
+    for _ in range(7):
+        f(x=X, W=W0)
+    rows = f.profile(as_rows=True)
+    assert len(rows) == len(f._impl.plan.steps) > 2
+    assert all(r["calls"] == 7 and r["total_us"] >= 0 for r in rows)
+    assert {r["op"] for r in rows} >= {"matmul"}
+    assert abs(sum(r["share"] for r in rows) - 1.0) < 1e-9
+    assert "matmul" in f.profile()
+    f.reset_profile()
+    assert all(r["calls"] == 0 for r in f.profile(as_rows=True))
+    np.testing.assert_allclose(f(x=X, W=W0)[0], np.sum(np.tanh(X @ W0)), rtol=1e-12)
+
+
+def test_profile_needs_the_option():
+    import adjit as aj
+    x = aj.input("x", (3,))
+    f = aj.compile(aj.sum(x), opt_level=1)
+    with pytest.raises(RuntimeError, match="profile=True"):
+        f.profile()
