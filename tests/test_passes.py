@@ -206,3 +206,20 @@ def test_fused_node_count_is_lower_for_the_mlp():
     ops = f.graph.op_counts()
     # 2 forward matmuls, 3 backward (W̄2 = hᵀȳ, h̄ = ȳW2ᵀ, W̄1 = xᵀz̄; x̄ is not requested)
     assert ops["matmul"] == 5 and "sigmoid" not in ops and ops["fused"] >= 3
+
+
+def test_passes_never_annotate_earlier_stages():
+    """Carrying error-signal names onto replacements must not touch shared nodes."""
+    import adjit as aj
+    x, t = aj.input("x", (None, 3)), aj.input("t", (None, 2))
+    W, b = aj.param("W", (3, 2)), aj.param("b", (2,))
+    y = aj.sigmoid(x @ W + b) * 1.0 + 0.0          # identities the fold pass removes
+    loss = aj.mean(aj.sum((y - t) ** 2, axis=1))
+    outs = [loss, *aj.grad(loss, [W, b])]
+    before = {n.id: [p.id for p in n.meta.get("bars", ())] for n in aj.Graph(outs).order()}
+    f = aj.compile(outs, backend="interp")
+    after = {n.id: [p.id for p in n.meta.get("bars", ())] for n in f.traced.order()}
+    assert after == before
+    for stage in f.stages[1:]:     # annotations given to shared nodes live on the stage
+        for nid, bars in stage.extra_bars.items():
+            assert nid in {n.id for n in stage.order()} and bars

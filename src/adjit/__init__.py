@@ -11,6 +11,7 @@
 """
 from . import ops  # noqa: F401  (registers every primitive op)
 from . import passes  # noqa: F401  (registers the fused op)
+from . import show  # noqa: F401  (aj.show: equations, traces, pictures, reports)
 from .autodiff import grad
 from .compiled import Compiled, compile
 from .frontend import (abs, broadcast_to, cast, const, cos, equal, exp, input, log, matmul, max,
@@ -18,7 +19,9 @@ from .frontend import (abs, broadcast_to, cast, const, cos, equal, exp, input, l
                        softplus, sqrt, stop_gradient, sum, tanh, transpose, where)
 from .gradcheck import GradCheckReport, GradientCheckError, check_grads
 from .ir import AdjitError, DTypeError, Graph, Node, ShapeError, TensorType
+from .nancheck import NonFiniteError
 from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
+from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
 
@@ -28,5 +31,6 @@ __all__ = [
     "maximum", "mean", "minimum", "mse", "one_hot", "param", "relu", "reshape", "sigmoid", "sign",
     "sin", "softmax", "softplus", "sqrt", "stop_gradient", "sum", "tanh", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",
-    "Node", "ShapeError", "TensorType",
+    "Node", "ShapeError", "TensorType", "NonFiniteError",
 ]
+__all__ += ["nn", "optim", "train"]

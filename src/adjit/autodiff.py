@@ -7,10 +7,22 @@ nodes on a path from a requested variable to the output are visited.
 
 Every node made here carries ``meta['role'] == 'adjoint'``; the summed cotangent of a
 primal node ``v`` lists ``v`` in ``meta['bars']`` so printers can call it v̄.
+
+The "double where" rule is applied automatically.  In ``where(c, f(x), g(x))`` the
+cotangent reaching the branch ``f(x)`` is zero where ``c`` is false, but the chain rule
+multiplies it by ``f'(x)``, and 0 · inf (``sqrt'(0)``, ``log'(0)``, ``exp'(1000)``) is NaN.
+So each cotangent flowing back through a branch carries the branch's conditions (its
+*mask*): the contributions of every elementwise op inside the branch are wrapped in
+``where(c, ct, 0)``, which is exact (the true value there is 0) and finite.  A mask
+follows a value through elementwise ops and casts of the branch's shape, and only while
+every use of the value is inside the branch.  Each guard node is tagged
+``meta['rewrite'] = 'double_where'``; :func:`recorded_rewrites` counts the tags, and the
+traced stage of a compiled function lists the counts in its ``rewrites``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections import Counter
+from typing import Iterable, Sequence
 
 from . import frontend as F
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, building, label, shape_str
@@ -51,13 +63,15 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
             active.add(n.id)
 
     with building("adjoint"):
-        contributions: dict[int, list[Node]] = {y.id: [F.const(1.0, y.dtype)]}
+        # each contribution travels with its mask: the (condition, polarity) pairs of the
+        # `where` branches it came through (it is exactly zero where any of them is off)
+        contributions: dict[int, list] = {y.id: [(F.const(1.0, y.dtype), _NO_MASK)]}
         totals: dict[int, Node] = {}
         for n in reversed(order):
             parts = contributions.pop(n.id, None)
             if parts is None or n.id not in active:
                 continue
-            total = _accumulate(parts, n)
+            total = _accumulate([ct for ct, _ in parts], n)
             totals[n.id] = total
             needs = [i.id in active for i in n.inputs]
             if not any(needs):
@@ -65,9 +79,10 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
             spec = get_op(n.op)
             if spec.vjp is None:
                 raise TypeError(f"grad: op {n.op} ({label(n)}) has no derivative")
-            for inp, ct, need in zip(n.inputs, spec.vjp(n, total, needs), needs):
+            mask = frozenset.intersection(*(m for _, m in parts))
+            for k, (inp, ct, need) in enumerate(zip(n.inputs, spec.vjp(n, total, needs), needs)):
                 if need and ct is not None:
-                    contributions.setdefault(inp.id, []).append(ct)
+                    contributions.setdefault(inp.id, []).append(_masked(n, k, ct, mask))
         results = [totals[v.id] if v.id in totals else _zeros_like(v) for v in variables]
     # A gradient is a function of the whole model, even where it reads none of its inputs
     # (d/dx sum(x) over the batch is ones shaped like x): record the model's inputs so a
@@ -96,3 +111,28 @@ def _accumulate(parts: list[Node], primal: Node) -> Node:
 
 def _zeros_like(v: Node) -> Node:
     return F.broadcast_to(F.const(0.0, v.dtype), v.shape)
+
+
+# --- the double-where rule -----------------------------------------------------------------
+_NO_MASK: frozenset = frozenset()
+_ZERO_PRESERVING = ("add", "sub", "neg", "cast")   # VJPs are ±g: zero wherever g is zero
+
+
+def _masked(node: Node, k: int, ct: Node, mask: frozenset) -> tuple[Node, frozenset]:
+    """The contribution ``ct`` of ``node`` to its input ``k``, guarded, with its mask."""
+    if node.op == "where":      # entering a branch: add its condition (k = 1: true branch)
+        return ct, mask | {(node.inputs[0], k == 1)}
+    if not mask or node.inputs[k].shape != node.shape or not (
+            node.op == "cast" or get_op(node.op).elementwise):
+        return ct, _NO_MASK     # a structural op (sum, broadcast, ...) ends the mask
+    if node.op not in _ZERO_PRESERVING:
+        for cond, polarity in sorted(mask, key=lambda m: (m[0].id, m[1])):
+            ct = F.where(cond, ct, 0.0) if polarity else F.where(cond, 0.0, ct)
+            ct.meta["rewrite"] = "double_where"
+    return ct, mask
+
+
+def recorded_rewrites(nodes: Iterable[Node]) -> dict[str, int]:
+    """Counts of the rules applied while nodes were built (``meta['rewrite']`` tags)."""
+    counts = Counter(n.meta["rewrite"] for n in nodes if "rewrite" in n.meta)
+    return dict(sorted(counts.items()))

@@ -9,20 +9,31 @@ Nothing reaches a backend (and no pointer reaches native code) before these chec
 * ranks and static dimensions match, and every batch dimension (``None``) has the same
   size across all inputs, or a ``ShapeError`` names the input, the expected shape (with
   the bound batch size) and the shape given;
-* arrays handed on are C-contiguous, aligned and owned by numpy (copies are made when a
-  caller's array is not).
+* arrays handed on are plain numpy arrays, C-contiguous and aligned (copies are made when
+  a caller's array is not); the caller's arrays are only ever read.
 
-Input policy: Python numbers, lists and arrays are accepted.  Float inputs take any
-real number dtype (ints and bools convert; float64 data for a float32 input is
-rounded, like numpy's ``astype``).  Integer inputs (labels) take integer arrays only,
-bool inputs (masks) bool arrays only.
-Complex, object, string and other dtypes are refused.
+Input policy: Python numbers, (nested, rectangular) lists and arrays are accepted; an
+ndarray subclass is read as a plain array, except a masked array, which is refused
+(``TypeError``: its mask would be ignored).  Float inputs take any real number dtype
+(ints and bools convert; float64 data for a float32 input is rounded, like numpy's
+``astype``).  Integer inputs (labels) take integer arrays only, and refuse values the
+declared integer type cannot hold; bool inputs (masks) take bool arrays only.  Complex,
+object, string and other dtypes are refused.  NaN and inf are ordinary values: they
+propagate by IEEE rules.
+
+:func:`require_memory` is the guard a backend calls before allocating buffers whose size
+grows with the batch: a clear ``MemoryError`` instead of an allocation that fails deep
+inside numpy or gets the process killed.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, shape_str
+
+_ndarray = np.ndarray
 
 
 class Binder:
@@ -37,31 +48,42 @@ class Binder:
                                  f"{other.type} and {n.type}")
         self.inputs = [by_name[k] for k in sorted(by_name)]
         self.names = frozenset(by_name)
-        self.specs = [(n.name, n.shape, np.dtype(n.dtype), n.dtype in FLOAT_DTYPES)
-                      for n in self.inputs]
+        # (name, declared shape, dtype, is float, position of the first batch dim or -1)
+        self.specs = [(n.name, n.shape, np.dtype(n.dtype), n.dtype in FLOAT_DTYPES,
+                       n.shape.index(None) if None in n.shape else -1) for n in self.inputs]
 
     def bind(self, kwargs: dict) -> tuple[dict[str, np.ndarray], int | None]:
+        """``(arrays by name, batch size or None)``; raises on any argument that is off."""
         if kwargs.keys() != self.names:
             self._name_error(kwargs)
         values: dict[str, np.ndarray] = {}
         batch: int | None = None
         batch_from = None
-        for name, shape, dtype, is_float in self.specs:
-            arr = _convert(name, kwargs[name], dtype, is_float)
-            if arr.ndim != len(shape):
-                raise ShapeError(f"input {name!r}: expected {len(shape)}-D shape "
-                                 f"{_bound(shape, batch)}, got {arr.shape}")
-            for want, got in zip(shape, arr.shape):
-                if want is None:
-                    if batch is None:
-                        batch, batch_from = got, name
-                    elif got != batch:
-                        raise ShapeError(
-                            f"input {name!r}: expected shape {_bound(shape, batch)} "
-                            f"(batch size {batch} bound by {batch_from!r}), got {arr.shape}")
-                elif want != got:
-                    raise ShapeError(f"input {name!r}: expected shape {_bound(shape, batch)}, "
-                                     f"got {arr.shape}")
+        for name, shape, dtype, is_float, first_batch in self.specs:
+            arr = kwargs[name]
+            # fast path: a plain, C-contiguous, aligned, writable array of the exact dtype
+            if type(arr) is not _ndarray or arr.dtype is not dtype or not arr.flags.carray:
+                arr = _convert(name, arr, dtype, is_float)
+            got = arr.shape
+            if first_batch < 0:
+                if got != shape:
+                    raise ShapeError(f"input {name!r}: expected shape {shape_str(shape)}, "
+                                     f"got {got}")
+            else:
+                if len(got) != len(shape):
+                    raise ShapeError(f"input {name!r}: expected {len(shape)}-D shape "
+                                     f"{_bound(shape, batch)}, got {got}")
+                if batch is None:
+                    batch, batch_from = got[first_batch], name
+                for want, size in zip(shape, got):
+                    if want is None:
+                        if size != batch:
+                            raise ShapeError(
+                                f"input {name!r}: expected shape {_bound(shape, batch)} "
+                                f"(batch size {batch} bound by {batch_from!r}), got {got}")
+                    elif want != size:
+                        raise ShapeError(f"input {name!r}: expected shape "
+                                         f"{_bound(shape, batch)}, got {got}")
             values[name] = arr
         return values, batch
 
@@ -82,8 +104,22 @@ def _bound(shape, batch) -> str:
     return shape_str(tuple(batch if d is None else d for d in shape))
 
 
+def _as_array(name: str, value) -> np.ndarray:
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"input {name!r}: masked arrays are not accepted (the mask would be "
+                        "ignored); pass value.filled(...) or a plain array")
+    try:
+        return np.asarray(value)      # plain ndarray (a subclass is viewed as its base)
+    except ValueError as e:           # ragged nested lists
+        raise ShapeError(f"input {name!r}: cannot make an array of the "
+                         f"{type(value).__name__} given ({e})") from None
+    except Exception as e:            # an object whose __array__ or __len__ fails
+        raise TypeError(f"input {name!r}: cannot make an array of the "
+                        f"{type(value).__name__} given ({type(e).__name__}: {e})") from None
+
+
 def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
-    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    arr = value if type(value) is _ndarray else _as_array(name, value)
     kind = arr.dtype.kind
     if is_float:
         ok, want = kind in "fiub", "a real number array"
@@ -93,6 +129,52 @@ def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
         ok, want = kind in "iu", "an integer array"
     if not ok:
         raise DTypeError(f"input {name!r}: expected {want} of {dtype.name}, got dtype {arr.dtype}")
+    if kind in "iu" and not is_float and arr.size and not np.can_cast(arr.dtype, dtype):
+        info = np.iinfo(dtype)
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise DTypeError(f"input {name!r}: values from {lo} to {hi} do not fit "
+                             f"{dtype.name} (range {info.min} to {info.max})")
     if arr.dtype != dtype or not arr.flags.c_contiguous or not arr.flags.aligned:
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+        arr = np.array(arr, dtype=dtype, order="C")   # a fresh aligned copy; keeps 0-d 0-d
     return arr
+
+
+def require_memory(nbytes: int, batch: int | None, what: str) -> None:
+    """Raise ``MemoryError`` if ``nbytes`` (needed for batch size ``batch``) cannot fit.
+
+    The limit is the memory the system reports available (``MemAvailable`` plus free
+    swap on Linux); where that is unknown, only sizes no address space can hold are
+    refused.  Allocating past it would not fail cleanly: the pages are promised, then
+    the process is killed when they are touched.
+    """
+    limit = _available_memory()
+    if nbytes > limit:
+        raise MemoryError(f"{what} needs {nbytes:,} bytes ({nbytes / 2**30:.3g} GiB) for "
+                          f"batch size {batch}, more than the {limit:,} bytes available; "
+                          "use a smaller batch")
+
+
+def _available_memory() -> int:
+    """Bytes the process can still fill: the system's MemAvailable plus free swap, capped
+    by a cgroup v2 memory limit where one is set; the physical memory otherwise."""
+    limit = None
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        kib = int(info["MemAvailable"].split()[0]) + int(info.get("SwapFree", "0 kB").split()[0])
+        limit = kib * 1024
+    except (OSError, KeyError, ValueError):
+        try:
+            limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            limit = 2 ** 62
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            cap = f.read().strip()
+        if cap != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                limit = min(limit, int(cap) - int(f.read()))
+    except (OSError, ValueError):
+        pass
+    return max(limit, 0)

@@ -8,7 +8,9 @@ import numpy as np
 from .backends import get_backend
 from .binding import Binder
 from .updates import check_update_buffers, check_update_sources, check_updates
+from .autodiff import recorded_rewrites
 from .ir import Graph, Node
+from .nancheck import NanCheck
 from .passes import PIPELINE, run_pipeline
 
 DEFAULT_BACKEND = "llvm"
@@ -28,7 +30,8 @@ class Compiled:
     """
 
     def __init__(self, outputs, backend: str = DEFAULT_BACKEND,
-                 passes: Sequence | None = None, updates=None, **options):
+                 passes: Sequence | None = None, updates=None, check_nans: bool = False,
+                 **options):
         self._single = isinstance(outputs, Node)
         outs = [outputs] if self._single else list(outputs)
         if not outs or not all(isinstance(o, Node) for o in outs):
@@ -49,12 +52,21 @@ class Compiled:
             options["updates"] = {self._n_returned + k: name
                                   for k, name in enumerate(self._update_names)}
         self._impl = module.build(self.graph, **options)
+        self.stages[0].rewrites = recorded_rewrites(self.stages[0].order())  # double_where, ...
+        if check_nans:   # name the first node producing NaN/inf (see nancheck.py)
+            self._impl = NanCheck(self._impl, self.stages,
+                                  self._update_names if self._in_place else ())
 
     def __call__(self, **kwargs):
         values, batch = self._binder.bind(kwargs)
         if self._update_names:
             check_update_buffers(self._update_names, values, kwargs)
-        results = self._impl(values, batch)
+        try:
+            results = self._impl(values, batch)
+        except MemoryError as e:   # numpy's own message, plus the batch size
+            if "batch size" in str(e):
+                raise
+            raise MemoryError(f"{e} (batch size {batch})") from None
         if self.updates and not self._in_place:
             new = results[self._n_returned:]
             results = results[:self._n_returned]
@@ -78,13 +90,33 @@ class Compiled:
         return {g.stage: len(g) for g in self.stages}
 
     def report(self) -> str:
-        """Each pass with the rewrites it applied and the node counts before and after."""
-        lines = []
-        for before, after in zip(self.stages, self.stages[1:]):
-            rules = getattr(after, "rewrites", {})
-            applied = ", ".join(f"{k}×{v}" for k, v in rules.items()) or "no change"
-            lines.append(f"{after.stage:<12} {len(before):>5} -> {len(after):<5} nodes  {applied}")
-        return "\n".join(lines)
+        """Each pass with the rewrites it applied (by rule name), node counts before and
+        after, and each output's size as an expanded expression tree."""
+        from .show.report import report
+        return report(self)
+
+    def equations(self, stage: str = "traced"):
+        """Forward and backward equations in backprop notation (``stage``: 'traced',
+        'simplified', 'both' or a pass name).  ``str()`` gives Unicode; ``.latex`` and
+        ``.markdown`` the other forms; Jupyter shows LaTeX."""
+        from .show.equations import equations
+        return equations(self, stage)
+
+    def trace(self, **values):
+        """A worked example at ``values`` (keyword arrays, like a call): the primal then
+        the adjoint trace with the number at every step."""
+        from .show.trace import trace
+        return trace(self, values)
+
+    def dot(self, stage: str = "simplified") -> str:
+        """Graphviz DOT text of a stage (adjoint nodes tinted, fused regions grouped);
+        write it with ``adjit.show.render(f.dot(), "out.svg")``."""
+        from .show.dot import dot
+        return dot(self, stage)
+
+    def _repr_markdown_(self) -> str:
+        from .show.equations import equations
+        return f"`{self!r}`\n\n" + equations(self).markdown
 
     def __getattr__(self, name):
         # backend-specific views (llvm_ir, asm, ...) live on the implementation
@@ -115,7 +147,10 @@ def compile(outputs, backend: str = DEFAULT_BACKEND, **options) -> Compiled:  # 
     """Compile ``outputs`` (a node, or a list/tuple of nodes) into a callable.
 
     The callable takes every input and parameter by name and returns numpy arrays: one
-    array for a single node, a tuple for a list/tuple.
+    array for a single node, a tuple for a list/tuple.  ``check_nans=True`` makes every
+    call check its float outputs and raise :class:`adjit.NonFiniteError` naming the first
+    node that produced a NaN or inf (a debugging aid: the check replays the call in the
+    interpreter only when it fires).
 
     >>> import adjit as aj, numpy as np
     >>> x = aj.input("x", (None,))

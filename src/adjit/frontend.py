@@ -124,9 +124,35 @@ def _unary(op):
     return fn
 
 
-exp, log, sin, cos, tanh = map(_unary, ("exp", "log", "sin", "cos", "tanh"))
+exp, sin, cos, tanh = map(_unary, ("exp", "sin", "cos", "tanh"))
 sigmoid, relu, softplus, sqrt = map(_unary, ("sigmoid", "relu", "softplus", "sqrt"))
 sign = _unary("sign")
+
+
+def log(x):
+    """Elementwise natural log.
+
+    Stable forms are built where the operand is a sigmoid: ``log(sigmoid(z))`` becomes
+    ``-softplus(-z)`` and ``log(1 - sigmoid(z))`` becomes ``-softplus(z)``, equal in exact
+    arithmetic, finite for any finite z (the plain forms give -inf, and NaN gradients,
+    from |z| ≈ 40 on).  The result is tagged ``meta['rewrite']`` ('log_sigmoid' or
+    'log1m_sigmoid'), which the traced stage's ``rewrites`` counts.
+    """
+    x = _lift(x)
+    if x.op == "sigmoid":
+        out, rule = -softplus(-x.inputs[0]), "log_sigmoid"
+    elif x.op == "sub" and x.inputs[1].op == "sigmoid" and _all_ones(x.inputs[0]):
+        out, rule = -softplus(x.inputs[1].inputs[0]), "log1m_sigmoid"
+    else:
+        return _elementwise("log", x)
+    out.meta["rewrite"] = rule
+    return out
+
+
+def _all_ones(node: Node) -> bool:
+    while node.op == "broadcast":
+        node = node.inputs[0]
+    return node.op == "const" and bool(np.all(node.attr("value").array == 1))
 
 
 def abs(x):  # noqa: A001 - mirrors numpy's name

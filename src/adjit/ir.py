@@ -212,6 +212,8 @@ class Graph:
     def __init__(self, outputs: Sequence[Node], stage: str = "traced"):
         self.outputs = tuple(outputs)
         self.stage = stage
+        # error-signal annotations a pass gave nodes it did not make (see passes/rewrite.py)
+        self.extra_bars: dict[int, list[Node]] = {}
         self.nodes = ancestors(self.outputs)
         self.nx = nx.DiGraph()
         for n in self.nodes:
@@ -248,3 +250,8 @@ class Graph:
     def __str__(self) -> str:
         from .show.text import graph_listing
         return graph_listing(self)
+
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows the graph as a picture when Graphviz is installed."""
+        from .show.dot import svg
+        return svg(self)

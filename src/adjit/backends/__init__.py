@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 BACKENDS = {"interp": "adjit.backends.interp", "llvm": "adjit.backends.llvm"}
+BACKENDS["ptx"] = "adjit.backends.ptx"   # CUDA kernels (PTX); runs where a GPU is
 
 
 def get_backend(name: str):

@@ -72,7 +72,13 @@ def rebuild(node: Node, inputs: tuple | list) -> Node:
         return node
     spec = get_op(node.op)
     ttype = spec.infer(tuple(inputs), dict(node.attrs))
-    return Node(node.op, inputs, node.attrs, ttype, node.meta)
+    return Node(node.op, inputs, node.attrs, ttype, copy_meta(node.meta))
+
+
+def copy_meta(meta: dict) -> dict:
+    """A node's meta for a new node: its own dict and lists, so that annotating the new
+    node (passes carry error-signal names) never changes an earlier stage's node."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in meta.items()}
 
 
 __all__ = ["Op", "REGISTRY", "register", "get_op", "make", "rebuild", "building"]

@@ -1,1 +1,22 @@
-"""Ways to look at graphs and compiled functions."""
+"""Ways to look at graphs and compiled functions.
+
+* :func:`listing` -- one line per node (stable id, op, operands, type, name);
+* :func:`equations` -- forward and backward equations in backprop notation
+  (Unicode, LaTeX, Markdown);
+* :func:`trace` -- a worked example: primal then adjoint trace with numbers;
+* :func:`report` -- the simplification report (rewrites, node counts, expression swell);
+* :func:`dot` / :func:`render` -- Graphviz pictures (rendering needs the ``dot`` program);
+* :func:`load_model` / :func:`name_nodes` -- model files and display names.
+
+See docs/reading-derivatives.md for how to read each view.
+"""
+from .dot import GraphvizMissing, dot, render
+from .equations import Equations, equations
+from .modelfile import Model, ModelFileError, load_model, name_nodes
+from .report import report, tree_size
+from .text import graph_listing, listing
+from .trace import Trace, trace
+
+__all__ = ["Equations", "GraphvizMissing", "Model", "ModelFileError", "Trace", "dot",
+           "equations", "graph_listing", "listing", "load_model", "name_nodes", "render",
+           "report", "trace", "tree_size"]

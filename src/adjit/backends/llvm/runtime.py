@@ -15,6 +15,7 @@ import threading
 import numpy as np
 
 from .gemm import gemm_workspace_elems
+from ...binding import require_memory
 from .plan import ALIGN, Plan, numel
 from .profile import counters, format_profile, profile_table
 
@@ -60,6 +61,10 @@ class _State:
     def __init__(self, plan: Plan, batch: int, updates: dict[int, str]):
         self.batch = batch
         offsets, size = plan.arena_offsets(batch)
+        # a clear MemoryError (batch size, bytes) before allocating, never an OOM kill
+        out_bytes = sum(numel(o.shape).eval(batch) * np.dtype(o.dtype).itemsize
+                        for o in plan.graph.outputs)
+        require_memory(size + out_bytes, batch, "a call (temporaries and outputs)")
         self.arena = aligned_empty(max(size, ALIGN))
         self.workspace = aligned_empty(gemm_workspace_elems("f64") * 8)
         self.table = (ctypes.c_void_p * plan.n_slots)()

@@ -1,0 +1,128 @@
+"""W2 and W4 step times of adjit's ptx backend against PyTorch on the same GPU.
+
+    python benchmarks/ptx_bench.py [--budget 2.0] [--workloads W2,W4]
+
+Needs a CUDA GPU, ``cuda-python`` (``pip install 'adjit[cuda]'``) and, for the peer, a CUDA
+build of PyTorch.  One step = loss and every parameter gradient.  Rows per workload:
+
+* ``adjit ptx``            -- ``f(**arrays)``: numpy in, numpy out (uploads, launches, downloads)
+* ``adjit ptx (device)``   -- the same launch sequence on resident buffers (``replay``)
+* ``torch eager (device)`` -- ``loss.backward()`` on tensors already on the GPU
+* ``torch eager (numpy)``  -- the same with host -> device copies in and gradients copied out
+
+Every entry is first checked against adjit's numpy interpreter (the workload's rtol).  Times
+are medians over interleaved blocks (benchmarks/timing.py); GPU work is synchronized.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import adjit as aj  # noqa: E402
+from models import build, feeds  # noqa: E402
+from timing import measure  # noqa: E402
+from workloads import select, make_data  # noqa: E402
+
+
+def _torch_entries(wl, data):
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return {}, "torch is not installed"
+    if not torch.cuda.is_available():
+        return {}, "torch has no CUDA device"
+    dev = torch.device("cuda")
+    names = wl.param_names()
+    acts = {"sigmoid": torch.sigmoid, "relu": torch.relu, "linear": lambda z: z}
+
+    def step(x, t, params):
+        h = x
+        for i, (_, _, act) in enumerate(wl.layers()):
+            h = acts[act](torch.addmm(params[2 * i + 1], h, params[2 * i]))
+        if wl.loss == "mse":
+            loss = 0.5 * ((h - t) ** 2).sum() / h.shape[0]
+        else:
+            loss = F.cross_entropy(h, t.argmax(dim=1))
+        grads = torch.autograd.grad(loss, params)
+        return [loss, *grads]
+
+    x = torch.tensor(data["inputs"]["x"], device=dev)
+    t = torch.tensor(data["inputs"]["t"], device=dev)
+    params = [torch.tensor(data["params"][n], device=dev, requires_grad=True) for n in names]
+
+    def resident():
+        out = step(x, t, params)
+        torch.cuda.synchronize()
+        return out
+
+    def from_numpy():
+        xs = torch.from_numpy(data["inputs"]["x"]).to(dev)
+        ts = torch.from_numpy(data["inputs"]["t"]).to(dev)
+        ps = [torch.from_numpy(data["params"][n]).to(dev).requires_grad_() for n in names]
+        return [o.detach().cpu().numpy() for o in step(xs, ts, ps)]
+
+    to_np = lambda out: [o.detach().cpu().numpy() if hasattr(o, "detach") else o for o in out]
+    return {"torch eager (device)": (resident, to_np),
+            "torch eager (numpy)": (from_numpy, lambda out: out)}, ""
+
+
+class Entry:
+    def __init__(self, name, fn, to_numpy):
+        self.name, self.fn, self.to_numpy = name, fn, to_numpy
+
+
+def run(wl, budget: float, emulate: bool = False) -> None:
+    data = make_data(wl)
+    kw = feeds(data)
+    outs = build(wl)
+    want = aj.compile(outs, backend="interp")(**kw)
+    f = aj.compile(outs, backend="ptx", emulate=emulate)
+    entries = [Entry("adjit ptx", lambda: f(**kw), lambda o: list(o))]
+    f(**kw)                                                  # buffers for this batch size
+    entries.append(Entry("adjit ptx (device)", lambda: f._impl.replay(wl.batch), None))
+    peers, why = _torch_entries(wl, data)
+    entries += [Entry(n, fn, conv) for n, (fn, conv) in peers.items()]
+    print(f"\n{wl.key}: {wl.title}, batch {wl.batch}, {wl.dtype}; GPU {f.device.name} "
+          f"({f.device.arch}){'; ' + why if why else ''}")
+    for e in entries:
+        if e.to_numpy is None:
+            continue
+        got = e.to_numpy(e.fn())
+        worst = max(float(np.max(np.abs(np.asarray(g, np.float64) - w)))
+                    / max(float(np.max(np.abs(w))), 1e-30) for g, w in zip(got, want))
+        status = "ok" if worst <= wl.rtol else "WRONG"
+        print(f"  check {e.name:<22} max scaled error {worst:.2g} ({status})")
+    samples = measure(entries, budget)
+    base = statistics.median(samples["adjit ptx (device)"])
+    for name, s in samples.items():
+        med = statistics.median(s)
+        print(f"  {name:<24} median {med * 1e6:10.1f} µs   min {min(s) * 1e6:10.1f} µs   "
+              f"x{med / base:5.2f} of adjit device time")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=2.0, help="seconds of timing per workload")
+    ap.add_argument("--workloads", default="W2,W4")
+    ap.add_argument("--emulate", action="store_true",
+                    help="smoke-test this script without a GPU (CPU grid emulation; not a timing)")
+    args = ap.parse_args(argv)
+    if not args.emulate:
+        try:
+            from adjit.backends.ptx.device import CudaDevice
+            CudaDevice()
+        except aj.AdjitError as e:
+            raise SystemExit(f"ptx_bench needs a CUDA GPU: {e}")
+    for wl in select(args.workloads.split(",")):
+        run(wl, args.budget, args.emulate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The ptx backend: the same scheduled graph as the CPU backend, lowered to CUDA kernels.
+
+``aj.compile(outputs, backend="ptx")`` plans buffers with the llvm backend's :class:`Plan`,
+lowers every step to one kernel (:mod:`.lower`, :mod:`.matmul`, written once against
+:mod:`.kernel`), checks the module against what NVPTX can emit (:mod:`.support`) and emits PTX
+through :mod:`adjit.backends.llvm.target`.  Compiling and ``f.ptx`` need no GPU.  Calling runs
+the launch sequence (:mod:`.runtime`) on the first CUDA GPU through ``cuda-python``
+(:mod:`.device`); without one the call raises :class:`NoCudaError`.  With ``emulate=True``
+the same kernels, built for the host, run over their thread grid on the CPU
+(:mod:`.emulator`) -- how they are tested where no GPU is.
+
+Options: ``arch`` ("sm_80" by default; on a GPU the device's own architecture is used unless
+``arch`` is given), ``opt_level`` (0-3), ``emulate`` and ``cache`` (the emulation's object
+cache, as for the llvm backend).
+
+>>> import adjit as aj, numpy as np
+>>> x = aj.input("x", (None, 3), "float32")
+>>> f = aj.compile(aj.sum(aj.exp(x), axis=1), backend="ptx", emulate=True, opt_level=1)
+>>> f(x=np.zeros((2, 3), "float32")).tolist()
+[3.0, 3.0]
+>>> ".entry k0_fused" in f.ptx
+True
+"""
+from __future__ import annotations
+
+from ...ir import Graph
+from ..llvm.plan import Plan
+from .kernel import CPU, GPU
+from .lower import NTID, Lowering
+from .runtime import PtxFunction, split_kernels
+from .sources import ARCHES, DEFAULT_ARCH, PtxasError, Sources, assemble, check_arch
+from .support import CudaError, NoCudaError, UnsupportedOnTarget, check_declared
+
+__all__ = ["build", "PtxFunction", "NoCudaError", "CudaError", "UnsupportedOnTarget",
+           "PtxasError", "assemble", "split_kernels", "ARCHES"]
+
+
+def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bool = False,
+          cache: bool | None = None) -> PtxFunction:
+    """Kernels, launch sequence and PTX for ``graph``; see the module docstring."""
+    explicit = arch is not None
+    plan = Plan(graph)
+    launches: list = []
+
+    def lower_gpu() -> str:
+        gpu = Lowering(plan, GPU)
+        ir_text, gpu_launches = gpu.lower()
+        # refuse what NVPTX cannot lower before LLVM parses anything
+        check_declared([f.name for f in gpu.module.functions if f.is_declaration],
+                       "adjit lowering")
+        if launches:   # both flavours come from the same code: same kernels, same order
+            assert [L.kernel for L in gpu_launches] == [L.kernel for L in launches]
+        else:
+            launches.extend(gpu_launches)
+        return ir_text
+
+    sources = Sources(lower_gpu, check_arch(arch or DEFAULT_ARCH), opt_level)
+    if emulate:   # PTX is made only when asked for (f.ptx): the emulation runs host code
+        from ..llvm.target import compile_ir
+        from .emulator import EmulatedDevice
+        cpu_ir, cpu_launches = Lowering(plan, CPU).lower()
+        launches.extend(cpu_launches)
+        jit = compile_ir(cpu_ir, opt_level=opt_level, cache=cache, name="adjit_ptx_emulation")
+        return PtxFunction(plan, launches, sources, lambda: EmulatedDevice(jit, NTID))
+    sources.ptx(sources.arch)        # emit now: errors surface at compile time
+    names = sorted({L.kernel for L in launches})
+
+    def cuda_device():
+        from .device import CudaDevice
+        dev = CudaDevice()
+        use = sources.arch if explicit or dev.arch not in ARCHES else dev.arch
+        dev.load(sources.ptx(use), names)
+        return dev
+    return PtxFunction(plan, launches, sources, cuda_device)

@@ -1,0 +1,115 @@
+"""Matrix products with shared-memory tiles: C[M, N] = op(A)[M, K] @ op(B)[K, N].
+
+``op`` is a transpose when the operand is a transpose *view* (the plan's GEMM flag), which is
+how the backward pass's products (G @ W^T, X^T @ G) arrive; an operand is then read through
+strides, never copied.
+
+Each block computes one BM x BN tile of C (tiles are handed out grid-stride) with NTID = 256
+threads, each owning TM x TN = 4 x 4 outputs at rows ty + 16i, columns tx + 16j (so the shared
+reads of a warp are broadcasts or consecutive, and the stores coalesce).  Per BK-wide step of K
+the block stages an A tile (kept k-major) and a B tile in shared memory, reading consecutive
+addresses of whichever dimension is contiguous in memory; out-of-range elements load as 0 (the
+address is clamped into the matrix and the value selected away, so no load is ever out of
+bounds).  Accumulators are private per thread and use ``llvm.fma``.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ...ir import Node, shape_str
+from ..llvm.irkit import c64
+from ..llvm.loops import size_value
+from ..llvm.plan import numel
+from ..llvm.printer import intrinsic
+from .lower import ELEM_TYPES, MAX_GRID, NTID, Launch, accumulate
+
+BM = BN = 64
+BK = 16
+TM = TN = 4
+THREADS_M, THREADS_N = BM // TM, BN // TN    # 16 x 16 threads over a tile
+assert THREADS_M * THREADS_N == NTID
+
+
+def lower_matmul(lw, name: str, node: Node) -> None:
+    """Add the kernel and launch computing ``node`` (a matmul) to the Lowering ``lw``."""
+    a, bnode = node.inputs
+    view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
+    ta, tb = view(a), view(bnode)
+    (M, K), N = a.shape, node.shape[1]
+    T = ELEM_TYPES[node.dtype]
+    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [a, bnode])
+    if pa is None or pb is None:
+        raise NotImplementedError("matmul of the batch size")
+    b = k.b
+    dim = lambda d: size_value(b, numel((d,)), k.batch)
+    m, n, kk_total = dim(M), dim(N), dim(K)
+    # element (i, l) of op(A) is A[i*sa_i + l*sa_l]; stored transposed it is (K, M) row-major
+    sa_i, sa_l = (c64(1), m) if ta else (kk_total, c64(1))
+    sb_l, sb_j = (c64(1), kk_total) if tb else (n, c64(1))
+    zero = ir.Constant(T, 0.0)
+    fma = intrinsic(lw.module, "fma", T, 3)
+    a_sh, b_sh = k.shared(T, BK * BM), k.shared(T, BK * BN)
+    acc = k.private(T, TM * TN)
+    tiles_n = b.udiv(b.add(n, c64(BN - 1)), c64(BN))
+    tiles = b.mul(b.udiv(b.add(m, c64(BM - 1)), c64(BM)), tiles_n)
+
+    def fetch(ptr, row, col, rows, cols, s_row, s_col):
+        """ptr[row*s_row + col*s_col], or 0 outside the rows x cols matrix (clamped address)."""
+        inside = b.and_(b.icmp_unsigned("<", row, rows), b.icmp_unsigned("<", col, cols))
+        r = b.select(b.icmp_unsigned("<", row, rows), row, b.sub(rows, c64(1)))
+        c = b.select(b.icmp_unsigned("<", col, cols), col, b.sub(cols, c64(1)))
+        v = b.load(b.gep(ptr, [b.add(b.mul(r, s_row), b.mul(c, s_col))]))
+        return b.select(inside, v, zero)
+
+    with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
+        tm = b.udiv(t, tiles_n)
+        m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
+        with k.threads():
+            for q in range(TM * TN):
+                b.store(zero, acc.at(q))
+        with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
+            with k.threads() as tid:
+                for rep in range(BM * BK // NTID):
+                    e = b.add(tid, c64(rep * NTID))
+                    # consecutive threads walk the dimension that is contiguous in memory
+                    i, l = ((b.urem(e, c64(BM)), b.udiv(e, c64(BM))) if ta else
+                            (b.udiv(e, c64(BK)), b.urem(e, c64(BK))))
+                    v = fetch(pa, b.add(m0, i), b.add(k0, l), m, kk_total, sa_i, sa_l)
+                    b.store(v, b.gep(a_sh, [b.add(b.mul(l, c64(BM)), i)]))
+                for rep in range(BN * BK // NTID):
+                    e = b.add(tid, c64(rep * NTID))
+                    l, j = ((b.urem(e, c64(BK)), b.udiv(e, c64(BK))) if tb else
+                            (b.udiv(e, c64(BN)), b.urem(e, c64(BN))))
+                    v = fetch(pb, b.add(k0, l), b.add(n0, j), kk_total, n, sb_l, sb_j)
+                    b.store(v, b.gep(b_sh, [b.add(b.mul(l, c64(BN)), j)]))
+            k.barrier()
+            with k.threads() as tid:
+                ty, tx = b.udiv(tid, c64(THREADS_N)), b.urem(tid, c64(THREADS_N))
+
+                def step(l, c):
+                    arow, brow = b.add(b.mul(l, c64(BM)), ty), b.add(b.mul(l, c64(BN)), tx)
+                    av = [b.load(b.gep(a_sh, [b.add(arow, c64(THREADS_M * i))])) for i in range(TM)]
+                    bv = [b.load(b.gep(b_sh, [b.add(brow, c64(THREADS_N * j))])) for j in range(TN)]
+                    return [b.call(fma, [av[q // TN], bv[q % TN], c[q]]) for q in range(TM * TN)]
+                c = accumulate(b, c64(0), c64(BK), c64(1),
+                               [b.load(acc.at(q)) for q in range(TM * TN)], step)
+                for q in range(TM * TN):
+                    b.store(c[q], acc.at(q))
+            k.barrier()
+        with k.threads() as tid:
+            ty, tx = b.udiv(tid, c64(THREADS_N)), b.urem(tid, c64(THREADS_N))
+            for q in range(TM * TN):
+                row = b.add(m0, b.add(ty, c64(THREADS_M * (q // TN))))
+                col = b.add(n0, b.add(tx, c64(THREADS_N * (q % TN))))
+                inside = b.and_(b.icmp_unsigned("<", row, m), b.icmp_unsigned("<", col, n))
+                with b.if_then(inside):
+                    b.store(b.load(acc.at(q)), b.gep(k.ptrs[0], [b.add(b.mul(row, n), col)]))
+    k.finish()
+    out = ("slot", lw.plan.storage[node.id].slot)
+    mt, nt = numel((M,)), numel((N,))
+    n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN)
+    lw.launches.append(Launch(
+        name, (out, *refs), grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
+        when=lambda B: n_tiles(B) > 0,
+        what=f"matmul {'T' if ta else ''}{shape_str(a.shape)} @ {'T' if tb else ''}"
+             f"{shape_str(bnode.shape)}"))

@@ -1,0 +1,168 @@
+"""Print :class:`~adjit.show.terms.Term` trees as Unicode (terminal) or LaTeX.
+
+Precedence, loosest first: sums/differences, reductions (Σ, max), products and
+quotients, powers, transposes, atoms.  A reduction reaches as far right as it can, so it
+is parenthesized wherever something follows it.
+"""
+from __future__ import annotations
+
+from .terms import Term
+
+_PREC = {"add": 1.0, "sum": 1.5, "max": 1.5, "mul": 2.0, "div": 2.0, "neg": 2.0, "pow": 3.0,
+         "T": 4.0}
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_LATEX_FUNCS = {"exp": r"\exp", "ln": r"\ln", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
+                "σ": r"\sigma", "max": r"\max", "min": r"\min"}
+_LATEX_RELS = {"≥": r"\geq", "≤": r"\leq"}
+
+
+def prec(t: Term) -> float:
+    if t.kind == "num" and isinstance(t.info, (int, float)) and t.info < 0:
+        return 2.0
+    return _PREC.get(t.kind, 5.0)
+
+
+def number(v, latex: bool = False) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    text = str(v) if isinstance(v, int) else f"{v:.6g}"
+    if "e" in text:
+        mant, _, exp = text.partition("e")
+        text = f"{mant}·10^{int(exp)}" if not latex else rf"{mant} \cdot 10^{{{int(exp)}}}"
+    return text if latex else text.replace("-", "−")
+
+
+class Printer:
+    """``Printer(latex=False)(term)`` -> text."""
+
+    def __init__(self, latex: bool = False):
+        self.latex = latex
+
+    def __call__(self, t: Term) -> str:
+        return getattr(self, "_" + t.kind)(t)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def paren(self, text: str) -> str:
+        return rf"\left({text}\right)" if self.latex else f"({text})"
+
+    def operand(self, t: Term, ok: bool) -> str:
+        return self(t) if ok else self.paren(self(t))
+
+    # -- atoms ------------------------------------------------------------------------------
+    def _name(self, t):
+        return t.info.latex() if self.latex else t.info.unicode()
+
+    def _num(self, t):
+        return number(t.info, self.latex)
+
+    def _rel(self, t):
+        a, b = (self(x) for x in t.args)
+        rel = _LATEX_RELS.get(t.info, t.info) if self.latex else t.info
+        return f"[{a} {rel} {b}]"
+
+    def _call(self, t):
+        fn, args = t.info, [self(a) for a in t.args]
+        if isinstance(fn, tuple):              # ("const", shape) or ("T", perm)
+            kind, extra = fn
+            fn = "const" if kind == "const" else "transpose"
+            args = args + [str(tuple(extra))] if kind == "T" else [str(tuple(extra))]
+        if self.latex:
+            if fn == "sqrt":
+                return rf"\sqrt{{{args[0]}}}"
+            if fn == "abs":
+                return rf"\left|{args[0]}\right|"
+            head = _LATEX_FUNCS.get(fn, rf"\operatorname{{{fn}}}")
+            return head + self.paren(", ".join(args))
+        if fn == "abs":
+            return f"|{args[0]}|"
+        if fn == "sqrt":
+            return "√" + (args[0] if prec(t.args[0]) >= 5 else self.paren(args[0]))
+        return fn + self.paren(", ".join(args))
+
+    # -- operators ------------------------------------------------------------------------------
+    def _add(self, t):
+        a, b = t.args
+        left = self.operand(a, prec(a) >= 1 and a.kind not in ("sum", "max"))
+        sign = t.info
+        if b.kind == "neg":                      # a + (−b) reads a − b
+            b, sign = b.args[0], "-" if sign == "+" else "+"
+        right = self.operand(b, prec(b) > 1 if sign == "-" else prec(b) >= 1)
+        op = sign if self.latex else {"-": "−", "+": "+"}[sign]
+        return f"{left} {op} {right}"
+
+    def _mul(self, t):
+        a, b = t.args
+        left = self.operand(a, prec(a) >= 2 and not _mixed(a, t))
+        right_ok = (prec(b) > 2 or (b.kind == "div" and t.info != "matmul" and not self.latex)
+                    or (b.kind == "mul" and not _mixed(b, t)))  # products associate
+        if self.latex and b.kind == "div":
+            right_ok = True                       # \frac is delimited
+        right = self.operand(b, right_ok)
+        if t.info == "hadamard":
+            sep = r" \circ " if self.latex else " ∘ "
+        elif t.info == "scale" and (b.kind == "num" or _ends_in_div(a) and not self.latex
+                                    or right[:1].isdigit() or right[:1] in "−-"):
+            sep = r" \cdot " if self.latex else " · "
+        else:
+            sep = " "                            # juxtaposition (TeX ignores the space)
+        return left + sep + right
+
+    def _div(self, t):
+        a, b = t.args
+        if self.latex:
+            return rf"\frac{{{self(a)}}}{{{self(b)}}}"
+        left = self.operand(a, prec(a) >= 2)
+        return f"{left} / {self.operand(b, prec(b) > 2)}"
+
+    def _neg(self, t):
+        (a,) = t.args
+        ok = (prec(a) >= 2 and a.kind != "neg" and not (a.kind == "num" and prec(a) == 2)
+              or a.kind in ("sum", "max"))
+        return ("-" if self.latex else "−") + self.operand(a, ok)
+
+    def _pow(self, t):
+        a, b = t.args
+        base = self.operand(a, prec(a) > 3)
+        if self.latex:
+            return f"{{{base}}}^{{{self(b)}}}"
+        if b.kind == "num" and isinstance(b.info, int) and 0 <= b.info < 100:
+            return base + str(b.info).translate(_SUPERSCRIPT)
+        return base + "^" + self.operand(b, prec(b) >= 5)
+
+    def _T(self, t):
+        base = self.operand(t.args[0], prec(t.args[0]) >= 5)
+        return f"{{{base}}}^{{\\top}}" if self.latex else base + "ᵀ"
+
+    def _reduce(self, t, symbol_u, symbol_l):
+        (a,) = t.args
+        if self.latex:
+            sub = "" if t.info is None else "_{" + ",".join(
+                r"\text{batch}" if p == "batch" else rf"\text{{axis }}{p[4:]}"
+                for p in t.info.split(",")) + "}"
+            return f"{symbol_l}{sub} {self.operand(a, _reduce_ok(a))}"
+        sub = "" if t.info is None else "_" + t.info
+        return f"{symbol_u}{sub} {self.operand(a, _reduce_ok(a))}"
+
+    def _sum(self, t):
+        return self._reduce(t, "Σ", r"\sum")
+
+    def _max(self, t):
+        return self._reduce(t, "max", r"\max")
+
+
+def _mixed(inner: Term, outer: Term) -> bool:
+    """A matrix product next to another kind of product gets parentheses (a matrix product
+    does not associate with an elementwise one, and ``A 2 v`` reads badly)."""
+    return (inner.kind == "mul" and inner.info != outer.info
+            and "matmul" in (inner.info, outer.info))
+
+
+def _ends_in_div(t: Term) -> bool:
+    """``a / b`` at the right end of ``t``: juxtaposing after it would read as dividing more."""
+    return (t.kind == "div" or (t.kind == "mul" and _ends_in_div(t.args[1]))
+            or (t.kind == "neg" and _ends_in_div(t.args[0])))
+
+
+def _reduce_ok(operand: Term) -> bool:
+    """What a Σ or max reaches over without parentheses: products, quotients, negations."""
+    return prec(operand) >= 2 or operand.kind in ("sum", "max")

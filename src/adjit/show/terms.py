@@ -1,0 +1,202 @@
+"""Math terms: a small expression tree that equations, traces and pictures print.
+
+Nodes and fused sympy expressions are both turned into :class:`Term` trees, so one
+printer (:mod:`adjit.show.render`) writes them in Unicode or LaTeX.  This module only
+*displays* ops; what an op computes stays in the op registry.
+
+Display conventions: ``broadcast``, ``reshape`` and ``cast`` are invisible (they move
+or convert the same values); a product with a scalar factor is a scaling, a product of
+two tensors of equal shape is the elementwise (Hadamard) product ``∘``, and ``matmul``
+is juxtaposition (``x W1``); ``batch_size`` is ``B``; ``Σ_batch`` sums over the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import sympy as sp
+
+from ..ir import Node
+from ..ops.registry import REGISTRY
+from .names import INVISIBLE, Name
+
+FUNCTIONS = {"exp": "exp", "log": "ln", "sin": "sin", "cos": "cos", "tanh": "tanh",
+             "sigmoid": "σ", "relu": "relu", "softplus": "softplus", "sqrt": "sqrt",
+             "abs": "abs", "sign": "sgn", "maximum": "max", "minimum": "min",
+             "where": "where", "one_hot": "onehot", "stop_gradient": "stop"}
+RELATIONS = {"greater": ">", "greater_equal": "≥", "less": "<", "less_equal": "≤",
+             "equal": "="}
+BINARY = {"add": "+", "sub": "-", "div": "/", "pow": "^"}
+
+
+@dataclass(frozen=True)
+class Term:
+    """``kind`` is one of: name, num, add, mul, div, pow, neg, call, T, sum, max, rel."""
+
+    kind: str
+    args: tuple = ()
+    info: Any = None
+
+    def size(self) -> int:
+        """Operations in the term (names and numbers count zero)."""
+        own = 0 if self.kind in ("name", "num") else 1
+        return own + sum(a.size() for a in self.args)
+
+
+def name(n: Name) -> Term:
+    return Term("name", (), n)
+
+
+def num(v) -> Term:
+    return Term("num", (), v)
+
+
+def scalarish(node: Node) -> bool:
+    """True when every element of the node is the same value (a scalar spread out)."""
+    while node.op in INVISIBLE:
+        node = node.inputs[0]
+    if all(d == 1 for d in node.shape):
+        return True
+    spec = REGISTRY.get(node.op)
+    elementwise = node.op == "fused" or (spec is not None and spec.elementwise)
+    return elementwise and bool(node.inputs) and all(scalarish(i) for i in node.inputs)
+
+
+def axes_label(x: Node, axes: tuple) -> str | None:
+    """``'batch'``, ``'axis1'``, ``'batch,axis1'``; None when summing all of a static tensor."""
+    if len(axes) == x.ndim and None not in x.shape:
+        return None
+    return ",".join("batch" if x.shape[a] is None else f"axis{a}" for a in axes)
+
+
+def _const(node: Node) -> Term:
+    arr = node.attr("value").array
+    flat = arr.reshape(-1)
+    if flat.size and np.all(flat == flat[0]):
+        v = flat[0].item()
+        return num(int(v) if isinstance(v, (bool, int)) or float(v).is_integer() else v)
+    return Term("call", (), ("const", tuple(arr.shape)))
+
+
+def _product(a: Term, b: Term, scale: bool) -> Term:
+    return Term("mul", (a, b), "scale" if scale else "hadamard")
+
+
+def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
+    """The term computing ``node``; ``ref(n)`` returns a name for nodes that have a line."""
+    r = ref(node)
+    if r is not None:
+        return r
+    op, ins = node.op, node.inputs
+    sub = [from_node(i, ref) for i in ins]
+    if op in INVISIBLE:
+        return sub[0]
+    if op == "const":
+        return _const(node)
+    if op == "batch_size":
+        return name(Name("B"))
+    if op in ("input", "param"):
+        return name(Name.parse(node.name))
+    if op == "mul":
+        return _product(sub[0], sub[1], scalarish(ins[0]) or scalarish(ins[1]))
+    if op == "neg":
+        return Term("neg", (sub[0],))
+    if op in BINARY:
+        return Term("add" if op in ("add", "sub") else op, tuple(sub), BINARY[op])
+    if op in RELATIONS:
+        return Term("rel", tuple(sub), RELATIONS[op])
+    if op == "matmul":
+        return Term("mul", tuple(sub), "matmul")
+    if op == "transpose":
+        perm = node.attr("perm")
+        perm = tuple(int(p) for p in perm)
+        return Term("T", (sub[0],)) if len(perm) == 2 else Term("call", tuple(sub), ("T", perm))
+    if op in ("sum", "max"):
+        return Term(op, (sub[0],), axes_label(ins[0], node.attr("axes")))
+    if op == "fused":
+        leaves = {f"x{k}": (t, scalarish(i)) for k, (t, i) in enumerate(zip(sub, ins))}
+        return from_sympy(node.attr("expr"), leaves)
+    return Term("call", tuple(sub), FUNCTIONS.get(op, op))
+
+
+# --- fused regions: sympy expressions over leaf symbols x0, x1, ... -------------------------------
+_U = sp.Wild("u")
+_PATTERNS = [(op, REGISTRY[op].scalar(_U)) for op in ("sigmoid", "softplus") if op in REGISTRY]
+_SYMPY_FUNCS = {sp.exp: "exp", sp.log: "ln", sp.sin: "sin", sp.cos: "cos", sp.tanh: "tanh",
+                sp.Abs: "abs", sp.sign: "sgn", sp.Max: "max", sp.Min: "min"}
+_SYMPY_RELS = {sp.StrictGreaterThan: ">", sp.GreaterThan: "≥", sp.StrictLessThan: "<",
+               sp.LessThan: "≤", sp.Equality: "="}
+
+
+def from_sympy(e, leaves: dict) -> Term:
+    """The term of a fused expression; ``leaves['x0'] = (term, is_scalar)``."""
+    return _Sympy(leaves).term(e)
+
+
+class _Sympy:
+    def __init__(self, leaves: dict):
+        self.leaves = leaves
+
+    def scalar(self, e) -> bool:
+        return all(self.leaves[s.name][1] for s in e.free_symbols if s.name in self.leaves)
+
+    def term(self, e) -> Term:
+        if e.is_Symbol:
+            return self.leaves[e.name][0] if e.name in self.leaves else name(Name.parse(e.name))
+        if e.is_Integer:
+            return num(int(e))
+        if e.is_Rational:
+            return Term("div", (num(int(e.p)), num(int(e.q))), "/")
+        if e.is_Number:
+            v = float(e)
+            return num(int(v) if v.is_integer() else v)
+        if e in (sp.true, sp.false):
+            return num(bool(e))
+        for op, pattern in _PATTERNS:
+            m = e.match(pattern)
+            if m and _U in m and not m[_U].has(sp.Wild):
+                return Term("call", (self.term(m[_U]),), FUNCTIONS[op])
+        if e.is_Add:
+            return self.add(e)
+        if e.is_Mul or (e.is_Pow and e.exp.is_negative):
+            return self.mul(e)
+        if e.is_Pow:
+            if e.exp == sp.Rational(1, 2):
+                return Term("call", (self.term(e.base),), "sqrt")
+            return Term("pow", (self.term(e.base), self.term(e.exp)), "^")
+        if isinstance(e, sp.Piecewise) and len(e.args) == 2 and e.args[1].cond == sp.true:
+            (a, c), (b, _) = e.args
+            return Term("call", (self.term(c), self.term(a), self.term(b)), "where")
+        for cls, sym in _SYMPY_RELS.items():
+            if isinstance(e, cls):
+                return Term("rel", (self.term(e.lhs), self.term(e.rhs)), sym)
+        fname = _SYMPY_FUNCS.get(e.func, str(e.func))
+        return Term("call", tuple(self.term(a) for a in e.args), fname)
+
+    def add(self, e) -> Term:
+        parts = e.as_ordered_terms()
+        out = self.term(parts[0])
+        for p in parts[1:]:
+            if p.could_extract_minus_sign():
+                out = Term("add", (out, self.term(-p)), "-")
+            else:
+                out = Term("add", (out, self.term(p)), "+")
+        return out
+
+    def mul(self, e) -> Term:
+        if e.could_extract_minus_sign():
+            return Term("neg", (self.term(-e),))
+        n, d = sp.fraction(e)
+        top = self.product(n)
+        return top if d == 1 else Term("div", (top, self.product(d)), "/")
+
+    def product(self, e) -> Term:
+        if not e.is_Mul:
+            return self.term(e)
+        factors = e.as_ordered_factors()
+        out, acc = self.term(factors[0]), self.scalar(factors[0])
+        for f in factors[1:]:
+            fs = self.scalar(f)
+            out, acc = _product(out, self.term(f), acc or fs), acc and fs
+        return out

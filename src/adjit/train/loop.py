@@ -1,0 +1,255 @@
+"""The training loop: one compiled call per mini-batch, epochs, validation, early stopping.
+
+:class:`Trainer` compiles ``aj.compile([loss], updates=optimizer.updates(loss))``: one
+native call does the forward pass, the backward pass and the optimizer's update, which
+the call writes into the parameter and state arrays in place.  The Trainer owns the
+parameter arrays (``trainer.params``); the optimizer owns its state (``opt.state``).
+Both are plain numpy arrays, readable and writable between calls (write in place:
+``trainer.params["W1"][...] = ...``).
+
+>>> import adjit as aj, numpy as np
+>>> from adjit import nn, optim, train
+>>> x, t = aj.input("x", (None, 2)), aj.input("t", (None, 1))
+>>> mlp = nn.MLP([2, 8, 1], activation="tanh")
+>>> loss = aj.mse(mlp(x), t)
+>>> trainer = train.Trainer(loss, mlp.init(seed=0), optim.Adam(mlp.params, lr=0.05),
+...                         backend="interp")
+>>> X = np.random.default_rng(0).normal(size=(64, 2)); T = X[:, :1] * X[:, 1:]
+>>> h = trainer.fit({"x": X, "t": T}, epochs=30, batch_size=16, progress=False)
+>>> h.loss[-1] < h.loss[0] / 4
+True
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..compiled import compile as _compile
+from ..ir import Graph, Node
+from .batches import check_data, minibatches
+from .checkpoint import copy_into, load_npz, save_npz
+from .progress import Progress, resolve_mode
+
+
+@dataclass
+class History:
+    """Per-epoch records of :meth:`Trainer.fit` (``None`` where there is no validation set)."""
+
+    epoch: list = field(default_factory=list)
+    loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def plot(self, path) -> str:
+        """Save the loss curve to ``path`` (needs matplotlib, ``adjit[plot]``)."""
+        from .plot import plot_history
+        return plot_history(self, path)
+
+
+def accuracy(predictions: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> float:
+    """Fraction of correct predictions.
+
+    Rows of scores (``(n, k)``, k > 1) are compared by argmax with integer labels or with
+    one-hot rows; single outputs (``(n,)`` or ``(n, 1)``) are thresholded.
+    """
+    p, t = np.asarray(predictions), np.asarray(targets)
+    if p.ndim == 2 and p.shape[1] > 1:
+        guess = p.argmax(axis=1)
+        truth = t.argmax(axis=1) if t.ndim == 2 else t
+    else:
+        guess = p.reshape(len(p)) > threshold
+        truth = t.reshape(len(t)) > threshold
+    return float(np.mean(guess == truth))
+
+
+class Trainer:
+    """Trains ``loss`` with ``optimizer``, starting from the arrays in ``params``.
+
+    Parameters
+    ----------
+    loss : scalar node (a mean over the batch).
+    params : ``{name: initial array}`` for every parameter the loss uses (copied, and
+        converted to the declared dtype); e.g. ``mlp.init(seed)``.
+    optimizer : an :mod:`adjit.optim` optimizer over (some of) those parameters;
+        the others stay fixed.
+    predictions : optional node (scores or probabilities) used for accuracy.
+    targets : the input accuracy compares against; inferred when the loss has exactly
+        one data input that ``predictions`` does not use.
+    backend, compile options : passed to :func:`adjit.compile`.
+    """
+
+    def __init__(self, loss: Node, params: dict, optimizer, *, predictions: Node | None = None,
+                 targets: str | None = None, backend: str = "llvm", **compile_options):
+        if not isinstance(loss, Node) or loss.shape != ():
+            raise TypeError(f"Trainer: loss must be a scalar node, got {loss!r}")
+        self.loss, self.optimizer, self.predictions = loss, optimizer, predictions
+        self.backend, self._options = backend, compile_options
+        outputs = [loss] + ([predictions] if predictions is not None else [])
+        leaves = {n.name: n for n in Graph(outputs).inputs}
+        declared = {p.name: p for p in optimizer.params}
+        missing = sorted(k for k in declared if k not in leaves)
+        if missing:
+            raise ValueError(f"Trainer: the loss does not use the optimized parameters "
+                             f"{', '.join(missing)}")
+        declared.update({k: n for k, n in leaves.items() if k in params})
+        missing = sorted(k for k in declared if k not in params)
+        unknown = sorted(k for k in params if k not in leaves)
+        if missing or unknown:
+            raise KeyError("Trainer: params " + "; ".join(
+                (["missing " + ", ".join(missing)] if missing else []) +
+                (["unknown " + ", ".join(unknown)] if unknown else [])))
+        self.params: dict[str, np.ndarray] = {
+            k: np.array(params[k], dtype=declared[k].dtype, order="C", copy=True)
+            for k in sorted(declared)}
+        for k, arr in self.params.items():
+            if arr.shape != declared[k].shape:
+                raise ValueError(f"Trainer: param {k!r} has shape {arr.shape}, "
+                                 f"declared {declared[k].shape}")
+        self.data_names = sorted(k for k, n in leaves.items()
+                                 if k not in self.params and k not in optimizer.state)
+        self.targets = targets if targets is not None else self._infer_targets(leaves)
+        self._step = _compile([loss], backend=backend, updates=optimizer.updates(loss),
+                              **compile_options)
+        self._eval = None
+        self._fixed = {**self.params, **optimizer.state}
+
+    def _infer_targets(self, leaves) -> str | None:
+        if self.predictions is None:
+            return None
+        used = {n.name for n in Graph([self.predictions]).inputs}
+        left = [k for k in self.data_names if k not in used]
+        return left[0] if len(left) == 1 else None
+
+    # -- one step --------------------------------------------------------------------------
+    @property
+    def step_function(self):
+        """The compiled step (``adjit.Compiled``): takes data, params and optimizer state."""
+        return self._step
+
+    def step(self, **batch) -> float:
+        """One update on one mini-batch (arrays by input name); returns the batch loss
+        (at the parameters from before the update)."""
+        (loss,) = self._step(**batch, **self._fixed)
+        return float(loss)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _evaluator(self):
+        if self._eval is None:
+            outs = [self.loss] + ([self.predictions] if self.predictions is not None else [])
+            self._eval = _compile(outs, backend=self.backend, **self._options)
+        return self._eval
+
+    def predict(self, data: dict, batch_size: int | None = None) -> np.ndarray:
+        """The ``predictions`` node's values on ``data``, batch by batch."""
+        if self.predictions is None:
+            raise ValueError("Trainer.predict: the Trainer was made without predictions=")
+        return self._evaluate(data, batch_size)[2]
+
+    def evaluate(self, data: dict, batch_size: int | None = None) -> dict:
+        """``{"loss": mean loss, "accuracy": fraction or None}`` on ``data``.
+
+        ``batch_size=None`` evaluates in one call (the batch size is bound at call time).
+        """
+        loss, acc, _ = self._evaluate(data, batch_size)
+        return {"loss": loss, "accuracy": acc}
+
+    def _evaluate(self, data, batch_size):
+        n = check_data(data, "evaluation data")
+        f = self._evaluator()
+        params = {k: self.params[k] for k in f.input_names if k in self.params}
+        total, preds = 0.0, []
+        for batch in minibatches(data, batch_size or n, shuffle=False):
+            m = len(next(iter(batch.values())))
+            out = f(**{k: batch[k] for k in batch if k in f.input_names}, **params)
+            total += float(out[0]) * m
+            if self.predictions is not None:
+                preds.append(out[1])
+        pred = np.concatenate(preds) if preds else None
+        acc = None
+        if pred is not None and self.targets is not None and self.targets in data:
+            acc = accuracy(pred, data[self.targets])
+        return total / n, acc, pred
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self, data: dict, *, epochs: int = 10, batch_size: int = 32, val: dict | None = None,
+            shuffle: bool = True, seed=0, patience: int | None = None, min_delta: float = 0.0,
+            restore_best: bool = True, progress=None) -> History:
+        """Train for ``epochs`` passes over ``data`` (``{input name: array}``).
+
+        Each epoch sets the learning rate from the optimizer's schedule, shuffles (seeded
+        by ``seed``), runs one compiled step per mini-batch (the last one smaller), then
+        evaluates on ``val``.  With ``patience``, training stops after that many epochs
+        without an improvement of the monitored loss (validation loss, else training
+        loss) by more than ``min_delta``, and the best parameters are restored.
+        ``progress``: None/True (tqdm bar if installed, else lines), "lines", False.
+        """
+        n = check_data(data)
+        names = set(self.data_names)
+        if set(data) != names:
+            raise KeyError(f"fit: data has {sorted(data)}, the loss takes {sorted(names)}")
+        if val is not None:
+            check_data(val, "val")
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience!r}")
+        rng = np.random.default_rng(seed)
+        hist = History()
+        bar = Progress(epochs, resolve_mode(progress))
+        best, best_params, wait = math.inf, None, 0
+        try:
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                lr = self.optimizer.start_epoch(epoch)
+                total = 0.0
+                for batch in minibatches(data, batch_size, shuffle=shuffle, rng=rng):
+                    (loss,) = self._step(**batch, **self._fixed)
+                    total += float(loss) * len(batch[self.data_names[0]])
+                seconds = time.perf_counter() - t0
+                train_loss = total / n
+                if not math.isfinite(train_loss):
+                    raise FloatingPointError(f"fit: the training loss became {train_loss} in "
+                                             f"epoch {epoch + 1} (lr {lr:g}); try a smaller "
+                                             "learning rate")
+                ev = self.evaluate(val) if val is not None else {"loss": None, "accuracy": None}
+                for key, value in (("epoch", epoch), ("loss", train_loss), ("val_loss", ev["loss"]),
+                                   ("val_accuracy", ev["accuracy"]), ("lr", lr),
+                                   ("seconds", seconds)):
+                    getattr(hist, key).append(value)
+                bar.epoch(epoch, {"loss": train_loss, "val_loss": ev["loss"],
+                                  "val_accuracy": ev["accuracy"], "lr": lr}, seconds)
+                if patience is None:
+                    continue
+                monitored = train_loss if ev["loss"] is None else ev["loss"]
+                if monitored < best - min_delta:
+                    best, wait, hist.best_epoch = monitored, 0, epoch
+                    best_params = {k: v.copy() for k, v in self.params.items()}
+                else:
+                    wait += 1
+                    if wait >= patience:
+                        hist.stopped_early = True
+                        bar.note(f"early stop after epoch {epoch + 1}: no improvement for "
+                                 f"{patience} epochs (best epoch {hist.best_epoch + 1})")
+                        break
+        finally:
+            bar.close()
+        if best_params is not None and restore_best:
+            copy_into(self.params, best_params, "params", "restore best")
+        return hist
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, path, optimizer: bool = True) -> str:
+        """Write the parameters (and the optimizer state) to an ``.npz`` file; returns its path."""
+        return save_npz(path, self.params, self.optimizer.state if optimizer else None)
+
+    def load(self, path, optimizer: bool = True) -> None:
+        """Read parameters (and optimizer state, if saved) from ``path``, in place."""
+        params, state = load_npz(path)
+        copy_into(self.params, params, "params", path)
+        if optimizer and state:
+            copy_into(self.optimizer.state, state, "optimizer states", path)

@@ -1,0 +1,181 @@
+"""The disk cache of object code: an entry that is truncated or tampered with is rejected
+and recompiled, never executed; concurrent processes compiling the same model all succeed."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import stat
+import time
+
+import numpy as np
+import pytest
+
+import adjit as aj
+from isolation import describe_exit, finish_child, records, start_child
+
+MAGIC = b"ADJITOBJ1\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def native_support_loaded():
+    """adjit's per-process native modules (GEMM library, thread pool) are loaded first, so
+    a compile in a test writes exactly one entry: its model's."""
+    x = aj.input("x", (None, 3))
+    W = aj.param("W", (3, 3))
+    aj.compile(aj.sum(x @ W, axis=1), opt_level=1)(x=X, W=np.eye(3))
+    aj.compile(model_a(), opt_level=1)(x=X)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "adjit-cache"
+    monkeypatch.setenv("ADJIT_CACHE_DIR", str(d))
+    monkeypatch.delenv("ADJIT_CACHE", raising=False)
+    return d
+
+
+def entries(d) -> set[str]:
+    return set(glob.glob(os.path.join(d, "*.adjitobj")))
+
+
+def model_a():
+    x = aj.input("x", (None, 3))
+    return aj.sum(x * 2.0 + 1.0, axis=1)          # rows of 2·Σx + 3
+
+
+def model_b():
+    x = aj.input("x", (None, 3))
+    return aj.sum(x * x - 7.0, axis=1)            # what a swapped-in object would compute
+
+
+X = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]])
+A_VALUES = np.array([15.0, 2.0])
+B_VALUES = np.array([-7.0, -19.75])
+
+
+def compile_new(d, build):
+    """Compile and return (function, the entry file this compile wrote)."""
+    before = entries(d)
+    f = aj.compile(build(), opt_level=1)
+    (path,) = entries(d) - before
+    return f, path
+
+
+def split(data: bytes):
+    nl = data.index(b"\n", len(MAGIC))
+    header = json.loads(data[len(MAGIC):nl])
+    body = data[nl + 1:]
+    return data[:nl + 1], header, body[:header["obj_len"]], body[header["obj_len"]:]
+
+
+def test_entries_are_private_and_complete(cache_dir):
+    f, path = compile_new(cache_dir, model_a)
+    assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0
+    head, header, obj, ir = split(open(path, "rb").read())
+    assert header["obj_len"] == len(obj) and header["ir_len"] == len(ir)
+    assert not glob.glob(os.path.join(cache_dir, ".tmp-*"))     # no partial writes left
+    g = aj.compile(model_a(), opt_level=1)
+    assert g.cache_info == f"hit {path}"
+    np.testing.assert_array_equal(g(x=X), A_VALUES)
+
+
+def test_another_models_object_under_this_key_is_never_executed(cache_dir):
+    _, path_a = compile_new(cache_dir, model_a)
+    fb, path_b = compile_new(cache_dir, model_b)
+    np.testing.assert_array_equal(fb(x=X), B_VALUES)
+    head_a, _, obj_a, ir_a = split(open(path_a, "rb").read())
+    _, _, obj_b, ir_b = split(open(path_b, "rb").read())
+    # B's object in A's entry: the lengths in A's header no longer match
+    with open(path_a, "wb") as fh:
+        fh.write(head_a + obj_b + ir_a)
+    f = aj.compile(model_a(), opt_level=1)
+    assert f.cache_info.startswith("miss: entry corrupt (")
+    np.testing.assert_array_equal(f(x=X), A_VALUES)
+    # B's object padded or cut to A's length: lengths match, the sha256 does not
+    forged = (obj_b + b"\0" * len(obj_a))[:len(obj_a)]
+    with open(path_a, "wb") as fh:
+        fh.write(head_a + forged + ir_a)
+    f = aj.compile(model_a(), opt_level=1)
+    assert f.cache_info == "miss: entry corrupt (hash mismatch)"
+    np.testing.assert_array_equal(f(x=X), A_VALUES)
+    again = aj.compile(model_a(), opt_level=1)           # rebuilt: a good entry again
+    assert again.cache_info == f"hit {path_a}"
+    np.testing.assert_array_equal(again(x=X), A_VALUES)
+
+
+@pytest.mark.parametrize("where", ["empty", "magic only", "in the header", "end of header",
+                                   "in the object", "in the IR", "last byte"])
+def test_truncated_entries_are_rejected_and_rebuilt(cache_dir, where):
+    _, path = compile_new(cache_dir, model_a)
+    data = open(path, "rb").read()
+    head, header, obj, ir = split(data)
+    cut = {"empty": 0, "magic only": len(MAGIC), "in the header": len(head) // 2,
+           "end of header": len(head), "in the object": len(head) + len(obj) // 2,
+           "in the IR": len(head) + len(obj) + len(ir) // 2, "last byte": len(data) - 1}[where]
+    with open(path, "wb") as fh:
+        fh.write(data[:cut])
+    f = aj.compile(model_a(), opt_level=1)
+    assert f.cache_info.startswith("miss: entry corrupt (")
+    np.testing.assert_array_equal(f(x=X), A_VALUES)
+    assert aj.compile(model_a(), opt_level=1).cache_info == f"hit {path}"   # rebuilt
+
+
+@pytest.mark.parametrize("offset", [0.1, 0.5, 0.9, 0.999])
+def test_flipped_bits_are_rejected(cache_dir, offset):
+    _, path = compile_new(cache_dir, model_a)
+    data = bytearray(open(path, "rb").read())
+    head_len = data.index(b"\n", len(MAGIC)) + 1
+    k = head_len + int((len(data) - head_len) * offset)
+    data[min(k, len(data) - 1)] ^= 0x01
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
+    f = aj.compile(model_a(), opt_level=1)
+    assert f.cache_info == "miss: entry corrupt (hash mismatch)"
+    np.testing.assert_array_equal(f(x=X), A_VALUES)
+
+
+CHILD = """
+import json, sys, time
+import numpy as np
+import adjit as aj
+go = float(sys.argv[1])
+while time.time() < go:      # every process starts compiling at the same moment
+    time.sleep(0.0005)
+x = aj.input("x", (None, 3)); w = aj.param("w", (3,))
+L = aj.sum(aj.tanh(x * w) * 2.0)
+f = aj.compile([L, aj.grad(L, w)], opt_level=1)
+L0, g = f(x=np.arange(6.0).reshape(2, 3) / 10, w=np.ones(3) / 3)
+print(json.dumps({"info": f.cache_info, "L": float(L0), "g": g.tolist()}))
+"""
+
+
+def test_processes_compiling_the_same_model_at_once_all_succeed(tmp_path):
+    """An empty cache raced by 2 processes (each writes the same entries at once), then a
+    full one raced again (each reads them at once): all succeed with the same results."""
+    d = tmp_path / "shared-cache"
+    X = np.arange(6.0).reshape(2, 3) / 10
+    expected_L = 2 * np.sum(np.tanh(X / 3))
+    first = None
+    for round_ in ("cold", "warm"):
+        go = f"{time.time() + 1.2:.3f}"
+        children = [start_child(["-c", CHILD, go], env={"ADJIT_CACHE_DIR": str(d),
+                                                         "ADJIT_CACHE": "1"})
+                    for _ in range(2)]
+        results = []
+        for child in children:
+            proc = finish_child(child)
+            assert proc.returncode == 0, describe_exit(proc)
+            (rec,) = records(proc)
+            results.append(rec)
+        for rec in results:
+            assert rec["L"] == pytest.approx(expected_L, rel=1e-13)
+            first = first or rec["g"]
+            assert rec["g"] == first
+        if round_ == "warm":
+            assert all(r["info"].startswith("hit ") for r in results), results
+        assert not glob.glob(os.path.join(d, ".tmp-*"))
+        for path in entries(d):                    # every entry on disk is complete
+            _, header, obj, ir = split(open(path, "rb").read())
+            assert len(obj) == header["obj_len"] and len(ir) == header["ir_len"]

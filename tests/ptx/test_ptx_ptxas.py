@@ -1,0 +1,81 @@
+"""The PTX users get (default opt level) is accepted by ptxas for sm_80 and sm_90.
+
+Two modules are assembled: the reference models (MLP with squared error, float32 and float64;
+softmax regression with integer labels), forward and backward; and every op of the registry,
+forward and backward (elementwise ops fused into a few kernels, as the default pipeline does),
+with the structural ops and every reduction and matmul path.
+"""
+import numpy as np
+import pytest
+
+import adjit as aj
+from adjit.backends.ptx import ARCHES, assemble, split_kernels
+from adjit.backends.ptx.sources import ptxas_path, registers
+from ptx_helpers import every_elementwise_op_fused, mlp, softmax_regression
+
+needs_ptxas = pytest.mark.skipif(ptxas_path() is None,
+                                 reason="ptxas (CUDA toolkit) is not on the PATH")
+
+
+def _every_op():
+    outs = []
+    for dtype, tag in (("float32", "32"), ("float64", "64")):
+        outs += every_elementwise_op_fused(dtype, tag)
+    x = aj.input("s", (None, 3, 4), "float32")
+    lab = aj.input("lab", (None,), "int32")
+    v = aj.param("v", (4,), "float64")
+    outs += [aj.transpose(x, (2, 0, 1)), aj.cast(x, "float64") + v, aj.cast(x > 0.5, "float32"),
+             aj.cast(lab, "float64"), aj.one_hot(lab, 5, "float32"), aj.mean(x, axis=0),
+             aj.stop_gradient(x) + aj.const(np.arange(4.0, dtype="float32")),
+             aj.reshape(x, (None, 12)), aj.max(x), aj.sum(x, axis=(0, 2)), aj.max(x, axis=2)]
+    w = aj.param("w", (12, 6), "float64")
+    xv = aj.reshape(aj.cast(x, "float64"), (None, 12))
+    outs += [aj.transpose(w) @ aj.transpose(xv), aj.grad(aj.sum(aj.tanh(xv @ w)), w)]
+    return outs
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return {"mlp_f32": aj.compile(mlp("float32"), backend="ptx"),
+            "mlp_f64": aj.compile(mlp("float64"), backend="ptx"),
+            "softmax_f32": aj.compile(softmax_regression("float32"), backend="ptx"),
+            "every_op": aj.compile(_every_op(), backend="ptx")}
+
+
+def test_ptx_is_emitted_without_a_gpu(compiled):
+    f = compiled["mlp_f32"]
+    assert f.ptx.startswith("//") and ".target sm_80" in f.ptx
+    kernels = split_kernels(f.ptx)
+    assert set(kernels) == {L.kernel for L in f.launches} == set(f.ptx_kernels)
+    assert all(body.startswith(".visible .entry") for body in kernels.values())
+    assert "bar.sync" in "".join(v for k, v in kernels.items() if "matmul" in k)
+    assert ".shared" in f.ptx and "fma.rn.f32" in f.ptx
+    assert ".target sm_90" in f.ptx_for("sm_90")
+    assert "matmul" in f.launch_plan and "T(" in f.launch_plan   # transposed products
+
+
+@needs_ptxas
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("which", ["mlp_f32", "mlp_f64", "softmax_f32", "every_op"])
+def test_ptxas_accepts(compiled, which, arch):
+    f = compiled[which]
+    report = assemble(f.ptx_for(arch), arch)
+    used = registers(report)
+    assert set(used) == {L.kernel for L in f.launches}
+    assert max(used.values()) <= 255
+
+
+def test_arches_are_checked():
+    assert {"sm_80", "sm_90"} <= set(ARCHES)
+    x = aj.input("x", (None,))
+    with pytest.raises(ValueError, match="sm_12"):
+        aj.compile(x * 2.0, backend="ptx", arch="sm_12")
+
+
+def test_cli_prints_the_ptx(capsys):
+    from pathlib import Path
+    from adjit.cli import main
+    model = Path(__file__).resolve().parents[2] / "examples" / "models" / "mlp.py"
+    assert main(["ir", str(model), "--ptx", "--arch", "sm_90", "--opt-level", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ".target sm_90" in out and ".visible .entry" in out and "bar.sync" in out
