@@ -14,13 +14,11 @@ import numpy as np
 from llvmlite import ir
 
 from ...ir import Node
-from ...ops.registry import REGISTRY
-from ...passes.fuse import leaf_symbol
 from .library import declare_gemm
 from .loops import (REDUCE_FLAGS, broadcast_access, c64, contiguous, emit_nest, for_range,
                     merge_dims, reduce_range, size_value, transpose_access)
 from .plan import ONE, ZERO, Plan, numel
-from .printer import LLVM_TYPES, ScalarPrinter, intrinsic
+from .printer import LLVM_TYPES, element_fn, intrinsic
 from .parallel import emit_step
 from .profile import StepTimer
 from .smallmm import emit_small_matmul, is_small
@@ -179,41 +177,12 @@ class Lowering:
         return fn, operands
 
     def _scalar_fn(self, node: Node):
-        op = node.op
-        T = _ty(node.dtype)
-        if op in ("fused",) or REGISTRY[op].elementwise:
-            if op == "fused":
-                expr = node.attr("expr")
-            else:
-                syms = [leaf_symbol(k, i.dtype) for k, i in enumerate(node.inputs)]
-                expr = REGISTRY[op].scalar(*syms)
-            cdtype = next((i.dtype for i in node.inputs if i.dtype in ("float32", "float64")),
-                          node.dtype if node.dtype != "bool" else "float64")
-
-            def fused(b, vals, idx):
-                return ScalarPrinter(b, cdtype, lambda k: vals[k]).emit(expr)
-            return fused
-        if op in ("broadcast", "transpose"):
-            return lambda b, vals, idx: vals[0]
-        if op == "cast":
-            src = node.inputs[0].dtype
-
-            def convert(b, vals, idx):
-                v = vals[0]
-                if src == "bool":
-                    return b.uitofp(v, T) if node.dtype != "bool" else v
-                if src in ("int32", "int64"):
-                    return b.sitofp(v, T)
-                if node.dtype == "bool":
-                    return b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
-                return b.fpext(v, T) if T == LLVM_TYPES["float64"] else b.fptrunc(v, T)
-            return convert
-        if op == "one_hot":
-            def onehot(b, vals, idx):
-                lab = b.sext(vals[0], I64) if vals[0].type != I64 else vals[0]
-                return b.uitofp(b.icmp_signed("==", lab, idx[-1]), T)
-            return onehot
-        raise NotImplementedError(f"the llvm backend has no lowering for op {op!r}")
+        """One output element (shared with the ptx kernels: printer.element_fn)."""
+        try:
+            return element_fn(node)
+        except NotImplementedError:
+            raise NotImplementedError(
+                f"the llvm backend has no lowering for op {node.op!r} ({node.dtype})") from None
 
     # -- reductions -------------------------------------------------------------------------
     def _reduce(self, node: Node):
