@@ -16,7 +16,7 @@ import numpy as np
 
 from .autodiff import grad
 from .compiled import compile
-from .ir import AdjitError, FLOAT_DTYPES, Graph, Node, TensorType, label
+from .ir import AdjitError, Graph, Node, TensorType, label
 from .ops.registry import make
 from .passes.rewrite import rewrite
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from ..ir import Graph, Node, TensorType
+from ..ir import Graph, Node
 from ..ops.registry import REGISTRY, Op, make, register
 from .rewrite import rewrite
 
