@@ -102,9 +102,10 @@ def adjit_step(init, batches, backend, **options):
     compile_s = time.perf_counter() - t0
     fixed = {**{k: v.copy() for k, v in init.items()}, **opt.state}
     cyc = Cycle(batches)
+    bound = f.bind(**fixed)     # as Trainer does: params and Adam state checked once
 
     def step():
-        return f(**cyc.next(), **fixed)[0]
+        return bound(**cyc.next())[0]
     return step, (lambda: {k: fixed[k] for k in init}), compile_s, f, fixed, cyc
 
 

@@ -9,7 +9,7 @@ from .backends import get_backend
 from .binding import Binder
 from .updates import check_update_buffers, check_update_sources, check_updates
 from .autodiff import recorded_rewrites
-from .ir import Graph, Node
+from .ir import Graph, Node, ShapeError
 from .nancheck import NanCheck
 from .passes import PIPELINE, run_pipeline
 
@@ -74,6 +74,18 @@ class Compiled:
                 np.copyto(values[name], arr)
         return results[0] if self._single else tuple(results)
 
+    def bind(self, **arrays) -> "Bound":
+        """This function with some arguments fixed: ``g = f.bind(W=W, b=b); g(x=X)``.
+
+        The bound arrays are checked once, here, and then passed to every call without
+        copying or re-checking (a training step binds its parameters and optimizer
+        state and passes only the batch).  The function keeps a reference to each bound
+        array, so it stays alive and its memory cannot move; writing new values into a
+        bound array between calls is how a caller changes it (``W[...] = W0``).  Arrays
+        updated in place (``updates=``) must be the caller's own writeable arrays.
+        """
+        return Bound(self, arrays)
+
     # -- inspection ----------------------------------------------------------------------
     @property
     def traced(self) -> Graph:
@@ -129,6 +141,54 @@ class Compiled:
     def __repr__(self):
         return (f"<adjit.Compiled backend={self.backend!r} inputs={self.input_names} "
                 f"outputs={len(self.graph.outputs)}>")
+
+
+class Bound:
+    """A compiled function with some arguments bound (see :meth:`Compiled.bind`)."""
+
+    def __init__(self, fn: Compiled, arrays: dict):
+        unknown = sorted(arrays.keys() - fn._binder.names)
+        if unknown:
+            raise TypeError(f"bind: unknown {', '.join(map(repr, unknown))} "
+                            f"(the function takes {', '.join(fn.input_names)})")
+        self.fn = fn
+        bound = [n for n in fn._binder.inputs if n.name in arrays]
+        free = [n for n in fn._binder.inputs if n.name not in arrays]
+        self.values, self.batch = Binder(bound).bind(arrays)
+        updated = [n for n in fn._update_names if n in arrays]
+        if updated:
+            check_update_buffers(updated, self.values, arrays)
+        self._free = Binder(free)
+        self._free_updates = [n for n in fn._update_names if n not in arrays]
+        self.input_names = sorted(self._free.names)
+        self._fast = getattr(fn._impl, "call_bound", None)
+        if self._fast is not None and fn.updates and not fn._in_place:
+            self._fast = None
+
+    def __call__(self, **kwargs):
+        fn = self.fn
+        values, batch = self._free.bind(kwargs)
+        if self.batch is not None:
+            if batch is None:
+                batch = self.batch
+            elif batch != self.batch:
+                raise ShapeError(f"batch size {batch} given, but the bound arrays have "
+                                 f"batch size {self.batch}")
+        if self._free_updates:
+            check_update_buffers(self._free_updates, values, kwargs)
+        if self._fast is not None:
+            results = self._fast(values, batch, self)
+        else:
+            results = fn._impl({**self.values, **values}, batch)
+            if fn.updates and not fn._in_place:
+                new, results = results[fn._n_returned:], results[:fn._n_returned]
+                merged = {**self.values, **values}
+                for name, arr in zip(fn._update_names, new):
+                    np.copyto(merged[name], arr)
+        return results[0] if fn._single else tuple(results)
+
+    def __repr__(self):
+        return f"<adjit.Bound of {self.fn!r}: takes {self.input_names}>"
 
 
 def _arguments(graph: Graph) -> list[Node]:

@@ -119,6 +119,10 @@ class Trainer:
                               **compile_options)
         self._eval = None
         self._fixed = {**self.params, **optimizer.state}
+        # parameters and optimizer state are checked once and fixed: each step passes
+        # only the batch (the arrays are updated in place, never replaced)
+        self._bound = self._step.bind(**{k: v for k, v in self._fixed.items()
+                                         if k in self._step.input_names})
 
     def _infer_targets(self, leaves) -> str | None:
         if self.predictions is None:
@@ -136,7 +140,7 @@ class Trainer:
     def step(self, **batch) -> float:
         """One update on one mini-batch (arrays by input name); returns the batch loss
         (at the parameters from before the update)."""
-        (loss,) = self._step(**batch, **self._fixed)
+        (loss,) = self._bound(**batch)
         return float(loss)
 
     # -- evaluation ------------------------------------------------------------------------
@@ -208,7 +212,7 @@ class Trainer:
                 lr = self.optimizer.start_epoch(epoch)
                 total = 0.0
                 for batch in minibatches(data, batch_size, shuffle=shuffle, rng=rng):
-                    (loss,) = self._step(**batch, **self._fixed)
+                    (loss,) = self._bound(**batch)
                     total += float(loss) * len(batch[self.data_names[0]])
                 seconds = time.perf_counter() - t0
                 train_loss = total / n

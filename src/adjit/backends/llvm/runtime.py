@@ -60,6 +60,7 @@ class _State:
 
     def __init__(self, plan: Plan, batch: int, updates: dict[int, str]):
         self.batch = batch
+        self.bound = self.bound_in_place = None   # the Bound whose arrays the table holds
         offsets, size = plan.arena_offsets(batch)
         # a clear MemoryError (batch size, bytes) before allocating, never an OOM kill
         out_bytes = sum(numel(o.shape).eval(batch) * np.dtype(o.dtype).itemsize
@@ -90,6 +91,7 @@ class NativeFunction:
         self._entry = _ENTRY_TYPE(jit.address("adjit_entry"))
         self._local = threading.local()
         self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]
+        self._slots = dict(self._inputs)
 
     def _state(self, batch: int) -> _State:
         local = self._local
@@ -109,6 +111,7 @@ class NativeFunction:
         b = 0 if batch is None else batch
         st = self._state(b)
         table = st.table
+        st.bound = st.bound_in_place = None   # every slot is rewritten below
         # with DATA_OFFSET the native entry reads each array's data pointer itself; the
         # arrays stay referenced (values, outs) until the call returns
         ptr = id if DATA_OFFSET is not None else address
@@ -121,6 +124,34 @@ class NativeFunction:
             outs.append(arr)
         for slot, name in st.in_place:
             table[slot] = ptr(values[name])
+        self._entry(st.table_address, b)
+        return outs
+
+    def call_bound(self, values: dict, batch: int | None, bound) -> list[np.ndarray]:
+        """Like ``__call__`` with ``bound.values`` fixed: their slots are written once per
+        thread and batch size, then only the free inputs' slots change."""
+        b = 0 if batch is None else batch
+        st = self._state(b)
+        table = st.table
+        ptr = id if DATA_OFFSET is not None else address
+        if st.bound is not bound:
+            slots = self._slots
+            for name, arr in bound.values.items():
+                table[slots[name]] = ptr(arr)
+            st.bound = bound     # keeps the arrays alive while their addresses are in use
+        for name, arr in values.items():
+            table[self._slots[name]] = ptr(arr)
+        outs = []
+        for shape, dtype, slot in st.outputs:
+            arr = np.empty(shape, dtype=dtype)
+            table[slot] = ptr(arr)
+            outs.append(arr)
+        for slot, name in st.in_place:
+            if name in values:
+                table[slot] = ptr(values[name])
+            elif st.bound_in_place is not bound:
+                table[slot] = ptr(bound.values[name])
+        st.bound_in_place = bound
         self._entry(st.table_address, b)
         return outs
 
