@@ -82,6 +82,17 @@ class _State:
         self.in_place = [(plan.output_slots[k], name) for k, name in updates.items()]
 
 
+def _fresh_outputs(st: _State, ptr) -> list[np.ndarray]:
+    """New output arrays for one call, their slots set in the state's table."""
+    outs = []
+    table = st.table
+    for shape, dtype, slot in st.outputs:
+        arr = np.empty(shape, dtype=dtype)
+        table[slot] = ptr(arr)
+        outs.append(arr)
+    return outs
+
+
 class NativeFunction:
     def __init__(self, plan: Plan, jit, updates: dict[int, str] | None = None,
                  profile: bool = False):
@@ -117,11 +128,7 @@ class NativeFunction:
         ptr = id if DATA_OFFSET is not None else address
         for name, slot in self._inputs:
             table[slot] = ptr(values[name])
-        outs = []
-        for shape, dtype, slot in st.outputs:
-            arr = np.empty(shape, dtype=dtype)
-            table[slot] = ptr(arr)
-            outs.append(arr)
+        outs = _fresh_outputs(st, ptr)
         for slot, name in st.in_place:
             table[slot] = ptr(values[name])
         self._entry(st.table_address, b)
@@ -141,11 +148,7 @@ class NativeFunction:
             st.bound = bound     # keeps the arrays alive while their addresses are in use
         for name, arr in values.items():
             table[self._slots[name]] = ptr(arr)
-        outs = []
-        for shape, dtype, slot in st.outputs:
-            arr = np.empty(shape, dtype=dtype)
-            table[slot] = ptr(arr)
-            outs.append(arr)
+        outs = _fresh_outputs(st, ptr)
         for slot, name in st.in_place:
             if name in values:
                 table[slot] = ptr(values[name])

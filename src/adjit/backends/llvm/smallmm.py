@@ -67,23 +67,22 @@ def emit_small_matmul(b: ir.IRBuilder, out, pa, pb, ta: bool, tb: bool, M, N, K,
                     flags=REDUCE_FLAGS))
                 b.store(acc, c_ptr(i, j))
         return
+    def axpy(i, kk):   # C[i,:] += op(A)[i,kk] * op(B)[kk,:]
+        a = a_at(i, kk)
+        with for_range(b, n, "j") as j:
+            p = c_ptr(i, j)
+            b.store(b.fadd(b.load(p), b.fmul(a, b_at(kk, j), flags=("contract",)),
+                           flags=("contract",)), p)
+
     if not ta:   # row by row: C[i,:] accumulates rows of B
         with for_range(b, m, "i") as i:
             with for_range(b, n, "j0") as j:
                 b.store(zero, c_ptr(i, j))
             with for_range(b, k, "k") as kk:
-                a = a_at(i, kk)
-                with for_range(b, n, "j") as j:
-                    p = c_ptr(i, j)
-                    b.store(b.fadd(b.load(p), b.fmul(a, b_at(kk, j), flags=("contract",)),
-                                   flags=("contract",)), p)
+                axpy(i, kk)
         return
     with for_range(b, b.mul(m, n), "z") as z:   # A^T B: stream A and B once
         b.store(zero, b.gep(out, [z]))
     with for_range(b, k, "k") as kk:
         with for_range(b, m, "i") as i:
-            a = a_at(i, kk)
-            with for_range(b, n, "j") as j:
-                p = c_ptr(i, j)
-                b.store(b.fadd(b.load(p), b.fmul(a, b_at(kk, j), flags=("contract",)),
-                               flags=("contract",)), p)
+            axpy(i, kk)
