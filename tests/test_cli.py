@@ -94,6 +94,7 @@ def test_missing_model_file_and_graphviz_are_one_line(tmp_path, monkeypatch, cap
     assert out == "" and err.startswith("adjit: error: model file") and "missing.py" in err
     assert len(err.strip().splitlines()) == 1
     monkeypatch.setenv("PATH", str(tmp_path))                 # a PATH without Graphviz
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # nor matplotlib to draw instead
     assert main(["dot", str(MODELS / "logistic.py"), "-o", str(tmp_path / "g.svg")]) == 1
     err = capsys.readouterr().err
     assert "sudo apt install graphviz" in err and len(err.strip().splitlines()) == 1

@@ -2,7 +2,7 @@
 
     adjit show    MODEL                 listings of every stage and the simplification report
     adjit explain MODEL [--example]     backward equations (and a worked example)
-    adjit dot     MODEL -o out.svg      a picture (.svg/.png/.pdf need Graphviz; .dot does not)
+    adjit dot     MODEL -o out.svg      a picture (.svg/.png/.pdf by Graphviz, else matplotlib)
     adjit ir      MODEL [--optimized]   generated LLVM IR (or --asm, or --ptx for CUDA)
     adjit bench   MODEL [--plot p.png]  compiled against interpreted, and peers where installed
     adjit demo    [...]                 train a small model (see ``adjit demo --help``)
@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    "pass name")
 
     c = command("dot", "a picture of the graph (Graphviz DOT, rendered to SVG/PNG/PDF)", cmd_dot)
-    c.add_argument("-o", "--output", required=True, help="out.svg, out.png, out.pdf or out.dot")
+    c.add_argument("-o", "--output", required=True, help="out.svg, out.png, out.pdf or out.dot "
+                   "(drawn by Graphviz's `dot`, or by matplotlib when it is not installed)")
     c.add_argument("--stage", default="simplified", help="simplified (default), traced, or a "
                    "pass name")
 

@@ -252,6 +252,6 @@ class Graph:
         return graph_listing(self)
 
     def _repr_svg_(self) -> str | None:
-        """Jupyter shows the graph as a picture when Graphviz is installed."""
+        """Jupyter shows the graph as a picture when Graphviz or matplotlib is installed."""
         from .show.dot import svg
         return svg(self)

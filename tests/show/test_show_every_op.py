@@ -65,7 +65,7 @@ def test_structural_ops_and_a_hessian_vector_product_show():
     np.testing.assert_allclose(trace(f, values).value("hvp"), f(**values)[1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("module", ["equations", "modelfile", "report", "trace"])
+@pytest.mark.parametrize("module", ["equations", "modelfile", "report", "tidy", "trace"])
 def test_docstring_examples(module):
     mod = importlib.import_module(f"adjit.show.{module}")
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)

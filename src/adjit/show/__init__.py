@@ -5,7 +5,8 @@
   (Unicode, LaTeX, Markdown);
 * :func:`trace` -- a worked example: primal then adjoint trace with numbers;
 * :func:`report` -- the simplification report (rewrites, node counts, expression swell);
-* :func:`dot` / :func:`render` -- Graphviz pictures (rendering needs the ``dot`` program);
+* :func:`dot` / :func:`render` -- Graphviz pictures (rendered by the ``dot`` program, or
+  drawn with matplotlib when it is missing);
 * :func:`load_model` / :func:`name_nodes` -- model files and display names.
 
 See docs/reading-derivatives.md for how to read each view.

@@ -1,4 +1,5 @@
-"""Graphviz pictures of graphs: DOT text, rendered to SVG/PNG when ``dot`` is installed.
+"""Graphviz pictures of graphs: DOT text, rendered to SVG/PNG when ``dot`` is installed
+(else drawn with matplotlib, see :mod:`adjit.show.drawing`).
 
 Forward values are white, adjoint values (error signals and what computes them) are
 red-tinted, inputs blue, parameters yellow.  A ``fused`` node is drawn as a green
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import sympy as sp
 
@@ -23,6 +25,11 @@ GRAPHVIZ_HINT = ("Graphviz's `dot` program is not on PATH. Install it with `sudo
                  "graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS); `pip install "
                  "graphviz` is not enough, it only wraps the program. Write `-o out.dot` to get "
                  "the DOT text without it.")
+MATPLOTLIB_HINT = (" Or `pip install matplotlib` (the `plot` extra) for a plainer picture drawn "
+                   "without Graphviz.")
+FALLBACK_NOTE = ("adjit: Graphviz's `dot` is not installed, so matplotlib drew this picture; "
+                 "Graphviz lays graphs out better: `sudo apt install graphviz` (Debian/Ubuntu) "
+                 "or `brew install graphviz` (macOS).")
 _ORDERED = ("sub", "div", "pow", "matmul", "where", "maximum", "minimum", "greater",
             "greater_equal", "less", "less_equal")
 _STYLE = {
@@ -39,7 +46,7 @@ _SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln"}
 
 
 class GraphvizMissing(AdjitError):
-    """Rendering needs Graphviz's ``dot`` program, which is not installed."""
+    """Rendering needs Graphviz's ``dot`` program (or matplotlib), and neither is installed."""
 
 
 def graphviz_available() -> bool:
@@ -140,7 +147,9 @@ def dot(target, stage: str = "simplified") -> str:
 
 def render(dot_text: str, path: str) -> str:
     """Write ``dot_text`` to ``path``: ``.dot``/``.gv`` as text, ``.svg``/``.png``/``.pdf``
-    through Graphviz (raises :class:`GraphvizMissing` with the install hint)."""
+    through Graphviz.  Without Graphviz the picture is drawn with matplotlib instead (a
+    note on stderr says how to install Graphviz); without either, raises
+    :class:`GraphvizMissing` with the install hint."""
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     if ext in ("dot", "gv"):
         with open(path, "w", encoding="utf-8") as fh:
@@ -150,7 +159,12 @@ def render(dot_text: str, path: str) -> str:
         raise ValueError(f"cannot write {path!r}: use a .svg, .png, .pdf or .dot file name")
     exe = shutil.which("dot")
     if exe is None:
-        raise GraphvizMissing(GRAPHVIZ_HINT)
+        picture = _without_graphviz(dot_text, ext)
+        if picture is None:
+            raise GraphvizMissing(GRAPHVIZ_HINT + MATPLOTLIB_HINT)
+        with open(path, "w" if ext == "svg" else "wb", **_text(ext)) as fh:
+            fh.write(picture)
+        return path
     done = subprocess.run([exe, f"-T{ext}", "-o", path], input=dot_text.encode("utf-8"),
                           capture_output=True, timeout=120)
     if done.returncode != 0:
@@ -159,10 +173,38 @@ def render(dot_text: str, path: str) -> str:
 
 
 def svg(target, stage: str = "simplified") -> str | None:
-    """SVG text of the picture, or None when Graphviz is not installed (for Jupyter)."""
+    """SVG text of the picture (for Jupyter): Graphviz's, else matplotlib's drawing, else
+    None when neither is installed."""
     exe = shutil.which("dot")
     if exe is None:
-        return None
+        return _without_graphviz(dot(target, stage), "svg")
     done = subprocess.run([exe, "-Tsvg"], input=dot(target, stage).encode("utf-8"),
                           capture_output=True, timeout=120)
     return done.stdout.decode("utf-8") if done.returncode == 0 else None
+
+
+def _text(ext: str) -> dict:
+    return {"encoding": "utf-8"} if ext == "svg" else {}
+
+
+_noted = False
+
+
+def _without_graphviz(dot_text: str, fmt: str):
+    """The picture drawn by :mod:`adjit.show.drawing`, or None without matplotlib.  Says
+    once per process, on stderr, that Graphviz draws it better."""
+    global _noted
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    from .drawing import NotAdjitDot, draw
+    try:
+        picture = draw(dot_text, fmt)
+    except NotAdjitDot as e:
+        raise GraphvizMissing(f"{GRAPHVIZ_HINT} (matplotlib can only draw DOT that adjit "
+                              f"wrote: {e})") from None
+    if not _noted:
+        _noted = True
+        print(FALLBACK_NOTE, file=sys.stderr)
+    return picture

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ..ir import Graph, Node
 from .names import INVISIBLE, Name, Naming
 from .terms import Term, from_node, name
+from .tidy import tidy
 
 MAX_INLINE = 10
 _TRIVIAL = ("const", "batch_size") + INVISIBLE
@@ -90,7 +91,7 @@ def plan(graph: Graph, mode: str = "equations", forward=None) -> Plan:
             continue
         section = "backward" if naming.is_backward(n) else "forward"
         lhs = naming.generate(n)
-        rhs = from_node(n, lambda m: None if m is n else ref(m))
+        rhs = tidy(from_node(n, lambda m: None if m is n else ref(m)))
         lines.append(Line(n, lhs, rhs, section))
         for p in naming.bars.get(n.id, ()):
             if p.name or (mode == "trace" and p.id in chosen):

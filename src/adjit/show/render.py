@@ -110,6 +110,9 @@ class Printer:
     def _div(self, t):
         a, b = t.args
         if self.latex:
+            if a.kind == "mul" and a.info == "scale" and a.args[0].kind == "num":
+                c, a = a.args                    # 0.5 Σ v / B: the coefficient before \frac
+                return rf"{self(c)} \frac{{{self(a)}}}{{{self(b)}}}"
             return rf"\frac{{{self(a)}}}{{{self(b)}}}"
         left = self.operand(a, prec(a) >= 2)
         return f"{left} / {self.operand(b, prec(b) > 2)}"
