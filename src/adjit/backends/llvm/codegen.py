@@ -21,7 +21,6 @@ from .plan import ONE, ZERO, Plan, numel
 from .printer import LLVM_TYPES, element_fn, intrinsic
 from .parallel import emit_step
 from .profile import StepTimer
-from .smallmm import emit_small_matmul, is_small
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -230,12 +229,6 @@ class Lowering:
         (M, K), N = a.shape, node.shape[1]   # op(A) is M x K whether or not it is stored transposed
         lda = (a.inputs[0] if ta else a).shape[1]
         ldb = (bnode.inputs[0] if tb else bnode).shape[1]
-        if is_small(M, N, K):   # inline loops beat a GEMM call here (see smallmm.py)
-            fn, b = self._new_kernel(node, [a, bnode])
-            out, pa, pb, batch = fn.args
-            emit_small_matmul(b, out, pa, pb, ta, tb, M, N, K, lda, ldb, batch, _ty(node.dtype))
-            b.ret_void()
-            return fn, [a, bnode]
         dt = "f32" if node.dtype == "float32" else "f64"
         gemm = declare_gemm(self.module, dt)
         fn, b = self._new_kernel(node, [a, bnode], workspace=True)

@@ -27,6 +27,8 @@ THRESHOLD = 1 << 17      # element-cost units, ~100 us of memory-bound elementwi
 def emit_step(module: ir.Module, b: ir.IRBuilder, step: ir.Function, part: ir.Function,
               outer: Size, elems: Size, cost: int) -> None:
     """Fill ``step``'s body (``b`` at its entry): call ``part`` over all rows, or split."""
+    # one copy of the loop nest: the part is called, never inlined (twice) into the step
+    part.attributes.add("noinline")
     ptrs, batch = list(step.args[:-1]), step.args[-1]
     rows = size_value(b, outer, batch)
     if not pool.available():
