@@ -23,9 +23,11 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(step, n_rss: int, n_traced: int, warmup: int) -> dict:
+def measure(step, n_rss: int, n_traced: int, warmup: int, warm_index=None) -> dict:
+    """Warm up, then RSS over ``n_rss`` steps and traced memory over ``n_traced`` more.
+    ``warm_index`` fixes the step index during warm-up (else the warm-up walks it)."""
     for i in range(warmup):
-        step(i)
+        step(i if warm_index is None else warm_index)
     gc.collect()
     r0 = rss()
     for i in range(n_rss):
@@ -34,7 +36,7 @@ def measure(step, n_rss: int, n_traced: int, warmup: int) -> dict:
     r1 = rss()
     tracemalloc.start()
     for i in range(min(n_traced, warmup)):       # tracemalloc's own tables settle first
-        step(i)
+        step(i if warm_index is None else warm_index)
     gc.collect()
     t0 = tracemalloc.get_traced_memory()[0]
     for i in range(n_traced):
@@ -50,6 +52,7 @@ def main(mode: str, backend: str, n_rss: int, n_traced: int) -> None:
     os.environ["ADJIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="adjit-mem-")
     import adjit as aj
     opts = {"opt_level": 1} if backend == "llvm" else {}
+    warm_index = None
     if mode in ("calls", "batches"):
         x = aj.input("x", (None, 4))
         w = aj.param("w", (4,))
@@ -59,23 +62,23 @@ def main(mode: str, backend: str, n_rss: int, n_traced: int) -> None:
         if mode == "calls":
             X = np.ones((2, 4))
             step = lambda i: f(x=X, w=W)                                    # noqa: E731
-        else:
-            Xs = [np.ones((b, 4)) for b in range(1, 301)]
+            warmup = 20000 if backend == "llvm" else 5000
+        else:   # every call a batch size not seen before (up to 1000 of them)
+            Xs = [np.ones((b, 4)) for b in range(1, 1001)]
             step = lambda i: f(x=Xs[i % len(Xs)], w=W)                      # noqa: E731
-        warmup = 20000 if mode == "calls" else 300
+            warmup, warm_index = 100, 0
     else:
-        X, W0 = np.ones((3, 4)), np.ones((4, 2))
         cache = mode != "optimizer"
 
         def step(i):
             x = aj.input("x", (None, 4))
-            W = aj.param("W", (4, 2))
-            L = aj.sum(aj.sigmoid(x @ W) * 3.0)
+            w = aj.param("w", (4,))
             o = {**opts, "cache": cache} if backend == "llvm" else opts
-            aj.compile([L, aj.grad(L, W)], backend=backend, **o)(x=X, W=W0)
-        warmup = 50
-    print(json.dumps({"mode": mode, "backend": backend, **measure(step, n_rss, n_traced, warmup)}),
-          flush=True)
+            aj.compile(aj.sum(x * w + 1.0), backend=backend, **o)(x=X, w=W)
+        X, W = np.ones((3, 4)), np.ones(4)
+        warmup = 200 if cache else 10     # allocator pools and caches fill first
+    rec = measure(step, n_rss, n_traced, warmup, warm_index)
+    print(json.dumps({"mode": mode, "backend": backend, **rec}), flush=True)
 
 
 if __name__ == "__main__":

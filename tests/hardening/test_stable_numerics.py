@@ -56,7 +56,8 @@ def test_softplus_log_sigmoid_and_log_one_minus_sigmoid_never_overflow(backend):
         assert np.all(np.isfinite(g)), g
     sp, ls, l1ms, dsp, dls, dl1ms = got
     e40 = math.exp(-40)
-    # softplus(x) = max(x, 0) + log1p(e^-|x|); log σ(x) = −softplus(−x); log(1−σ(x)) = −softplus(x)
+    # softplus(x) = max(x, 0) + log1p(e^-|x|)
+    # log σ(x) = −softplus(−x) and log(1−σ(x)) = −softplus(x)
     np.testing.assert_allclose(sp, [0.0, e40, math.log(2), 40 + e40, 1000.0], rtol=1e-15)
     np.testing.assert_allclose(ls, [-1000.0, -40 - e40, -math.log(2), -e40, 0.0], rtol=1e-15)
     np.testing.assert_allclose(l1ms, [0.0, -e40, -math.log(2), -40 - e40, -1000.0], rtol=1e-15)
