@@ -116,9 +116,6 @@ def test_llvm_refuses_a_batch_just_over_available_memory(monkeypatch):
     np.testing.assert_allclose(f(x=np.ones((2, 10))), np.full(2, 20 * np.tanh(1.0)), rtol=1e-14)
 
 
-@pytest.mark.xfail(strict=True, reason="llvm codegen reads a bool byte with `trunc i8 to i1` "
-                   "(its lowest bit), numpy treats any nonzero byte as True: a mask whose "
-                   "bytes are 2 selects nothing in native code (codegen.py _map/body)")
 def test_bool_bytes_other_than_0_and_1_read_as_numpy_reads_them():
     m = aj.input("m", (4,), "bool")
     x = aj.input("x", (4,))

@@ -66,3 +66,17 @@ def test_profile_needs_the_option():
     f = aj.compile(aj.sum(x), opt_level=1)
     with pytest.raises(RuntimeError, match="profile=True"):
         f.profile()
+
+
+def test_scratch_states_per_thread_are_bounded():
+    import adjit as aj
+    x = aj.input("x", (None, 3))
+    W = aj.param("W", (3, 2))
+    f = aj.compile(aj.sum(x @ W), opt_level=1)
+    W0 = np.ones((3, 2))
+    for b in range(1, 3 * runtime.MAX_STATES):
+        np.testing.assert_allclose(f(x=np.ones((b, 3)), W=W0), 6.0 * b)
+    states = f._impl._local.states
+    assert len(states) == runtime.MAX_STATES
+    assert list(states)[-1] == 3 * runtime.MAX_STATES - 1     # most recent kept
+    np.testing.assert_allclose(f(x=np.ones((1, 3)), W=W0), 6.0)   # an evicted size comes back

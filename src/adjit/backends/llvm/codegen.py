@@ -159,7 +159,9 @@ class Lowering:
             vals = []
             for o, p, off in zip(operands, ins, offsets[1:]):
                 v = b.load(b.gep(p, [off]))
-                vals.append(b.trunc(v, I1) if o.dtype == "bool" else v)
+                # numpy reads any nonzero byte as True (not just its lowest bit)
+                vals.append(b.icmp_unsigned("!=", v, ir.Constant(I8, 0)) if o.dtype == "bool"
+                            else v)
             res = scalar(b, vals, indices)
             if node.dtype == "bool":
                 res = b.zext(res, I8)

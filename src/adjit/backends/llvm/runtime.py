@@ -20,6 +20,7 @@ from .plan import ALIGN, Plan, numel
 from .profile import counters, format_profile, profile_table
 
 _ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+MAX_STATES = 8   # scratch states kept per thread (one per batch size, least recent dropped)
 
 
 def address(arr: np.ndarray) -> int:
@@ -67,7 +68,8 @@ class _State:
                         for o in plan.graph.outputs)
         require_memory(size + out_bytes, batch, "a call (temporaries and outputs)")
         self.arena = aligned_empty(max(size, ALIGN))
-        self.workspace = aligned_empty(gemm_workspace_elems("f64") * 8)
+        needs_gemm = any(n.op == "matmul" for n in plan.steps)   # 4.5 MB, only if used
+        self.workspace = aligned_empty(gemm_workspace_elems("f64") * 8 if needs_gemm else ALIGN)
         self.table = (ctypes.c_void_p * plan.n_slots)()
         base = self.arena.ctypes.data
         for temp, off in zip(plan.temps, offsets):
@@ -112,9 +114,12 @@ class NativeFunction:
         states = getattr(local, "states", None)
         if states is None:
             states = local.states = {}
-        st = states.get(batch)
+        st = states.pop(batch, None)
         if st is None:
-            st = states[batch] = _State(self.plan, batch, self._updates)
+            st = _State(self.plan, batch, self._updates)
+            if len(states) >= MAX_STATES:      # a server seeing many batch sizes stays bounded
+                del states[next(iter(states))]
+        states[batch] = st                     # most recently used last
         local.last = st
         return st
 

@@ -160,7 +160,9 @@ class Lowering:
         if ptr is None:
             return k.b.sitofp(k.batch, ELEM_TYPES[node.dtype])
         v = k.b.load(k.b.gep(ptr, [offset]))
-        return k.b.trunc(v, I1) if node.dtype == "bool" else v
+        if node.dtype == "bool":     # any nonzero byte is True, as numpy reads it
+            return k.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
+        return v
 
     def kernel(self, name: str, out_dtype: str, operands: list[Node], n_ints: int = 0,
                ntid: int = NTID):
