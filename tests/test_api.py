@@ -334,3 +334,14 @@ def test_check_grads_on_a_batched_float32_classifier():
               "W": rng.standard_normal((4, 3)).astype("float32")}
     assert aj.check_grads(L, W, values).ok
     assert run(aj.grad(L, W), **values).dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", ["interp", "llvm"])
+def test_outputs_are_c_contiguous(backend):
+    x = aj.input("x", (None, 3))
+    f = aj.compile([aj.transpose(x * 2.0), x.T], backend=backend)
+    doubled, plain = f(x=np.arange(6.0).reshape(2, 3))
+    for out in (doubled, plain):
+        assert out.flags.c_contiguous and out.flags.owndata
+    np.testing.assert_array_equal(doubled, [[0.0, 6.0], [2.0, 8.0], [4.0, 10.0]])
+    np.testing.assert_array_equal(plain, [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]])

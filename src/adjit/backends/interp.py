@@ -38,7 +38,7 @@ def build(graph: Graph, **options):
             for k, (fn, node, args) in enumerate(plan):
                 slots[k] = fn([slots[a] for a in args], node, env)
         # results never alias the caller's inputs or each other
-        return [np.array(slots[k], dtype=graph.outputs[j].dtype, copy=True)
+        return [np.array(slots[k], dtype=graph.outputs[j].dtype, copy=True, order="C")
                 for j, k in enumerate(outputs)]
 
     return run
