@@ -345,3 +345,19 @@ def test_outputs_are_c_contiguous(backend):
         assert out.flags.c_contiguous and out.flags.owndata
     np.testing.assert_array_equal(doubled, [[0.0, 6.0], [2.0, 8.0], [4.0, 10.0]])
     np.testing.assert_array_equal(plain, [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]])
+
+
+def test_check_grads_floor_follows_the_loss_scale():
+    w, u = aj.param("w", (3,)), aj.param("u", (2,))
+    # d/du = 0 exactly at u = 1, but f(u ± h) rounds at the scale of the loss (~9), so the
+    # difference quotient is ~1e-11, not 0: an absolute floor of 1e-7 would call that wrong
+    loss = aj.sum(aj.exp(w)) + aj.sum((u - 1.0) ** 3) + 5.0
+    rep = aj.check_grads(loss, [w, u], {"w": np.array([0.1, 0.2, 0.3]), "u": np.ones(2)})
+    assert rep.ok and rep.checked == 3 + 1 + 2 + 1
+    strict = aj.check_grads(loss, [w, u], {"w": np.array([0.1, 0.2, 0.3]), "u": np.ones(2)},
+                            h=1e-4, floor=1e-7, raise_on_failure=False)
+    assert strict.ok   # the floor is at least the loss-scaled one whatever floor= says
+    # a gradient that is really wrong still fails: stop_gradient hides d/dw of sum(w)
+    hidden = aj.sum(aj.exp(w)) + aj.stop_gradient(1e-3 * aj.sum(w)) + 5.0
+    with pytest.raises(aj.GradientCheckError):
+        aj.check_grads(hidden, w, {"w": np.array([0.1, 0.2, 0.3])})
