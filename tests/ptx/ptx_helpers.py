@@ -43,14 +43,8 @@ def compare(f, outputs, args: dict, dtype: str):
 ELEMENTWISE = sorted(n for n, op in REGISTRY.items() if op.elementwise)
 
 
-def every_elementwise_op(dtype, tag=""):
-    """One graph holding every elementwise op's forward value and the gradient of their
-    squared sum, with operands (B, 5) and (5,) mapped into each op's domain (inputs x, y, c,
-    their names followed by ``tag``)."""
-    x = aj.input("x" + tag, (None, 5), dtype)
-    y = aj.param("y" + tag, (5,), dtype)
-    c = aj.input("c" + tag, (None, 5), "bool")
-    outs, loss = [], 0.0
+def _each_op(x, y, c):
+    """(output, operands) for every elementwise op, operands mapped into its domain."""
     for name in ELEMENTWISE:
         spec = REGISTRY[name]
         lo, hi = spec.domain
@@ -63,6 +57,18 @@ def every_elementwise_op(dtype, tag=""):
             out = getattr(aj.frontend, name)(xs[0])
         else:
             out = aj.frontend._elementwise(name, *xs)
+        yield out, xs
+
+
+def every_elementwise_op(dtype, tag=""):
+    """One graph holding every elementwise op's forward value and the gradient of their
+    squared sum, with operands (B, 5) and (5,) mapped into each op's domain (inputs x, y, c,
+    their names followed by ``tag``)."""
+    x = aj.input("x" + tag, (None, 5), dtype)
+    y = aj.param("y" + tag, (5,), dtype)
+    c = aj.input("c" + tag, (None, 5), "bool")
+    outs, loss = [], 0.0
+    for out, xs in _each_op(x, y, c):
         outs.append(out)
         if out.dtype != "bool":
             loss = loss + aj.sum(out * out)
@@ -123,18 +129,7 @@ def every_elementwise_op_fused(dtype, tag=""):
     y = aj.input("y" + tag, (None, 5), dtype)
     c = aj.input("c" + tag, (None, 5), "bool")
     total = 0.0
-    for name in ELEMENTWISE:
-        spec = REGISTRY[name]
-        lo, hi = spec.domain
-        xs = [lo + (hi - lo) * aj.sigmoid(x), lo + (hi - lo) * aj.sigmoid(y)]
-        if name == "where":
-            out = aj.where(c, xs[0], xs[1])
-        elif name == "neg":
-            out = -xs[0]
-        elif spec.arity == 1:
-            out = getattr(aj.frontend, name)(xs[0])
-        else:
-            out = aj.frontend._elementwise(name, *xs)
+    for out, xs in _each_op(x, y, c):
         total = total + (aj.where(out, xs[0], xs[1]) if out.dtype == "bool" else out)
     loss = aj.sum(total)
     return [loss] + aj.grad(loss, [x, y])
