@@ -223,3 +223,59 @@ def test_passes_never_annotate_earlier_stages():
     for stage in f.stages[1:]:     # annotations given to shared nodes live on the stage
         for nid, bars in stage.extra_bars.items():
             assert nid in {n.id for n in stage.order()} and bars
+
+
+# --- bool values inside fused regions (regressions found by the graph fuzzer) ---------------
+BACKENDS = [("interp", {}), ("llvm", {"opt_level": 1, "cache": False})]
+
+
+@pytest.mark.parametrize("backend, opts", BACKENDS, ids=[b for b, _ in BACKENDS])
+def test_fused_where_nested_in_a_comparison(backend, opts):
+    x, y, z = (aj.input(k, (4,)) for k in "xyz")
+    m = aj.input("m", (4,), "bool")
+    out = aj.where(x > aj.where(m, y, z), x, -x)
+    v = dict(x=np.array([1.0, 1.0, -1.0, 3.0]), y=np.array([0.0, 2.0, -2.0, 5.0]),
+             z=np.array([2.0, 0.0, 0.0, 1.0]), m=np.array([True, True, False, False]))
+    inner = np.where(v["m"], v["y"], v["z"])                   # [0, 2, 0, 1]
+    want = np.where(v["x"] > inner, v["x"], -v["x"])           # [1, -1, 1, 3]
+    np.testing.assert_array_equal(want, [1.0, -1.0, 1.0, 3.0])
+    f = aj.compile(out, backend=backend, **opts)
+    np.testing.assert_array_equal(f(**v), want)
+    # one fused region that still reads both branches (the bug dropped z)
+    (region,) = [n for n in f.graph.order() if n.op == "fused"]
+    assert {i.name for i in region.inputs} == {"x", "y", "z", "m"}
+
+
+@pytest.mark.parametrize("backend, opts", BACKENDS, ids=[b for b, _ in BACKENDS])
+def test_gradient_of_a_maximum_over_a_fused_where(backend, opts):
+    y = aj.input("y", (None, 3))
+    s = aj.param("s", ())
+    m = aj.input("m", (None, 3), "bool")
+    c = np.array([1.0, 2.0, 4.0])
+    L = aj.sum(aj.maximum(0.5, aj.where(m, y, s)) * c)
+    v = dict(y=np.array([[1.0, 0.0, 1.0], [0.2, 0.9, -1.0]]), s=np.float64(0.8),
+             m=np.array([[True, True, False], [False, True, True]]))
+    u = np.where(v["m"], v["y"], v["s"])                       # [[1, 0, .8], [.8, .9, -1]]
+    gu = np.where(0.5 >= u, 0.0, c)                            # maximum's ties go to 0.5
+    want = (np.sum(np.maximum(0.5, u) * c), np.where(v["m"], gu, 0.0),
+            np.sum(np.where(v["m"], 0.0, gu)))
+    assert want[2] == 4.0 + 1.0                                # s reaches two elements
+    got = aj.compile([L] + aj.grad(L, [y, s]), backend=backend, **opts)(**v)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-15)
+    aj.check_grads(L, [y, s], v, backend=backend)
+
+
+@pytest.mark.parametrize("backend, opts", BACKENDS, ids=[b for b, _ in BACKENDS])
+def test_fused_comparisons_of_bools_order_false_before_true(backend, opts):
+    x, y = aj.input("x", (4,)), aj.input("y", (4,))
+    m = aj.input("m", (4,), "bool")
+    p = x > y
+    v = dict(x=np.array([1.0, 1.0, -1.0, -1.0]), y=np.zeros(4),
+             m=np.array([True, False, True, False]))
+    P, M = v["x"] > v["y"], v["m"]                             # P = [T, T, F, F]
+    cases = [(aj.equal(p, m), P == M), (aj.equal(m, True), M),
+             (p > m, P > M), (m <= p, M <= P)]
+    for out, want in cases:
+        got = aj.compile(aj.where(out, x, y), backend=backend, **opts)(**v)
+        np.testing.assert_array_equal(got, np.where(want, v["x"], v["y"]))

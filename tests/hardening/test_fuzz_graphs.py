@@ -78,12 +78,6 @@ def test_random_graphs_three_ways(data):
 
 
 # --- found by fuzzing -------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "fuse builds the region's sympy expression with bool leaves as Symbol(real=False): "
-    "sympy then takes Ne(x2, 0) to be True, and a bare x2 as a Piecewise condition inside a "
-    "relational loses its else-branch, so where(x > where(m, y, z), ...) compiles as "
-    "where(x > y, ...).  Fix: bool leaf symbols without assumptions, as_condition wrapping "
-    "a Symbol as Ne(c, 0), and the llvm printer handling ITE (select)"))
 @pytest.mark.parametrize("backend", ["interp", "llvm"])
 def test_where_nested_in_a_comparison_keeps_both_branches(backend):
     x, y, z = (aj.input(k, (3,)) for k in "xyz")
@@ -99,9 +93,6 @@ def test_where_nested_in_a_comparison_keeps_both_branches(backend):
                                   [1.0, -1.0, -1.0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "same root cause as above, reached through a gradient: maximum's VJP compares 0.5 with "
-    "where(m, y, s) and fuse folds the comparison to y <= 0.5, dropping s"))
 def test_gradient_of_a_maximum_over_a_where():
     y = aj.input("y", (3,))
     s = aj.param("s", ())

@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
+from sympy.logic.boolalg import Boolean
 
 from ..ir import DTypeError, FLOAT_DTYPES, ShapeError, TensorType, label, shape_str
 from .registry import Op, get_op, register
@@ -80,9 +81,32 @@ def _numpy_eval(args, node, env):
     return out if out.shape == np.shape(args[0]) else np.broadcast_to(out, np.shape(args[0])).copy()
 
 
+def is_boolean(v) -> bool:
+    """Whether a scalar form's operand is a sympy boolean (a relational, logic, true/false).
+
+    A bare symbol is not one (sympy's ``Symbol`` subclasses ``Boolean``, but our symbols
+    stand for numbers: a bool leaf of a fused region enters as ``Ne(x_k, 0)``).
+    """
+    return isinstance(v, Boolean) and not isinstance(v, sp.Symbol)
+
+
 def as_condition(c):
-    """A sympy boolean from a condition operand (a relational, or a bool leaf symbol)."""
-    return c if isinstance(c, (sp.logic.boolalg.Boolean, sp.core.relational.Relational)) else sp.Ne(c, 0)
+    """A sympy boolean from a condition operand: booleans stay, a number ``c`` is ``Ne(c, 0)``.
+
+    (A bare symbol as a Piecewise condition is unsafe: nested in a relational, sympy folds
+    it to an ``ITE`` and reads the symbol's truth set as all reals, dropping the else branch.)
+    """
+    return c if is_boolean(c) else sp.Ne(c, 0)
+
+
+def _compare_form(relation, on_bools):
+    """The scalar form of a comparison: ``relation`` over numbers, ``on_bools`` over booleans
+    (False < True, as numpy orders bools; sympy cannot order booleans)."""
+    def form(a, b):
+        if is_boolean(a) or is_boolean(b):
+            return on_bools(as_condition(a), as_condition(b))
+        return relation(a, b, evaluate=False)
+    return form
 
 
 def _declare(name, scalar, grads, arity, infer, domain, kinks=None, differentiable=True):
@@ -149,11 +173,13 @@ binary("minimum", sp.Min, lambda a, b, y, g: _F().where(a <= b, g, 0.0),
        lambda a, b, y, g: _F().where(a <= b, 0.0, g), kinks=lambda a, b: a - b)
 
 # --- comparisons (bool results, no derivative) ------------------------------------------------
-compare("greater", lambda a, b: sp.StrictGreaterThan(a, b, evaluate=False))
-compare("greater_equal", lambda a, b: sp.GreaterThan(a, b, evaluate=False))
-compare("less", lambda a, b: sp.StrictLessThan(a, b, evaluate=False))
-compare("less_equal", lambda a, b: sp.LessThan(a, b, evaluate=False))
-compare("equal", lambda a, b: sp.Eq(a, b, evaluate=False))
+# On booleans, ITE(q, False, p) is p and not q: spelled with ITE so sympy does not negate a
+# relational q (not (x > y) is x <= y only without NaN).
+compare("greater", _compare_form(sp.StrictGreaterThan, lambda p, q: sp.ITE(q, sp.false, p)))
+compare("greater_equal", _compare_form(sp.GreaterThan, lambda p, q: sp.ITE(q, p, sp.true)))
+compare("less", _compare_form(sp.StrictLessThan, lambda p, q: sp.ITE(p, sp.false, q)))
+compare("less_equal", _compare_form(sp.LessThan, lambda p, q: sp.ITE(p, q, sp.true)))
+compare("equal", _compare_form(sp.Eq, sp.Equivalent))
 
 # --- selection --------------------------------------------------------------------------
 _declare("where", lambda c, a, b: sp.Piecewise((a, as_condition(c)), (b, True)),

@@ -9,6 +9,12 @@ The region's scalar expression is composed from each op's sympy form, so sympy's
 automatic canonicalization cancels and merges terms (x - x -> 0, 2*x*3 -> 6*x).  The
 cost is bounded: only composition and canonicalization, never ``sympy.simplify()``.
 Backends print the expression (after ``sympy.cse``) as one loop body.
+
+Booleans have one representation in these expressions: a sympy ``Boolean`` (a relational,
+``And``/``Or``/``Not``/``ITE``/``Equivalent``, ``true``/``false``).  A bool leaf holds a byte
+and enters as ``Ne(x_k, 0)`` over an assumption-free symbol (see :func:`leaf_value`), so
+sympy can neither decide it (a ``real=False`` symbol made ``Ne(x_k, 0)`` True) nor read a
+bare symbol as a proposition (a bare condition nested in a comparison lost its else branch).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, Node
 from ..ops.registry import REGISTRY, Op, make, register
@@ -25,8 +32,14 @@ MAX_REGION_OPS = 48   # bound on the size of one sympy job
 
 
 def leaf_symbol(k: int, dtype: str) -> sp.Symbol:
-    """The symbol of leaf k (bool leaves are plain symbols; `where` wraps them)."""
-    return sp.Symbol(f"x{k}", real=dtype != "bool")
+    """The symbol of leaf k: real for a float leaf, assumption-free for a bool leaf's byte."""
+    return sp.Symbol(f"x{k}", real=True) if dtype != "bool" else sp.Symbol(f"x{k}")
+
+
+def leaf_value(k: int, dtype: str) -> sp.Basic:
+    """The value leaf k stands for in an expression: its symbol, or ``Ne(x_k, 0)`` for a bool."""
+    sym = leaf_symbol(k, dtype)
+    return sp.Ne(sym, 0) if dtype == "bool" else sym
 
 
 def _number(node: Node):
@@ -70,9 +83,9 @@ def fuse(graph: Graph) -> Graph:
                 leaf = new.inputs[0] if new.op == "broadcast" else new
                 for k, known in enumerate(leaves):
                     if known is leaf:
-                        return leaf_symbol(k, leaf.dtype)
+                        return leaf_value(k, leaf.dtype)
                 leaves.append(leaf)
-                return leaf_symbol(len(leaves) - 1, leaf.dtype)
+                return leaf_value(len(leaves) - 1, leaf.dtype)
             count[0] += 1
             args = [expr(i, mapped[i.id]) for i in n.inputs]
             return REGISTRY[n.op].scalar(*args)
@@ -100,10 +113,52 @@ def fuse(graph: Graph) -> Graph:
 
 
 # --- the fused op ---------------------------------------------------------------------------
+class _FusedNumPyPrinter(NumPyPrinter):
+    """numpy code for fused expressions: conditionals as ``numpy.where``, logic as binary ufuncs.
+
+    sympy's own printer runs ``simplify_logic`` on a condition holding an ``ITE`` (negating
+    relationals: ``not (x > y)`` becomes ``x <= y``, wrong for NaN) and prints ``And``/``Or`` as
+    ``reduce`` over a tuple (which needs equal shapes; broadcast leaves have fewer dims).  The
+    forms below are the ones the LLVM printer emits: a select per branch, one op per pair.
+    """
+
+    def _np(self, fn: str, *args: str) -> str:
+        return f"{self._module_format('numpy.' + fn)}({', '.join(args)})"
+
+    def _print_ITE(self, e):
+        return self._np("where", *map(self._print, e.args))
+
+    def _print_Piecewise(self, e):
+        out = self._print(sp.nan)   # no branch taken (fuse always ends with a True one)
+        for value, cond in reversed(e.args):
+            out = self._print(value) if cond == sp.true else \
+                self._np("where", self._print(cond), self._print(value), out)
+        return out
+
+    def _chain(self, fn: str, parts: list[str]) -> str:
+        out = parts[0]
+        for part in parts[1:]:
+            out = self._np(fn, out, part)
+        return out
+
+    def _print_And(self, e):
+        return self._chain("logical_and", [self._print(a) for a in e.args])
+
+    def _print_Or(self, e):
+        return self._chain("logical_or", [self._print(a) for a in e.args])
+
+    def _print_Equivalent(self, e):
+        first, *rest = [self._print(a) for a in e.args]
+        return self._chain("logical_and", [self._np("equal", first, r) for r in rest])
+
+
 @lru_cache(maxsize=4096)
 def fused_numpy(e: sp.Expr, arity: int, dtypes: tuple):
+    """The numpy function of a fused expression, over its leaves' symbols."""
     syms = [leaf_symbol(k, d) for k, d in enumerate(dtypes)]
-    return sp.lambdify(syms, e, modules="numpy")
+    printer = _FusedNumPyPrinter({"fully_qualified_modules": False, "inline": True,
+                                  "allow_unknown_functions": True})   # lambdify's settings
+    return sp.lambdify(syms, e, modules="numpy", printer=printer)
 
 
 def _fused_eval(args, node, env):

@@ -144,6 +144,8 @@ class _Sympy:
     def term(self, e) -> Term:
         if e.is_Symbol:
             return self.leaves[e.name][0] if e.name in self.leaves else name(Name.parse(e.name))
+        if isinstance(e, sp.Ne) and e.rhs == 0 and e.lhs.is_Symbol and e.lhs.is_real is None:
+            return self.term(e.lhs)   # a bool leaf (fuse.leaf_value): shown as the mask itself
         if e.is_Integer:
             return num(int(e))
         if e.is_Rational:

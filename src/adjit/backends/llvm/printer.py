@@ -42,7 +42,8 @@ class ScalarPrinter:
     """Emits the IR of sympy expressions at the builder's insertion point.
 
     ``leaf(k)`` returns the IR value of leaf symbol ``x{k}`` (a float, or an i1 for a bool
-    leaf), loaded by the caller's loop.
+    leaf), loaded by the caller's loop.  Booleans are sympy booleans (relationals, And, Or,
+    Not, ITE, Equivalent) printed as i1; a bool leaf enters as ``Ne(x_k, 0)``.
     """
 
     def __init__(self, builder: ir.IRBuilder, dtype: str, leaf: Callable[[int], ir.Value]):
@@ -93,6 +94,15 @@ class ScalarPrinter:
             return out
         if isinstance(e, sp.Not):
             return b.xor(self._bool(e.args[0]), ir.Constant(I1, 1))
+        if isinstance(e, sp.ITE):
+            c, p, q = (self._bool(a) for a in e.args)
+            return b.select(c, p, q)
+        if isinstance(e, sp.Equivalent):
+            first, *rest = [self._bool(a) for a in e.args]
+            out = ir.Constant(I1, 1)
+            for v in rest:
+                out = b.and_(out, b.icmp_unsigned("==", first, v))
+            return out
         if isinstance(e, (sp.Max, sp.Min)):
             fn = intrinsic(self.module, "maximum" if isinstance(e, sp.Max) else "minimum", T, 2)
             vals = [self._value(a) for a in e.args]
@@ -159,13 +169,14 @@ class ScalarPrinter:
         exp_fn = get_math_fn(self.module, "exp", self.dtype)
         return b.call(exp_fn, [b.fmul(self._value(exp), b.call(log, [self._value(base)]))])
 
+    def _number(self, e):
+        """A numeric operand: a bool leaf (an i1, as in ``Ne(x_k, 0)``) counts as 0 or 1."""
+        v = self._value(e)
+        return self.b.uitofp(v, self.T) if v.type == I1 else v
+
     def _compare(self, e):
-        lhs, rhs = e.lhs, e.rhs
-        if lhs.is_Symbol and not lhs.is_real:   # a bool leaf compared with 0 (from `where`)
-            flag = self._value(lhs)
-            return flag if type(e) is sp.Unequality else self.b.xor(flag, ir.Constant(I1, 1))
         op = _FCMP[type(e)]
-        a, c = self._value(lhs), self._value(rhs)
+        a, c = self._number(e.lhs), self._number(e.rhs)
         if op == "!=":
             return self.b.fcmp_unordered("!=", a, c)
         return self.b.fcmp_ordered(op, a, c)
@@ -197,14 +208,14 @@ def element_fn(node):
     written twice.  Raises NotImplementedError for anything else.
     """
     from ...ops.registry import REGISTRY
-    from ...passes.fuse import leaf_symbol
+    from ...passes.fuse import leaf_value
 
     op = node.op
     if op == "fused" or (op in REGISTRY and REGISTRY[op].elementwise):
         if op == "fused":
             expr = node.attr("expr")
         else:
-            syms = [leaf_symbol(k, i.dtype) for k, i in enumerate(node.inputs)]
+            syms = [leaf_value(k, i.dtype) for k, i in enumerate(node.inputs)]
             expr = REGISTRY[op].scalar(*syms)
         cdtype = next((i.dtype for i in node.inputs if i.dtype in ("float32", "float64")),
                       node.dtype if node.dtype != "bool" else "float64")
