@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
-import tempfile
 import threading
 
 import llvmlite
 import llvmlite.binding as llvm
+
+from .diskcache import ENTRY_SUFFIX, cache_dir, read_entry, usable_cache_dir, write_entry
 
 __all__ = ["JitModule", "compile_ir", "add_symbol", "load_library", "host_info",
            "vector_width_bytes", "cache_dir", "NVPTX_TRIPLE", "nvptx_available", "emit_ptx"]
@@ -54,8 +54,6 @@ __all__ = ["JitModule", "compile_ir", "add_symbol", "load_library", "host_info",
 # Bump when the entry layout or anything else that changes generated code (but is not
 # part of the key) changes.
 _FORMAT_VERSION = 1
-_MAGIC = b"ADJITOBJ1\n"
-_ENTRY_SUFFIX = ".adjitobj"
 
 _lock = threading.RLock()        # serializes every call into LLVM
 _initialized = False
@@ -126,17 +124,6 @@ def load_library(path: str) -> None:
         llvm.load_library_permanently(path)
 
 
-def cache_dir() -> str:
-    """The per-user cache directory: $ADJIT_CACHE_DIR, else $XDG_CACHE_HOME/adjit, else
-    ~/.cache/adjit.  Not created here."""
-    d = os.environ.get("ADJIT_CACHE_DIR")
-    if d:
-        return os.path.abspath(os.path.expanduser(d))
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(os.path.abspath(base), "adjit")
-
-
 class JitModule:
     """A compiled module kept alive by its MCJIT engine.
 
@@ -187,68 +174,6 @@ def _cache_key(ir_text: str, opt_level: int) -> str:
         h.update(part.encode())
         h.update(b"\0")       # separator: no two different tuples hash the same bytes
     return h.hexdigest()
-
-
-def _usable_cache_dir() -> tuple[str | None, str]:
-    """Create (mode 0o700) and check the cache directory; return (path, "") or (None, why)."""
-    d = cache_dir()
-    try:
-        if not os.path.isdir(d):
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            os.chmod(d, 0o700)        # makedirs' mode is filtered by the umask
-        st = os.stat(d)
-    except OSError as e:
-        return None, f"cache dir unusable ({e.strerror})"
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        return None, f"cache dir {d} not owned by this user"
-    if st.st_mode & 0o022:
-        return None, f"cache dir {d} is group/world writable"
-    return d, ""
-
-
-def _read_entry(path: str, key: str) -> tuple[bytes, str] | str:
-    """Return (object bytes, optimized IR) or a string saying why the entry is bad."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data.startswith(_MAGIC):
-        return "bad header"
-    nl = data.find(b"\n", len(_MAGIC))
-    if nl < 0:
-        return "bad header"
-    try:
-        hdr = json.loads(data[len(_MAGIC):nl])
-        n_obj, n_ir = int(hdr["obj_len"]), int(hdr["ir_len"])
-    except (ValueError, KeyError, TypeError):
-        return "bad header"
-    if not isinstance(hdr, dict) or hdr.get("key") != key:
-        return "bad header"
-    body = data[nl + 1:]
-    if len(body) != n_obj + n_ir:
-        return "truncated" if len(body) < n_obj + n_ir else "trailing bytes"
-    obj, ir = body[:n_obj], body[n_obj:]
-    if (hashlib.sha256(obj).hexdigest() != hdr.get("obj_sha256")
-            or hashlib.sha256(ir).hexdigest() != hdr.get("ir_sha256")):
-        return "hash mismatch"
-    return obj, ir.decode()
-
-
-def _write_entry(path: str, key: str, obj: bytes, opt_ir: str) -> None:
-    """Write atomically: temp file in the same directory, then os.replace."""
-    ir = opt_ir.encode()
-    hdr = {"key": key, "obj_len": len(obj), "obj_sha256": hashlib.sha256(obj).hexdigest(),
-           "ir_len": len(ir), "ir_sha256": hashlib.sha256(ir).hexdigest()}
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=_ENTRY_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + json.dumps(hdr, sort_keys=True).encode() + b"\n" + obj + ir)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _empty_module():
@@ -311,15 +236,15 @@ def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
     with _lock:
         path = key = None
         if use:
-            d, why = _usable_cache_dir()
+            d, why = usable_cache_dir()
             if d is None:
                 use, info = False, f"miss: {why}"
             else:
                 key = _cache_key(ir_text, opt_level)
-                path = os.path.join(d, key + _ENTRY_SUFFIX)
+                path = os.path.join(d, key + ENTRY_SUFFIX)
         if use and os.path.exists(path):
             try:
-                got = _read_entry(path, key)
+                got = read_entry(path, key)
             except OSError as e:
                 got = f"unreadable: {e.strerror}"
             if isinstance(got, tuple):
@@ -333,7 +258,7 @@ def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
         engine, opt_ir, obj = _compile(ir_text, opt_level, name)
         if use and obj is not None:
             try:
-                _write_entry(path, key, obj, opt_ir)
+                write_entry(path, key, obj, opt_ir)
             except OSError as e:
                 info += f" (not stored: {e.strerror})"
         return JitModule(engine, name, ir_text, opt_ir, opt_level, info)
