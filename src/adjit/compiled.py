@@ -61,15 +61,20 @@ class Compiled:
         values, batch = self._binder.bind(kwargs)
         if self._update_names:
             check_update_buffers(self._update_names, values, kwargs)
+        return self._run(self._impl, values, batch)
+
+    def _run(self, run, values: dict, batch, *extra):
+        """Call the backend (``run(values, batch, *extra)``) and shape the results: the
+        one place that adds the batch size to a MemoryError and writes ``updates`` for
+        backends that do not write them in place."""
         try:
-            results = self._impl(values, batch)
+            results = run(values, batch, *extra)
         except MemoryError as e:   # numpy's own message, plus the batch size
             if "batch size" in str(e):
                 raise
             raise MemoryError(f"{e} (batch size {batch})") from None
         if self.updates and not self._in_place:
-            new = results[self._n_returned:]
-            results = results[:self._n_returned]
+            new, results = results[self._n_returned:], results[:self._n_returned]
             for name, arr in zip(self._update_names, new):
                 np.copyto(values[name], arr)
         return results[0] if self._single else tuple(results)
@@ -161,9 +166,8 @@ class Bound:
         self._free = Binder(free)
         self._free_updates = [n for n in fn._update_names if n not in arrays]
         self.input_names = sorted(self._free.names)
+        # llvm writes bound slots once per thread; other backends get the merged arguments
         self._fast = getattr(fn._impl, "call_bound", None)
-        if self._fast is not None and fn.updates and not fn._in_place:
-            self._fast = None
 
     def __call__(self, **kwargs):
         fn = self.fn
@@ -177,15 +181,8 @@ class Bound:
         if self._free_updates:
             check_update_buffers(self._free_updates, values, kwargs)
         if self._fast is not None:
-            results = self._fast(values, batch, self)
-        else:
-            results = fn._impl({**self.values, **values}, batch)
-            if fn.updates and not fn._in_place:
-                new, results = results[fn._n_returned:], results[:fn._n_returned]
-                merged = {**self.values, **values}
-                for name, arr in zip(fn._update_names, new):
-                    np.copyto(merged[name], arr)
-        return results[0] if fn._single else tuple(results)
+            return fn._run(self._fast, values, batch, self)
+        return fn._run(fn._impl, {**self.values, **values}, batch)
 
     def __repr__(self):
         return f"<adjit.Bound of {self.fn!r}: takes {self.input_names}>"

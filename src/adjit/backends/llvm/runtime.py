@@ -48,6 +48,7 @@ def _find_data_offset() -> int | None:
 
 
 DATA_OFFSET = None if os.environ.get("ADJIT_ARRAY_OBJECTS") == "0" else _find_data_offset()
+_PTR = id if DATA_OFFSET is not None else address   # what a table slot holds for an array
 
 
 def aligned_empty(nbytes: int) -> np.ndarray:
@@ -61,7 +62,7 @@ class _State:
 
     def __init__(self, plan: Plan, batch: int, updates: dict[int, str]):
         self.batch = batch
-        self.bound = self.bound_in_place = None   # the Bound whose arrays the table holds
+        self.bound = None   # the Bound whose arrays the table holds
         offsets, size = plan.arena_offsets(batch)
         # a clear MemoryError (batch size, bytes) before allocating, never an OOM kill
         out_bytes = sum(numel(o.shape).eval(batch) * np.dtype(o.dtype).itemsize
@@ -84,13 +85,13 @@ class _State:
         self.in_place = [(plan.output_slots[k], name) for k, name in updates.items()]
 
 
-def _fresh_outputs(st: _State, ptr) -> list[np.ndarray]:
+def _fresh_outputs(st: _State) -> list[np.ndarray]:
     """New output arrays for one call, their slots set in the state's table."""
     outs = []
     table = st.table
     for shape, dtype, slot in st.outputs:
         arr = np.empty(shape, dtype=dtype)
-        table[slot] = ptr(arr)
+        table[slot] = _PTR(arr)
         outs.append(arr)
     return outs
 
@@ -123,45 +124,36 @@ class NativeFunction:
         local.last = st
         return st
 
-    def __call__(self, values: dict, batch: int | None) -> list[np.ndarray]:
+    def __call__(self, values: dict, batch: int | None, bound=None) -> list[np.ndarray]:
+        """Run the native entry on ``values`` (every input, or the free ones of ``bound``).
+
+        With a :class:`~adjit.compiled.Bound`, the bound arrays' slots are written once per
+        thread and batch size (the state keeps the Bound, and with it the arrays, alive);
+        afterwards only the free inputs' slots change.  With DATA_OFFSET the slots hold the
+        array objects and the entry reads their data pointers; ``values`` and the outputs
+        keep those arrays alive until the call returns.
+        """
         b = 0 if batch is None else batch
         st = self._state(b)
-        table = st.table
-        st.bound = st.bound_in_place = None   # every slot is rewritten below
-        # with DATA_OFFSET the native entry reads each array's data pointer itself; the
-        # arrays stay referenced (values, outs) until the call returns
-        ptr = id if DATA_OFFSET is not None else address
-        for name, slot in self._inputs:
-            table[slot] = ptr(values[name])
-        outs = _fresh_outputs(st, ptr)
+        table, slots = st.table, self._slots
+        if st.bound is not bound:
+            if bound is not None:
+                for name, arr in bound.values.items():
+                    table[slots[name]] = _PTR(arr)
+                for slot, name in st.in_place:
+                    if name in bound.values:
+                        table[slot] = _PTR(bound.values[name])
+            st.bound = bound
+        for name, arr in values.items():
+            table[slots[name]] = _PTR(arr)
+        outs = _fresh_outputs(st)
         for slot, name in st.in_place:
-            table[slot] = ptr(values[name])
+            if name in values:
+                table[slot] = _PTR(values[name])
         self._entry(st.table_address, b)
         return outs
 
-    def call_bound(self, values: dict, batch: int | None, bound) -> list[np.ndarray]:
-        """Like ``__call__`` with ``bound.values`` fixed: their slots are written once per
-        thread and batch size, then only the free inputs' slots change."""
-        b = 0 if batch is None else batch
-        st = self._state(b)
-        table = st.table
-        ptr = id if DATA_OFFSET is not None else address
-        if st.bound is not bound:
-            slots = self._slots
-            for name, arr in bound.values.items():
-                table[slots[name]] = ptr(arr)
-            st.bound = bound     # keeps the arrays alive while their addresses are in use
-        for name, arr in values.items():
-            table[self._slots[name]] = ptr(arr)
-        outs = _fresh_outputs(st, ptr)
-        for slot, name in st.in_place:
-            if name in values:
-                table[slot] = ptr(values[name])
-            elif st.bound_in_place is not bound:
-                table[slot] = ptr(bound.values[name])
-        st.bound_in_place = bound
-        self._entry(st.table_address, b)
-        return outs
+    call_bound = __call__     # what Compiled.bind looks for
 
     # -- inspection --------------------------------------------------------------------------
     def profile(self, top: int | None = 15, as_rows: bool = False):
