@@ -119,6 +119,11 @@ def _as_array(name: str, value) -> np.ndarray:
 
 
 def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
+    if is_float and (type(value) is float or type(value) is int):
+        try:
+            return np.array(value, dtype)   # a Python number for a float input: 0-d, C, aligned
+        except OverflowError:               # an int beyond float64: the checks below name it
+            pass
     arr = value if type(value) is _ndarray else _as_array(name, value)
     kind = arr.dtype.kind
     if is_float:
