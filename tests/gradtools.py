@@ -82,3 +82,22 @@ def check_model(build, reference, values: dict, shapes: dict, *, dtypes=None, wr
     report = aj.check_grads(loss, [nodes[k] for k in wrt], call, rtol=RTOL)
     assert report.ok and report.checked > 0
     return got, dict(zip(wrt, analytic))
+
+
+def each_elementwise_op(x, y, c):
+    """(name, output, operands) for every elementwise op of the registry, its two operands
+    ``x`` and ``y`` mapped into the op's domain (``c``: the bool condition of ``where``)."""
+    from adjit.ops.registry import REGISTRY
+    for name in sorted(n for n, op in REGISTRY.items() if op.elementwise):
+        spec = REGISTRY[name]
+        lo, hi = spec.domain
+        xs = [lo + (hi - lo) * aj.sigmoid(x), lo + (hi - lo) * aj.sigmoid(y)]
+        if name == "where":
+            out = aj.where(c, xs[0], xs[1])
+        elif name == "neg":
+            out = -xs[0]
+        elif spec.arity == 1:
+            out = getattr(aj.frontend, name)(xs[0])
+        else:
+            out = aj.frontend._elementwise(name, *xs)
+        yield name, out, xs

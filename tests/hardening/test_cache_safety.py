@@ -6,7 +6,6 @@ import glob
 import json
 import os
 import stat
-import time
 
 import numpy as np
 import pytest
@@ -25,14 +24,6 @@ def native_support_loaded():
     W = aj.param("W", (3, 3))
     aj.compile(aj.sum(x @ W, axis=1), opt_level=1)(x=X, W=np.eye(3))
     aj.compile(model_a(), opt_level=1)(x=X)
-
-
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    d = tmp_path / "adjit-cache"
-    monkeypatch.setenv("ADJIT_CACHE_DIR", str(d))
-    monkeypatch.delenv("ADJIT_CACHE", raising=False)
-    return d
 
 
 def entries(d) -> set[str]:
@@ -137,11 +128,12 @@ def test_flipped_bits_are_rejected(cache_dir, offset):
 
 
 CHILD = """
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 import adjit as aj
-go = float(sys.argv[1])
-while time.time() < go:      # every process starts compiling at the same moment
+barrier, n = sys.argv[1], int(sys.argv[2])
+open(os.path.join(barrier, str(os.getpid())), "w").close()
+while len(os.listdir(barrier)) < n:      # every process starts compiling once all are up
     time.sleep(0.0005)
 x = aj.input("x", (None, 3)); w = aj.param("w", (3,))
 L = aj.sum(aj.tanh(x * w) * 2.0)
@@ -159,9 +151,10 @@ def test_processes_compiling_the_same_model_at_once_all_succeed(tmp_path):
     expected_L = 2 * np.sum(np.tanh(X / 3))
     first = None
     for round_ in ("cold", "warm"):
-        go = f"{time.time() + 1.2:.3f}"
-        children = [start_child(["-c", CHILD, go], env={"ADJIT_CACHE_DIR": str(d),
-                                                         "ADJIT_CACHE": "1"})
+        barrier = tmp_path / f"barrier-{round_}"
+        barrier.mkdir()
+        children = [start_child(["-c", CHILD, str(barrier), "2"],
+                                env={"ADJIT_CACHE_DIR": str(d), "ADJIT_CACHE": "1"})
                     for _ in range(2)]
         results = []
         for child in children:

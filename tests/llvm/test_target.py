@@ -43,14 +43,6 @@ def call_add1(jm, x):
     return ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(jm.address("add1"))(x)
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    d = tmp_path / "adjit-cache"
-    monkeypatch.setenv("ADJIT_CACHE_DIR", str(d))
-    monkeypatch.delenv("ADJIT_CACHE", raising=False)
-    return d
-
-
 def entries(d):
     return glob.glob(os.path.join(d, "*.adjitobj"))
 

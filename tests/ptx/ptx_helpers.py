@@ -5,6 +5,7 @@ import numpy as np
 
 import adjit as aj
 from adjit.ops import REGISTRY
+from gradtools import each_elementwise_op
 
 # The ptx kernels use no approximate instructions (math comes from mathfn, accurate to a few
 # ulp), so float32 is held to 1e-5 here, tighter than the issue's 1e-4; what differs from the
@@ -43,23 +44,6 @@ def compare(f, outputs, args: dict, dtype: str):
 ELEMENTWISE = sorted(n for n, op in REGISTRY.items() if op.elementwise)
 
 
-def _each_op(x, y, c):
-    """(output, operands) for every elementwise op, operands mapped into its domain."""
-    for name in ELEMENTWISE:
-        spec = REGISTRY[name]
-        lo, hi = spec.domain
-        xs = [lo + (hi - lo) * aj.sigmoid(x), lo + (hi - lo) * aj.sigmoid(y)]
-        if name == "where":
-            out = aj.where(c, xs[0], xs[1])
-        elif name == "neg":
-            out = -xs[0]
-        elif spec.arity == 1:
-            out = getattr(aj.frontend, name)(xs[0])
-        else:
-            out = aj.frontend._elementwise(name, *xs)
-        yield out, xs
-
-
 def every_elementwise_op(dtype, tag=""):
     """One graph holding every elementwise op's forward value and the gradient of their
     squared sum, with operands (B, 5) and (5,) mapped into each op's domain (inputs x, y, c,
@@ -68,7 +52,7 @@ def every_elementwise_op(dtype, tag=""):
     y = aj.param("y" + tag, (5,), dtype)
     c = aj.input("c" + tag, (None, 5), "bool")
     outs, loss = [], 0.0
-    for out, xs in _each_op(x, y, c):
+    for _, out, xs in each_elementwise_op(x, y, c):
         outs.append(out)
         if out.dtype != "bool":
             loss = loss + aj.sum(out * out)
@@ -129,7 +113,7 @@ def every_elementwise_op_fused(dtype, tag=""):
     y = aj.input("y" + tag, (None, 5), dtype)
     c = aj.input("c" + tag, (None, 5), "bool")
     total = 0.0
-    for out, xs in _each_op(x, y, c):
+    for _, out, xs in each_elementwise_op(x, y, c):
         total = total + (aj.where(out, xs[0], xs[1]) if out.dtype == "bool" else out)
     loss = aj.sum(total)
     return [loss] + aj.grad(loss, [x, y])
