@@ -105,7 +105,6 @@ class NativeFunction:
         self._entry = _ENTRY_TYPE(jit.address("adjit_entry"))
         self._local = threading.local()
         self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]
-        self._slots = dict(self._inputs)
 
     def _state(self, batch: int) -> _State:
         local = self._local
@@ -135,17 +134,21 @@ class NativeFunction:
         """
         b = 0 if batch is None else batch
         st = self._state(b)
-        table, slots = st.table, self._slots
+        table = st.table
+        # (the caller may pass inputs the lowered graph no longer reads: no slot, skipped)
         if st.bound is not bound:
             if bound is not None:
-                for name, arr in bound.values.items():
-                    table[slots[name]] = _PTR(arr)
+                for name, slot in self._inputs:
+                    if name in bound.values:
+                        table[slot] = _PTR(bound.values[name])
                 for slot, name in st.in_place:
                     if name in bound.values:
                         table[slot] = _PTR(bound.values[name])
             st.bound = bound
-        for name, arr in values.items():
-            table[slots[name]] = _PTR(arr)
+        for name, slot in self._inputs:
+            arr = values.get(name)
+            if arr is not None:
+                table[slot] = _PTR(arr)
         outs = _fresh_outputs(st)
         for slot, name in st.in_place:
             if name in values:
