@@ -1,6 +1,7 @@
 """``aj.compile``: the callable users get, and every stage it was built from."""
 from __future__ import annotations
 
+import types
 from typing import Sequence
 
 import numpy as np
@@ -56,6 +57,25 @@ class Compiled:
         if check_nans:   # name the first node producing NaN/inf (see nancheck.py)
             self._impl = NanCheck(self._impl, self.stages,
                                   self._update_names if self._in_place else ())
+        self._install_fastcall()
+
+    def _install_fastcall(self) -> None:
+        """Let a backend answer calls natively, without this class's Python code.
+
+        A backend's implementation may offer ``fastcall(fallback)``: a builtin callable
+        that handles the calls it can check itself (e.g. all-scalar functions fed floats
+        and 0-d arrays) and hands every other call, unchanged, to ``fallback`` (the
+        checked Python path).  Special methods are looked up on the type, so the callable
+        becomes ``__call__`` of a subclass made for this one instance.
+        """
+        make = getattr(self._impl, "fastcall", None)
+        if make is None or self.updates or isinstance(self._impl, NanCheck):
+            return
+        native = make(types.MethodType(Compiled.__call__, self))
+        if native is not None:
+            self.__class__ = type(type(self).__name__, (type(self),),
+                                  {"__call__": native, "__module__": __name__,
+                                   "__qualname__": type(self).__qualname__})
 
     def __call__(self, **kwargs):
         values, batch = self._binder.bind(kwargs)

@@ -133,10 +133,12 @@ class JitModule:
     :meth:`address` stay valid as long as this object is alive.
     """
 
-    def __init__(self, engine, name, llvm_ir, llvm_ir_optimized, opt_level, cache_info):
+    def __init__(self, engine, name, llvm_ir, llvm_ir_optimized, opt_level, cache_info,
+                 key=None):
         self._engine = engine          # owns the machine code; must outlive all addresses
         self.name = name
         self.llvm_ir = llvm_ir
+        self.key = key                 # the disk-cache key (None when the cache was off)
         self.llvm_ir_optimized = llvm_ir_optimized
         self.opt_level = opt_level
         self.cache_info = cache_info
@@ -249,7 +251,7 @@ def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
                 got = f"unreadable: {e.strerror}"
             if isinstance(got, tuple):
                 engine = _load_object(got[0])
-                return JitModule(engine, name, ir_text, got[1], opt_level, f"hit {path}")
+                return JitModule(engine, name, ir_text, got[1], opt_level, f"hit {path}", key)
             info = f"miss: entry corrupt ({got})"
             try:
                 os.unlink(path)
@@ -261,7 +263,30 @@ def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
                 write_entry(path, key, obj, opt_ir)
             except OSError as e:
                 info += f" (not stored: {e.strerror})"
-        return JitModule(engine, name, ir_text, opt_ir, opt_level, info)
+        return JitModule(engine, name, ir_text, opt_ir, opt_level, info,
+                         key if use and obj is not None else None)
+
+
+def load_cached(key: str, name: str = "adjit", opt_level: int = 2) -> JitModule | None:
+    """The module stored under ``key`` (a :attr:`JitModule.key`), or None when the cache
+    is off, unusable, or has no sound entry for it.  Its ``llvm_ir`` is None: only the
+    optimized IR is stored."""
+    if os.environ.get("ADJIT_CACHE", "1").strip() == "0":
+        return None
+    _ensure_init()
+    d, _ = usable_cache_dir()
+    if d is None:
+        return None
+    path = os.path.join(d, key + ENTRY_SUFFIX)
+    with _lock:
+        try:
+            got = read_entry(path, key)
+        except OSError:
+            return None
+        if not isinstance(got, tuple):
+            return None
+        return JitModule(_load_object(got[0]), name, None, got[1], opt_level, f"hit {path}",
+                         key)
 
 
 # --- NVPTX (used by adjit.backends.ptx) -------------------------------------------------------
