@@ -137,12 +137,20 @@ class JitModule:
                  key=None):
         self._engine = engine          # owns the machine code; must outlive all addresses
         self.name = name
-        self.llvm_ir = llvm_ir
+        self._llvm_ir = llvm_ir        # text, or a function making it (see load_cached)
         self.key = key                 # the disk-cache key (None when the cache was off)
         self.llvm_ir_optimized = llvm_ir_optimized
         self.opt_level = opt_level
         self.cache_info = cache_info
         self._asm = None
+
+    @property
+    def llvm_ir(self) -> str:
+        """The IR text given to compile_ir (remade on first access for a module loaded by
+        :func:`load_cached` with ``llvm_ir=`` a function)."""
+        if callable(self._llvm_ir):
+            self._llvm_ir = self._llvm_ir()
+        return self._llvm_ir
 
     def address(self, symbol: str) -> int:
         """Address of a function or global defined in this module (KeyError if absent)."""
@@ -267,10 +275,11 @@ def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
                          key if use and obj is not None else None)
 
 
-def load_cached(key: str, name: str = "adjit", opt_level: int = 2) -> JitModule | None:
+def load_cached(key: str, name: str = "adjit", opt_level: int = 2,
+                llvm_ir=None) -> JitModule | None:
     """The module stored under ``key`` (a :attr:`JitModule.key`), or None when the cache
-    is off, unusable, or has no sound entry for it.  Its ``llvm_ir`` is None: only the
-    optimized IR is stored."""
+    is off, unusable, or has no sound entry for it.  Only the optimized IR is stored:
+    ``llvm_ir`` is a function that remakes the input text when someone asks for it."""
     if os.environ.get("ADJIT_CACHE", "1").strip() == "0":
         return None
     _ensure_init()
@@ -285,8 +294,8 @@ def load_cached(key: str, name: str = "adjit", opt_level: int = 2) -> JitModule 
             return None
         if not isinstance(got, tuple):
             return None
-        return JitModule(_load_object(got[0]), name, None, got[1], opt_level, f"hit {path}",
-                         key)
+        return JitModule(_load_object(got[0]), name, llvm_ir, got[1], opt_level,
+                         f"hit {path}", key)
 
 
 # --- NVPTX (used by adjit.backends.ptx) -------------------------------------------------------
