@@ -41,19 +41,28 @@ class Compiled:
         self.updates = check_updates(updates)
         self._n_returned = len(outs)
         traced = Graph(outs + [v for _, v in self.updates], "traced")
-        self.stages = run_pipeline(traced, PIPELINE if passes is None else passes)
-        self.graph = self.stages[-1]
-        self._binder = Binder(_arguments(self.stages[0]) + [k for k, _ in self.updates])
+        traced.rewrites = recorded_rewrites(traced.order())  # double_where, ...
+        self._traced, self._passes, self._stages = traced, passes, None
+        self._binder = Binder(_arguments(traced) + [k for k, _ in self.updates])
         self.input_names = sorted(self._binder.names)
         self._update_names = [k.name for k, _ in self.updates]
-        check_update_sources(self.graph, self._n_returned, self._update_names)
         module = get_backend(backend)
         self._in_place = bool(self.updates) and getattr(module, "IN_PLACE_UPDATES", False)
         if self._in_place:
             options["updates"] = {self._n_returned + k: name
                                   for k, name in enumerate(self._update_names)}
-        self._impl = module.build(self.graph, **options)
-        self.stages[0].rewrites = recorded_rewrites(self.stages[0].order())  # double_where, ...
+        # the compiled-function cache (default pipeline only): traced graph -> native code
+        cached = getattr(module, "load_compiled", None) if passes is None else None
+        hit = cached(traced, **options) if cached is not None else None
+        if hit is not None:
+            self._lowered, self._impl = hit
+        else:
+            self._lowered = self.stages[-1]
+        check_update_sources(self._lowered, self._n_returned, self._update_names)
+        if hit is None:
+            self._impl = module.build(self._lowered, **options)
+            if cached is not None:
+                module.store_compiled(traced, self._lowered, self._impl, **options)
         if check_nans:   # name the first node producing NaN/inf (see nancheck.py)
             self._impl = NanCheck(self._impl, self.stages,
                                   self._update_names if self._in_place else ())
@@ -113,8 +122,22 @@ class Compiled:
 
     # -- inspection ----------------------------------------------------------------------
     @property
+    def stages(self) -> list[Graph]:
+        """The traced graph, then one graph per pass (run on first access when the native
+        code came from the compiled-function cache)."""
+        if self._stages is None:
+            self._stages = run_pipeline(self._traced,
+                                        PIPELINE if self._passes is None else self._passes)
+        return self._stages
+
+    @property
+    def graph(self) -> Graph:
+        """The last stage: what the backend lowered."""
+        return self.stages[-1]
+
+    @property
     def traced(self) -> Graph:
-        return self.stages[0]
+        return self._traced
 
     @property
     def forward(self) -> Graph:
@@ -165,7 +188,7 @@ class Compiled:
 
     def __repr__(self):
         return (f"<adjit.Compiled backend={self.backend!r} inputs={self.input_names} "
-                f"outputs={len(self.graph.outputs)}>")
+                f"outputs={len(self._lowered.outputs)}>")
 
 
 class Bound:

@@ -255,3 +255,50 @@ class Graph:
         """Jupyter shows the graph as a picture when Graphviz or matplotlib is installed."""
         from .show.dot import svg
         return svg(self)
+
+
+# --- content digests and a portable form (the compiled-function cache, backends/llvm) ------
+def _attr_text(value) -> str:
+    if isinstance(value, ConstValue):
+        return f"const{value._key!r}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(_attr_text(v) for v in value) + ")"
+    if hasattr(value, "func") and hasattr(value, "args"):   # a sympy expression
+        import sympy
+        return sympy.srepr(value)
+    return f"{type(value).__name__}:{value!r}"
+
+
+def fingerprint(graph: Graph) -> str:
+    """A sha256 of what the graph computes and how its values are named: per node (in
+    order) op, operand positions, attrs, type, name and role.  Equal fingerprints mean the
+    same graph up to node ids, so a compiled form of one serves the other."""
+    pos = {n.id: k for k, n in enumerate(graph.nodes)}
+    h = hashlib.sha256()
+    for n in graph.nodes:
+        args = ",".join(str(pos[i.id]) for i in n.inputs)
+        attrs = ";".join(f"{k}={_attr_text(v)}" for k, v in n.attrs)
+        h.update(f"{n.op}({args})[{attrs}]{n.type}|{n.name}|{n.meta.get('role')}\n".encode())
+    h.update(("->" + ",".join(str(pos[o.id]) for o in graph.outputs)).encode())
+    return h.hexdigest()
+
+
+def to_records(graph: Graph) -> tuple:
+    """The graph as plain data (picklable, no node objects): ``(stage, nodes, outputs)``
+    with each node ``(op, operand positions, attrs, type, name, role)``.  Other meta
+    (display annotations) is dropped."""
+    pos = {n.id: k for k, n in enumerate(graph.nodes)}
+    nodes = [(n.op, tuple(pos[i.id] for i in n.inputs), n.attrs, n.type, n.name,
+              n.meta.get("role")) for n in graph.nodes]
+    return graph.stage, nodes, tuple(pos[o.id] for o in graph.outputs)
+
+
+def from_records(records: tuple) -> Graph:
+    """Rebuild a :func:`to_records` graph from fresh nodes (new ids, so the id order stays
+    a topological order in this process)."""
+    stage, nodes, outputs = records
+    made: list[Node] = []
+    for op, args, attrs, type_, name, role in nodes:
+        meta = {k: v for k, v in (("name", name), ("role", role)) if v is not None}
+        made.append(Node(op, [made[k] for k in args], attrs, type_, meta))
+    return Graph([made[k] for k in outputs], stage)

@@ -5,14 +5,20 @@ with :mod:`.printer` for fused elementwise expressions, :mod:`.gemm` for matmul 
 :mod:`.mathfn` for transcendental functions), compiles it for the host CPU through
 :mod:`.target` (the only module that touches ``llvmlite.binding``; it also keeps the
 disk cache of object code) and wraps the entry in :class:`.runtime.NativeFunction`.
+``load_compiled`` / ``store_compiled`` put the compiled-function cache (:mod:`.fncache`)
+in front of all that: a hit goes from the traced graph to the native entry directly.
 """
 from __future__ import annotations
 
+import json
+import re
+
 from ...ir import Graph
+from . import fncache
 from .codegen import Lowering
 from .plan import Plan
 from .runtime import DATA_OFFSET, NativeFunction
-from .target import compile_ir
+from .target import compile_ir, load_cached
 
 
 IN_PLACE_UPDATES = True   # ``updates=`` are written by the native code itself
@@ -28,3 +34,61 @@ def build(graph: Graph, opt_level: int = 2, cache: bool | None = None,
     ir_text = Lowering(plan, DATA_OFFSET, profile).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit")
     return NativeFunction(plan, jit, updates, profile)
+
+
+def _key(traced: Graph, opt_level: int = 2, cache: bool | None = None,
+         updates: dict[int, str] | None = None, profile: bool = False) -> str | None:
+    """The compiled-function cache key, or None when caching is off.  (Same signature as
+    :func:`build`, so unknown options fail the same way.)"""
+    if not fncache.enabled(cache):
+        return None
+    return fncache.key(traced, {"opt_level": opt_level, "profile": bool(profile),
+                                "updates": sorted((updates or {}).items())})
+
+
+def _bind_support(names: list[str]) -> bool:
+    """Load the process-wide code a cached module calls (GEMM library, thread pool) before
+    its object code is linked; False for a name this adjit does not provide."""
+    from . import library, pool
+    for name in names:
+        if name.startswith("adjit_gemm_") and name[-3:] in ("f32", "f64"):
+            library._ensure_library(name[-3:])
+        elif name in (pool.OFFLOAD, pool.WAIT):
+            pool.ensure_pool()
+        else:
+            return False
+    return True
+
+
+def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | None:
+    """(lowered graph, native function) for ``traced`` from the compiled-function cache,
+    or None on a miss.  The unoptimized IR is lowered again only if someone reads it."""
+    k = _key(traced, **options)
+    got = None if k is None else fncache.load(k)
+    if got is None:
+        return None
+    graph, text, _ = got
+    try:
+        meta = json.loads(text)
+        object_key, support = meta["object"], list(meta["support"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not _bind_support(support):
+        return None
+    updates = options.get("updates") or {}
+    profile = bool(options.get("profile"))
+    plan = Plan(graph, in_place=frozenset(updates))
+    jit = load_cached(object_key, "adjit", options.get("opt_level", 2),
+                      llvm_ir=lambda: Lowering(plan, DATA_OFFSET, profile).lower())
+    if jit is None:        # (cache_info names the object-code entry, as for any hit)
+        return None
+    return graph, NativeFunction(plan, jit, updates, profile)
+
+
+def store_compiled(traced: Graph, graph: Graph, fn: NativeFunction, **options) -> None:
+    """Remember ``fn`` (built from ``graph``, lowered from ``traced``) for later compiles."""
+    k = _key(traced, **options)
+    if k is None or fn.jit.key is None:
+        return
+    support = sorted(set(re.findall(r"^declare [^@]*@\"?(adjit_\w+)", fn.jit.llvm_ir, re.M)))
+    fncache.store(k, graph, json.dumps({"object": fn.jit.key, "support": support}))

@@ -98,7 +98,8 @@ class Lowering:
             T = _ty(node.dtype)
             data = [ir.Constant(T, int(v) if T in (I8, I32, I64) else float(v)) for v in arr] \
                 or [ir.Constant(T, 0)]
-            g = ir.GlobalVariable(self.module, ir.ArrayType(T, len(data)), f"const{node.id}")
+            g = ir.GlobalVariable(self.module, ir.ArrayType(T, len(data)),
+                                  f"const{len(self._consts)}")   # ids vary; order does not
             g.initializer = ir.Constant(ir.ArrayType(T, len(data)), data)
             g.global_constant, g.linkage, g.align = True, "internal", 64
             self._consts[node.id] = g

@@ -2,7 +2,7 @@
 
 Every compiled model calls ``adjit_gemm_f32`` / ``adjit_gemm_f64``; compiling them into
 each model's module would cost most of a second per compile.  Instead they are built
-once (or loaded from the disk cache in milliseconds) and bound by name, so a model's
+once (or loaded from the disk cache in milliseconds, without emitting their IR) and bound by name, so a model's
 module only declares them.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import threading
 from llvmlite import ir
 
 from .gemm import _ENTRY_ARGS, emit_gemm, gemm_symbol
-from .target import add_symbol, compile_ir
+from .fncache import compile_once
+from .target import add_symbol
 
 _lock = threading.Lock()
 _libraries: dict = {}
@@ -27,10 +28,11 @@ def _ensure_library(dtype: str, opt_level: int = 3, cache: bool | None = None):
     with _lock:
         lib = _libraries.get(dtype)
         if lib is None:
-            module = ir.Module(name=f"adjit_library_{dtype}")
-            emit_gemm(module, dtype)
-            lib = compile_ir(str(module), opt_level=opt_level, cache=cache,
-                             name=f"adjit_library_{dtype}")
+            def make_ir() -> str:
+                module = ir.Module(name=f"adjit_library_{dtype}")
+                emit_gemm(module, dtype)
+                return str(module)
+            lib = compile_once(f"adjit_library_{dtype}", make_ir, opt_level, cache)
             add_symbol(gemm_symbol(dtype), lib.address(gemm_symbol(dtype)))
             _libraries[dtype] = lib
     return lib

@@ -84,12 +84,16 @@ _pool = None
 def ensure_pool():
     """Compile the pool once per process (or load it from the disk cache) and bind it."""
     global _pool
-    from .target import add_symbol, compile_ir
+    from .fncache import compile_once
+    from .target import add_symbol
+
+    def make_ir() -> str:
+        module = ir.Module(name="adjit_pool")
+        emit_pool(module)
+        return str(module)
     with _lock:
         if _pool is None:
-            module = ir.Module(name="adjit_pool")
-            emit_pool(module)
-            jit = compile_ir(str(module), opt_level=2, name="adjit_pool")
+            jit = compile_once("adjit_pool", make_ir, opt_level=2)
             for name in (OFFLOAD, WAIT):
                 add_symbol(name, jit.address(name))
             _pool = jit     # kept for the life of the process: the worker runs this code
