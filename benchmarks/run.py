@@ -34,6 +34,10 @@ def parse_args(argv=None):
     p.add_argument("--peers", default="",
                    help="only these entries: python,numpy,torch,compile,jax,interp,llvm")
     p.add_argument("--json", default="", help="also write the results here")
+    p.add_argument("--no-settle", action="store_true",
+                   help="start each timing block right after the previous entry's, next to "
+                        "any thread pool it left spinning (default: wait until the process "
+                        "is idle; see timing.settle_threads)")
     p.add_argument("--torch-cache", action="store_true",
                    help="let torch.compile use its on-disk cache (default: a fresh, "
                         "temporary cache directory, so compile times are cold)")
@@ -115,7 +119,8 @@ def run_workload(wl, factories, wanted, budget, repeat):
               flush=True)
         (impls if ok else failed).append(impl if ok else (impl.name, why))
     adjit_name = next((n for n in ("adjit", "adjit interp") if n in [i.name for i in impls]), None)
-    passes = [timing.measure(impls, budget / repeat) for _ in range(repeat)] if impls else []
+    passes = [timing.measure(impls, budget / repeat, settle=not args.no_settle)
+              for _ in range(repeat)] if impls else []
     stats = timing.summarize(passes, adjit_name) if passes else {}
     rows = []
     for impl in impls:
@@ -146,6 +151,8 @@ def header(mods) -> str:
                  + f" (on {os.cpu_count()} CPUs; other processes compete for the cores)")
     lines.append("torch.compile cache: " + os.environ.get("TORCHINDUCTOR_CACHE_DIR", "default"))
     lines.append("threads: " + ", ".join(f"{k}={v!r}" for k, v in THREAD_ENV.items()))
+    lines.append("timing blocks: " + ("back to back (--no-settle)" if args.no_settle else
+                                      "each starts once the process is idle (settle)"))
     return "\n".join(lines)
 
 

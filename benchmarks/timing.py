@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import resource
 import statistics
 import time
 
@@ -55,17 +56,38 @@ def _estimate(fn, min_s=0.02) -> float:
             return dt / n
 
 
-def measure(impls, budget_s: float, blocks: int = 30) -> dict[str, list[float]]:
+def settle_threads(window_s: float = 0.01, max_s: float = 0.3) -> float:
+    """Sleep until the process's other threads are idle: two ``window_s`` sleeps of this
+    thread in a row during which the process used under 10% of one CPU.  Returns the
+    time waited (at most about ``max_s``)."""
+    t0 = time.perf_counter()
+    quiet = 0
+    while quiet < 2:
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        time.sleep(window_s)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        busy = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+        quiet = quiet + 1 if busy < 0.1 * window_s else 0
+        if time.perf_counter() - t0 >= max_s:
+            break
+    return time.perf_counter() - t0
+
+
+def measure(impls, budget_s: float, blocks: int = 30,
+            settle: bool = True) -> dict[str, list[float]]:
     """Per-call times (seconds) of each implementation, one sample per block.
 
     Each implementation runs ``blocks`` blocks of ``m`` back-to-back calls,
     ``m`` chosen so a block takes ~budget_s / blocks (at least one call);
     slow entries get fewer blocks (at least 3) so each stays near budget_s.
     Blocks are interleaved round-robin across implementations, so machine
-    noise lands on every entry alike and ratios stay meaningful; each block
-    starts with one untimed call so that the previous entry's cache footprint
-    and spinning thread pools are not charged to this one (steady state, as in
-    a training loop).
+    noise lands on every entry alike and ratios stay meaningful.  Each block
+    starts once the previous entry's thread pools have stopped spinning
+    (:func:`settle`; OpenBLAS's workers spin ~50-80 ms after numpy's last
+    product, longer than a block, and would otherwise take half a core from
+    whoever runs next) and with one untimed call that brings this entry's data
+    back into cache: steady state, as in a training loop.  ``settle=False``
+    measures each entry next to whatever the previous one left running.
     """
     plan = {}
     for impl in impls:
@@ -81,6 +103,8 @@ def measure(impls, budget_s: float, blocks: int = 30) -> dict[str, list[float]]:
         for name, (fn, m, nb) in plan.items():
             if r >= nb:
                 continue
+            if settle:
+                settle_threads()
             fn()   # untimed: wake this entry's thread pool, bring its data back into cache
             gc.disable()
             try:
