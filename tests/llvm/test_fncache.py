@@ -150,26 +150,33 @@ CHILD = """
 import json, sys
 import numpy as np
 import adjit as aj
-x = aj.input("x", (None, 4)); W = aj.param("W", (4, 3))
+x = aj.input("x", (None, 256)); W = aj.param("W", (256, 256))
 loss = aj.sum(aj.tanh(x @ W) * 2.0)
 f = aj.compile([loss, aj.grad(loss, W)])
-X = np.arange(20.0).reshape(5, 4) / 10; W0 = np.ones((4, 3)) / 4
-L, g = f(x=X, W=W0)
-print(json.dumps({"cached": f._stages is None, "L": float(L), "g": g.tolist()}))
+X = np.linspace(-1, 1, 64 * 256).reshape(64, 256); W0 = np.eye(256) / 4
+L, g = f(x=X, W=W0)      # 64*256*256 multiply-adds: the product is split over the pool
+print(json.dumps({"cached": f._stages is None, "L": float(L), "g": g.ravel()[::97].tolist()}))
 """
 
 
-def test_a_new_process_loads_the_gemm_library_and_function_from_disk(cache_dir):
+def test_a_new_process_loads_the_library_pool_and_function_from_disk(cache_dir):
+    """The GEMM library calls the thread pool: loading it by name must bind the pool first
+    (a cached module whose support is not loaded would call address 0)."""
     env = {**os.environ, "ADJIT_CACHE_DIR": str(cache_dir)}
-    runs = [json.loads(subprocess.run([sys.executable, "-c", CHILD], env=env, check=True,
-                                      capture_output=True, text=True).stdout)
-            for _ in range(2)]
-    assert [r["cached"] for r in runs] == [False, True]
-    X = np.arange(20.0).reshape(5, 4) / 10
-    h = np.tanh(X @ (np.ones((4, 3)) / 4))
+    runs = []
+    for _ in range(3):
+        p = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+                           text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+        runs.append(json.loads(p.stdout))
+    assert [r["cached"] for r in runs] == [False, True, True]
+    assert glob.glob(os.path.join(cache_dir, "*.adjitlib"))       # library and pool by name
+    X = np.linspace(-1, 1, 64 * 256).reshape(64, 256)
+    h = np.tanh(X / 4)
     assert runs[1]["L"] == pytest.approx(2 * h.sum(), rel=1e-12)
-    np.testing.assert_allclose(runs[1]["g"], X.T @ (2 * (1 - h * h)), rtol=1e-12)
-    assert runs[0] == {**runs[1], "cached": False}
+    np.testing.assert_allclose(runs[1]["g"], (X.T @ (2 * (1 - h * h))).ravel()[::97],
+                               rtol=1e-10, atol=1e-12)
+    assert runs[0] == {**runs[1], "cached": False} and runs[2] == runs[1]
 
 
 def test_fingerprint_and_records():

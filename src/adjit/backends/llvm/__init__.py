@@ -10,15 +10,12 @@ in front of all that: a hit goes from the traced graph to the native entry direc
 """
 from __future__ import annotations
 
-import json
-import re
-
 from ...ir import Graph
 from . import fncache
 from .codegen import Lowering
 from .plan import Plan
 from .runtime import DATA_OFFSET, NativeFunction
-from .target import compile_ir, load_cached
+from .target import compile_ir
 
 
 IN_PLACE_UPDATES = True   # ``updates=`` are written by the native code itself
@@ -46,20 +43,6 @@ def _key(traced: Graph, opt_level: int = 2, cache: bool | None = None,
                                 "updates": sorted((updates or {}).items())})
 
 
-def _bind_support(names: list[str]) -> bool:
-    """Load the process-wide code a cached module calls (GEMM library, thread pool) before
-    its object code is linked; False for a name this adjit does not provide."""
-    from . import library, pool
-    for name in names:
-        if name.startswith("adjit_gemm_") and name[-3:] in ("f32", "f64"):
-            library._ensure_library(name[-3:])
-        elif name in (pool.OFFLOAD, pool.WAIT):
-            pool.ensure_pool()
-        else:
-            return False
-    return True
-
-
 def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | None:
     """(lowered graph, native function) for ``traced`` from the compiled-function cache,
     or None on a miss.  The unoptimized IR is lowered again only if someone reads it."""
@@ -68,18 +51,11 @@ def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | No
     if got is None:
         return None
     graph, text, _ = got
-    try:
-        meta = json.loads(text)
-        object_key, support = meta["object"], list(meta["support"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not _bind_support(support):
-        return None
     updates = options.get("updates") or {}
     profile = bool(options.get("profile"))
     plan = Plan(graph, in_place=frozenset(updates))
-    jit = load_cached(object_key, "adjit", options.get("opt_level", 2),
-                      llvm_ir=lambda: Lowering(plan, DATA_OFFSET, profile).lower())
+    jit = fncache.load_linked(text, "adjit", options.get("opt_level", 2),
+                              lambda: Lowering(plan, DATA_OFFSET, profile).lower())
     if jit is None:        # (cache_info names the object-code entry, as for any hit)
         return None
     return graph, NativeFunction(plan, jit, updates, profile)
@@ -90,5 +66,4 @@ def store_compiled(traced: Graph, graph: Graph, fn: NativeFunction, **options) -
     k = _key(traced, **options)
     if k is None or fn.jit.key is None:
         return
-    support = sorted(set(re.findall(r"^declare [^@]*@\"?(adjit_\w+)", fn.jit.llvm_ir, re.M)))
-    fncache.store(k, graph, json.dumps({"object": fn.jit.key, "support": support}))
+    fncache.store(k, graph, fncache.link_text(fn.jit))

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
+import re
 import pickle
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from .target import compile_ir, host_info, load_cached
 
 SUFFIX = ".adjitfn"           # a compiled function: lowered graph + object-code key
 SUPPORT_SUFFIX = ".adjitlib"  # a support module by name: object-code key
-_FORMAT = "adjit-fn-1"
+_FORMAT = "adjit-fn-2"
 
 
 @functools.cache
@@ -119,6 +121,43 @@ def store(k: str, graph: Graph, text: str) -> None:
     _write(k, payload, text)
 
 
+def support_symbols(ir_text: str) -> list[str]:
+    """The adjit support functions (GEMM library, thread pool) an IR module declares."""
+    return sorted(set(re.findall(r'^declare [^@]*@"?(adjit_\w+)', ir_text, re.M)))
+
+
+def bind_support(names: list[str]) -> bool:
+    """Load the process-wide code that a cached module calls before its object code is
+    linked (MCJIT would otherwise link the call to address 0); False for a name this
+    adjit does not provide."""
+    from . import library, pool
+    for name in names:
+        if name.startswith("adjit_gemm_") and name[-3:] in ("f32", "f64"):
+            library._ensure_library(name[-3:])
+        elif name in (pool.OFFLOAD, pool.WAIT):
+            pool.ensure_pool()
+        else:
+            return False
+    return True
+
+
+def link_text(jit) -> str:
+    """What an entry stores beside its payload: the object-code key and the support."""
+    return json.dumps({"object": jit.key, "support": support_symbols(jit.llvm_ir)})
+
+
+def load_linked(text: str, name: str, opt_level: int, llvm_ir):
+    """The module a :func:`link_text` names, its support bound first; None if unusable."""
+    try:
+        meta = json.loads(text)
+        object_key, support = str(meta["object"]), list(meta["support"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not bind_support(support):
+        return None
+    return load_cached(object_key, name, opt_level, llvm_ir=llvm_ir)
+
+
 def compile_once(label: str, make_ir, opt_level: int, cache: bool | None = None):
     """Compile IR that depends only on adjit's source and the host (the GEMM library, the
     thread pool): a later process finds the object code by ``label`` without emitting the
@@ -126,10 +165,10 @@ def compile_once(label: str, make_ir, opt_level: int, cache: bool | None = None)
     k = _digest("support", label, f"O{opt_level}") if enabled(cache) else None
     got = None if k is None else _read(k, SUPPORT_SUFFIX)
     if got is not None:
-        jit = load_cached(got[1], label, opt_level, llvm_ir=make_ir)
+        jit = load_linked(got[1], label, opt_level, make_ir)
         if jit is not None:
             return jit
     jit = compile_ir(make_ir(), opt_level=opt_level, cache=cache, name=label)
     if k is not None and jit.key is not None:
-        _write(k, b"", jit.key, SUPPORT_SUFFIX)
+        _write(k, b"", link_text(jit), SUPPORT_SUFFIX)
     return jit
