@@ -158,6 +158,13 @@ class NativeFunction:
 
     call_bound = __call__     # what Compiled.bind looks for
 
+    def fastcall(self, fallback):
+        """A builtin that runs the entry straight from CPython's call for the calls it
+        can check itself (all-scalar functions; see :mod:`.fastcall`), handing every
+        other call to ``fallback``; None when this function is not eligible."""
+        from .fastcall import make_fastcall
+        return make_fastcall(self, fallback)
+
     # -- inspection --------------------------------------------------------------------------
     def profile(self, top: int | None = 15, as_rows: bool = False):
         """Time per step since compile (or :meth:`reset_profile`), slowest first.
