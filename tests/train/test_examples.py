@@ -19,9 +19,10 @@ def example(name):
 
 
 def run(args, **kw):
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
-    return subprocess.run([sys.executable] + args, capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=120, **kw)
+    # the demo prints W̄ and ∘: UTF-8 both ways, whatever this process's locale says
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable] + args, capture_output=True, encoding="utf-8",
+                          cwd=ROOT, env=env, timeout=120, **kw)
 
 
 def test_xor_learns_all_four_cases():
