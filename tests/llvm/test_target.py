@@ -171,3 +171,60 @@ def test_cache_dir_location(monkeypatch, tmp_path):
     assert target.cache_dir() == str(tmp_path / "adjit")
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert target.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "adjit")
+
+
+# --- several module texts compiled in parallel and linked into one module -----------------
+CALLER = """
+declare i64 @add1(i64)
+define i64 @add2(i64 %x) {
+  %y = call i64 @add1(i64 %x)
+  %z = call i64 @add1(i64 %y)
+  ret i64 %z
+}
+"""
+
+
+def call_add2(jm, x):
+    return ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(jm.address("add2"))(x)
+
+
+def test_split_modules_link_into_one():
+    jm = target.compile_ir([CALLER, ADD1], cache=False)
+    assert call_add2(jm, 40) == 42 and call_add1(jm, 1) == 2
+    assert jm.timings["modules"] == 2 and jm.timings["cpu"] > 0
+    # llvm_ir holds both texts; asm and the optimized IR cover both modules
+    assert "@add2" in jm.llvm_ir and "@add1" in jm.llvm_ir
+    assert "add1" in jm.asm and "add2" in jm.asm
+    assert "define" in jm.llvm_ir_optimized and "add2" in jm.llvm_ir_optimized
+    with pytest.raises(RuntimeError):
+        target.compile_ir([CALLER, "define i64 @bad( {"], cache=False)
+
+
+def test_split_cache_entry_hits_and_loads(cache_dir):
+    jm1 = target.compile_ir([CALLER, ADD1])
+    assert jm1.cache_info == "miss: no entry"
+    (path,) = entries(cache_dir)
+    jm2 = target.compile_ir([CALLER, ADD1])
+    assert jm2.cache_info == f"hit {path}"
+    assert call_add2(jm2, 0) == 2 and jm2.llvm_ir_optimized == jm1.llvm_ir_optimized
+    jm3 = target.load_cached(jm1.key, llvm_ir=lambda: [CALLER, ADD1])
+    assert call_add2(jm3, 1) == 3 and jm3.llvm_ir == jm1.llvm_ir
+    # one text and the same text as a one-element list are the same entry
+    assert target.compile_ir(ADD1).key == target.compile_ir([ADD1]).key
+
+
+def test_object_pack_is_checked():
+    objs = [b"\x7fELF one", b"\x7fELF two two"]
+    packed = target._pack(objs)
+    assert target._unpack(packed) == objs
+    assert target._unpack(objs[0]) == [objs[0]]        # one object is stored as itself
+    assert target._unpack(packed[:-1]) is None
+    assert target._unpack(packed + b"x") is None
+    assert target._unpack(target._OBJS_MAGIC + b"\xff") is None
+
+
+def test_compile_threads(monkeypatch):
+    monkeypatch.setenv("ADJIT_COMPILE_THREADS", "3")
+    assert target.compile_threads() == 3
+    monkeypatch.delenv("ADJIT_COMPILE_THREADS")
+    assert target.compile_threads() >= 1

@@ -1,26 +1,38 @@
-"""Lower a planned Graph to one LLVM module with a single entry point.
+"""Lower a planned Graph to LLVM IR with a single entry point.
 
 ``void adjit_entry(i8** table, i64 batch)``: the table holds one pointer per buffer slot
 (see :mod:`.plan`).  With ``data_offset`` set, the slots of inputs and outputs hold the
 numpy array objects themselves and the entry reads each data pointer at that byte offset
 (numpy's ``PyArrayObject.data``, checked at import by :mod:`.runtime`), which saves the
-caller an address lookup per array per call.  Each step of the plan becomes one internal kernel function whose
-pointer parameters are ``noalias`` (the plan guarantees an output never overlaps what
-the kernel reads), called in order from the entry.
+caller an address lookup per array per call.  Each step of the plan becomes one kernel
+function whose pointer parameters are ``noalias`` (the plan guarantees an output never
+overlaps what the kernel reads), called in order from the entry.
+
+Compile time: steps that compute the same thing on the same types (W5's 16 equal layers)
+share one kernel, keyed by :func:`kernel_key` before any IR is built.  Every kernel is
+built in its own small ``ir.Module``; :meth:`Lowering.lower` returns the texts of a few
+LLVM modules (kernels balanced by size, the entry with the lightest) that
+:func:`.target.compile_ir` optimizes and compiles in parallel threads and links into one
+native entry.  Kernels are therefore external ``noinline`` functions called from the entry
+(a call costs nanoseconds; each kernel loops over whole tensors).
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 from llvmlite import ir
 
 from ...ir import Node
+from .irkit import balance, module_pieces, module_text
 from .library import declare_gemm
-from .loops import (REDUCE_FLAGS, broadcast_access, c64, contiguous, emit_nest, for_range,
-                    merge_dims, reduce_range, size_value, transpose_access)
+from .loops import (REDUCE_FLAGS, add, broadcast_access, c64, contiguous, emit_nest, for_range,
+                    merge_dims, mul, reduce_range, size_value, transpose_access)
 from .plan import ONE, ZERO, Plan, numel
 from .printer import LLVM_TYPES, element_fn, intrinsic
-from .parallel import emit_step
+from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
+from .target import compile_threads
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -38,6 +50,27 @@ def element_cost(node: Node) -> int:
     return 5 if node.op in TRANSCENDENTAL else 1
 
 
+SPLIT_MIN_CHARS = 20_000   # below this much kernel IR, one module (threads cost more)
+MAX_PARTS = 8              # more modules than this gain little (each costs ~4 ms)
+
+
+def kernel_key(plan: Plan, node: Node):
+    """What a step's kernel depends on: equal keys give the same kernel.
+
+    The kernel is a function of the op, its attributes (the fused expression included),
+    the output and operand types and, for a matmul, which operands are read transposed
+    (views).  None when an attribute cannot be hashed (the step gets its own kernel).
+    """
+    views = tuple(i.op == "transpose" and plan.storage[i.id].kind == "view"
+                  for i in node.inputs) if node.op == "matmul" else ()
+    key = (node.op, node.attrs, node.type, tuple(i.type for i in node.inputs), views)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _ty(dtype: str) -> ir.Type:
     if dtype in LLVM_TYPES:
         return LLVM_TYPES[dtype]
@@ -45,17 +78,57 @@ def _ty(dtype: str) -> ir.Type:
 
 
 class Lowering:
-    def __init__(self, plan: Plan, data_offset: int | None = None, profile: bool = False):
+    def __init__(self, plan: Plan, data_offset: int | None = None, profile: bool = False,
+                 parts: int | None = None):
+        """``parts``: most LLVM modules to split into (default: :func:`compile_threads`)."""
         self.plan = plan
         self.data_offset = data_offset
         self.profile = profile
-        self.module = ir.Module(name="adjit")
-        self.module.triple = ""   # set by the target when compiling
+        self.parts = min(compile_threads(), MAX_PARTS) if parts is None else max(1, parts)
+        self.entry_module = self.module = ir.Module(name="adjit")
         self._consts: dict[int, ir.GlobalVariable] = {}
+        self._kernels: dict = {}                   # kernel_key -> kernel function
+        self._kernel_modules: list[ir.Module] = []  # one per distinct kernel
         self._n = 0
+        self.timings: dict[str, float] = {}        # seconds: "build" (ir objects), "text"
+
+    @property
+    def n_kernels(self) -> int:
+        """Distinct kernels lowered (steps with equal :func:`kernel_key` share one)."""
+        return len(self._kernel_modules)
 
     # -- module -----------------------------------------------------------------------------
-    def lower(self) -> str:
+    def lower(self) -> list[str]:
+        """The LLVM IR texts to compile together (see the module docstring)."""
+        t0 = time.perf_counter()
+        self._lower_entry()
+        t1 = time.perf_counter()
+        texts = self._texts()
+        self.timings = {"build": t1 - t0, "text": time.perf_counter() - t1}
+        return texts
+
+    def _texts(self) -> list[str]:
+        """The kernels in groups of similar size (one group below SPLIT_MIN_CHARS), the
+        entry with the lightest group, the pool helpers with each group that calls them."""
+        memo: dict = {}
+        entry = module_pieces(self.entry_module, memo)
+        kernels = [module_pieces(m, memo) for m in self._kernel_modules]
+        sizes = [sum(len(t) for _, _, t in k) for k in kernels]
+        groups = balance(sizes, self.parts if sum(sizes) >= SPLIT_MIN_CHARS else 1) or [[]]
+        light = min(range(len(groups)), key=lambda g: sum(sizes[k] for k in groups[g]))
+        support = []
+        if any(uses_support(m) for m in self._kernel_modules):
+            emit_support(module := ir.Module(name="adjit_support"))
+            support = module_pieces(module, memo)
+        texts = []
+        for g, group in enumerate(groups):
+            calls = any(uses_support(self._kernel_modules[k]) for k in group)
+            texts.append(module_text(([entry] if g == light else [])
+                                     + ([support] if calls else [])
+                                     + [kernels[k] for k in group]))
+        return texts
+
+    def _lower_entry(self) -> None:
         fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64]),
                          name=ENTRY)
         table, batch = fn.args
@@ -78,7 +151,6 @@ class Lowering:
         for node, slot in self.plan.copies:
             self._copy(b, node, slot)
         b.ret_void()
-        return str(self.module)
 
     def pointer(self, b: ir.IRBuilder, node: Node) -> ir.Value:
         """Typed pointer to ``node``'s storage (views resolved)."""
@@ -98,7 +170,7 @@ class Lowering:
             T = _ty(node.dtype)
             data = [ir.Constant(T, int(v) if T in (I8, I32, I64) else float(v)) for v in arr] \
                 or [ir.Constant(T, 0)]
-            g = ir.GlobalVariable(self.module, ir.ArrayType(T, len(data)),
+            g = ir.GlobalVariable(self.entry_module, ir.ArrayType(T, len(data)),
                                   f"const{len(self._consts)}")   # ids vary; order does not
             g.initializer = ir.Constant(ir.ArrayType(T, len(data)), data)
             g.global_constant, g.linkage, g.align = True, "internal", 64
@@ -108,13 +180,17 @@ class Lowering:
     # -- one kernel per step ------------------------------------------------------------------
     def _new_kernel(self, node: Node, operands: list[Node], workspace: bool = False,
                     extra: tuple = (), suffix: str = ""):
-        """An internal function ``void k(T* out, T* in..., [i8* work,] i64 batch, extra...)``."""
+        """A function ``void k(T* out, T* in..., [i8* work,] i64 batch, extra...)``: internal
+        when ``suffix`` names a helper, else the step's kernel (external, noinline)."""
         types = [_ty(node.dtype).as_pointer()] + [_ty(o.dtype).as_pointer() for o in operands]
         types += [I8P] if workspace else []
         fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), types + [I64, *extra]),
                          name=f"k{self._n}_{node.op}{suffix}")
         self._n += 1
-        fn.linkage = "internal"
+        if suffix:
+            fn.linkage = "internal"
+        else:
+            fn.attributes.add("noinline")
         for a in fn.args[:len(types)]:
             a.add_attribute("noalias")
         return fn, ir.IRBuilder(fn.append_basic_block("entry"))
@@ -135,12 +211,29 @@ class Lowering:
         return self.pointer(b, o)
 
     def _kernel_for(self, node: Node):
+        """(the kernel as declared in the entry module, its operands) for one step."""
         op = node.op
-        if op == "matmul":
-            return self._matmul(node)
-        if op in ("sum", "max"):
-            return self._reduce(node)
-        return self._map(node)
+        key = kernel_key(self.plan, node)
+        fn = self._kernels.get(key) if key is not None else None
+        if fn is None:
+            self.module = ir.Module(name=f"adjit_k{len(self._kernel_modules)}")
+            try:
+                if op == "matmul":
+                    fn, _ = self._matmul(node)
+                elif op in ("sum", "max"):
+                    fn, _ = self._reduce(node)
+                else:
+                    fn, _ = self._map(node)
+            finally:
+                self._kernel_modules.append(self.module)
+                self.module = self.entry_module
+            if key is not None:
+                self._kernels[key] = fn
+        decl = self.module.globals.get(fn.name)
+        if decl is None:
+            decl = ir.Function(self.module, fn.function_type, name=fn.name)
+        operands = [node.inputs[0]] if op in ("sum", "max") else list(node.inputs)
+        return decl, operands
 
     # -- elementwise map ----------------------------------------------------------------------
     def _map(self, node: Node):
@@ -152,8 +245,8 @@ class Lowering:
         else:
             accesses = [broadcast_access(o.shape, out_shape) for o in operands]
         sizes, accs = merge_dims(out_shape, [contiguous(out_shape)] + accesses)
-        part, b = self._new_kernel(node, operands, extra=(I64, I64), suffix=".part")
-        out, ins, (batch, lo, hi) = part.args[0], part.args[1:-3], part.args[-3:]
+        part, b = self._new_kernel(node, operands, extra=(I64,), suffix=".part")
+        out, ins, (batch, rows) = part.args[0], part.args[1:-2], part.args[-2:]
         scalar = self._scalar_fn(node)
 
         def body(offsets, indices):
@@ -171,11 +264,11 @@ class Lowering:
         if op == "one_hot":   # the class index is the inner loop's index: keep 2 dims
             last = numel(out_shape[-1:])
             sizes, accs = [numel(out_shape[:-1]), last], [[last, ONE], [ONE, ZERO]]
-        emit_nest(b, sizes, accs, batch, body, outer=(lo, hi))
+        emit_nest(b, sizes, accs, batch, body, outer=(c64(0), rows))
         b.ret_void()
         fn, b = self._new_kernel(node, operands)
         emit_step(self.module, b, fn, part, sizes[0] if sizes else ONE, numel(out_shape),
-                  element_cost(node))
+                  element_cost(node), [a[0] for a in accs] if sizes else [ZERO] * len(accs))
         return fn, operands
 
     def _scalar_fn(self, node: Node):
@@ -199,8 +292,13 @@ class Lowering:
         fn, b = self._new_kernel(node, [x])
         out, xin, batch = fn.args
         init = ir.Constant(T, float("-inf") if is_max else 0.0)
-        with for_range(b, size_value(b, numel(node.shape), batch), "init") as i:
-            b.store(init, b.gep(out, [i]))
+        # Reduced dims all innermost (merged into the last): each output element is one
+        # register reduction, started at ``init``; otherwise the output is set first.
+        reduced_inner = bool(sizes) and oacc[-1] == ZERO
+        once = reduced_inner and all(a != ZERO for a in oacc[:-1])
+        if not once:
+            with for_range(b, size_value(b, numel(node.shape), batch), "init") as i:
+                b.store(init, b.gep(out, [i]))
 
         def combine(b, acc, v):
             if is_max:
@@ -215,11 +313,10 @@ class Lowering:
             # innermost dim reduced: keep the accumulator in a register (a vectorizable
             # reduction thanks to the reassoc flag)
             p = b.gep(out, [offsets[0]])
-            acc = reduce_range(b, n, b.load(p), lambda i, acc: combine(
-                b, acc, b.load(b.gep(xin, [b.add(offsets[1], b.mul(i, strides[1]))]))))
+            acc = reduce_range(b, n, init if once else b.load(p), lambda i, acc: combine(
+                b, acc, b.load(b.gep(xin, [add(b, offsets[1], mul(b, i, strides[1]))]))))
             b.store(acc, p)
 
-        reduced_inner = bool(sizes) and oacc[-1] == ZERO
         emit_nest(b, sizes, [oacc, xacc], batch, body, inner=inner if reduced_inner else None)
         b.ret_void()
         return fn, [x]

@@ -71,3 +71,48 @@ def declare(module, name, fnty):
     """Declare an external/intrinsic function once per module."""
     g = module.globals.get(name)
     return g if g is not None else ir.Function(module, fnty, name=name)
+
+
+# --- several llvmlite.ir modules as the texts of fewer LLVM modules -------------------------
+# A compiled function is lowered into many small ir.Modules (the entry, one per kernel) and
+# compiled as a few LLVM modules in parallel (see codegen.Lowering.lower).  Printing with
+# llvmlite.ir is slow, so every global is printed once, and globals that several small
+# modules share by name (math functions, intrinsic and runtime declarations) once per
+# lowering: equal names always stand for equal text there.
+
+def module_pieces(module: ir.Module, memo: dict) -> list[tuple[str, bool, str]]:
+    """``(name, is_definition, text)`` for each global of ``module``, texts memoized in
+    ``memo`` by (name, is_definition)."""
+    out = []
+    for name, gv in module.globals.items():
+        defn = not (isinstance(gv, ir.Function) and gv.is_declaration)
+        text = memo.get((name, defn))
+        if text is None:
+            text = memo[(name, defn)] = str(gv)
+        out.append((name, defn, text))
+    return out
+
+
+def module_text(pieces: list[list[tuple[str, bool, str]]], name: str = "adjit") -> str:
+    """One module's text from the pieces of several: each name once, and a definition
+    replaces a declaration of the same name (the entry declares the kernels it calls)."""
+    chosen: dict[str, tuple[bool, str]] = {}
+    for group in pieces:
+        for gname, defn, text in group:
+            have = chosen.get(gname)
+            if have is None or (defn and not have[0]):
+                chosen[gname] = (defn, text)
+    head = [f'; ModuleID = "{name}"', 'target triple = ""', 'target datalayout = ""', ""]
+    return "\n".join(head + [text for _, text in chosen.values()]) + "\n"
+
+
+def balance(sizes: list[int], n: int) -> list[list[int]]:
+    """Indices of ``sizes`` in ``n`` groups of similar total (largest first, each to the
+    lightest group); groups keep the original order and none is empty."""
+    groups: list[list[int]] = [[] for _ in range(min(n, len(sizes)))]
+    load = [0] * len(groups)
+    for k in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
+        g = load.index(min(load))
+        groups[g].append(k)
+        load[g] += sizes[k]
+    return [sorted(g) for g in groups]

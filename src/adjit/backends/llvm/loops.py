@@ -20,8 +20,31 @@ def size_value(b: ir.IRBuilder, s: Size, batch: ir.Value) -> ir.Value:
     """The i64 value of a symbolic size."""
     v = c64(s.static)
     for _ in range(s.power):
-        v = b.mul(v, batch, flags=["nsw"])
+        v = mul(b, v, batch)
     return v
+
+
+def _const(v, k) -> bool:
+    return isinstance(v, ir.Constant) and v.constant == k
+
+
+def mul(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """``x * y`` (nsw), without an instruction when either is the constant 0 or 1: fewer
+    instructions to build, print, parse and fold (compile time)."""
+    if _const(x, 1) or _const(y, 0):
+        return y
+    if _const(y, 1) or _const(x, 0):
+        return x
+    return b.mul(x, y, flags=["nsw"])
+
+
+def add(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """``x + y`` (nsw), without an instruction when either is the constant 0."""
+    if _const(x, 0):
+        return y
+    if _const(y, 0):
+        return x
+    return b.add(x, y, flags=["nsw"])
 
 
 def for_range(b: ir.IRBuilder, n: ir.Value, name: str = "i"):
@@ -85,8 +108,7 @@ def emit_nest(b: ir.IRBuilder, sizes: list[Size], accesses: list[list[Size]], ba
         rng = loop(b, outer[0], outer[1], 1, "d0") if outer is not None and k == 0 else \
             for_range(b, counts[k], f"d{k}")
         with rng as i:
-            offs = [b.add(o, b.mul(i, st[k], flags=["nsw"]), flags=["nsw"])
-                    for o, st in zip(offsets, strides)]
+            offs = [add(b, o, mul(b, i, st[k])) for o, st in zip(offsets, strides)]
             level(k + 1, offs, indices + [i])
 
     level(0, [c64(0)] * len(accesses), [])
@@ -96,8 +118,8 @@ def contiguous(shape) -> list[Size]:
     return row_major_strides(shape)
 
 
-__all__ = ["for_range", "size_value", "broadcast_access", "transpose_access", "merge_dims",
-           "emit_nest", "contiguous", "c64", "REDUCE_FLAGS", "ONE"]
+__all__ = ["for_range", "size_value", "mul", "add", "broadcast_access", "transpose_access",
+           "merge_dims", "emit_nest", "contiguous", "c64", "REDUCE_FLAGS", "ONE"]
 
 
 def reduce_range(b: ir.IRBuilder, n: ir.Value, start: ir.Value, step) -> ir.Value:

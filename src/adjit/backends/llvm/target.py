@@ -6,15 +6,16 @@ Everything else in adjit builds IR text with ``llvmlite.ir`` and hands it to
 the legacy pass manager), so keeping it behind this module confines future drift to one
 file.
 
-Pipeline of :func:`compile_ir`::
+Pipeline of :func:`compile_ir`, for each of the module texts it is given (several are
+compiled at once on worker threads, each in its own LLVMContext)::
 
     IR text --parse+verify--> module --new PM (O<n>, loop+SLP vectorize)--> optimized module
-            --MCJIT (host CPU, host features)--> machine code --> JitModule.address(sym)
+            --codegen (host CPU, host features)--> object code
+    object code of every text --MCJIT add_object_file, linked--> JitModule.address(sym)
 
-Disk cache: the object code MCJIT produced (captured through its object-cache hook, so it is
-exactly what runs) is stored with the optimized IR in one file per key.  A later compile of
-the same IR on the same host loads the object into a fresh MCJIT engine with
-``add_object_file`` - no parsing, no optimization, no codegen.
+Disk cache: that object code (several objects packed into one payload) is stored with the
+optimized IR in one file per key.  A later compile of the same IR on the same host loads
+it into a fresh MCJIT engine - no parsing, no optimization, no codegen.
 
 Invariants:
   * A cache entry is only ever loaded after its length fields and the sha256 of its object
@@ -24,7 +25,8 @@ Invariants:
   * The cache directory must be owned by the current user and not group/world writable
     (anyone who can write an object file there could run code in our process); otherwise
     the cache is not used and ``cache_info`` says why.
-  * All LLVM work is serialized by one lock: llvmlite's global context is not thread-safe.
+  * LLVM's global context is not thread-safe: all work on it (engines, symbols, asm) is
+    serialized by ``_lock``.  Only a compile's private contexts are used without it.
 
 Example::
 
@@ -38,25 +40,48 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
+import itertools
 import os
+import struct
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
 
 import llvmlite
 import llvmlite.binding as llvm
+from llvmlite.binding import ffi
+from llvmlite.binding.module import ModuleRef
 
 from .diskcache import ENTRY_SUFFIX, cache_dir, read_entry, usable_cache_dir, write_entry
 
-__all__ = ["JitModule", "compile_ir", "add_symbol", "load_library", "host_info",
-           "vector_width_bytes", "cache_dir", "NVPTX_TRIPLE", "nvptx_available", "emit_ptx"]
+__all__ = ["JitModule", "compile_ir", "load_cached", "compile_threads", "add_symbol",
+           "load_library", "host_info", "vector_width_bytes", "cache_dir", "NVPTX_TRIPLE",
+           "nvptx_available", "emit_ptx"]
 
 # Bump when the entry layout or anything else that changes generated code (but is not
 # part of the key) changes.
 _FORMAT_VERSION = 1
 
-_lock = threading.RLock()        # serializes every call into LLVM
+_lock = threading.RLock()        # serializes every use of LLVM's global context
 _initialized = False
+_PART_SEP = "\n; ---- adjit: next module ----\n"   # between the texts of a split compile
+_OBJS_MAGIC = b"ADJITOBJS\n"                          # several objects in one cache entry
+
+
+def compile_threads() -> int:
+    """How many modules to compile at once: the CPUs this process may run on
+    ($ADJIT_COMPILE_THREADS overrides it; 1 compiles everything on the calling thread)."""
+    env = os.environ.get("ADJIT_COMPILE_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _ensure_init() -> None:
@@ -142,14 +167,18 @@ class JitModule:
         self.llvm_ir_optimized = llvm_ir_optimized
         self.opt_level = opt_level
         self.cache_info = cache_info
+        self.timings: dict = {}        # seconds per stage of a compile (empty for a hit)
         self._asm = None
 
     @property
     def llvm_ir(self) -> str:
-        """The IR text given to compile_ir (remade on first access for a module loaded by
-        :func:`load_cached` with ``llvm_ir=`` a function)."""
+        """The IR text given to compile_ir, its modules joined by a comment line (remade on
+        first access for a module loaded by :func:`load_cached` with ``llvm_ir=`` a
+        function)."""
         if callable(self._llvm_ir):
             self._llvm_ir = self._llvm_ir()
+        if isinstance(self._llvm_ir, (list, tuple)):
+            self._llvm_ir = _PART_SEP.join(self._llvm_ir)
         return self._llvm_ir
 
     def address(self, symbol: str) -> int:
@@ -167,8 +196,9 @@ class JitModule:
         """Assembly text for the optimized IR (codegen only, no re-optimization)."""
         if self._asm is None:
             with _lock:
-                mod = llvm.parse_assembly(self.llvm_ir_optimized)
-                self._asm = _target_machine(self.opt_level).emit_assembly(mod)
+                self._asm = _PART_SEP.join(
+                    _target_machine(self.opt_level).emit_assembly(llvm.parse_assembly(part))
+                    for part in self.llvm_ir_optimized.split(_PART_SEP))
         return self._asm
 
     def __repr__(self):
@@ -186,56 +216,132 @@ def _cache_key(ir_text: str, opt_level: int) -> str:
     return h.hexdigest()
 
 
-def _empty_module():
-    mod = llvm.parse_assembly("")
-    mod.triple = host_info()["triple"]
-    return mod
+def _pack(objs: list[bytes]) -> bytes:
+    """One object as itself; several as OBJS_MAGIC, count, lengths, then the objects."""
+    if len(objs) == 1:
+        return objs[0]
+    return _OBJS_MAGIC + struct.pack(f"<I{len(objs)}Q", len(objs), *map(len, objs)) + b"".join(objs)
 
 
-def _load_object(obj: bytes):
-    """A fresh MCJIT engine holding only the given object code."""
-    engine = llvm.create_mcjit_compiler(_empty_module(), _target_machine(0))
-    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+def _unpack(blob: bytes) -> list[bytes] | None:
+    """The objects of :func:`_pack`'s payload, or None when it is inconsistent."""
+    if not blob.startswith(_OBJS_MAGIC):
+        return [blob]
+    try:
+        (n,) = struct.unpack_from("<I", blob, len(_OBJS_MAGIC))
+        lens = struct.unpack_from(f"<{n}Q", blob, len(_OBJS_MAGIC) + 4)
+    except struct.error:
+        return None
+    ends = list(itertools.accumulate(lens, initial=len(_OBJS_MAGIC) + 4 + 8 * n))
+    return [blob[a:b] for a, b in zip(ends, ends[1:])] if n and ends[-1] == len(blob) else None
+
+
+def _load_objects(objs: list[bytes]):
+    """A fresh MCJIT engine holding the given object code, linked together (each
+    object's undefined symbols resolve to the others', then to the process's)."""
+    empty = llvm.parse_assembly("")
+    empty.triple = host_info()["triple"]
+    engine = llvm.create_mcjit_compiler(empty, _target_machine(0))
+    for obj in objs:
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     return engine
 
 
-def _compile(ir_text: str, opt_level: int, name: str):
-    """Parse, verify, optimize and JIT; return (engine, optimized IR, object bytes)."""
-    mod = llvm.parse_assembly(ir_text)
+def _raw(name: str):
+    """llvmlite's C function ``name`` without llvmlite's process-wide lock.
+
+    Used only on a module in a private LLVMContext with its own target machine and pass
+    builder (LLVM allows concurrent work on distinct contexts, as in ThinLTO's backend
+    threads), so the parts of a split compile parse, optimize and codegen at the same
+    time: ctypes releases the GIL during the call.  If llvmlite's internals change, the
+    locked function is used: serial, still correct.
+    """
+    fn = getattr(ffi.lib, name)
+    return getattr(fn, "_cfn", fn)
+
+
+def _compile_part(text: str, opt_level: int, name: str) -> tuple[bytes, str, dict]:
+    """Parse, verify, optimize and codegen one module in its own LLVMContext; return
+    (object code, optimized IR, seconds per stage).  Raises RuntimeError on invalid IR."""
+    t0, cpu = time.perf_counter(), time.thread_time()
+    ctx = llvm.create_context()
+    with ffi.OutputString() as err:
+        mod = ModuleRef(_raw("LLVMPY_ParseAssembly")(ctx, ctypes.c_char_p(text.encode()), err),
+                        ctx)
+        if err:
+            mod.close()
+            raise RuntimeError(f"LLVM IR parsing error\n{err}")
     mod.name = name
-    mod.verify()
-    tm_opt = _target_machine(opt_level)
+    with ffi.OutputString() as err:
+        if _raw("LLVMPY_VerifyModule")(mod, err):
+            raise RuntimeError(str(err))
+    tm = _target_machine(opt_level)
     # The optimizer's cost models (vectorizer widths, inlining) need the real triple and
     # data layout; IR from llvmlite.ir usually carries none.
-    mod.triple = tm_opt.triple
-    mod.data_layout = str(tm_opt.target_data)
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    t1 = time.perf_counter()
     if opt_level > 0:
         pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
         pto.loop_vectorization = True
         pto.slp_vectorization = True
         pto.loop_unrolling = True
-        pb = llvm.create_pass_builder(tm_opt, pto)
-        pb.getModulePassManager().run(mod, pb)
-    opt_ir = str(mod)
-    objects = []
-    engine = llvm.create_mcjit_compiler(mod, _target_machine(opt_level))
-    # MCJIT hands us the object it generated; that exact object is what gets cached.
-    engine.set_object_cache(notify_func=lambda _m, buf: objects.append(bytes(buf)))
-    engine.finalize_object()
-    return engine, opt_ir, (objects[0] if objects else None)
+        pb = llvm.create_pass_builder(tm, pto)
+        _raw("LLVMPY_RunNewModulePassManager")(pb.getModulePassManager(), mod, pb)
+    t2 = time.perf_counter()
+    with ffi.OutputString() as out:
+        _raw("LLVMPY_PrintModuleToString")(mod, out)
+        opt_ir = str(out)
+    with ffi.OutputString() as err:
+        buf = _raw("LLVMPY_TargetMachineEmitToMemory")(tm, mod, 1, err)
+        if not buf:
+            raise RuntimeError(str(err))
+    try:
+        obj = ctypes.string_at(ffi.lib.LLVMPY_GetBufferStart(buf),
+                               ffi.lib.LLVMPY_GetBufferSize(buf))
+    finally:
+        ffi.lib.LLVMPY_DisposeMemoryBuffer(buf)
+    return obj, opt_ir, {"parse": t1 - t0, "optimize": t2 - t1,
+                         "codegen": time.perf_counter() - t2, "cpu": time.thread_time() - cpu}
 
 
-def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
+def _compile(texts: list[str], opt_level: int, name: str):
+    """Compile every text (the extra ones on worker threads) and link the objects into one
+    engine; return (engine, optimized IR, object payload, timings)."""
+    t0 = time.perf_counter()
+    host_info()                      # initialized before any worker starts
+    if len(texts) == 1:
+        results = [_compile_part(texts[0], opt_level, name)]
+    else:
+        with ThreadPoolExecutor(min(len(texts), compile_threads()) - 1 or 1) as pool:
+            rest = [pool.submit(_compile_part, t, opt_level, name) for t in texts[1:]]
+            first = _compile_part(texts[0], opt_level, name)
+            results = [first] + [f.result() for f in rest]
+    objs = [r[0] for r in results]
+    engine = _load_objects(objs)
+    timings = {k: sum(r[2][k] for r in results) for k in ("parse", "optimize", "codegen", "cpu")}
+    timings.update(modules=len(texts), wall=time.perf_counter() - t0)
+    return engine, _PART_SEP.join(r[1] for r in results), _pack(objs), timings
+
+
+def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool | None = None,
                name: str = "adjit") -> JitModule:
     """Compile LLVM IR text for the host and return a :class:`JitModule`.
 
-    ``opt_level`` 0..3 selects the new-pass-manager pipeline (loop and SLP vectorization
-    on) and the codegen level.  ``cache``: None follows the environment (on unless
-    ``ADJIT_CACHE=0``), True/False force it on/off.  Raises RuntimeError on invalid IR.
+    ``ir_text`` may be a list of module texts: they are compiled in parallel threads and
+    linked into one module (a function may call one defined in another text; names must
+    be unique across them).  ``opt_level`` 0..3 selects the new-pass-manager pipeline
+    (loop and SLP vectorization on) and the codegen level.  ``cache``: None follows the
+    environment (on unless ``ADJIT_CACHE=0``), True/False force it on/off.  Raises
+    RuntimeError on invalid IR.
     """
     if not 0 <= opt_level <= 3:
         raise ValueError(f"opt_level must be 0..3, got {opt_level}")
+    texts = [ir_text] if isinstance(ir_text, str) else list(ir_text)
+    if not texts:
+        raise ValueError("compile_ir: no IR text given")
+    joined = _PART_SEP.join(texts)      # what the key covers and llvm_ir shows
     _ensure_init()
     if cache is False:
         use, info = False, "miss: disabled by argument cache=False"
@@ -250,29 +356,31 @@ def compile_ir(ir_text: str, *, opt_level: int = 3, cache: bool | None = None,
             if d is None:
                 use, info = False, f"miss: {why}"
             else:
-                key = _cache_key(ir_text, opt_level)
+                key = _cache_key(joined, opt_level)
                 path = os.path.join(d, key + ENTRY_SUFFIX)
         if use and os.path.exists(path):
             try:
                 got = read_entry(path, key)
             except OSError as e:
                 got = f"unreadable: {e.strerror}"
-            if isinstance(got, tuple):
-                engine = _load_object(got[0])
-                return JitModule(engine, name, ir_text, got[1], opt_level, f"hit {path}", key)
-            info = f"miss: entry corrupt ({got})"
+            objs = _unpack(got[0]) if isinstance(got, tuple) else None
+            if objs is not None:
+                return JitModule(_load_objects(objs), name, joined, got[1], opt_level,
+                                 f"hit {path}", key)
+            info = f"miss: entry corrupt ({got if isinstance(got, str) else 'bad object pack'})"
             try:
                 os.unlink(path)
             except OSError:
                 pass
-        engine, opt_ir, obj = _compile(ir_text, opt_level, name)
-        if use and obj is not None:
+        engine, opt_ir, obj, timings = _compile(texts, opt_level, name)
+        if use:
             try:
                 write_entry(path, key, obj, opt_ir)
             except OSError as e:
                 info += f" (not stored: {e.strerror})"
-        return JitModule(engine, name, ir_text, opt_ir, opt_level, info,
-                         key if use and obj is not None else None)
+        jm = JitModule(engine, name, joined, opt_ir, opt_level, info, key if use else None)
+        jm.timings = timings
+        return jm
 
 
 def load_cached(key: str, name: str = "adjit", opt_level: int = 2,
@@ -292,9 +400,10 @@ def load_cached(key: str, name: str = "adjit", opt_level: int = 2,
             got = read_entry(path, key)
         except OSError:
             return None
-        if not isinstance(got, tuple):
+        objs = _unpack(got[0]) if isinstance(got, tuple) else None
+        if objs is None:
             return None
-        return JitModule(_load_object(got[0]), name, llvm_ir, got[1], opt_level,
+        return JitModule(_load_objects(objs), name, llvm_ir, got[1], opt_level,
                          f"hit {path}", key)
 
 
