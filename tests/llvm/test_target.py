@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from adjit.backends.llvm import target
+from adjit.backends.llvm import diskcache, target
 
 ADD1 = """
 define i64 @add1(i64 %x) {
@@ -215,12 +215,12 @@ def test_split_cache_entry_hits_and_loads(cache_dir):
 
 def test_object_pack_is_checked():
     objs = [b"\x7fELF one", b"\x7fELF two two"]
-    packed = target._pack(objs)
-    assert target._unpack(packed) == objs
-    assert target._unpack(objs[0]) == [objs[0]]        # one object is stored as itself
-    assert target._unpack(packed[:-1]) is None
-    assert target._unpack(packed + b"x") is None
-    assert target._unpack(target._OBJS_MAGIC + b"\xff") is None
+    packed = diskcache.pack_objects(objs)
+    assert diskcache.unpack_objects(packed) == objs
+    assert diskcache.unpack_objects(objs[0]) == [objs[0]]   # one object is stored as itself
+    assert diskcache.unpack_objects(packed[:-1]) is None
+    assert diskcache.unpack_objects(packed + b"x") is None
+    assert diskcache.unpack_objects(diskcache._OBJS_MAGIC + b"\xff") is None
 
 
 def test_compile_threads(monkeypatch):

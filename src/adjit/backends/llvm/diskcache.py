@@ -10,8 +10,10 @@ it or others may write to it.  :mod:`.target` computes the key and decides hit o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import struct
 import tempfile
 
 MAGIC = b"ADJITOBJ1\n"
@@ -89,3 +91,27 @@ def write_entry(path: str, key: str, obj: bytes, opt_ir: str) -> None:
         except OSError:
             pass
         raise
+
+
+# several object files in one entry (a compile split over threads; see target)
+_OBJS_MAGIC = b"ADJITOBJS\n"
+
+
+def pack_objects(objs: list[bytes]) -> bytes:
+    """One object as itself; several as _OBJS_MAGIC, count, lengths, then the objects."""
+    if len(objs) == 1:
+        return objs[0]
+    return _OBJS_MAGIC + struct.pack(f"<I{len(objs)}Q", len(objs), *map(len, objs)) + b"".join(objs)
+
+
+def unpack_objects(blob: bytes) -> list[bytes] | None:
+    """The objects of :func:`pack_objects`'s payload, or None when it is inconsistent."""
+    if not blob.startswith(_OBJS_MAGIC):
+        return [blob]
+    try:
+        (n,) = struct.unpack_from("<I", blob, len(_OBJS_MAGIC))
+        lens = struct.unpack_from(f"<{n}Q", blob, len(_OBJS_MAGIC) + 4)
+    except struct.error:
+        return None
+    ends = list(itertools.accumulate(lens, initial=len(_OBJS_MAGIC) + 4 + 8 * n))
+    return [blob[a:b] for a, b in zip(ends, ends[1:])] if n and ends[-1] == len(blob) else None

@@ -43,9 +43,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import itertools
 import os
-import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +54,8 @@ import llvmlite.binding as llvm
 from llvmlite.binding import ffi
 from llvmlite.binding.module import ModuleRef
 
-from .diskcache import ENTRY_SUFFIX, cache_dir, read_entry, usable_cache_dir, write_entry
+from ..diskcache import (ENTRY_SUFFIX, cache_dir, pack_objects, read_entry, unpack_objects,
+                         usable_cache_dir, write_entry)
 
 __all__ = ["JitModule", "compile_ir", "load_cached", "compile_threads", "add_symbol",
            "load_library", "host_info", "vector_width_bytes", "cache_dir", "NVPTX_TRIPLE",
@@ -69,7 +68,6 @@ _FORMAT_VERSION = 1
 _lock = threading.RLock()        # serializes every use of LLVM's global context
 _initialized = False
 _PART_SEP = "\n; ---- adjit: next module ----\n"   # between the texts of a split compile
-_OBJS_MAGIC = b"ADJITOBJS\n"                          # several objects in one cache entry
 
 
 def compile_threads() -> int:
@@ -216,26 +214,6 @@ def _cache_key(ir_text: str, opt_level: int) -> str:
     return h.hexdigest()
 
 
-def _pack(objs: list[bytes]) -> bytes:
-    """One object as itself; several as OBJS_MAGIC, count, lengths, then the objects."""
-    if len(objs) == 1:
-        return objs[0]
-    return _OBJS_MAGIC + struct.pack(f"<I{len(objs)}Q", len(objs), *map(len, objs)) + b"".join(objs)
-
-
-def _unpack(blob: bytes) -> list[bytes] | None:
-    """The objects of :func:`_pack`'s payload, or None when it is inconsistent."""
-    if not blob.startswith(_OBJS_MAGIC):
-        return [blob]
-    try:
-        (n,) = struct.unpack_from("<I", blob, len(_OBJS_MAGIC))
-        lens = struct.unpack_from(f"<{n}Q", blob, len(_OBJS_MAGIC) + 4)
-    except struct.error:
-        return None
-    ends = list(itertools.accumulate(lens, initial=len(_OBJS_MAGIC) + 4 + 8 * n))
-    return [blob[a:b] for a, b in zip(ends, ends[1:])] if n and ends[-1] == len(blob) else None
-
-
 def _load_objects(objs: list[bytes]):
     """A fresh MCJIT engine holding the given object code, linked together (each
     object's undefined symbols resolve to the others', then to the process's)."""
@@ -322,7 +300,7 @@ def _compile(texts: list[str], opt_level: int, name: str):
     engine = _load_objects(objs)
     timings = {k: sum(r[2][k] for r in results) for k in ("parse", "optimize", "codegen", "cpu")}
     timings.update(modules=len(texts), wall=time.perf_counter() - t0)
-    return engine, _PART_SEP.join(r[1] for r in results), _pack(objs), timings
+    return engine, _PART_SEP.join(r[1] for r in results), pack_objects(objs), timings
 
 
 def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool | None = None,
@@ -363,7 +341,7 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
                 got = read_entry(path, key)
             except OSError as e:
                 got = f"unreadable: {e.strerror}"
-            objs = _unpack(got[0]) if isinstance(got, tuple) else None
+            objs = unpack_objects(got[0]) if isinstance(got, tuple) else None
             if objs is not None:
                 return JitModule(_load_objects(objs), name, joined, got[1], opt_level,
                                  f"hit {path}", key)
@@ -400,72 +378,12 @@ def load_cached(key: str, name: str = "adjit", opt_level: int = 2,
             got = read_entry(path, key)
         except OSError:
             return None
-        objs = _unpack(got[0]) if isinstance(got, tuple) else None
+        objs = unpack_objects(got[0]) if isinstance(got, tuple) else None
         if objs is None:
             return None
         return JitModule(_load_objects(objs), name, llvm_ir, got[1], opt_level,
                          f"hit {path}", key)
 
 
-# --- NVPTX (used by adjit.backends.ptx) -------------------------------------------------------
-# LLVM's NVPTX backend exits the whole process (no exception) when asked to lower a call it has
-# no instruction or libcall for (llvm.exp, llvm.log, f64 exp2/tanh, ...).  emit_ptx therefore
-# hands the declared functions to the caller's ``check`` before optimization and again after it
-# (the optimizer may introduce intrinsics), and only then runs codegen.
-
-NVPTX_TRIPLE = "nvptx64-nvidia-cuda"
-_nvptx_initialized = False
-
-
-def _ensure_nvptx() -> None:
-    global _nvptx_initialized
-    _ensure_init()
-    with _lock:
-        if not _nvptx_initialized:
-            llvm.initialize_all_targets()
-            llvm.initialize_all_asmprinters()
-            _nvptx_initialized = True
-
-
-def nvptx_available() -> bool:
-    """Whether this llvmlite's LLVM was built with the NVPTX target."""
-    _ensure_nvptx()
-    try:
-        llvm.Target.from_triple(NVPTX_TRIPLE)
-    except RuntimeError:
-        return False
-    return True
-
-
-def emit_ptx(ir_text: str, *, arch: str = "sm_80", opt_level: int = 3,
-             check=None) -> tuple[str, str]:
-    """Optimize LLVM IR for NVPTX and return ``(optimized IR, PTX text)`` for GPU ``arch``.
-
-    ``check(names)`` receives the names of the functions the module declares (not defines),
-    before and after optimization; it must raise to refuse the module, since codegen of a
-    call the target cannot lower would end the process.  Raises RuntimeError for invalid IR
-    or when LLVM has no NVPTX target.
-    """
-    if not 0 <= opt_level <= 3:
-        raise ValueError(f"opt_level must be 0..3, got {opt_level}")
-    if not nvptx_available():
-        raise RuntimeError("this llvmlite was built without the NVPTX target")
-
-    def declared(mod):
-        return sorted(f.name for f in mod.functions if f.is_declaration)
-
-    with _lock:
-        mod = llvm.parse_assembly(ir_text)
-        mod.verify()
-        if check is not None:
-            check(declared(mod))
-        tm = llvm.Target.from_triple(NVPTX_TRIPLE).create_target_machine(cpu=arch, opt=opt_level)
-        mod.triple = NVPTX_TRIPLE
-        mod.data_layout = str(tm.target_data)
-        if opt_level > 0:
-            pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
-            pb = llvm.create_pass_builder(tm, pto)
-            pb.getModulePassManager().run(mod, pb)
-        if check is not None:
-            check(declared(mod))
-        return str(mod), tm.emit_assembly(mod)
+# the NVPTX half of this package (imported last: it uses _lock and _ensure_init)
+from .nvptx import NVPTX_TRIPLE, emit_ptx, nvptx_available  # noqa: E402
