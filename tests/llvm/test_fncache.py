@@ -188,3 +188,17 @@ def test_fingerprint_and_records():
     assert fingerprint(back) == fingerprint(ga)
     assert [n.op for n in back.nodes] == [n.op for n in ga.nodes]
     assert min(n.id for n in back.nodes) > max(n.id for n in gb.nodes)   # fresh ids
+
+
+def test_how_the_table_holds_arrays_is_part_of_the_key(cache_dir):
+    """An entry compiled to read array objects from its table must never serve a process
+    that puts plain addresses there (ADJIT_ARRAY_OBJECTS=0), and the other way round."""
+    def child(flag):
+        env = {**os.environ, "ADJIT_CACHE_DIR": str(cache_dir), "ADJIT_ARRAY_OBJECTS": flag}
+        p = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+                           text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return json.loads(p.stdout)
+    first, other, again = child("1"), child("0"), child("1")
+    assert (first["cached"], other["cached"], again["cached"]) == (False, False, True)
+    assert {**other, "cached": True} == again == {**first, "cached": True}

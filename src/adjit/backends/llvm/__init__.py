@@ -39,8 +39,10 @@ def _key(traced: Graph, opt_level: int = 2, cache: bool | None = None,
     :func:`build`, so unknown options fail the same way.)"""
     if not fncache.enabled(cache):
         return None
+    # DATA_OFFSET decides how the entry reads its table (array objects or addresses)
     return fncache.key(traced, {"opt_level": opt_level, "profile": bool(profile),
-                                "updates": sorted((updates or {}).items())})
+                                "updates": sorted((updates or {}).items()),
+                                "data_offset": DATA_OFFSET})
 
 
 def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | None:

@@ -161,7 +161,8 @@ def load_linked(text: str, name: str, opt_level: int, llvm_ir):
 def compile_once(label: str, make_ir, opt_level: int, cache: bool | None = None):
     """Compile IR that depends only on adjit's source and the host (the GEMM library, the
     thread pool): a later process finds the object code by ``label`` without emitting the
-    IR again (``make_ir()`` runs only on a miss, or when someone reads ``llvm_ir``)."""
+    IR again (``make_ir()`` runs only on a miss, or when someone reads ``llvm_ir``).  The
+    label must name every setting the IR depends on beyond the source (e.g. pinning)."""
     k = _digest("support", label, f"O{opt_level}") if enabled(cache) else None
     got = None if k is None else _read(k, SUPPORT_SUFFIX)
     if got is not None:

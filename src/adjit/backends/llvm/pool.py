@@ -93,7 +93,7 @@ def ensure_pool():
         return str(module)
     with _lock:
         if _pool is None:
-            jit = compile_once("adjit_pool", make_ir, opt_level=2)
+            jit = compile_once(f"adjit_pool_pin{int(PIN)}", make_ir, opt_level=2)
             for name in (OFFLOAD, WAIT):
                 add_symbol(name, jit.address(name))
             _pool = jit     # kept for the life of the process: the worker runs this code
