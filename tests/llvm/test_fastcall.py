@@ -425,19 +425,31 @@ def _big_arena_model():
 
 
 @pytest.mark.parametrize("build,options", [
-    (_batch_model, {}), (_matmul_model, {}), (_vector_param_model, {}),
-    (_vector_output_model, {}), (_big_arena_model, {}),
     (lambda: (single_output(), dict(a=1.0)), {"check_nans": True}),
     (lambda: (single_output(), dict(a=1.0)), {"profile": True}),
     (lambda: (single_output(), dict(a=1.0)), {"backend": "interp"}),
-], ids=["batch", "matmul", "vector_param", "vector_output", "big_arena", "check_nans",
-        "profile", "interp"])
+], ids=["check_nans", "profile", "interp"])
 def test_ineligible_functions_keep_the_python_path(build, options):
     out, kw = build()
     f = aj.compile(out, **options)
     assert not has_fastcall(f)
     want = aj.compile(out, backend="interp")(**kw)
     np.testing.assert_allclose(f(**kw), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("build", [_batch_model, _matmul_model, _vector_param_model,
+                                   _vector_output_model, _big_arena_model],
+                         ids=["batch", "matmul", "vector_param", "vector_output", "big_arena"])
+def test_array_functions_take_the_primed_route(build):
+    """Not all-scalar (or too big for the stack): the primed-state route
+    (test_fastcall_arrays.py), with the same results as the Python path."""
+    from adjit.backends.llvm import fastcall
+    out, kw = build()
+    f = aj.compile(out)
+    assert has_fastcall(f) and fastcall._mode(f._impl) == "primed"
+    want = aj.compile(out, backend="interp")(**kw)
+    for _ in range(3):      # the first call primes the state, the next ones use it
+        np.testing.assert_allclose(f(**kw), want, rtol=1e-12)
 
 
 def test_updates_keep_the_python_path():

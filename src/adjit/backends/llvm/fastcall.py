@@ -1,27 +1,37 @@
-"""A native CPython entry for small all-scalar functions (see :mod:`.fastcall_ir`).
+"""A native CPython entry for compiled functions (see :mod:`.fastcall_ir`).
 
 ``Compiled`` calls ``NativeFunction.fastcall(fallback)``; :func:`make_fastcall` answers a
 builtin function (``METH_FASTCALL | METH_KEYWORDS``) that runs the model's native entry
 straight from the interpreter's call, or None.  The builtin handles only calls it can
-check completely itself -- every input given by keyword, each an exact ``float`` /
-numpy scalar of the input's type or an exact 0-d ndarray of the input's builtin dtype
-object, aligned -- and hands every other call, unchanged, to ``fallback`` (the checked
-Python path), which converts or raises as usual.  Results are what the slow path
-returns: fresh, owning, writeable 0-d arrays, one or a tuple.
+check completely itself -- every input given by keyword, each an exact ndarray of the
+input's builtin dtype object, aligned and C-contiguous, of the declared rank and static
+dims, every batch dim one shared size (or, for a 0-d input, an exact ``float`` / numpy
+scalar of the input's type) -- and hands every other call, unchanged, to ``fallback``
+(the checked Python path), which converts or raises as usual.  Results are what the
+slow path returns: fresh, owning, writeable C-contiguous arrays, one or a tuple.
 
-Eligible: every argument and output 0-d, no matmul, an arena of at most 4 KiB, no
-``updates``, not profiled, DATA_OFFSET in use (the table holds array objects).
+Two routes (:func:`_mode`):
 
-One wrapper is compiled per process (its IR names no model and no address; everything
-is read from a per-function *context*, a ctypes structure passed as the builtin's
-``self``), so a model pays only for its context (~60 us).
+* ``stack``: every argument and output 0-d, no matmul, an arena of at most 4 KiB: the
+  arena on the wrapper's stack, the GIL held (about 0.5 us a call);
+* ``primed``: everything else.  The scratch memory of a call (arena, GEMM workspace) is
+  a *primed state* per batch size (:class:`_Primer`, at most ``N_PRIMED``), taken with
+  a try-lock; the GIL is released around the entry, as ctypes does.  A call whose batch
+  size has no state takes the Python path once and primes one (``_reprimer``); a call
+  finding its state locked by another thread takes the Python path.
+
+Common: no ``updates``, not profiled, DATA_OFFSET in use (the table holds array
+objects).  One wrapper is compiled per process (its IR names no model and no address;
+everything is read from a per-function *context*, a ctypes structure passed as the
+builtin's ``self``), so a model pays only for its context.
 
 Object layouts the wrapper reads (``ob_type``, tuple size/items, ndarray ``nd``,
-``descr``, ``flags``, ``data``, the value inside float and numpy scalars, a ctypes
-object's buffer pointer) are probed at import on live objects; if any probe is not
-unique and consistent, there is no fastcall.  ``PyArray_NewFromDescr`` is taken from
-numpy's C-API table and checked by one call through ctypes.  ``ADJIT_FASTCALL=0``
-switches the fastcall off.
+``dimensions``, ``descr``, ``flags``, ``data``, the value inside float and numpy
+scalars, a ctypes object's buffer pointer) are probed at import on live objects; if any
+probe is not unique and consistent, there is no fastcall.  ``PyArray_NewFromDescr`` is
+taken from numpy's C-API table and checked by one call through ctypes.
+``ADJIT_FASTCALL=0`` switches the fastcall off, ``ADJIT_FASTCALL_ARRAYS=0`` only the
+primed route.
 """
 from __future__ import annotations
 
@@ -80,6 +90,18 @@ def _flags_of(a: np.ndarray) -> int:
             | _ALIGNED * f.aligned | _WRITEABLE * f.writeable)
 
 
+def _dims_at(arrays, off: int) -> bool:
+    """Whether every array's shape and strides are at the pointer in word ``off`` (numpy
+    allocates them as one block: strides follow the dims).  The words are compared as
+    numbers first; only a candidate that fits is read through."""
+    arrays = [a for a in arrays if a.ndim]
+    if not all(_word(a, off) and _word(a, off + 8) == _word(a, off) + 8 * a.ndim
+               for a in arrays):
+        return False
+    return all(tuple((ctypes.c_int64 * (2 * a.ndim)).from_address(_word(a, off)))
+               == a.shape + a.strides for a in arrays)
+
+
 def _probe_layout() -> dict | None:
     """Field offsets, each the only candidate agreeing with every live probe."""
     from .runtime import DATA_OFFSET
@@ -107,6 +129,7 @@ def _probe_layout() -> dict | None:
             _word(a, o, ctypes.c_int) & 0x507 == _flags_of(a) for a in arrays)),
         "data_off": _unique(words, lambda o: all(
             _word(a, o) == a.ctypes.data for a in arrays if a.size)),
+        "dims_off": _unique(words, lambda o: _dims_at(arrays, o)),
         "ctx_off": _unique(words, lambda o: all(
             _word(c, o) == ctypes.addressof(c) for c in (_Context(), _MethodDef()))),
         "value_float64": _unique(words, lambda o: all(
@@ -162,11 +185,12 @@ def _setup():
     if new is None:
         return None
     api = {"ndarray": id(np.ndarray), "unicode": id(str), "new_from_descr": new,
-           "aligned_flag": _ALIGNED}
+           "array_flags": _ALIGNED | _C}
     for field, name in (("vectorcall", "PyObject_Vectorcall"),
                         ("unicode_compare", "PyUnicode_Compare"), ("tuple_new", "PyTuple_New"),
                         ("tuple_setitem", "PyTuple_SetItem"), ("incref", "Py_IncRef"),
-                        ("decref", "Py_DecRef")):
+                        ("decref", "Py_DecRef"), ("save_thread", "PyEval_SaveThread"),
+                        ("restore_thread", "PyEval_RestoreThread")):
         try:
             api[field] = _cfunc(name)
         except AttributeError:
@@ -193,20 +217,91 @@ def _wrapper_address() -> int:
         return _wrapper_addr
 
 
-def eligible(native) -> bool:
-    """Whether a NativeFunction can get a native entry (before looking at the caller)."""
+def _mode(native) -> str | None:
+    """``"stack"`` (all 0-d, small: arena on the stack, GIL held), ``"primed"`` (arrays:
+    a primed state per batch size, GIL released), or None (no fastcall)."""
     plan = native.plan
     if _SETUP is None or os.environ.get("ADJIT_FASTCALL", "1").strip() == "0":
-        return False
+        return None
     if native._updates or native._counters is not None:
-        return False
-    if any(n.op == "matmul" for n in plan.steps):
-        return False
-    if any(n.shape != () for n in list(plan.graph.inputs) + list(plan.graph.outputs)):
-        return False
+        return None
     if plan.n_slots > fir.MAX_SLOTS or len(plan.graph.outputs) > fir.MAX_OUTPUTS:
-        return False
-    return plan.arena_offsets(0)[1] <= fir.ARENA_BYTES
+        return None
+    values = list(plan.graph.inputs) + list(plan.graph.outputs)
+    if any(len(n.shape) > fir.MAX_ND for n in values):
+        return None
+    if (all(n.shape == () for n in values) and not any(n.op == "matmul" for n in plan.steps)
+            and plan.arena_offsets(0)[1] <= fir.ARENA_BYTES):
+        return "stack"
+    return None if os.environ.get("ADJIT_FASTCALL_ARRAYS", "1").strip() == "0" else "primed"
+
+
+def eligible(native) -> bool:
+    """Whether a NativeFunction can get a native entry (before looking at the caller)."""
+    return _mode(native) is not None
+
+
+class _Primer:
+    """The primed states of an array function: up to N_PRIMED batch sizes, each a word
+    block (lock, batch, one table word per temporary slot) over a dedicated runtime state
+    (arena, GEMM workspace).  The wrapper takes a block with an atomic 0 -> 1 on its lock
+    (the GIL held), and reads ``slots`` only with the GIL held; so once a block is out of
+    ``slots``, a zero lock means no call uses it or ever will, and it can go."""
+
+    EVICT_AFTER = 64
+
+    def __init__(self, plan, temp_slots: list[int]):
+        self.plan, self.temp_slots = plan, temp_slots
+        self.slots = (ctypes.c_void_p * fir.N_PRIMED)()
+        self.blocks: dict[int, tuple] = {}       # batch -> (slot index, words, state)
+        self.retired: list[tuple] = []
+        self.next = self.misses = 0
+        self.lock = threading.Lock()
+
+    def prime(self, batch: int) -> None:
+        """A state for ``batch``.  With every slot taken, a state is replaced only after
+        EVICT_AFTER calls of unprimed batch sizes: a caller cycling through more sizes
+        than N_PRIMED mostly takes the Python path instead of re-priming every call."""
+        from .runtime import dedicated_state
+        with self.lock:
+            if batch in self.blocks:
+                return
+            k = next((i for i in range(fir.N_PRIMED) if not self.slots[i]), None)
+            self.misses += 1
+            if k is None and self.misses < self.EVICT_AFTER:
+                return
+            st = dedicated_state(self.plan, batch)
+            self.misses = 0
+            words = (ctypes.c_int64 * (fir.P_TEMPS + len(self.temp_slots)))()
+            words[fir.P_BATCH] = batch
+            for j, slot in enumerate(self.temp_slots):
+                words[fir.P_TEMPS + j] = st.table[slot] or 0
+            if k is None:
+                k, self.next = self.next, (self.next + 1) % fir.N_PRIMED
+                old = next(b for b, v in self.blocks.items() if v[0] == k)
+                self.retired.append(self.blocks.pop(old))
+            self.slots[k] = ctypes.addressof(words)
+            self.blocks[batch] = (k, words, st)
+            self.retired = [r for r in self.retired if r[1][fir.P_LOCK] != 0]
+
+
+def _reprimer(fallback, primer: _Primer, specs):
+    """The wrapper's route for a checked call of a batch size with no primed state: the
+    checked Python path, then a state primed for that batch size."""
+    source = next(((name, pos) for name, _, _, _, pos in specs if pos >= 0), None)
+
+    def reprime(*args, **kwargs):
+        out = fallback(*args, **kwargs)
+        try:
+            primer.prime(np.shape(kwargs[source[0]])[source[1]] if source else 0)
+        except (MemoryError, KeyError, IndexError, TypeError, ValueError):
+            pass            # this batch size stays on the checked Python path
+        return out
+    return reprime
+
+
+def _dims(shape):
+    return (ctypes.c_int64 * (len(shape) or 1))(*[-1 if d is None else int(d) for d in shape])
 
 
 def make_fastcall(native, fallback):
@@ -214,12 +309,13 @@ def make_fastcall(native, fallback):
     (a bound ``Compiled.__call__``); None when the function is not eligible."""
     owner = getattr(fallback, "__self__", None)
     binder = getattr(owner, "_binder", None)
-    if binder is None or not eligible(native):
+    mode = _mode(native) if binder is not None else None
+    if mode is None:
         return None
     lay, api = _SETUP
     plan = native.plan
     specs = binder.specs        # (name, shape, dtype, is_float, first batch dim), sorted
-    if len(specs) > fir.MAX_INPUTS or any(shape != () for _, shape, *_ in specs):
+    if len(specs) > fir.MAX_INPUTS:
         return None
     slots = {n.name: plan.storage[n.id].slot for n in plan.inputs}
     if (not slots.keys() <= {s[0] for s in specs}
@@ -231,27 +327,41 @@ def make_fastcall(native, fallback):
     dtypes = [np.dtype(s[2]) for s in specs]
     out_dtypes = [np.dtype(o.dtype) for o in plan.graph.outputs]
     keep["dtypes"] = dtypes + out_dtypes
+    keep["dims"] = dims = []
     recs = (ctypes.c_void_p * (fir.REC * len(specs) or 1))()
-    for k, (name, dt) in enumerate(zip(names, dtypes)):
+    for k, (name, dt, spec) in enumerate(zip(names, dtypes, specs)):
         scalar_a, scalar_b, probe = _SCALARS.get(dt, (None, None, None))
+        if spec[1] != ():
+            scalar_a = scalar_b = probe = None
         value_off = lay[probe] if probe else 0
+        dims.append(_dims(spec[1]))
         rec = {"name": id(name), "descr": id(dt), "value_off": value_off,
                "scalar_a": scalar_a and id(scalar_a), "scalar_b": scalar_b and id(scalar_b),
-               "slot": slots.get(name, -1) & (2 ** 64 - 1)}
+               "slot": slots.get(name, -1) & (2 ** 64 - 1), "nd": len(spec[1]),
+               "dims": ctypes.addressof(dims[-1])}
         for j, field in enumerate(fir.REC_FIELDS):
             recs[fir.REC * k + j] = rec[field] or None
-    descrs = (ctypes.c_void_p * len(out_dtypes))(*map(id, out_dtypes))
-    offsets, _ = plan.arena_offsets(0)
+    outs = (ctypes.c_void_p * (fir.OUT * len(out_dtypes) or 1))()
+    for k, (o, dt) in enumerate(zip(plan.graph.outputs, out_dtypes)):
+        dims.append(_dims(o.shape))
+        rec = {"descr": id(dt), "nd": len(o.shape), "dims": ctypes.addressof(dims[-1])}
+        for j, field in enumerate(fir.OUT_FIELDS):
+            outs[fir.OUT * k + j] = rec[field] or None
     temp_slots = [plan.storage[t.id].slot for t in plan.temps] + [plan.workspace_slot]
     if temp_slots != list(range(plan.n_array_slots, plan.n_slots)):
         return None
+    offsets = plan.arena_offsets(0)[0] if mode == "stack" else [0] * len(plan.temps)
     temps = (ctypes.c_int64 * len(temp_slots))(*(offsets + [0]))   # workspace: unused
-    keep.update(recs=recs, descrs=descrs, temps=temps, fallback=fallback, jit=native.jit)
+    keep.update(recs=recs, outs=outs, temps=temps, fallback=fallback, jit=native.jit)
     words = dict(api, fallback=id(fallback), entry=native.jit.address("adjit_entry"),
                  n_in=len(specs), n_out=len(out_dtypes), n_plan_in=len(slots),
                  n_temps=len(temp_slots), single=int(bool(owner._single)),
-                 inputs=ctypes.addressof(recs), out_descrs=ctypes.addressof(descrs),
-                 temp_offsets=ctypes.addressof(temps))
+                 inputs=ctypes.addressof(recs), outputs=ctypes.addressof(outs),
+                 temp_offsets=ctypes.addressof(temps), primed=None, reprime=None)
+    if mode == "primed":
+        keep["primer"] = primer = _Primer(plan, temp_slots)
+        keep["reprime"] = reprime = _reprimer(fallback, primer, specs)
+        words.update(primed=ctypes.addressof(primer.slots), reprime=id(reprime))
     for field in fir.CTX_FIELDS:
         setattr(ctx, field, words[field] or None)
     method = _MethodDef(b"__call__", _wrapper_address(), _METH_FASTCALL_KEYWORDS,

@@ -11,17 +11,23 @@ disk-cache entry) serves every eligible model.
 What it does, in order (every "no" hands the call, unchanged, to the fallback):
 
 1. no positional arguments, as many keywords as inputs;
-2. one fresh 0-d output array per output (``PyArray_NewFromDescr``; allocation may run
-   Python code through the GC, so this happens *before* any input is looked at);
-3. temporaries: table slots pointing into a 64-byte aligned stack arena;
-4. every keyword: its input by pointer compare of the name, else by value (exact ``str``
-   only, ``PyUnicode_Compare``); no input twice; the value an exact ndarray with nd 0,
-   the input's builtin dtype object and ALIGNED set (its slot: the array object, as the
-   entry expects with DATA_OFFSET), or an exact scalar type accepted for the input (its
-   slot: a stack "fake array" whose data field points at the scalar's value);
-5. the entry on the table (batch 0); results: the single array, or a new tuple.
+2. every keyword to its input by pointer compare of the name, else by value (exact
+   ``str`` only, ``PyUnicode_Compare``); no input twice;
+3. every input checked (:func:`_check_inputs`): an exact ndarray of the declared rank,
+   the input's builtin dtype object, ALIGNED and C_CONTIGUOUS, every static dim equal
+   and every batch dim one size (its slot: the array object, as the entry expects with
+   DATA_OFFSET), or for a 0-d input an exact scalar type accepted for it (its slot: a
+   stack "fake array" whose data field points at the scalar's value); a primed function
+   with no state for this batch size goes to the *reprime* callable instead;
+4. one fresh output per output, of its shape for this batch (``PyArray_NewFromDescr``);
+5. the inputs checked again (step 4 may run Python code through the GC);
+6. stack route: temporaries in a 64-byte aligned stack arena, the entry, GIL held;
+   primed route: the state of this batch size, taken by an atomic 0 -> 1 of its lock
+   word (else: the fallback), its temporaries, the entry with the GIL released, lock 0;
+7. results: the single array, or a new tuple.
 
-Between step 4 and the entry no Python code can run, so no checked value can change.
+Between step 5 and the entry no Python code runs, so no checked value can change
+(except by another thread while the GIL is released, as on the ctypes path).
 """
 from __future__ import annotations
 
@@ -35,19 +41,28 @@ I8PP = I8P.as_pointer()
 VOID = ir.VoidType()
 NAME = "adjit_fastcall"
 
-# limits (stack memory per call: about 8 KiB)
-MAX_SLOTS, MAX_INPUTS, MAX_OUTPUTS, ARENA_BYTES, FAKE_BYTES = 256, 64, 64, 4096, 32
+# limits (stack memory per call: about 16 KiB)
+MAX_SLOTS, MAX_INPUTS, MAX_OUTPUTS, ARENA_BYTES, FAKE_BYTES = 1024, 64, 64, 4096, 32
+MAX_ND, N_PRIMED = 32, 4
 
 # context words (all 8 bytes); the ctypes structure in fastcall.py follows this order
 CTX_FIELDS = ("fallback", "entry", "n_in", "n_out", "n_plan_in", "n_temps", "single",
-              "inputs", "out_descrs", "temp_offsets", "ndarray", "unicode", "vectorcall",
+              "inputs", "outputs", "temp_offsets", "ndarray", "unicode", "vectorcall",
               "unicode_compare", "tuple_new", "tuple_setitem", "incref", "decref",
               "new_from_descr", "type_off", "tuple_size_off", "tuple_items_off", "nd_off",
-              "descr_off", "flags_off", "data_off", "aligned_flag")
+              "descr_off", "flags_off", "data_off", "array_flags", "dims_off", "primed",
+              "reprime", "save_thread", "restore_thread")
 F = {name: k for k, name in enumerate(CTX_FIELDS)}
-# per input: name, dtype object, two accepted scalar types (or NULL), value offset, slot
-REC_FIELDS = ("name", "descr", "scalar_a", "scalar_b", "value_off", "slot")
+# per input: name, dtype object, two accepted scalar types (or NULL), value offset, slot,
+# declared rank and its dims (int64[nd], -1 for the batch dim)
+REC_FIELDS = ("name", "descr", "scalar_a", "scalar_b", "value_off", "slot", "nd", "dims")
 REC = len(REC_FIELDS)
+# per output: dtype object, rank, dims (int64[nd], -1 for the batch dim)
+OUT_FIELDS = ("descr", "nd", "dims")
+OUT = len(OUT_FIELDS)
+# a primed state (``primed`` is NULL for stack-arena functions, else N_PRIMED pointers to
+# these, each NULL or: lock word, batch size, then one table word per temporary slot)
+P_LOCK, P_BATCH, P_TEMPS = 0, 1, 2
 
 T_VECTORCALL = ir.FunctionType(I8P, [I8P, I8PP, I64, I8P])
 T_COMPARE = ir.FunctionType(I32, [I8P, I8P])
@@ -57,6 +72,8 @@ T_REF = ir.FunctionType(VOID, [I8P])
 T_NEW_FROM_DESCR = ir.FunctionType(I8P, [I8P, I8P, I32, I64.as_pointer(), I64.as_pointer(),
                                          I8P, I32, I8P])
 T_ENTRY = ir.FunctionType(VOID, [I8PP, I64])
+T_SAVE = ir.FunctionType(I8P, [])
+T_RESTORE = ir.FunctionType(VOID, [I8P])
 
 
 def c64(v):
@@ -131,6 +148,7 @@ def wrapper_ir(ctx_offset: int) -> str:
     fn = ir.Function(module, ir.FunctionType(I8P, [I8P, I8PP, I64, I8P]), name=NAME)
     for a, n in zip(fn.args, ("self", "args", "nargs", "kwnames")):
         a.name = n
+    from .fastcall_checks import check_inputs as _check_inputs, find_primed as _find_primed
     release = _release_fn(module)
     e = _Emitter(fn, ctx_offset)
     b = e.b
@@ -138,14 +156,18 @@ def wrapper_ir(ctx_offset: int) -> str:
     table = e.alloca(I8P, MAX_SLOTS, 16, "table")
     arena = e.alloca(I8, ARENA_BYTES, 64, "arena")
     fake = e.alloca(I8, MAX_INPUTS * FAKE_BYTES, 16, "fake")
+    inobj = e.alloca(I8P, MAX_INPUTS, name="inobj")
+    odims = e.alloca(I64, MAX_ND, name="odims")
     seen = e.alloca(I64, name="seen")
     n_in, n_out = e.int("n_in"), e.int("n_out")
     decref = e.fnptr("decref", T_REF)
-    blk = {n: fn.append_basic_block(n) for n in ("kw_some", "count", "alloc", "fallback", "oom",
-                                                 "bad", "run", "tuple", "tuple_ok")}
+    null = ir.Constant(I8P, None)
+    blk = {n: fn.append_basic_block(n) for n in (
+        "kw_some", "count", "match", "fallback", "oom", "bad", "bad_reprime", "reprime",
+        "stack", "primed", "locked", "run_done", "tuple", "tuple_ok")}
 
     # 1. no positional arguments, one keyword per input
-    has_kw = b.icmp_unsigned("!=", e.kwnames, ir.Constant(I8P, None))
+    has_kw = b.icmp_unsigned("!=", e.kwnames, null)
     start = b.block
     b.cbranch(has_kw, blk["kw_some"], blk["count"])
     b.position_at_end(blk["kw_some"])
@@ -156,44 +178,20 @@ def wrapper_ir(ctx_offset: int) -> str:
     nkw.add_incoming(c64(0), start)
     nkw.add_incoming(nkw_some, blk["kw_some"])
     ok = b.and_(b.icmp_signed("==", e.nargs, c64(0)), b.icmp_signed("==", nkw, n_in))
-    b.cbranch(ok, blk["alloc"], blk["fallback"])
+    b.cbranch(ok, blk["match"], blk["fallback"])
 
-    # 2. fresh 0-d outputs
-    b.position_at_end(blk["alloc"])
-    n_plan_in = e.int("n_plan_in")
-    new = e.fnptr("new_from_descr", T_NEW_FROM_DESCR)
-    descrs, ndarray = b.bitcast(e.ptr("out_descrs"), I8PP), e.ptr("ndarray")
-    incref = e.fnptr("incref", T_REF)
-    null = ir.Constant(I8P, None)
-    with e.each(n_out, "o") as (o, nxt):
-        descr = b.load(e.word(descrs, o))
-        b.call(incref, [descr])                     # PyArray_NewFromDescr steals it
-        arr = b.call(new, [ndarray, descr, ir.Constant(I32, 0), ir.Constant(I64.as_pointer(), None),
-                           ir.Constant(I64.as_pointer(), None), null, ir.Constant(I32, 0), null])
-        b.store(arr, e.word(outs, o))
-        b.store(arr, e.word(table, b.add(n_plan_in, o)))
-        b.cbranch(b.icmp_unsigned("==", arr, null), blk["oom"], nxt)
-    oom_count = o
-
-    # 3. temporaries in the stack arena
-    offsets = b.bitcast(e.ptr("temp_offsets"), I64.as_pointer())
-    first_temp = b.add(n_plan_in, n_out)
-    with e.each(e.int("n_temps"), "k") as (k, nxt):
-        b.store(b.gep(arena, [b.load(e.word(offsets, k))]), e.word(table, b.add(first_temp, k)))
-
-    # 4. keywords -> inputs
+    # 2. keywords -> inputs (by the name object, else by value; each input once)
+    b.position_at_end(blk["match"])
     b.store(c64(0), seen)
     items = b.bitcast(b.gep(e.kwnames, [e.int("tuple_items_off")]), I8PP)
     recs = b.bitcast(e.ptr("inputs"), I8PP)
     type_off = e.int("type_off")
     unicode, compare = e.ptr("unicode"), e.fnptr("unicode_compare", T_COMPARE)
-    nd_off, descr_off, flags_off = e.int("nd_off"), e.int("descr_off"), e.int("flags_off")
-    data_off, aligned = e.int("data_off"), e.int("aligned_flag")
+    which = e.alloca(I64, name="which")
     with e.each(nkw, "j") as (j, next_kw):
         key, obj = b.load(e.word(items, j)), b.load(e.word(e.args, j))
         found = fn.append_basic_block("found")
         by_value = fn.append_basic_block("by_value")
-        which = e.alloca(I64, name="which")
         with e.each(n_in, "i") as (i, nxt):          # the name object itself (interned)
             b.store(i, which)
             name = b.load(e.word(recs, b.mul(i, c64(REC))))
@@ -202,65 +200,93 @@ def wrapper_ir(ctx_offset: int) -> str:
         b.position_at_end(by_value)
         exact_str = b.icmp_unsigned("==", e.at(key, type_off, I8P), unicode)
         compare_blk = fn.append_basic_block("compare")
-        b.cbranch(exact_str, compare_blk, blk["bad"])
+        b.cbranch(exact_str, compare_blk, blk["fallback"])
         b.position_at_end(compare_blk)
         with e.each(n_in, "i2") as (i, nxt):
             b.store(i, which)
             name = b.load(e.word(recs, b.mul(i, c64(REC))))
             same = b.icmp_signed("==", b.call(compare, [name, key]), ir.Constant(I32, 0))
             b.cbranch(same, found, nxt)
-        b.branch(blk["bad"])
-
+        b.branch(blk["fallback"])
         b.position_at_end(found)
         i = b.load(which)
         bit = b.shl(c64(1), i)
         before = b.load(seen)
         b.store(b.or_(before, bit), seen)
+        b.store(obj, e.word(inobj, i))
         fresh = b.icmp_unsigned("==", b.and_(before, bit), c64(0))
-        rec = b.gep(recs, [b.mul(i, c64(REC))])
-        field = lambda name: e.word(rec, REC_FIELDS.index(name))   # noqa: E731
-        tp = e.at(obj, type_off, I8P)
-        is_array, array_ok, scalar = (fn.append_basic_block(n) for n in
-                                      ("is_array", "array_ok", "scalar"))
-        is_scalar, store = (fn.append_basic_block(n) for n in ("is_scalar", "store"))
-        check_type = fn.append_basic_block("check_type")
-        b.cbranch(fresh, check_type, blk["bad"])
-        b.position_at_end(check_type)
-        b.cbranch(b.icmp_unsigned("==", tp, ndarray), is_array, scalar)
+        b.cbranch(fresh, next_kw, blk["fallback"])
 
-        b.position_at_end(is_array)     # exact ndarray: nd 0, the builtin dtype, aligned
-        ok = b.and_(b.icmp_signed("==", e.at(obj, nd_off, I32), ir.Constant(I32, 0)),
-                    b.icmp_unsigned("==", e.at(obj, descr_off, I8P), b.load(field("descr"))))
-        flags = b.zext(e.at(obj, flags_off, I32), I64)
-        ok = b.and_(ok, b.icmp_unsigned("!=", b.and_(flags, aligned), c64(0)))
-        b.cbranch(ok, array_ok, blk["bad"])
-        b.position_at_end(array_ok)
-        b.branch(store)
+    # 3. every input checked (input slots written), the batch size found
+    batch = _check_inputs(e, inobj, table, fake, blk["fallback"])
+    primed = b.bitcast(e.ptr("primed"), I8PP)
+    is_primed = b.icmp_unsigned("!=", primed, ir.Constant(I8PP, None))
+    known = fn.append_basic_block("known")
+    b.cbranch(b.and_(is_primed, b.icmp_unsigned("==", _find_primed(e, primed, batch, is_primed),
+                                                ir.Constant(I8PP, None))),
+              blk["reprime"], known)
 
-        b.position_at_end(scalar)       # an exact scalar type accepted for this input
-        ok = b.or_(b.icmp_unsigned("==", tp, b.load(field("scalar_a"))),
-                   b.icmp_unsigned("==", tp, b.load(field("scalar_b"))))
-        b.cbranch(ok, is_scalar, blk["bad"])          # (an unused type word is NULL)
-        b.position_at_end(is_scalar)
-        fake_obj = b.gep(fake, [b.mul(i, c64(FAKE_BYTES))])
-        value_off = b.load(b.bitcast(field("value_off"), I64.as_pointer()))
-        b.store(b.gep(obj, [value_off]), b.bitcast(b.gep(fake_obj, [data_off]), I8PP))
-        b.branch(store)
+    # 4. fresh outputs of this batch size (may run Python code through the GC: step 5)
+    b.position_at_end(known)
+    n_plan_in = e.int("n_plan_in")
+    new = e.fnptr("new_from_descr", T_NEW_FROM_DESCR)
+    orecs, ndarray = b.bitcast(e.ptr("outputs"), I8PP), e.ptr("ndarray")
+    incref = e.fnptr("incref", T_REF)
+    i64p = I64.as_pointer()
+    with e.each(n_out, "o") as (o, nxt):
+        rec = b.gep(orecs, [b.mul(o, c64(OUT))])
+        descr = b.load(e.word(rec, OUT_FIELDS.index("descr")))
+        nd = b.ptrtoint(b.load(e.word(rec, OUT_FIELDS.index("nd"))), I64)
+        dims = b.bitcast(b.load(e.word(rec, OUT_FIELDS.index("dims"))), i64p)
+        with e.each(nd, "od") as (d, nxt_d):
+            want = b.load(b.gep(dims, [d]))
+            b.store(b.select(b.icmp_signed("<", want, c64(0)), batch, want), b.gep(odims, [d]))
+        b.call(incref, [descr])                     # PyArray_NewFromDescr steals it
+        arr = b.call(new, [ndarray, descr, b.trunc(nd, I32), odims, ir.Constant(i64p, None),
+                           null, ir.Constant(I32, 0), null])
+        b.store(arr, e.word(outs, o))
+        b.store(arr, e.word(table, b.add(n_plan_in, o)))
+        b.cbranch(b.icmp_unsigned("==", arr, null), blk["oom"], nxt)
+    oom_count = o
 
-        b.position_at_end(store)
-        val = b.phi(I8P, "slot_value")
-        val.add_incoming(obj, array_ok)
-        val.add_incoming(fake_obj, is_scalar)
-        slot = b.load(b.bitcast(field("slot"), I64.as_pointer()))
-        has_slot, write = b.icmp_signed(">=", slot, c64(0)), fn.append_basic_block("write")
-        b.cbranch(has_slot, write, next_kw)
-        b.position_at_end(write)
-        b.store(val, e.word(table, slot))
-    b.branch(blk["run"])
+    # 5. the inputs again: unchanged by whatever ran during step 4
+    again = _check_inputs(e, inobj, table, fake, blk["bad"])
+    first_temp = b.add(n_plan_in, n_out)
+    entry = e.fnptr("entry", T_ENTRY)
+    b.cbranch(b.icmp_signed("==", again, batch), blk["stack"], blk["bad"])
 
-    # 5. run, return the array or a tuple
-    b.position_at_end(blk["run"])
-    b.call(e.fnptr("entry", T_ENTRY), [table, c64(0)])
+    # 6a. a stack arena (small functions, no batch): temporaries, the entry, GIL held
+    b.position_at_end(blk["stack"])
+    b.cbranch(is_primed, blk["primed"], fn.append_basic_block("stack_run"))
+    b.position_at_end(fn.blocks[-1])
+    offsets = b.bitcast(e.ptr("temp_offsets"), i64p)
+    with e.each(e.int("n_temps"), "k") as (k, nxt):
+        b.store(b.gep(arena, [b.load(e.word(offsets, k))]), e.word(table, b.add(first_temp, k)))
+    b.call(entry, [table, batch])
+    b.branch(blk["run_done"])
+
+    # 6b. a primed state of this batch size, taken by a try-lock; the GIL released
+    b.position_at_end(blk["primed"])
+    state = _find_primed(e, primed, batch, is_primed)
+    b.cbranch(b.icmp_unsigned("==", state, ir.Constant(I8PP, None)), blk["bad_reprime"],
+              blk["locked"])
+    b.position_at_end(blk["locked"])
+    lock = b.bitcast(b.gep(state, [c64(P_LOCK)]), i64p)
+    got = b.extract_value(b.cmpxchg(lock, c64(0), c64(1), "acquire", "monotonic"), 1)
+    run = fn.append_basic_block("primed_run")
+    b.cbranch(got, run, blk["bad"])
+    b.position_at_end(run)
+    with e.each(e.int("n_temps"), "k2") as (k, nxt):
+        b.store(b.load(b.gep(state, [b.add(k, c64(P_TEMPS))])),
+                e.word(table, b.add(first_temp, k)))
+    ts = b.call(e.fnptr("save_thread", T_SAVE), [])
+    b.call(entry, [table, batch])
+    b.store_atomic(c64(0), lock, "release", 8)
+    b.call(e.fnptr("restore_thread", T_RESTORE), [ts])
+    b.branch(blk["run_done"])
+
+    # 7. the array or a new tuple
+    b.position_at_end(blk["run_done"])
     single = b.icmp_signed("!=", e.int("single"), c64(0))
     one = fn.append_basic_block("one")
     b.cbranch(single, one, blk["tuple"])
@@ -285,10 +311,13 @@ def wrapper_ir(ctx_offset: int) -> str:
     b.position_at_end(blk["bad"])
     b.call(release, [outs, n_out, decref])
     b.branch(blk["fallback"])
-    b.position_at_end(blk["fallback"])
-    res = b.call(e.fnptr("vectorcall", T_VECTORCALL),
-                 [e.ptr("fallback"), e.args, e.nargs, e.kwnames])
-    b.ret(res)
+    b.position_at_end(blk["bad_reprime"])
+    b.call(release, [outs, n_out, decref])
+    b.branch(blk["reprime"])
+    for name, target in (("fallback", "fallback"), ("reprime", "reprime")):
+        b.position_at_end(blk[name])
+        b.ret(b.call(e.fnptr("vectorcall", T_VECTORCALL),
+                     [e.ptr(target), e.args, e.nargs, e.kwnames]))
     e.finish()
     return str(module)
 

@@ -85,6 +85,12 @@ class _State:
         self.in_place = [(plan.output_slots[k], name) for k, name in updates.items()]
 
 
+def dedicated_state(plan: Plan, batch: int) -> _State:
+    """A state of its own (no ``updates``) for one batch size: the scratch memory of the
+    native fast path (see :mod:`.fastcall`), kept by its owner, used under its lock."""
+    return _State(plan, batch, {})
+
+
 def _fresh_outputs(st: _State) -> list[np.ndarray]:
     """New output arrays for one call, their slots set in the state's table."""
     outs = []
