@@ -18,7 +18,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import types
 
 import numpy as np
@@ -491,27 +490,8 @@ def test_eight_threads_match_serial_calls():
     jobs = [[dict(zip("xtwb", rng.standard_normal(4))) for _ in range(2000)] for _ in range(8)]
     jobs = [[as_arrays(kw) if k % 2 else kw for k, kw in enumerate(job)] for job in jobs]
     serial = [[slow(f, **kw) for kw in job] for job in jobs]
-    got, errors = [None] * 8, []
-    start = threading.Barrier(8)
-
-    def work(i):
-        try:
-            start.wait()
-            got[i] = [f(**kw) for kw in jobs[i]]
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)      # many thread switches between calls
-    try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert not errors, errors
+    from threadtools import run_at_once      # (tests/ is on the path under pytest)
+    got = run_at_once(lambda i: [f(**kw) for kw in jobs[i]], 8)
     for g, s in zip(got, serial):
         for a, b in zip(g, s):
             assert_identical(a, b)

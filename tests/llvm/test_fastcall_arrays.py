@@ -12,7 +12,6 @@ refcounts; output flags and aliasing.
 from __future__ import annotations
 
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -260,27 +259,9 @@ def test_eight_threads_match_serial_calls():
             for i in range(8)]
     serial = [[slow(f, **kw) for kw in job] for job in jobs]
     counter = CountingBinder(f)
-    got, errors = [None] * 8, []
-    start = threading.Barrier(8)
-
-    def work(i):
-        try:
-            start.wait()
-            got[i] = [f(**kw) for kw in jobs[i] for _ in range(3)][::3]
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert not errors, errors
+    from threadtools import run_at_once      # (tests/ is on the path under pytest)
+    got = run_at_once(lambda i: [f(**kw) for kw in jobs[i] for _ in range(3)][::3], 8,
+                      switch_interval=1e-5)
     assert counter.calls < 8 * 60 * 3 // 2      # most calls took the native route
     for g, s in zip(got, serial):
         for a, b in zip(g, s):
