@@ -5,10 +5,10 @@ import sys
 import threading
 
 
-def run_at_once(work, n: int, switch_interval: float = 1e-6) -> list:
+def run_at_once(work, n: int, switch_interval: float | None = 1e-6) -> list:
     """``[work(i) for i in range(n)]``, each on its own thread, all released together by a
-    barrier, with the interpreter switching threads every ``switch_interval`` seconds.
-    Re-raises the first error any thread hit."""
+    barrier, with the interpreter switching threads every ``switch_interval`` seconds
+    (None: as configured).  Re-raises the first error any thread hit."""
     start = threading.Barrier(n)
     got: list = [None] * n
     errors: list = []
@@ -22,7 +22,7 @@ def run_at_once(work, n: int, switch_interval: float = 1e-6) -> list:
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     old = sys.getswitchinterval()
-    sys.setswitchinterval(switch_interval)
+    sys.setswitchinterval(old if switch_interval is None else switch_interval)
     try:
         for th in threads:
             th.start()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import adjit as aj
+from threadtools import run_at_once
 
 BACKENDS = ["interp", "llvm"]
 THREADS = 8
@@ -45,23 +46,7 @@ def test_eight_threads_match_serial_calls(backend):
     jobs = [workload(seed) for seed in range(THREADS)]
     serial = [[f(**a) for a in calls] for calls in jobs]
 
-    start = threading.Barrier(THREADS)
-    got: list = [None] * THREADS
-    errors: list = []
-
-    def worker(i):
-        try:
-            start.wait()
-            got[i] = [f(**a) for a in jobs[i]]
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=120)
-    assert not errors, errors
+    got = run_at_once(lambda i: [f(**a) for a in jobs[i]], THREADS, switch_interval=None)
     for i in range(THREADS):
         for k, (a, b) in enumerate(zip(got[i], serial[i])):
             for j, (x, y) in enumerate(zip(a, b)):
