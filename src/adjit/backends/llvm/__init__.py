@@ -21,10 +21,14 @@ from .target import compile_ir
 IN_PLACE_UPDATES = True   # ``updates=`` are written by the native code itself
 
 
-def build(graph: Graph, opt_level: int = 2, cache: bool | None = None,
+DEFAULT_OPT_LEVEL = 1
+
+
+def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None = None,
           updates: dict[int, str] | None = None, profile: bool = False) -> NativeFunction:
-    """``opt_level`` 2 by default: on W3/W5 it compiled 1.5x faster than 3 with the same
-    call time (the GEMM library is always built at 3).  ``updates`` maps output indices to the input whose buffer that output overwrites;
+    """``opt_level`` 1 by default (loop and SLP vectorization are on at levels 1-3): on
+    W1-W6 it compiled 10-20% faster than 2 with the same call times, as 2 did against 3
+    (the GEMM library is always built at 3).  ``updates`` maps output indices to the input whose buffer that output overwrites;
     ``profile`` times every step (see :mod:`.profile`)."""
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates))
@@ -33,7 +37,7 @@ def build(graph: Graph, opt_level: int = 2, cache: bool | None = None,
     return NativeFunction(plan, jit, updates, profile)
 
 
-def _key(traced: Graph, opt_level: int = 2, cache: bool | None = None,
+def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None = None,
          updates: dict[int, str] | None = None, profile: bool = False) -> str | None:
     """The compiled-function cache key, or None when caching is off.  (Same signature as
     :func:`build`, so unknown options fail the same way.)"""
@@ -56,7 +60,7 @@ def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | No
     updates = options.get("updates") or {}
     profile = bool(options.get("profile"))
     plan = Plan(graph, in_place=frozenset(updates))
-    jit = fncache.load_linked(text, "adjit", options.get("opt_level", 2),
+    jit = fncache.load_linked(text, "adjit", options.get("opt_level", DEFAULT_OPT_LEVEL),
                               lambda: Lowering(plan, DATA_OFFSET, profile).lower())
     if jit is None:        # (cache_info names the object-code entry, as for any hit)
         return None
