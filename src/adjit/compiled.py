@@ -78,7 +78,7 @@ class Compiled:
         becomes ``__call__`` of a subclass made for this one instance.
         """
         make = getattr(self._impl, "fastcall", None)
-        if make is None or self.updates or isinstance(self._impl, NanCheck):
+        if make is None or self.updates:
             return
         native = make(types.MethodType(Compiled.__call__, self))
         if native is not None:

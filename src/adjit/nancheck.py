@@ -76,6 +76,10 @@ class NanCheck:
     after the returned ones.  Other attributes are the runner's (``llvm_ir``, ...).
     """
 
+    # every call must pass through the check: no native fast path, no bound-call route
+    # around it (the runner's own would otherwise be found through __getattr__)
+    fastcall = call_bound = None
+
     def __init__(self, runner, stages: list[Graph], in_place=()):
         self.runner, self.in_place = runner, list(in_place)
         self.stages = [stages[0]] if len(stages) == 1 else [stages[0], stages[-1]]

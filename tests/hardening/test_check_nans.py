@@ -86,3 +86,18 @@ def test_off_by_default_and_inspection_still_works():
     assert np.isnan(f(x=np.array([-1.0, 1.0]))[0])
     g = aj.compile(aj.log(x), opt_level=1, check_nans=True)
     assert "adjit_entry" in g.llvm_ir and g.cache_info
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bound_and_native_calls_are_checked_too(backend):
+    """No route around the check: a bound function's calls and well-formed arrays (which
+    would otherwise take the native fast path) raise as plain calls do."""
+    x = aj.input("x", (None, 2))
+    w = aj.param("w", (2,))
+    f = compile_(aj.log(x @ w), backend)
+    assert type(f).__call__ is aj.Compiled.__call__          # no native __call__
+    bad = np.array([[-1.0, -1.0]])
+    with pytest.raises(aj.NonFiniteError):
+        f(x=bad, w=np.ones(2))
+    with pytest.raises(aj.NonFiniteError):
+        f.bind(w=np.ones(2))(x=bad)

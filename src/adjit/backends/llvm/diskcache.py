@@ -31,6 +31,16 @@ def cache_dir() -> str:
     return os.path.join(os.path.abspath(base), "adjit")
 
 
+def cache_switch(cache: bool | None) -> str | None:
+    """Why the cache is off (``cache`` False, or None with ``ADJIT_CACHE=0``), or None
+    when it is on: the one reading of the switch for every layer of the cache."""
+    if cache is False:
+        return "disabled by argument cache=False"
+    if cache is None and os.environ.get("ADJIT_CACHE", "1").strip() == "0":
+        return "disabled by ADJIT_CACHE=0"
+    return None
+
+
 def usable_cache_dir() -> tuple[str | None, str]:
     """Create (mode 0o700) and check the cache directory; return (path, "") or (None, why)."""
     d = cache_dir()

@@ -26,8 +26,9 @@ everything is read from a per-function *context*, a ctypes structure passed as t
 builtin's ``self``), so a model pays only for its context.
 
 Object layouts the wrapper reads (``ob_type``, tuple size/items, ndarray ``nd``,
-``dimensions``, ``descr``, ``flags``, ``data``, the value inside float and numpy
-scalars, a ctypes object's buffer pointer) are probed at import on live objects; if any
+``dimensions``, ``descr``, ``flags``, the value inside float and numpy scalars, a ctypes
+object's buffer pointer; ``data`` is runtime.py's DATA_OFFSET) are probed at import on
+live objects; if any
 probe is not unique and consistent, there is no fastcall.  ``PyArray_NewFromDescr`` is
 taken from numpy's C-API table and checked by one call through ctypes.
 ``ADJIT_FASTCALL=0`` switches the fastcall off, ``ADJIT_FASTCALL_ARRAYS=0`` only the
@@ -127,8 +128,7 @@ def _probe_layout() -> dict | None:
             _word(a, o) == id(a.dtype) for a in arrays)),
         "flags_off": _unique(range(8, 96, 4), lambda o: all(
             _word(a, o, ctypes.c_int) & 0x507 == _flags_of(a) for a in arrays)),
-        "data_off": _unique(words, lambda o: all(
-            _word(a, o) == a.ctypes.data for a in arrays if a.size)),
+        "data_off": DATA_OFFSET,               # probed once, by runtime.py
         "dims_off": _unique(words, lambda o: _dims_at(arrays, o)),
         "ctx_off": _unique(words, lambda o: all(
             _word(c, o) == ctypes.addressof(c) for c in (_Context(), _MethodDef()))),
@@ -139,7 +139,7 @@ def _probe_layout() -> dict | None:
             _word(v, o, ctypes.c_float) == float(v) for v in
             (np.float32(2.5), np.float32(-0.375), np.float32(1e30)))),
     }
-    if any(v is None for v in lay.values()) or lay["data_off"] != DATA_OFFSET:
+    if any(v is None for v in lay.values()):
         return None
     if _word(np.float64(6.5), lay["value_float64"], ctypes.c_double) != 6.5:
         return None

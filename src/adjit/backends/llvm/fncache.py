@@ -27,7 +27,7 @@ from pathlib import Path
 import sympy
 
 from ...ir import Graph, fingerprint, from_records, to_records
-from .diskcache import read_entry, usable_cache_dir, write_entry
+from .diskcache import cache_switch, read_entry, usable_cache_dir, write_entry
 from .target import compile_ir, host_info, load_cached
 
 SUFFIX = ".adjitfn"           # a compiled function: lowered graph + object-code key
@@ -49,9 +49,7 @@ def source_digest() -> str:
 
 
 def enabled(cache: bool | None) -> bool:
-    if cache is not None:
-        return bool(cache)
-    return os.environ.get("ADJIT_CACHE", "1").strip() != "0"
+    return cache_switch(cache) is None
 
 
 def _digest(*parts: str) -> str:

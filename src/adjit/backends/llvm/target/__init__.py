@@ -54,8 +54,8 @@ import llvmlite.binding as llvm
 from llvmlite.binding import ffi
 from llvmlite.binding.module import ModuleRef
 
-from ..diskcache import (ENTRY_SUFFIX, cache_dir, pack_objects, read_entry, unpack_objects,
-                         usable_cache_dir, write_entry)
+from ..diskcache import (ENTRY_SUFFIX, cache_dir, cache_switch, pack_objects, read_entry,
+                         unpack_objects, usable_cache_dir, write_entry)
 
 __all__ = ["JitModule", "compile_ir", "load_cached", "compile_threads", "add_symbol",
            "load_library", "host_info", "vector_width_bytes", "cache_dir", "NVPTX_TRIPLE",
@@ -321,12 +321,8 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
         raise ValueError("compile_ir: no IR text given")
     joined = _PART_SEP.join(texts)      # what the key covers and llvm_ir shows
     _ensure_init()
-    if cache is False:
-        use, info = False, "miss: disabled by argument cache=False"
-    elif cache is None and os.environ.get("ADJIT_CACHE", "1").strip() == "0":
-        use, info = False, "miss: disabled by ADJIT_CACHE=0"
-    else:
-        use, info = True, "miss: no entry"
+    off = cache_switch(cache)
+    use, info = off is None, f"miss: {off or 'no entry'}"
     with _lock:
         path = key = None
         if use:
@@ -337,15 +333,10 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
                 key = _cache_key(joined, opt_level)
                 path = os.path.join(d, key + ENTRY_SUFFIX)
         if use and os.path.exists(path):
-            try:
-                got = read_entry(path, key)
-            except OSError as e:
-                got = f"unreadable: {e.strerror}"
-            objs = unpack_objects(got[0]) if isinstance(got, tuple) else None
-            if objs is not None:
-                return JitModule(_load_objects(objs), name, joined, got[1], opt_level,
-                                 f"hit {path}", key)
-            info = f"miss: entry corrupt ({got if isinstance(got, str) else 'bad object pack'})"
+            got = _load_entry(path, key, name, opt_level, joined)
+            if isinstance(got, JitModule):
+                return got
+            info = f"miss: entry corrupt ({got})"
             try:
                 os.unlink(path)
             except OSError:
@@ -366,23 +357,29 @@ def load_cached(key: str, name: str = "adjit", opt_level: int = 2,
     """The module stored under ``key`` (a :attr:`JitModule.key`), or None when the cache
     is off, unusable, or has no sound entry for it.  Only the optimized IR is stored:
     ``llvm_ir`` is a function that remakes the input text when someone asks for it."""
-    if os.environ.get("ADJIT_CACHE", "1").strip() == "0":
+    if cache_switch(None) is not None:
         return None
     _ensure_init()
     d, _ = usable_cache_dir()
     if d is None:
         return None
-    path = os.path.join(d, key + ENTRY_SUFFIX)
     with _lock:
-        try:
-            got = read_entry(path, key)
-        except OSError:
-            return None
-        objs = unpack_objects(got[0]) if isinstance(got, tuple) else None
-        if objs is None:
-            return None
-        return JitModule(_load_objects(objs), name, llvm_ir, got[1], opt_level,
-                         f"hit {path}", key)
+        got = _load_entry(os.path.join(d, key + ENTRY_SUFFIX), key, name, opt_level, llvm_ir)
+    return got if isinstance(got, JitModule) else None
+
+
+def _load_entry(path: str, key: str, name: str, opt_level: int, llvm_ir):
+    """The module in the entry at ``path`` (checked against ``key``), or why it is bad."""
+    try:
+        got = read_entry(path, key)
+    except OSError as e:
+        return f"unreadable: {e.strerror}"
+    if isinstance(got, str):
+        return got
+    objs = unpack_objects(got[0])
+    if objs is None:
+        return "bad object pack"
+    return JitModule(_load_objects(objs), name, llvm_ir, got[1], opt_level, f"hit {path}", key)
 
 
 # the NVPTX half of this package (imported last: it uses _lock and _ensure_init)
