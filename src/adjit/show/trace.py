@@ -53,15 +53,21 @@ class Trace:
     def __init__(self, plan_: Plan, values: dict, env: dict):
         self.plan, self.inputs, self.env = plan_, values, env
 
+    def _entries(self, section: str):
+        """``(given leaf, None, value)`` for the leaves ('forward' only), then
+        ``(None, trace line, value)``: what every form prints, in order."""
+        if section == "forward":
+            for leaf in self.plan.given:
+                yield leaf, None, self.env[leaf.id]
+        for ln in self.plan.lines:
+            if ln.section == section:
+                yield None, ln, self.env[ln.node.id]
+
     def rows(self, section: str):
         """``(name, expression, value)`` rows of 'forward' (leaves first) or 'backward'."""
         u = Printer()
-        if section == "forward":
-            for leaf in self.plan.given:
-                yield leaf.name, "", self.env[leaf.id]
-        for ln in self.plan.lines:
-            if ln.section == section:
-                yield ln.lhs.unicode(), u(ln.rhs), self.env[ln.node.id]
+        for leaf, ln, v in self._entries(section):
+            yield (leaf.name, "", v) if leaf is not None else (ln.lhs.unicode(), u(ln.rhs), v)
 
     def value(self, name: str):
         """The value of the row named ``name`` (e.g. ``'x̄1'``)."""
@@ -90,13 +96,10 @@ class Trace:
         out = []
         for section, title in (("forward", "primal trace"), ("backward", "adjoint trace")):
             out += [f"| {title} | value |", "|---|---|"]
-            for leaf in (self.plan.given if section == "forward" else ()):
-                out.append(f"| ${self.plan.naming.user(leaf).latex()}$ | "
-                           f"{format_value(self.env[leaf.id])} |")
-            for ln in self.plan.lines:
-                if ln.section == section:
-                    out.append(f"| ${ln.lhs.latex()} = {lx(ln.rhs)}$ | "
-                               f"{format_value(self.env[ln.node.id])} |")
+            for leaf, ln, v in self._entries(section):
+                eq = (self.plan.naming.user(leaf).latex() if leaf is not None
+                      else f"{ln.lhs.latex()} = {lx(ln.rhs)}")
+                out.append(f"| ${eq}$ | {format_value(v)} |")
             out.append("")
         return "\n".join(out).rstrip()
 
@@ -106,13 +109,10 @@ class Trace:
         out = [r"\begin{aligned}"]
         for section, title in (("forward", "primal trace"), ("backward", "adjoint trace")):
             out.append(rf"& \textbf{{{title}}} \\")
-            for leaf in (self.plan.given if section == "forward" else ()):
-                out.append(f"{self.plan.naming.user(leaf).latex()} &= "
-                           rf"{_tex(self.env[leaf.id])} \\")
-            for ln in self.plan.lines:
-                if ln.section == section:
-                    out.append(f"{ln.lhs.latex()} &= {lx(ln.rhs)} && = "
-                               rf"{_tex(self.env[ln.node.id])} \\")
+            for leaf, ln, v in self._entries(section):
+                eq = (f"{self.plan.naming.user(leaf).latex()} &= " if leaf is not None
+                      else f"{ln.lhs.latex()} &= {lx(ln.rhs)} && = ")
+                out.append(rf"{eq}{_tex(v)} \\")
         return "\n".join(out + [r"\end{aligned}"])
 
     def format(self, form: str = "unicode") -> str:

@@ -61,6 +61,17 @@ def lower_matmul(lw, name: str, node: Node) -> None:
         v = b.load(b.gep(ptr, [b.add(b.mul(r, s_row), b.mul(c, s_col))]))
         return b.select(inside, v, zero)
 
+    def stage(tid, sh, W, x0, k0, x_contiguous, get):
+        """Copy a BK x W tile into shared ``sh[l*W + x]`` (l along K, x along M or N, from
+        offsets ``k0`` and ``x0``); consecutive threads walk the dimension that is
+        contiguous in memory (x when ``x_contiguous``)."""
+        for rep in range(W * BK // NTID):
+            e = b.add(tid, c64(rep * NTID))
+            x, l = ((b.urem(e, c64(W)), b.udiv(e, c64(W))) if x_contiguous else
+                    (b.udiv(e, c64(BK)), b.urem(e, c64(BK))))
+            v = get(b.add(x0, x), b.add(k0, l))
+            b.store(v, b.gep(sh, [b.add(b.mul(l, c64(W)), x)]))
+
     with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
         tm = b.udiv(t, tiles_n)
         m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
@@ -69,19 +80,10 @@ def lower_matmul(lw, name: str, node: Node) -> None:
                 b.store(zero, acc.at(q))
         with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
             with k.threads() as tid:
-                for rep in range(BM * BK // NTID):
-                    e = b.add(tid, c64(rep * NTID))
-                    # consecutive threads walk the dimension that is contiguous in memory
-                    i, l = ((b.urem(e, c64(BM)), b.udiv(e, c64(BM))) if ta else
-                            (b.udiv(e, c64(BK)), b.urem(e, c64(BK))))
-                    v = fetch(pa, b.add(m0, i), b.add(k0, l), m, kk_total, sa_i, sa_l)
-                    b.store(v, b.gep(a_sh, [b.add(b.mul(l, c64(BM)), i)]))
-                for rep in range(BN * BK // NTID):
-                    e = b.add(tid, c64(rep * NTID))
-                    l, j = ((b.urem(e, c64(BK)), b.udiv(e, c64(BK))) if tb else
-                            (b.udiv(e, c64(BN)), b.urem(e, c64(BN))))
-                    v = fetch(pb, b.add(k0, l), b.add(n0, j), kk_total, n, sb_l, sb_j)
-                    b.store(v, b.gep(b_sh, [b.add(b.mul(l, c64(BN)), j)]))
+                stage(tid, a_sh, BM, m0, k0, ta,          # op(A)[m0 + x, k0 + l]
+                      lambda x, l: fetch(pa, x, l, m, kk_total, sa_i, sa_l))
+                stage(tid, b_sh, BN, n0, k0, not tb,      # op(B)[k0 + l, n0 + x]
+                      lambda x, l: fetch(pb, l, x, kk_total, n, sb_l, sb_j))
             k.barrier()
             with k.threads() as tid:
                 ty, tx = b.udiv(tid, c64(THREADS_N)), b.urem(tid, c64(THREADS_N))
