@@ -129,13 +129,14 @@ def bind_support(names: list[str]) -> bool:
     linked (MCJIT would otherwise link the call to address 0); False for a name this
     adjit does not provide."""
     from . import library, pool
+    from .gemm import gemm_symbol
+    loaders = {gemm_symbol(dt): functools.partial(library._ensure_library, dt)
+               for dt in ("f32", "f64")}
+    loaders.update(dict.fromkeys((pool.OFFLOAD, pool.WAIT), pool.ensure_pool))
+    if not set(names) <= loaders.keys():
+        return False
     for name in names:
-        if name.startswith("adjit_gemm_") and name[-3:] in ("f32", "f64"):
-            library._ensure_library(name[-3:])
-        elif name in (pool.OFFLOAD, pool.WAIT):
-            pool.ensure_pool()
-        else:
-            return False
+        loaders[name]()
     return True
 
 
