@@ -12,7 +12,7 @@ import llvmlite.ir as ir
 import numpy as np
 import pytest
 
-from adjit.backends.llvm import gemm
+from adjit.backends.llvm import gemm, gemm_split
 from adjit.backends.llvm.target import compile_ir
 
 DTYPES = {"f32": (np.float32, 1e-5), "f64": (np.float64, 1e-12)}
@@ -98,13 +98,32 @@ def test_padded_leading_dimensions(kernels, dtype, M, N, K):
             check(kernels[dtype], dtype, M, N, K, ta, tb, acc=0, pad=5)
 
 
+def shares_a(dtype, M, N, K):
+    """Whether a two-thread product packs op(A) once for both threads (gemm_split)."""
+    p = gemm.gemm_params(dtype)
+    mp = -(-M // p["MR"]) * p["MR"]
+    return N >= M and mp * K <= gemm_split.shared_capacity(p, dtype)
+
+
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("M, N, K", [(256, 1024, 128), (600, 130, 400), (131, 517, 400)])
-def test_threaded_sizes(kernels, dtype, M, N, K):
-    """M*N*K above the thread threshold: split along N (N >= M) or M (M > N)."""
-    assert M * N * K >= gemm.THREAD_MNK[dtype]
+@pytest.mark.parametrize("M, N, K, shared", [
+    (256, 1024, 128, True), (131, 517, 600, True), (64, 784, 128, True),
+    (600, 130, 400, False), (131, 517, 400, True)])
+def test_threaded_sizes(kernels, dtype, M, N, K, shared):
+    """M*N*K above the thread threshold: split along N (N >= M), op(A) packed once for
+    both threads (several K and M blocks: 131 x 600), or along M (M > N)."""
+    assert M * N * K >= gemm.THREAD_MNK[dtype] and shares_a(dtype, M, N, K) == shared
     for ta, tb in ((0, 0), (0, 1), (1, 0), (1, 1)):
         check(kernels[dtype], dtype, M, N, K, ta, tb, acc=ta)
+
+
+@pytest.mark.parametrize("dtype, M, N, K", [("f32", 700, 720, 1500), ("f64", 400, 500, 1300)])
+def test_threaded_op_a_too_large_to_share(kernels, dtype, M, N, K):
+    """Split along N, but op(A) packed would not fit the shared workspace: each chunk
+    packs its own."""
+    assert not shares_a(dtype, M, N, K) and N >= M
+    for ta, tb in ((0, 0), (1, 1)):
+        check(kernels[dtype], dtype, M, N, K, ta, tb, acc=tb)
 
 
 @pytest.fixture(scope="module")

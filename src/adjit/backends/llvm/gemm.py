@@ -7,8 +7,8 @@
 
 computing, row-major, ``C[M,N] = op(A) @ op(B)`` (``+ C`` when accumulate != 0); op(A) is
 M x K (with transA, A is stored K x M, leading dimension lda), op(B) is K x N (with transB,
-B is stored N x K).  ``work``: :func:`gemm_workspace_elems` elements, 64-byte aligned, one
-half per thread (each half = an MC x KC panel of A + a KC x NC panel of B).  C must not
+B is stored N x K).  ``work``: :func:`gemm_workspace_elems` elements, 64-byte aligned (its
+layout: :mod:`.gemm_split`).  C must not
 overlap A, B or work; A and B may overlap (both are only read).  Any M, N, K >= 0.
 
 Structure (sizes are runtime values, blocking constants are Python ints):
@@ -20,10 +20,11 @@ Structure (sizes are runtime values, blocking constants are Python ints):
   * Small products (M*N*K <= SMALL_MNK) skip packing: the kernel reads A through runtime
     strides (rows past the edge re-read the last valid row; their results are dropped) and
     B rows in place (only a ragged last strip, or all of B when transB, is packed).
-  * Large products (M*N*K >= THREAD_MNK) are split along N (or M) and one half runs on
-    the persistent worker thread of :mod:`.pool` (glibc >= 2.34 exports pthread_* from
-    libc and MCJIT resolves them from the process).  When the worker is busy with another
-    caller's product or unavailable, that half runs inline.
+  * Large products (M*N*K >= THREAD_MNK) are cut along N (or M) into chunks that this
+    thread and the persistent worker thread of :mod:`.pool` share (:mod:`.gemm_split`;
+    glibc >= 2.34 exports pthread_* from libc and MCJIT resolves them from the process).
+    When the worker is busy with another caller's product or unavailable, this thread
+    runs every chunk.
 
 Invariants: addresses are GEPs only (no inttoptr); the micro-kernel's k loop runs kc >= 1
 times (K == 0 is handled first: C = 0 unless accumulating); the first K block overwrites C
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from . import pool
+from . import gemm_split as _split, pool
 from .irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare, function as _function
 from .irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
 from .gemm_pack import emit_pack as _emit_pack
@@ -62,8 +63,7 @@ _PARAMS = {
 # and more (f32 64x128x256, f64 64x128x128) are split, where the gain is worth it.
 SMALL_MNK = {"f32": 32 ** 3, "f64": 32 ** 3}
 THREAD_MNK = {"f32": 1 << 21, "f64": 1 << 20}
-MAX_THREADS = 2
-CHUNKS = 4       # pieces per threaded product: a late worker costs at most one piece
+MAX_THREADS = _split.MAX_THREADS
 
 
 def gemm_params(dtype: str) -> dict:
@@ -77,14 +77,9 @@ def gemm_symbol(dtype: str) -> str:
     return f"adjit_gemm_{dtype}"
 
 
-def _per_thread_elems(dtype: str) -> int:
-    p = gemm_params(dtype)
-    return -(-(p["MC"] * p["KC"] + p["KC"] * p["NC"]) // 16) * 16   # 64-byte multiple
-
-
 def gemm_workspace_elems(dtype: str) -> int:
     """Elements of T the ``work`` argument must hold (covers MAX_THREADS threads)."""
-    return MAX_THREADS * _per_thread_elems(dtype)
+    return _split.workspace_elems(gemm_params(dtype))
 
 
 def _ENTRY_ARGS(T):
@@ -163,22 +158,44 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed):
     return fn
 
 
-def _emit_serial(module, dt, p, T, small_mnk):
-    """One thread's blocked GEMM (same signature as the entry point)."""
+def _call_kernel(b, kern, kargs, direct, b_packed, a_direct):
+    """Call the kernel variant for the operands' layout (A in place when direct)."""
+    with b.if_else(direct) as (d_then, d_else):
+        with d_then:
+            dargs = kargs[:1] + [a_direct] + kargs[2:]
+            with b.if_else(b_packed) as (bp_then, bp_else):
+                with bp_then:
+                    b.call(kern[False, True], dargs)
+                with bp_else:
+                    b.call(kern[False, False], dargs)
+        with d_else:
+            b.call(kern[True, True], kargs)
+
+
+def _emit_serial(module, dt, p, T, small_mnk, kern, pack_a, pack_b, shared_a=False):
+    """One thread's blocked GEMM (the entry point's signature).
+
+    With ``shared_a`` the function takes two more arguments, ``apk`` and ``mp``: op(A)
+    already packed in full (K block pc at ``apk + pc*mp``, its MR-slivers kc apart; mp =
+    M rounded up to MR), and ``work`` holds only the B panel.  It never packs A then.
+    """
     MR, NR, KC, MC, NC = p["MR"], p["NR"], p["KC"], p["MC"], p["NC"]
-    kern = {(ap, bp): _emit_kernel(module, dt, p, T, ap, bp)
-            for ap, bp in ((True, True), (False, True), (False, False))}
-    pack_a, pack_b = _emit_pack(module, dt, p, T, MR), _emit_pack(module, dt, p, T, NR)
-    fn, b = _function(module, f"adjit_gemm_{dt}.serial", ir.VoidType(), _ENTRY_ARGS(T),
-                      _ENTRY_NAMES, noalias=(5, 7, 9, 12))
-    ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = fn.args
+    extra = ([T.as_pointer(), I64], ["apk", "mp"]) if shared_a else ([], [])
+    fn, b = _function(module, f"adjit_gemm_{dt}.serial{'.shared' if shared_a else ''}",
+                      ir.VoidType(), _ENTRY_ARGS(T) + extra[0], _ENTRY_NAMES + extra[1],
+                      noalias=(5, 7, 9, 12))
+    ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = fn.args[:13]
     one = _c64(1)
     trans_a, trans_b = b.icmp_signed("!=", ta, _c32(0)), b.icmp_signed("!=", tb, _c32(0))
     a_rs, a_cs = b.select(trans_a, one, lda), b.select(trans_a, lda, one)   # op(A)[i,k]
     b_ks, b_js = b.select(trans_b, one, ldb), b.select(trans_b, ldb, one)   # op(B)[k,j]
-    direct = b.icmp_signed("<=", b.mul(b.mul(M, N), K), _c64(small_mnk))
+    if shared_a:
+        direct = ir.Constant(I1, 0)
+        Ap, Bp = None, work
+    else:
+        direct = b.icmp_signed("<=", b.mul(b.mul(M, N), K), _c64(small_mnk))
+        Ap, Bp = work, _at(b, work, MC * KC)
     pack_all_b = b.or_(b.not_(direct), trans_b)
-    Ap, Bp = work, _at(b, work, MC * KC)
     acc_first = b.icmp_signed("!=", accum, _c32(0))
     with _loop(b, 0, N, NC, "jc") as jc:
         nc = _min(b, _c64(NC), b.sub(N, jc))
@@ -191,8 +208,11 @@ def _emit_serial(module, dt, p, T, small_mnk):
             with _loop(b, 0, M, MC, "ic") as ic:
                 mc = _min(b, _c64(MC), b.sub(M, ic))
                 ablk = _at(b, A, b.mul(ic, a_rs), b.mul(pc, a_cs))
-                with b.if_then(b.not_(direct)):
-                    b.call(pack_a, [ta, mc, kc, ablk, lda, Ap])
+                if shared_a:
+                    Ap = _at(b, fn.args[13], b.mul(pc, fn.args[14]), b.mul(ic, kc))
+                else:
+                    with b.if_then(b.not_(direct)):
+                        b.call(pack_a, [ta, mc, kc, ablk, lda, Ap])
                 with _loop(b, 0, nc, NR, "jr") as jr:
                     nr = _min(b, _c64(NR), b.sub(nc, jr))
                     ragged = b.and_(b.not_(pack_all_b), b.icmp_signed("<", nr, _c64(NR)))
@@ -204,52 +224,13 @@ def _emit_serial(module, dt, p, T, small_mnk):
                     with _loop(b, 0, mc, MR, "ir") as i:
                         mr = _min(b, _c64(MR), b.sub(mc, i))
                         ct = _at(b, C, b.mul(b.add(ic, i), ldc), jc, jr)
-                        kargs = [kc, None, a_rs, a_cs, bsl, ldb, ct, ldc, mr, nr, beta]
-                        with b.if_else(direct) as (d_then, d_else):
-                            with d_then:
-                                kargs[1] = _at(b, ablk, b.mul(i, a_rs))
-                                with b.if_else(b_packed) as (bp_then, bp_else):
-                                    with bp_then:
-                                        b.call(kern[False, True], kargs)
-                                    with bp_else:
-                                        b.call(kern[False, False], kargs)
-                            with d_else:
-                                kargs[1] = _at(b, Ap, b.mul(i, kc))
-                                b.call(kern[True, True], kargs)
-    b.ret_void()
-    return fn
-
-
-def _emit_chunks(module, name, job_t, serial):
-    """``void chunks(job*, T* work)``: run chunks of the product until none are left."""
-    fn, b = _function(module, f"{name}.chunks", ir.VoidType(), [job_t.as_pointer(),
-                      job_t.elements[12]], ["job", "work"])
-    job, work = fn.args
-    ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum = (
-        b.load(b.gep(job, [_c32(0), _c32(i)])) for i in range(12))
-    split_n = b.icmp_signed("!=", b.load(b.gep(job, [_c32(0), _c32(13)])), _c32(0))
-    n_chunks, chunk = (b.load(b.gep(job, [_c32(0), _c32(i)])) for i in (14, 15))
-    one = _c64(1)
-    a_rs = b.select(b.icmp_signed("!=", ta, _c32(0)), one, lda)     # op(A) row stride
-    b_js = b.select(b.icmp_signed("!=", tb, _c32(0)), ldb, one)     # op(B) column stride
-    head, body, done = (fn.append_basic_block(n) for n in ("take", "run", "done"))
-    b.branch(head)
-    b.position_at_end(head)
-    c = b.atomic_rmw("add", b.gep(job, [_c32(0), _c32(16)]), one, "monotonic")
-    b.cbranch(b.icmp_signed("<", c, n_chunks), body, done)
-    b.position_at_end(body)
-    off = b.mul(c, chunk)
-    with b.if_else(split_n) as (cols, rows):
-        with cols:
-            n = _min(b, chunk, b.sub(N, off))
-            b.call(serial, [ta, tb, M, n, K, A, lda, _at(b, B, b.mul(off, b_js)), ldb,
-                            _at(b, C, off), ldc, accum, work])
-        with rows:
-            m = _min(b, chunk, b.sub(M, off))
-            b.call(serial, [ta, tb, m, N, K, _at(b, A, b.mul(off, a_rs)), lda, B, ldb,
-                            _at(b, C, b.mul(off, ldc)), ldc, accum, work])
-    b.branch(head)
-    b.position_at_end(done)
+                        kargs = [kc, _at(b, Ap, b.mul(i, kc)), a_rs, a_cs, bsl, ldb, ct, ldc,
+                                 mr, nr, beta]
+                        if shared_a:
+                            b.call(kern[True, True], kargs)
+                        else:
+                            _call_kernel(b, kern, kargs, direct, b_packed,
+                                         _at(b, ablk, b.mul(i, a_rs)))
     b.ret_void()
     return fn
 
@@ -275,20 +256,18 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
     p, T = gemm_params(dtype), (ir.FloatType() if dtype == "f32" else ir.DoubleType())
     MR, NR = p["MR"], p["NR"]
     small = SMALL_MNK[dtype] if small_mnk is None else small_mnk
-    serial = _emit_serial(module, dtype, p, T, small)
-    job_t = ir.LiteralStructType(_ENTRY_ARGS(T) + [I32, I64, I64, I64])   # + split_n, chunks
-    run_chunks = _emit_chunks(module, name, job_t, serial)
-    job_fn, b = _function(module, f"{name}.job", ir.VoidType(), [I8P], ["arg"])   # pool job
-    jp = b.bitcast(job_fn.args[0], job_t.as_pointer())
-    b.call(run_chunks, [jp, b.load(b.gep(jp, [_c32(0), _c32(12)]))])
-    b.ret_void()
+    kern = {(ap, bp): _emit_kernel(module, dtype, p, T, ap, bp)
+            for ap, bp in ((True, True), (False, True), (False, False))}
+    pack_a, pack_b = _emit_pack(module, dtype, p, T, MR), _emit_pack(module, dtype, p, T, NR)
+    serial = _emit_serial(module, dtype, p, T, small, kern, pack_a, pack_b)
+    threads = threads if pool.available() else 1
 
     fn, b = _function(module, name, ir.VoidType(), _ENTRY_ARGS(T), _ENTRY_NAMES,
                       noalias=(5, 7, 9, 12))
     fn.linkage = ""                 # the one exported symbol
     args = list(fn.args)
     ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = args
-    c0, one = _c64(0), _c64(1)
+    c0 = _c64(0)
     with b.if_then(b.or_(b.icmp_signed("<=", M, c0), b.icmp_signed("<=", N, c0))):
         b.ret_void()
     with b.if_then(b.icmp_signed("<=", K, c0)):
@@ -301,28 +280,14 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
                         _c64(THREAD_MNK[dtype] if thread_mnk is None else thread_mnk))
     split_n = b.and_(b.icmp_signed(">=", N, M), b.icmp_signed(">=", N, _c64(2 * NR)))
     split_m = b.and_(b.not_(split_n), b.icmp_signed(">=", M, _c64(2 * MR)))
-    threads = threads if pool.available() else 1
-    go = b.and_(big, b.or_(split_n, split_m)) if threads > 1 else ir.Constant(I1, 0)
-    with b.if_then(b.not_(go)):
+    if threads == 1:
         b.call(serial, args)
         b.ret_void()
-    # Split the larger of M, N (each chunk then re-packs only the smaller operand) into
-    # CHUNKS pieces of whole tiles, taken from a shared counter by both threads.
-    units, U = b.select(split_n, N, M), b.select(split_n, _c64(NR), _c64(MR))
-    tiles = b.sdiv(b.add(units, b.sub(U, one)), U)
-    per = b.sdiv(b.add(tiles, _c64(CHUNKS - 1)), _c64(CHUNKS))
-    chunk = b.mul(per, U)
-    n_chunks = b.sdiv(b.add(units, b.sub(chunk, one)), chunk)
-    job = b.alloca(job_t, name="job")
-    fields = args[:12] + [_at(b, work, _per_thread_elems(dtype)), b.zext(split_n, I32),
-                          n_chunks, chunk, c0]
-    for i, v in enumerate(fields):
-        b.store(v, b.gep(job, [_c32(0), _c32(i)]))
-    pool.ensure_pool()
-    offload, wait = pool.declare_pool(module)
-    started = b.call(offload, [job_fn, b.bitcast(job, I8P)])
-    b.call(run_chunks, [job, work])
-    with b.if_then(started):                 # withdraw it, or wait for the worker's chunk
-        b.call(wait, [])
+        return fn
+    with b.if_then(b.not_(b.and_(big, b.or_(split_n, split_m)))):
+        b.call(serial, args)
+        b.ret_void()
+    shared = _emit_serial(module, dtype, p, T, small, kern, pack_a, pack_b, shared_a=True)
+    _split.emit_split(module, b, dtype, p, T, args, serial, shared, pack_a)
     b.ret_void()
     return fn

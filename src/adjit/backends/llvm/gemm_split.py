@@ -1,0 +1,179 @@
+"""A large GEMM on two threads: the caller and the pool's worker (see :mod:`.pool`).
+
+The product is cut along the larger of M and N into chunks of whole register tiles that
+both threads take from a shared counter (so a late or preempted worker costs the caller at
+most the chunk it holds; one that never starts costs nothing, the caller takes them all).
+
+Cut along N (the usual case: N >= M), every chunk multiplies the same op(A).  When op(A),
+packed, fits the shared part of the workspace, it is packed once, in pieces (one K block x
+one MC row block each) that both threads take from a second counter; each thread then waits
+until every piece taken is done -- only ever for a piece the other thread is packing, never
+for one not started -- and runs its chunks with :func:`gemm._emit_serial`'s ``shared_a``
+variant, which packs only its own columns of B.  Chunks are then cheap, so there are more of
+them (CHUNKS_SHARED) and the two threads end closer together.  Otherwise (cut along M, or
+op(A) too large) each chunk is a whole serial product and re-packs the operand it shares.
+
+Workspace, in elements (:func:`workspace_elems`): per thread an MC x KC panel of A and a
+KC x NC panel of B; in the shared layout instead two KC x CWMAX panels of B, then the shared
+packed op(A) (the rest of the same buffer).
+"""
+from __future__ import annotations
+
+import platform
+
+import llvmlite.ir as ir
+
+from . import pool
+from .irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare
+from .irkit import function as _function, imin as _min
+
+I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
+
+MAX_THREADS = 2
+CHUNKS = 4          # chunks per product when each re-packs the shared operand
+CHUNKS_SHARED = 8   # chunks per product once op(A) is packed once for both threads
+# Widest chunk (columns) of the shared layout: its B panel, KC x CWMAX, is what each thread
+# keeps of the workspace; the rest holds the packed op(A).
+CWMAX = {"f32": 256, "f64": 128}
+
+# job fields: the entry's 12 operands, then
+W_WORK, W_SPLIT_N, W_NCHUNK, W_TILES, W_NEXT = 12, 13, 14, 15, 16
+W_APK, W_MP, W_NPIECE, W_NIC, W_PNEXT, W_PDONE = 17, 18, 19, 20, 21, 22
+
+
+def per_thread_elems(p: dict) -> int:
+    return -(-(p["MC"] * p["KC"] + p["KC"] * p["NC"]) // 16) * 16   # 64-byte multiple
+
+
+def workspace_elems(p: dict) -> int:
+    return MAX_THREADS * per_thread_elems(p)
+
+
+def shared_capacity(p: dict, dtype: str) -> int:
+    """Elements of the workspace left for the shared packed op(A)."""
+    return workspace_elems(p) - MAX_THREADS * p["KC"] * CWMAX[dtype]
+
+
+def _imax(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def _field(b, job, i):
+    return b.gep(job, [_c32(0), _c32(i)])
+
+
+def _emit_chunks(module, name, p, job_t, serial, shared, pack_a):
+    """``void chunks(job*, T* work)``: pack shared A pieces (if any), then run chunks."""
+    KC, MC = p["KC"], p["MC"]
+    fn, b = _function(module, f"{name}.chunks", ir.VoidType(), [job_t.as_pointer(),
+                      job_t.elements[W_WORK]], ["job", "work"])
+    job, work = fn.args
+    ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum = (b.load(_field(b, job, i))
+                                                      for i in range(12))
+    split_n = b.icmp_signed("!=", b.load(_field(b, job, W_SPLIT_N)), _c32(0))
+    n_chunks = b.load(_field(b, job, W_NCHUNK))
+    apk, mp, n_pieces, n_ic = (b.load(_field(b, job, i))
+                               for i in (W_APK, W_MP, W_NPIECE, W_NIC))
+    one, trans_a = _c64(1), b.icmp_signed("!=", ta, _c32(0))
+    a_rs, a_cs = b.select(trans_a, one, lda), b.select(trans_a, lda, one)   # op(A) strides
+    b_js = b.select(b.icmp_signed("!=", tb, _c32(0)), ldb, one)     # op(B) column stride
+    pause = (_declare(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), []))
+             if platform.machine() == "x86_64" else None)
+
+    def take(counter, limit, label):   # while ((c = counter++) < limit) { body(c) }
+        head, body, done = (fn.append_basic_block(f"{label}.{n}") for n in ("take", "run", "done"))
+        b.branch(head)
+        b.position_at_end(head)
+        c = b.atomic_rmw("add", _field(b, job, counter), one, "monotonic")
+        b.cbranch(b.icmp_signed("<", c, limit), body, done)
+        b.position_at_end(body)
+        return c, head, done
+
+    c, head, done = take(W_PNEXT, n_pieces, "piece")       # pack op(A): K block x MC rows
+    pcb = b.sdiv(c, n_ic)
+    pc, ic = b.mul(pcb, _c64(KC)), b.mul(b.sub(c, b.mul(pcb, n_ic)), _c64(MC))
+    kc, mc = _min(b, _c64(KC), b.sub(K, pc)), _min(b, _c64(MC), b.sub(M, ic))
+    b.call(pack_a, [ta, mc, kc, _at(b, A, b.mul(ic, a_rs), b.mul(pc, a_cs)), lda,
+                    _at(b, apk, b.mul(pc, mp), b.mul(ic, kc))])
+    b.atomic_rmw("add", _field(b, job, W_PDONE), one, "release")
+    b.branch(head)
+    b.position_at_end(done)
+    # Every piece is taken; wait for those the other thread is still packing.
+    spin, ready = fn.append_basic_block("piece.wait"), fn.append_basic_block("piece.ready")
+    b.branch(spin)
+    b.position_at_end(spin)
+    if pause is not None:
+        b.call(pause, [])
+    packed = b.load_atomic(_field(b, job, W_PDONE), "acquire", 8)
+    b.cbranch(b.icmp_signed("<", packed, n_pieces), spin, ready)
+    b.position_at_end(ready)
+
+    c, head, done = take(W_NEXT, n_chunks, "chunk")   # tiles [c*T/n, (c+1)*T/n)
+    unit, tiles = b.select(split_n, _c64(p["NR"]), _c64(p["MR"])), b.load(_field(b, job, W_TILES))
+    off = b.mul(b.sdiv(b.mul(c, tiles), n_chunks), unit)
+    end = b.mul(b.sdiv(b.mul(b.add(c, one), tiles), n_chunks), unit)
+    with b.if_else(split_n) as (cols, rows):
+        with cols:
+            n = b.sub(_min(b, end, N), off)
+            part = [ta, tb, M, n, K, A, lda, _at(b, B, b.mul(off, b_js)), ldb,
+                    _at(b, C, off), ldc, accum, work]
+            with b.if_else(b.icmp_signed(">", n_pieces, _c64(0))) as (sh, own):
+                with sh:
+                    b.call(shared, part + [apk, mp])
+                with own:
+                    b.call(serial, part)
+        with rows:
+            m = b.sub(_min(b, end, M), off)
+            b.call(serial, [ta, tb, m, N, K, _at(b, A, b.mul(off, a_rs)), lda, B, ldb,
+                            _at(b, C, b.mul(off, ldc)), ldc, accum, work])
+    b.branch(head)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn
+
+
+def emit_split(module, b, dtype, p, T, args, serial, shared, pack_a):
+    """At ``b`` (in the entry point, for a product worth two threads): post the product to
+    the pool, run chunks on this thread too, then withdraw or join the worker's part."""
+    MR, NR, KC, MC = p["MR"], p["NR"], p["KC"], p["MC"]
+    name = f"adjit_gemm_{dtype}"
+    tp = T.as_pointer()
+    job_t = ir.LiteralStructType(list(args[i].type for i in range(13))
+                                 + [I32, I64, I64, I64, tp, I64, I64, I64, I64, I64])
+    run_chunks = _emit_chunks(module, name, p, job_t, serial, shared, pack_a)
+    job_fn, jb = _function(module, f"{name}.job", ir.VoidType(), [I8P], ["arg"])   # pool job
+    jp = jb.bitcast(job_fn.args[0], job_t.as_pointer())
+    jb.call(run_chunks, [jp, jb.load(_field(jb, jp, W_WORK))])
+    jb.ret_void()
+
+    ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = args
+    c0, one = _c64(0), _c64(1)
+    split_n = b.and_(b.icmp_signed(">=", N, M), b.icmp_signed(">=", N, _c64(2 * NR)))
+    mp = b.mul(b.sdiv(b.add(M, _c64(MR - 1)), _c64(MR)), _c64(MR))
+    use_shared = b.and_(split_n, b.icmp_signed("<=", b.mul(mp, K),
+                                               _c64(shared_capacity(p, dtype))))
+    n_ic = b.sdiv(b.add(M, _c64(MC - 1)), _c64(MC))
+    n_pieces = b.select(use_shared, b.mul(n_ic, b.sdiv(b.add(K, _c64(KC - 1)), _c64(KC))), c0)
+    # Chunks of whole tiles along the cut dimension, as even as tiles allow: `parts` of
+    # them (fewer when there are fewer tiles), more when a shared-layout chunk would be
+    # wider than CWMAX (an even number, so both threads can end together).
+    units, U = b.select(split_n, N, M), b.select(split_n, _c64(NR), _c64(MR))
+    tiles = b.sdiv(b.add(units, b.sub(U, one)), U)
+    widest = 2 * (CWMAX[dtype] // NR)
+    wide = b.mul(b.sdiv(b.add(tiles, _c64(widest - 1)), _c64(widest)), _c64(2))
+    parts = b.select(use_shared, _imax(b, _c64(CHUNKS_SHARED), wide), _c64(CHUNKS))
+    n_chunks = _min(b, parts, tiles)
+    panel = MAX_THREADS * KC * CWMAX[dtype]
+    worker_work = b.select(use_shared, _at(b, work, KC * CWMAX[dtype]),
+                           _at(b, work, per_thread_elems(p)))
+    job = b.alloca(job_t, name="job")
+    fields = list(args[:12]) + [worker_work, b.zext(split_n, I32), n_chunks, tiles, c0,
+                                _at(b, work, panel), mp, n_pieces, n_ic, c0, c0]
+    for i, v in enumerate(fields):
+        b.store(v, _field(b, job, i))
+    pool.ensure_pool()
+    offload, wait = pool.declare_pool(module)
+    started = b.call(offload, [job_fn, b.bitcast(job, I8P)])
+    b.call(run_chunks, [job, work])
+    with b.if_then(started):                 # withdraw it, or wait for the worker's chunk
+        b.call(wait, [])
