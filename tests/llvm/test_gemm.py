@@ -76,7 +76,7 @@ SIZES = [
     (0, 5, 3), (5, 0, 3), (0, 0, 0), (4, 6, 0), (1, 1, 1), (1, 1, 300), (7, 7, 7),
     (13, 13, 13), (6, 16, 8), (12, 32, 5), (7, 100, 13), (100, 7, 13), (1, 257, 13),
     (257, 1, 13), (64, 64, 64), (33, 17, 64), (100, 100, 100), (64, 128, 97),
-    (257, 130, 7), (13, 300, 600), (257, 257, 257),
+    (257, 130, 7), (13, 300, 600), (257, 257, 257), (300, 10, 600), (200, 16, 300),
 ]
 
 
@@ -108,10 +108,11 @@ def shares_a(dtype, M, N, K):
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("M, N, K, shared", [
     (256, 1024, 128, True), (131, 517, 600, True), (64, 784, 128, True),
-    (600, 130, 400, False), (131, 517, 400, True)])
+    (600, 130, 400, False), (131, 517, 400, True), (1024, 10, 256, False)])
 def test_threaded_sizes(kernels, dtype, M, N, K, shared):
     """M*N*K above the thread threshold: split along N (N >= M), op(A) packed once for
-    both threads (several K and M blocks: 131 x 600), or along M (M > N)."""
+    both threads (several K and M blocks: 131 x 600), or along M (M > N; N = 10: A read
+    in place)."""
     assert M * N * K >= gemm.THREAD_MNK[dtype] and shares_a(dtype, M, N, K) == shared
     for ta, tb in ((0, 0), (0, 1), (1, 0), (1, 1)):
         check(kernels[dtype], dtype, M, N, K, ta, tb, acc=ta)

@@ -17,7 +17,8 @@ Structure (sizes are runtime values, blocking constants are Python ints):
     NR x MR tiles call the micro-kernel: MR x NR accumulators in MR*NV vectors <VL x T>,
     per k one broadcast of A per row, NV loads of B, hand-declared ``llvm.fma.v*``.  Full
     tiles update C with vector ops, edge tiles go through a stack tile.
-  * Small products (M*N*K <= SMALL_MNK) skip packing: the kernel reads A through runtime
+  * Small products (M*N*K <= SMALL_MNK), and products whose N fits one NR-wide sliver
+    (a packed A panel would then be used once), skip packing: the kernel reads A through runtime
     strides (rows past the edge re-read the last valid row; their results are dropped) and
     B rows in place (only a ragged last strip, or all of B when transB, is packed).
   * Large products (M*N*K >= THREAD_MNK) are cut along N (or M) into chunks that this
@@ -193,7 +194,9 @@ def _emit_serial(module, dt, p, T, small_mnk, kern, pack_a, pack_b, shared_a=Fal
         direct = ir.Constant(I1, 0)
         Ap, Bp = None, work
     else:
-        direct = b.icmp_signed("<=", b.mul(b.mul(M, N), K), _c64(small_mnk))
+        # A unpacked also when one B sliver covers N: a packed A panel would serve it once
+        direct = b.or_(b.icmp_signed("<=", b.mul(b.mul(M, N), K), _c64(small_mnk)),
+                       b.icmp_signed("<=", N, _c64(NR)))
         Ap, Bp = work, _at(b, work, MC * KC)
     pack_all_b = b.or_(b.not_(direct), trans_b)
     acc_first = b.icmp_signed("!=", accum, _c32(0))
