@@ -11,6 +11,7 @@ refcounts; output flags and aliasing.
 """
 from __future__ import annotations
 
+import gc
 import sys
 
 import numpy as np
@@ -275,12 +276,14 @@ def test_refcounts_are_unchanged_by_calls():
     conv = dict(kw, x=kw["x"].astype(np.float32))
     watched = [*kw.values(), np.dtype(np.float64), f, type(f).__call__, *kw]
     f(**kw), f(**conv)
+    gc.collect()     # earlier tests' garbage, freed mid-loop, would move the dtype's count
     before = [sys.getrefcount(o) for o in watched]
     for _ in range(500):
         f(**kw)
         f(**conv)
         with pytest.raises(aj.ShapeError):
             f(**bad)
+    gc.collect()
     assert [sys.getrefcount(o) for o in watched] == before
 
 

@@ -149,7 +149,9 @@ unary("sin", sp.sin, lambda x, y, g: g * _F().cos(x))
 unary("cos", sp.cos, lambda x, y, g: -(g * _F().sin(x)))
 unary("tanh", sp.tanh, lambda x, y, g: g * (1 - y * y))
 unary("sigmoid", lambda x: 1 / (1 + sp.exp(-x)), lambda x, y, g: g * (y * (1 - y)))
-unary("relu", lambda x: sp.Max(x, 0), lambda x, y, g: _F().where(x > 0, g, 0.0),
+# relu's mask reads its output (y > 0 exactly when x > 0, NaN included), which the next
+# layer keeps anyway: x then has one user and fuses into relu instead of being stored.
+unary("relu", lambda x: sp.Max(x, 0), lambda x, y, g: _F().where(y > 0, g, 0.0),
       kinks=lambda x: x)
 # softplus(x) = max(x, 0) + log1p(exp(-|x|)) never overflows; its derivative is sigmoid(x).
 unary("softplus", lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
