@@ -16,8 +16,8 @@ the 8×8 digits (random data of the same shape when scikit-learn is missing):
 Before timing, three steps from the same initial weights on the same batches are checked
 against adjit's numpy interpreter (scaled error ≤ 1e-4, float32).  Thread counts are
 pinned through the environment before numpy, torch or jax is imported.  ``--breakdown``
-also splits adjit's call into argument binding, the runtime and the native entry (it
-reaches into private attributes, for diagnosis only).
+also times the bound call alone and splits an unbound call into argument binding and the
+runtime (it reaches into private attributes, for diagnosis only).
 """
 from __future__ import annotations
 
@@ -213,9 +213,12 @@ def scaled_error(got: dict, ref: dict) -> float:
 
 
 def breakdown(f, fixed, cyc, n=3000):
-    """Seconds per call: whole call, argument binding, runtime call without binding."""
+    """Seconds per call: the bound call the step makes (native from the second call of a
+    batch size, see adjit's fastcall), and the unbound call split into argument binding
+    and the runtime (Python) call."""
     kw = {**cyc.batches[0], **fixed}
     values, batch = f._binder.bind(kw)
+    bound = f.bind(**{k: v.copy() for k, v in fixed.items()})
 
     def per(fn):
         fn()
@@ -223,7 +226,8 @@ def breakdown(f, fixed, cyc, n=3000):
         for _ in range(n):
             fn()
         return (time.perf_counter() - t0) / n
-    return {"call": per(lambda: f(**kw)), "bind": per(lambda: f._binder.bind(kw)),
+    return {"bound call": per(lambda: bound(**cyc.batches[0])),
+            "call": per(lambda: f(**kw)), "bind": per(lambda: f._binder.bind(kw)),
             "runtime (after binding)": per(lambda: f._impl(values, batch))}
 
 

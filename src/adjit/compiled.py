@@ -66,25 +66,8 @@ class Compiled:
         if check_nans:   # name the first node producing NaN/inf (see nancheck.py)
             self._impl = NanCheck(self._impl, self.stages,
                                   self._update_names if self._in_place else ())
-        self._install_fastcall()
-
-    def _install_fastcall(self) -> None:
-        """Let a backend answer calls natively, without this class's Python code.
-
-        A backend's implementation may offer ``fastcall(fallback)``: a builtin callable
-        that handles the calls it can check itself (e.g. all-scalar functions fed floats
-        and 0-d arrays) and hands every other call, unchanged, to ``fallback`` (the
-        checked Python path).  Special methods are looked up on the type, so the callable
-        becomes ``__call__`` of a subclass made for this one instance.
-        """
-        make = getattr(self._impl, "fastcall", None)
-        if make is None or self.updates:
-            return
-        native = make(types.MethodType(Compiled.__call__, self))
-        if native is not None:
-            self.__class__ = type(type(self).__name__, (type(self),),
-                                  {"__call__": native, "__module__": __name__,
-                                   "__qualname__": type(self).__qualname__})
+        if not self.updates:     # (free ``updates`` buffers are checked in Python)
+            _install_native(self, self._impl, Compiled.__call__)
 
     def __call__(self, **kwargs):
         values, batch = self._binder.bind(kwargs)
@@ -211,6 +194,7 @@ class Bound:
         self.input_names = sorted(self._free.names)
         # llvm writes bound slots once per thread; other backends get the merged arguments
         self._fast = getattr(fn._impl, "call_bound", None)
+        _install_native(self, fn._impl, Bound.__call__)   # (as Compiled does)
 
     def __call__(self, **kwargs):
         fn = self.fn
@@ -229,6 +213,22 @@ class Bound:
 
     def __repr__(self):
         return f"<adjit.Bound of {self.fn!r}: takes {self.input_names}>"
+
+
+def _install_native(obj, impl, method) -> None:
+    """Give ``obj`` its backend's native call, if ``impl`` offers one for it.
+
+    ``impl.fastcall(fallback)`` may answer a builtin callable that handles the calls it
+    can check itself and hands every other call, unchanged, to ``fallback`` (``method``
+    bound to ``obj``: the checked Python path).  Special methods are looked up on the
+    type, so the builtin becomes ``__call__`` of a subclass made for this one instance.
+    """
+    make = getattr(impl, "fastcall", None)
+    native = make(types.MethodType(method, obj)) if make is not None else None
+    if native is not None:
+        obj.__class__ = type(type(obj).__name__, (type(obj),),
+                             {"__call__": native, "__module__": __name__,
+                              "__qualname__": type(obj).__qualname__})
 
 
 def _arguments(graph: Graph) -> list[Node]:

@@ -20,8 +20,10 @@ Two routes (:func:`_mode`):
   size has no state takes the Python path once and primes one (``_reprimer``); a call
   finding its state locked by another thread takes the Python path.
 
-Common: no ``updates``, not profiled, DATA_OFFSET in use (the table holds array
-objects).  One wrapper is compiled per process (its IR names no model and no address;
+Common: not profiled, DATA_OFFSET in use (the table holds array objects), no
+``updates`` unless the caller is a ``Bound`` that binds every array they write.  For a
+``Bound`` the free arguments are the keywords; its bound arrays and in-place update
+buffers are *fixed* slots (:func:`_fixed_slots`) the wrapper writes every call.  One wrapper is compiled per process (its IR names no model and no address;
 everything is read from a per-function *context*, a ctypes structure passed as the
 builtin's ``self``), so a model pays only for its context.
 
@@ -217,13 +219,15 @@ def _wrapper_address() -> int:
         return _wrapper_addr
 
 
-def _mode(native) -> str | None:
+def _mode(native, bound=None) -> str | None:
     """``"stack"`` (all 0-d, small: arena on the stack, GIL held), ``"primed"`` (arrays:
-    a primed state per batch size, GIL released), or None (no fastcall)."""
+    a primed state per batch size, GIL released), or None (no fastcall).  ``updates``
+    only for a bound function that binds every array they write."""
     plan = native.plan
     if _SETUP is None or os.environ.get("ADJIT_FASTCALL", "1").strip() == "0":
         return None
-    if native._updates or native._counters is not None:
+    if native._counters is not None or native._updates and (
+            bound is None or not set(native._updates.values()) <= bound.values.keys()):
         return None
     if plan.n_slots > fir.MAX_SLOTS or len(plan.graph.outputs) > fir.MAX_OUTPUTS:
         return None
@@ -304,12 +308,26 @@ def _dims(shape):
     return (ctypes.c_int64 * (len(shape) or 1))(*[-1 if d is None else int(d) for d in shape])
 
 
+def _fixed_slots(native, slots: dict, bound) -> list[tuple[int, np.ndarray]] | None:
+    """(slot, array) of a bound function's bound inputs and in-place outputs, or None
+    when the bound arrays carry a batch size (the wrapper takes it from the arguments)."""
+    if bound is None:
+        return []
+    if bound.batch is not None:
+        return None
+    plan = native.plan
+    return ([(slot, bound.values[name]) for name, slot in slots.items() if name in bound.values]
+            + [(plan.output_slots[k], bound.values[name]) for k, name in native._updates.items()])
+
+
 def make_fastcall(native, fallback):
     """A builtin calling ``native``'s entry for the calls it can check, else ``fallback``
-    (a bound ``Compiled.__call__``); None when the function is not eligible."""
+    (a bound ``Compiled.__call__``, or ``Bound.__call__``: then the bound arrays fill
+    their slots every call); None when the function is not eligible."""
     owner = getattr(fallback, "__self__", None)
-    binder = getattr(owner, "_binder", None)
-    mode = _mode(native) if binder is not None else None
+    bound = owner if hasattr(owner, "_free") else None
+    binder = getattr(owner, "_free" if bound is not None else "_binder", None)
+    mode = _mode(native, bound) if binder is not None else None
     if mode is None:
         return None
     lay, api = _SETUP
@@ -318,14 +336,18 @@ def make_fastcall(native, fallback):
     if len(specs) > fir.MAX_INPUTS:
         return None
     slots = {n.name: plan.storage[n.id].slot for n in plan.inputs}
-    if (not slots.keys() <= {s[0] for s in specs}
-            or sorted(slots.values()) != list(range(len(plan.inputs)))):
-        return None     # every graph input is an argument, in slots 0..P-1
+    given = {s[0] for s in specs} | (bound.values.keys() if bound is not None else set())
+    if not slots.keys() <= given or sorted(slots.values()) != list(range(len(plan.inputs))):
+        return None     # every graph input is an argument or bound, in slots 0..P-1
+    fixed = _fixed_slots(native, slots, bound)
+    n_out = len(plan.graph.outputs) - len(native._updates)
+    if fixed is None or set(native._updates) != set(range(n_out, len(plan.graph.outputs))):
+        return None     # (updates are the last outputs, never returned)
     ctx = _Context()
     keep = ctx.__dict__
     keep["names"] = names = [sys.intern(s[0]) for s in specs]
     dtypes = [np.dtype(s[2]) for s in specs]
-    out_dtypes = [np.dtype(o.dtype) for o in plan.graph.outputs]
+    out_dtypes = [np.dtype(o.dtype) for o in plan.graph.outputs[:n_out]]
     keep["dtypes"] = dtypes + out_dtypes
     keep["dims"] = dims = []
     recs = (ctypes.c_void_p * (fir.REC * len(specs) or 1))()
@@ -342,7 +364,7 @@ def make_fastcall(native, fallback):
         for j, field in enumerate(fir.REC_FIELDS):
             recs[fir.REC * k + j] = rec[field] or None
     outs = (ctypes.c_void_p * (fir.OUT * len(out_dtypes) or 1))()
-    for k, (o, dt) in enumerate(zip(plan.graph.outputs, out_dtypes)):
+    for k, (o, dt) in enumerate(zip(plan.graph.outputs[:n_out], out_dtypes)):
         dims.append(_dims(o.shape))
         rec = {"descr": id(dt), "nd": len(o.shape), "dims": ctypes.addressof(dims[-1])}
         for j, field in enumerate(fir.OUT_FIELDS):
@@ -352,12 +374,18 @@ def make_fastcall(native, fallback):
         return None
     offsets = plan.arena_offsets(0)[0] if mode == "stack" else [0] * len(plan.temps)
     temps = (ctypes.c_int64 * len(temp_slots))(*(offsets + [0]))   # workspace: unused
-    keep.update(recs=recs, outs=outs, temps=temps, fallback=fallback, jit=native.jit)
+    pairs = (ctypes.c_void_p * (fir.FIX * len(fixed) or 1))(
+        *[w for slot, arr in fixed for w in (slot, id(arr))])
+    keep.update(recs=recs, outs=outs, temps=temps, fallback=fallback, jit=native.jit,
+                pairs=pairs, fixed=fixed)
+    single = (bound.fn if bound is not None else owner)._single
     words = dict(api, fallback=id(fallback), entry=native.jit.address("adjit_entry"),
                  n_in=len(specs), n_out=len(out_dtypes), n_plan_in=len(slots),
-                 n_temps=len(temp_slots), single=int(bool(owner._single)),
+                 n_temps=len(temp_slots), single=int(bool(single)),
                  inputs=ctypes.addressof(recs), outputs=ctypes.addressof(outs),
-                 temp_offsets=ctypes.addressof(temps), primed=None, reprime=None)
+                 temp_offsets=ctypes.addressof(temps), primed=None, reprime=None,
+                 fixed=ctypes.addressof(pairs), n_fixed=len(fixed),
+                 first_temp=plan.n_array_slots)
     if mode == "primed":
         keep["primer"] = primer = _Primer(plan, temp_slots)
         keep["reprime"] = reprime = _reprimer(fallback, primer, specs)

@@ -51,7 +51,7 @@ CTX_FIELDS = ("fallback", "entry", "n_in", "n_out", "n_plan_in", "n_temps", "sin
               "unicode_compare", "tuple_new", "tuple_setitem", "incref", "decref",
               "new_from_descr", "type_off", "tuple_size_off", "tuple_items_off", "nd_off",
               "descr_off", "flags_off", "data_off", "array_flags", "dims_off", "primed",
-              "reprime", "save_thread", "restore_thread")
+              "reprime", "save_thread", "restore_thread", "fixed", "n_fixed", "first_temp")
 F = {name: k for k, name in enumerate(CTX_FIELDS)}
 # per input: name, dtype object, two accepted scalar types (or NULL), value offset, slot,
 # declared rank and its dims (int64[nd], -1 for the batch dim)
@@ -60,6 +60,9 @@ REC = len(REC_FIELDS)
 # per output: dtype object, rank, dims (int64[nd], -1 for the batch dim)
 OUT_FIELDS = ("descr", "nd", "dims")
 OUT = len(OUT_FIELDS)
+# ``fixed``: n_fixed (slot, object) word pairs written into the table every call -- a bound
+# function's bound arrays, and the arrays its ``updates`` write in place
+FIX = 2
 # a primed state (``primed`` is NULL for stack-arena functions, else N_PRIMED pointers to
 # these, each NULL or: lock word, batch size, then one table word per temporary slot)
 P_LOCK, P_BATCH, P_TEMPS = 0, 1, 2
@@ -249,9 +252,14 @@ def wrapper_ir(ctx_offset: int) -> str:
         b.cbranch(b.icmp_unsigned("==", arr, null), blk["oom"], nxt)
     oom_count = o
 
-    # 5. the inputs again: unchanged by whatever ran during step 4
+    # 5. the inputs again: unchanged by whatever ran during step 4; the fixed slots
     again = _check_inputs(e, inobj, table, fake, blk["bad"])
-    first_temp = b.add(n_plan_in, n_out)
+    fixed = b.bitcast(e.ptr("fixed"), I8PP)
+    with e.each(e.int("n_fixed"), "f") as (f, nxt):
+        pair = b.gep(fixed, [b.mul(f, c64(FIX))])
+        slot = b.ptrtoint(b.load(e.word(pair, 0)), I64)
+        b.store(b.load(e.word(pair, 1)), e.word(table, slot))
+    first_temp = e.int("first_temp")
     entry = e.fnptr("entry", T_ENTRY)
     b.cbranch(b.icmp_signed("==", again, batch), blk["stack"], blk["bad"])
 

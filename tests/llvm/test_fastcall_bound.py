@@ -1,0 +1,143 @@
+"""The native entry of bound functions (``f.bind(...)``), the call a training step makes.
+
+A bound function whose bound arrays carry no batch size, and that binds every array its
+``updates`` write, gets a builtin ``__call__`` like a compiled function's (see
+test_fastcall_arrays.py): the free arguments are checked natively, the bound arrays and
+the in-place update buffers fill their table slots every call.  Checked here: training
+steps bit for bit equal to the Python path (losses and the updated parameters and
+optimizer state, over batch sizes), which calls took the native route, every case that
+keeps the Python path, fallbacks with the Python path's errors, refcounts.
+"""
+from __future__ import annotations
+
+import gc
+import sys
+
+import numpy as np
+import pytest
+
+import adjit as aj
+from adjit import nn, optim
+from adjit.compiled import Bound
+
+from test_fastcall import has_fastcall
+
+
+def train_step(dtype="float32"):
+    """(compiled step with Adam updates, initial params + optimizer state)."""
+    x = aj.input("x", (None, 6), dtype=dtype)
+    y = aj.input("y", (None,), dtype="int64")
+    mlp = nn.MLP([6, 8, 4], activation="relu", dtype=dtype)
+    loss = aj.cross_entropy(mlp(x), y)
+    opt = optim.Adam(mlp.params, lr=0.01)
+    f = aj.compile([loss], updates=opt.updates(loss))
+    return f, {**mlp.init(seed=0), **opt.state}
+
+
+def batch(n, seed, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.standard_normal((n, 6)).astype(dtype), "y": rng.integers(0, 4, n)}
+
+
+class CountingFree:
+    """Wraps a Bound's free-argument binder: counts calls that took the Python path."""
+
+    def __init__(self, g):
+        self.inner, self.calls = g._free, 0
+        g._free = self
+
+    def bind(self, kwargs):
+        self.calls += 1
+        return self.inner.bind(kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def copies(state):
+    return {k: v.copy() for k, v in state.items()}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_steps_match_the_python_path_bit_for_bit(dtype):
+    f, state = train_step(dtype)
+    fast_state, slow_state = copies(state), copies(state)
+    g, h = f.bind(**fast_state), f.bind(**slow_state)
+    assert has_fastcall(g)
+    counter = CountingFree(g)
+    sizes = [7, 7, 7, 1, 64, 7, 1000, 7]
+    for k, n in enumerate(sizes):
+        kw = batch(n, k, dtype)
+        got, want = g(**kw), Bound.__call__(h, **kw)
+        assert type(got) is tuple and len(got) == 1 and got[0].tobytes() == want[0].tobytes()
+        for name in state:      # parameters and Adam's moments and step, updated in place
+            assert fast_state[name].tobytes() == slow_state[name].tobytes(), (k, name)
+    assert not np.array_equal(fast_state["adam_t"], state["adam_t"])     # they did change
+    assert counter.calls == len(set(sizes))     # the first call of each batch size primes
+
+
+def test_a_single_output_and_no_updates():
+    x, W = aj.input("x", (None, 3)), aj.param("W", (3, 2))
+    f = aj.compile(aj.sum(x @ W, axis=1))
+    Wv = np.arange(6.0).reshape(3, 2)
+    g = f.bind(W=Wv)
+    assert has_fastcall(g)
+    X = np.ones((5, 3))
+    for _ in range(3):
+        out = g(x=X)
+        assert type(out) is np.ndarray and out.tobytes() == f(x=X, W=Wv).tobytes()
+    Wv[...] = 1.0           # writing into a bound array is how a caller changes it
+    np.testing.assert_array_equal(g(x=X), np.full(5, 6.0))
+
+
+def test_fallbacks_raise_or_convert_as_the_python_path():
+    f, state = train_step()
+    g, h = f.bind(**copies(state)), f.bind(**copies(state))
+    kw = batch(7, 0)
+    for _ in range(2):                  # primed, and both at the same step
+        g(**kw), Bound.__call__(h, **kw)
+    with pytest.raises(TypeError, match="W1"):
+        g(**kw, W1=state["W1"])                   # a bound argument given again
+    with pytest.raises(TypeError, match="'y'"):
+        g(x=kw["x"])
+    with pytest.raises(aj.ShapeError, match="'x'"):
+        g(x=kw["x"][:, :5], y=kw["y"])
+    as64 = dict(kw, x=kw["x"].astype(np.float64))     # converted by the Python path
+    assert g(**as64)[0].tobytes() == Bound.__call__(h, **kw)[0].tobytes()
+
+
+def test_cases_that_keep_the_python_path():
+    f, state = train_step()
+    some = {k: v for k, v in copies(state).items() if k != "W1"}
+    g = f.bind(**some)                  # W1 is updated in place but passed by the caller
+    assert not has_fastcall(g)
+    W1 = state["W1"].copy()
+    g(**batch(7, 0), W1=W1)
+    assert not np.array_equal(W1, state["W1"])
+    x, W = aj.input("x", (None, 3)), aj.param("W", (3, 2))
+    plain = aj.compile(x @ W)
+    assert not has_fastcall(plain.bind(x=np.ones((4, 3))))   # bound arrays with a batch
+    checked = aj.compile(x @ W, check_nans=True)
+    assert not has_fastcall(checked.bind(W=np.ones((3, 2))))
+
+
+def test_bound_arrays_stay_alive_and_refcounts_do_not_move():
+    f, state = train_step()
+    fixed = copies(state)
+    g = f.bind(**fixed)
+    kw = batch(7, 0)
+    g(**kw), g(**kw)
+    watched = [*fixed.values(), *kw.values(), np.dtype(np.float32), g]
+    gc.collect()
+    before = [sys.getrefcount(o) for o in watched]
+    for _ in range(300):
+        g(**kw)
+        with pytest.raises(TypeError):
+            g(x=kw["x"])
+    gc.collect()
+    assert [sys.getrefcount(o) for o in watched] == before
+    t = fixed["adam_t"]
+    del fixed, watched
+    gc.collect()
+    g(**kw)                             # the Bound keeps its arrays
+    assert t == state["adam_t"] + 303
