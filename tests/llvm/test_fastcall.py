@@ -130,11 +130,12 @@ def assert_identical(got, want):
 
 
 class CountingBinder:
-    """Wraps ``f._binder``: counts the calls that reached the checked Python path."""
+    """Wraps ``f._binder`` (or a Bound's ``_free``: ``attr``): counts the calls that reached
+    the checked Python path."""
 
-    def __init__(self, f):
-        self.inner, self.calls = f._binder, 0
-        f._binder = self
+    def __init__(self, f, attr="_binder"):
+        self.inner, self.calls = getattr(f, attr), 0
+        setattr(f, attr, self)
 
     def bind(self, kwargs):
         self.calls += 1

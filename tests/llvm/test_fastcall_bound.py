@@ -20,7 +20,7 @@ import adjit as aj
 from adjit import nn, optim
 from adjit.compiled import Bound
 
-from test_fastcall import has_fastcall
+from test_fastcall import CountingBinder, has_fastcall
 
 
 def train_step(dtype="float32"):
@@ -39,21 +39,6 @@ def batch(n, seed, dtype="float32"):
     return {"x": rng.standard_normal((n, 6)).astype(dtype), "y": rng.integers(0, 4, n)}
 
 
-class CountingFree:
-    """Wraps a Bound's free-argument binder: counts calls that took the Python path."""
-
-    def __init__(self, g):
-        self.inner, self.calls = g._free, 0
-        g._free = self
-
-    def bind(self, kwargs):
-        self.calls += 1
-        return self.inner.bind(kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
 def copies(state):
     return {k: v.copy() for k, v in state.items()}
 
@@ -64,7 +49,7 @@ def test_training_steps_match_the_python_path_bit_for_bit(dtype):
     fast_state, slow_state = copies(state), copies(state)
     g, h = f.bind(**fast_state), f.bind(**slow_state)
     assert has_fastcall(g)
-    counter = CountingFree(g)
+    counter = CountingBinder(g, "_free")
     sizes = [7, 7, 7, 1, 64, 7, 1000, 7]
     for k, n in enumerate(sizes):
         kw = batch(n, k, dtype)
