@@ -97,12 +97,14 @@ def test_forked_child_starts_its_own_worker():
 
 def test_threaded_products_from_many_python_threads():
     import adjit as aj
-    x = aj.input("x", (None, 96))
-    W = aj.param("W", (96, 160))
+    from adjit.backends.llvm import gemm
+    x = aj.input("x", (None, 128))
+    W = aj.param("W", (128, 160))
     f = aj.compile(x @ W, opt_level=1)
+    assert 64 * 160 * 128 >= gemm.THREAD_MNK["f64"]     # the two-thread (shared A) path
     rng = np.random.default_rng(1)
-    Xs = [rng.normal(size=(64, 96)) for _ in range(8)]
-    W0 = rng.normal(size=(96, 160))
+    Xs = [rng.normal(size=(64, 128)) for _ in range(8)]
+    W0 = rng.normal(size=(128, 160))
     results = [None] * 8
 
     def work(k):
