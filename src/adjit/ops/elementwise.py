@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
 from sympy.logic.boolalg import Boolean
+from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import DTypeError, FLOAT_DTYPES, ShapeError, TensorType, label, shape_str
 from .registry import Op, get_op, register
@@ -67,12 +68,26 @@ def _where_rule(inputs, attrs):
     return TensorType(shape, a.dtype)
 
 
+# numpy's functions by name, for the code lambdify prints.  (``modules="numpy"`` runs
+# ``from numpy import *``, which imports numpy's lazy subpackages -- f2py, random, fft,
+# polynomial, ma, ... -- and cost the first compile of every process about 0.1 s.)
+_NUMPY_NAMES = {k: v for k, v in vars(np).items() if not k.startswith("_")}
+
+
+def numpy_lambdify(syms, expr, printer=None):
+    """``sympy.lambdify(syms, expr, modules="numpy")`` without importing all of numpy."""
+    if printer is None:
+        printer = NumPyPrinter({"fully_qualified_modules": False, "inline": True,
+                                "allow_unknown_functions": True})   # lambdify's settings
+    return sp.lambdify(syms, expr, modules=[_NUMPY_NAMES], printer=printer)
+
+
 @lru_cache(maxsize=None)
 def numpy_kernel(name: str):
     """The numpy function of an elementwise op, derived from its sympy form."""
     op = get_op(name)
     syms = SYMBOLS[: op.arity]
-    return sp.lambdify(syms, op.scalar(*syms), modules="numpy")
+    return numpy_lambdify(syms, op.scalar(*syms))
 
 
 def _numpy_eval(args, node, env):

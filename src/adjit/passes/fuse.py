@@ -25,6 +25,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, Node
+from ..ops.elementwise import numpy_lambdify
 from ..ops.registry import REGISTRY, Op, make, register
 from .rewrite import rewrite
 
@@ -158,7 +159,7 @@ def fused_numpy(e: sp.Expr, arity: int, dtypes: tuple):
     syms = [leaf_symbol(k, d) for k, d in enumerate(dtypes)]
     printer = _FusedNumPyPrinter({"fully_qualified_modules": False, "inline": True,
                                   "allow_unknown_functions": True})   # lambdify's settings
-    return sp.lambdify(syms, e, modules="numpy", printer=printer)
+    return numpy_lambdify(syms, e, printer)
 
 
 def _fused_eval(args, node, env):
