@@ -126,3 +126,22 @@ def test_bound_arrays_stay_alive_and_refcounts_do_not_move():
     gc.collect()
     g(**kw)                             # the Bound keeps its arrays
     assert t == state["adam_t"] + 303
+
+
+def test_eight_threads_share_a_bound_inference_function():
+    """Bound weights, no updates: concurrent calls (mixed batch sizes, more than the
+    primed states) equal the serial Python path."""
+    x = aj.input("x", (None, 6))
+    mlp = nn.MLP([6, 8, 4], activation="tanh")
+    f = aj.compile(aj.softmax(mlp(x), axis=1))
+    g = f.bind(**mlp.init(seed=1))
+    assert has_fastcall(g)
+    sizes = [1, 7, 64, 33, 7, 5]
+    jobs = [[batch(sizes[(i + k) % len(sizes)], k, "float64")["x"] for k in range(40)]
+            for i in range(8)]
+    serial = [[Bound.__call__(g, x=X) for X in job] for job in jobs]
+    from threadtools import run_at_once      # (tests/ is on the path under pytest)
+    got = run_at_once(lambda i: [g(x=X) for X in jobs[i]], 8, switch_interval=1e-5)
+    for gs, ss in zip(got, serial):
+        for a, b in zip(gs, ss):
+            assert a.tobytes() == b.tobytes()
