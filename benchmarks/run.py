@@ -101,6 +101,8 @@ def run_workload(wl, factories, wanted, budget, repeat):
     for sel, factory in factories:
         if wanted and sel not in wanted:
             continue
+        if not args.no_settle:     # compile / first call, not the previous entry's threads
+            timing.settle_threads()
         try:
             impl = factory(wl, data)
         except Exception as exc:  # noqa: BLE001 - Skip, or an entry that crashed while building
