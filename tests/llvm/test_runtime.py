@@ -80,3 +80,33 @@ def test_scratch_states_per_thread_are_bounded():
     assert len(states) == runtime.MAX_STATES
     assert list(states)[-1] == 3 * runtime.MAX_STATES - 1     # most recent kept
     np.testing.assert_allclose(f(x=np.ones((1, 3)), W=W0), 6.0)   # an evicted size comes back
+
+
+def test_one_gemm_workspace_per_thread_for_every_function():
+    """The Python path's states (every function, every batch size) on one thread share
+    one GEMM workspace; another thread gets its own, and a fast-call state owns one."""
+    import threading
+
+    import adjit as aj
+    x = aj.input("x", (None, 40))
+    W = aj.param("W", (40, 30))
+    f = aj.compile(x @ W, opt_level=1)
+    g = aj.compile(aj.tanh(x @ W), opt_level=1)
+    rng = np.random.default_rng(0)
+    W0 = rng.standard_normal((40, 30))
+    def python_path(fn, X):
+        return runtime.NativeFunction.__call__(fn._impl, {"x": X, "W": W0}, len(X))[0]
+    for b in (5, 64, 5, 300, 64):       # interleaved: each call leaves junk in the workspace
+        X = rng.standard_normal((b, 40))
+        np.testing.assert_allclose(python_path(f, X), X @ W0, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(python_path(g, X), np.tanh(X @ W0), rtol=1e-12, atol=1e-12)
+    mine = [st.workspace for fn in (f, g) for st in fn._impl._local.states.values()]
+    assert len(mine) == 6 and all(ws is mine[0] for ws in mine)
+    assert mine[0].nbytes >= 8 * runtime.gemm_workspace_elems("f64")
+    other = []
+    t = threading.Thread(target=lambda: (python_path(f, np.ones((5, 40))),
+                                         other.append(runtime._thread_workspace())))
+    t.start()
+    t.join()
+    assert other[0] is not mine[0]
+    assert runtime.dedicated_state(f._impl.plan, 5).workspace is not mine[0]

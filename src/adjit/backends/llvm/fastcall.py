@@ -23,9 +23,10 @@ Two routes (:func:`_mode`):
 Common: not profiled, DATA_OFFSET in use (the table holds array objects), no
 ``updates`` unless the caller is a ``Bound`` that binds every array they write.  For a
 ``Bound`` the free arguments are the keywords; its bound arrays and in-place update
-buffers are *fixed* slots (:func:`_fixed_slots`) the wrapper writes every call.  One wrapper is compiled per process (its IR names no model and no address;
-everything is read from a per-function *context*, a ctypes structure passed as the
-builtin's ``self``), so a model pays only for its context.
+buffers are *fixed* slots (:func:`_fixed_slots`) the wrapper writes every call.  One
+wrapper is compiled per process (its IR names no model and no address; everything is
+read from a per-function *context*, a ctypes structure passed as the builtin's
+``self``), so a model pays only for its context.
 
 Object layouts the wrapper reads (``ob_type``, tuple size/items, ndarray ``nd``,
 ``dimensions``, ``descr``, ``flags``, the value inside float and numpy scalars, a ctypes

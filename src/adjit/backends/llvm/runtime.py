@@ -1,8 +1,9 @@
 """The Python side of a native function: pointer table, arena, outputs, the call.
 
-Per thread and batch size, a state holds the pointer table (``void*[n_slots]``), the
-arena of temporaries (offsets planned by :meth:`Plan.arena_offsets`) and the GEMM
-workspace, so concurrent calls from several threads never share scratch memory.
+Per thread and batch size, a state holds the pointer table (``void*[n_slots]``) and the
+arena of temporaries (offsets planned by :meth:`Plan.arena_offsets`); the GEMM workspace
+is one per thread, shared by all its states.  Concurrent calls from several threads never
+share scratch memory.
 Outputs are fresh numpy arrays every call: results never alias the arena, the
 inputs, or earlier results.  ctypes releases the GIL during the native call.
 """
@@ -57,10 +58,25 @@ def aligned_empty(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
+_GEMM_WORKSPACE_BYTES = gemm_workspace_elems("f64") * 8    # serves float32 too
+_thread_scratch = threading.local()
+
+
+def _thread_workspace() -> np.ndarray:
+    """This thread's GEMM workspace, shared by every function's states on the thread (a
+    thread runs one native call at a time, and the workspace holds nothing between
+    calls): 4.5 MB per thread instead of per function and batch size."""
+    ws = getattr(_thread_scratch, "workspace", None)
+    if ws is None:
+        ws = _thread_scratch.workspace = aligned_empty(_GEMM_WORKSPACE_BYTES)
+    return ws
+
+
 class _State:
     """Scratch memory and pointer table for one (thread, batch size)."""
 
-    def __init__(self, plan: Plan, batch: int, updates: dict[int, str]):
+    def __init__(self, plan: Plan, batch: int, updates: dict[int, str],
+                 own_workspace: bool = False):
         self.batch = batch
         self.bound = None   # the Bound whose arrays the table holds
         offsets, size = plan.arena_offsets(batch)
@@ -70,7 +86,9 @@ class _State:
         require_memory(size + out_bytes, batch, "a call (temporaries and outputs)")
         self.arena = aligned_empty(max(size, ALIGN))
         needs_gemm = any(n.op == "matmul" for n in plan.steps)   # 4.5 MB, only if used
-        self.workspace = aligned_empty(gemm_workspace_elems("f64") * 8 if needs_gemm else ALIGN)
+        self.workspace = (aligned_empty(ALIGN) if not needs_gemm else
+                          aligned_empty(_GEMM_WORKSPACE_BYTES) if own_workspace else
+                          _thread_workspace())
         self.table = (ctypes.c_void_p * plan.n_slots)()
         base = self.arena.ctypes.data
         for temp, off in zip(plan.temps, offsets):
@@ -86,9 +104,10 @@ class _State:
 
 
 def dedicated_state(plan: Plan, batch: int) -> _State:
-    """A state of its own (no ``updates``) for one batch size: the scratch memory of the
-    native fast path (see :mod:`.fastcall`), kept by its owner, used under its lock."""
-    return _State(plan, batch, {})
+    """A state of its own (no ``updates``, its own GEMM workspace: any thread may take
+    it) for one batch size: the scratch memory of the native fast path (see
+    :mod:`.fastcall`), kept by its owner, used under its lock."""
+    return _State(plan, batch, {}, own_workspace=True)
 
 
 def _fresh_outputs(st: _State) -> list[np.ndarray]:
