@@ -66,8 +66,7 @@ class Compiled:
         if check_nans:   # name the first node producing NaN/inf (see nancheck.py)
             self._impl = NanCheck(self._impl, self.stages,
                                   self._update_names if self._in_place else ())
-        if not self.updates:     # (free ``updates`` buffers are checked in Python)
-            _install_native(self, self._impl, Compiled.__call__)
+        _install_native(self, self._impl, Compiled.__call__)
 
     def __call__(self, **kwargs):
         values, batch = self._binder.bind(kwargs)

@@ -452,14 +452,18 @@ def test_array_functions_take_the_primed_route(build):
         np.testing.assert_allclose(f(**kw), want, rtol=1e-12)
 
 
-def test_updates_keep_the_python_path():
+def test_updates_run_natively_in_place_and_refuse_a_float():
     w, x = aj.param("w", ()), aj.input("x", ())
     L = (w * x - 1.0) ** 2
     f = aj.compile(L, updates={w: w - 0.1 * aj.grad(L, w)})
-    assert not has_fastcall(f)
+    assert has_fastcall(f)
+    counter = CountingBinder(f)
     W = np.array(2.0)
-    f(w=W, x=1.0)
+    assert f(w=W, x=1.0) == 1.0 and counter.calls == 0      # the stack route
     assert W == 2.0 - 0.1 * 2 * (2.0 - 1.0)
+    with pytest.raises(ValueError, match="'w' is updated in place"):
+        f(w=2.0, x=1.0)         # a float has no buffer to write: the Python path says so
+    assert counter.calls == 1
 
 
 def test_switched_off_by_environment(monkeypatch):

@@ -1,12 +1,14 @@
-"""The native entry of bound functions (``f.bind(...)``), the call a training step makes.
+"""The native entry of training steps: ``updates=`` and bound functions (``f.bind(...)``).
 
-A bound function whose bound arrays carry no batch size, and that binds every array its
-``updates`` write, gets a builtin ``__call__`` like a compiled function's (see
-test_fastcall_arrays.py): the free arguments are checked natively, the bound arrays and
-the in-place update buffers fill their table slots every call.  Checked here: training
-steps bit for bit equal to the Python path (losses and the updated parameters and
-optimizer state, over batch sizes), which calls took the native route, every case that
-keeps the Python path, fallbacks with the Python path's errors, refcounts.
+A function with ``updates=`` gets a builtin ``__call__`` like any other (see
+test_fastcall_arrays.py): an updated input must also be a writeable array (anything else
+goes to the Python path, which raises), and its array fills the slot of its in-place
+output.  A bound function whose bound arrays carry no batch size gets one too: the free
+arguments are checked natively, the bound arrays (and the in-place buffers it binds) fill
+their table slots every call.  Checked here: training steps bit for bit equal to the
+Python path (losses and the updated parameters and optimizer state, over batch sizes),
+which calls took the native route, the cases that keep the Python path, fallbacks with
+the Python path's errors, threads, refcounts.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pytest
 
 import adjit as aj
 from adjit import nn, optim
-from adjit.compiled import Bound
+from adjit.compiled import Bound, Compiled
 
 from test_fastcall import CountingBinder, has_fastcall
 
@@ -91,14 +93,50 @@ def test_fallbacks_raise_or_convert_as_the_python_path():
     assert g(**as64)[0].tobytes() == Bound.__call__(h, **kw)[0].tobytes()
 
 
-def test_cases_that_keep_the_python_path():
+@pytest.mark.parametrize("bind", ["nothing", "some"])
+def test_unbound_updates_match_the_python_path_bit_for_bit(bind):
+    """Every updated array passed by the caller (or some bound, W1 passed): updated in
+    place natively, as the Python path does."""
     f, state = train_step()
-    some = {k: v for k, v in copies(state).items() if k != "W1"}
-    g = f.bind(**some)                  # W1 is updated in place but passed by the caller
-    assert not has_fastcall(g)
-    W1 = state["W1"].copy()
-    g(**batch(7, 0), W1=W1)
-    assert not np.array_equal(W1, state["W1"])
+    fast_state, slow_state = copies(state), copies(state)
+    if bind == "nothing":
+        g, kept = f, {}
+        counter = CountingBinder(f)
+    else:
+        kept = {k: v for k, v in fast_state.items() if k != "W1"}
+        g = f.bind(**kept)
+        counter = CountingBinder(g, "_free")
+    assert has_fastcall(g)
+    python_path = 0
+    for k, n in enumerate([7, 7, 1, 7, 64, 64]):
+        kw = batch(n, k)
+        before = counter.calls
+        got = g(**kw, **{k2: v for k2, v in fast_state.items() if k2 not in kept})
+        python_path += counter.calls - before
+        want = Compiled.__call__(f, **kw, **slow_state)
+        assert got[0].tobytes() == want[0].tobytes()
+        for name in state:
+            assert fast_state[name].tobytes() == slow_state[name].tobytes(), (k, name)
+    assert python_path == 3            # the first call of each batch size primes
+
+
+def test_updated_arguments_the_function_cannot_write_raise_as_before():
+    f, state = train_step()
+    s = copies(state)
+    kw = batch(7, 0)
+    f(**kw, **s), f(**kw, **s)                  # primed
+    frozen = s["W2"].copy()
+    frozen.flags.writeable = False
+    cases = {"W2": frozen, "b1": s["b1"].astype(np.float64), "adam_t": float(s["adam_t"]),
+             "W1": np.asfortranarray(s["W1"])}
+    for name, bad in cases.items():
+        before = {k: v.copy() for k, v in s.items()}
+        with pytest.raises(ValueError, match=f"'{name}' is updated in place"):
+            f(**kw, **dict(s, **{name: bad}))
+        assert all(np.array_equal(before[k], s[k]) for k in s)     # nothing written
+
+
+def test_cases_that_keep_the_python_path():
     x, W = aj.input("x", (None, 3)), aj.param("W", (3, 2))
     plain = aj.compile(x @ W)
     assert not has_fastcall(plain.bind(x=np.ones((4, 3))))   # bound arrays with a batch

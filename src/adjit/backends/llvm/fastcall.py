@@ -20,10 +20,11 @@ Two routes (:func:`_mode`):
   size has no state takes the Python path once and primes one (``_reprimer``); a call
   finding its state locked by another thread takes the Python path.
 
-Common: not profiled, DATA_OFFSET in use (the table holds array objects), no
-``updates`` unless the caller is a ``Bound`` that binds every array they write.  For a
-``Bound`` the free arguments are the keywords; its bound arrays and in-place update
-buffers are *fixed* slots (:func:`_fixed_slots`) the wrapper writes every call.  One
+Common: not profiled, DATA_OFFSET in use (the table holds array objects).  An input
+that ``updates=`` writes must also be WRITEABLE (no scalar), and its array object fills
+the slot of its in-place output too.  For a ``Bound`` the free arguments are the
+keywords; its bound arrays and the in-place buffers it binds are *fixed* slots
+(:func:`_fixed_slots`) the wrapper writes every call.  One
 wrapper is compiled per process (its IR names no model and no address; everything is
 read from a per-function *context*, a ctypes structure passed as the builtin's
 ``self``), so a model pays only for its context.
@@ -187,8 +188,7 @@ def _setup():
         return None
     if new is None:
         return None
-    api = {"ndarray": id(np.ndarray), "unicode": id(str), "new_from_descr": new,
-           "array_flags": _ALIGNED | _C}
+    api = {"ndarray": id(np.ndarray), "unicode": id(str), "new_from_descr": new}
     for field, name in (("vectorcall", "PyObject_Vectorcall"),
                         ("unicode_compare", "PyUnicode_Compare"), ("tuple_new", "PyTuple_New"),
                         ("tuple_setitem", "PyTuple_SetItem"), ("incref", "Py_IncRef"),
@@ -220,15 +220,13 @@ def _wrapper_address() -> int:
         return _wrapper_addr
 
 
-def _mode(native, bound=None) -> str | None:
+def _mode(native) -> str | None:
     """``"stack"`` (all 0-d, small: arena on the stack, GIL held), ``"primed"`` (arrays:
-    a primed state per batch size, GIL released), or None (no fastcall).  ``updates``
-    only for a bound function that binds every array they write."""
+    a primed state per batch size, GIL released), or None (no fastcall)."""
     plan = native.plan
     if _SETUP is None or os.environ.get("ADJIT_FASTCALL", "1").strip() == "0":
         return None
-    if native._counters is not None or native._updates and (
-            bound is None or not set(native._updates.values()) <= bound.values.keys()):
+    if native._counters is not None:
         return None
     if plan.n_slots > fir.MAX_SLOTS or len(plan.graph.outputs) > fir.MAX_OUTPUTS:
         return None
@@ -318,7 +316,8 @@ def _fixed_slots(native, slots: dict, bound) -> list[tuple[int, np.ndarray]] | N
         return None
     plan = native.plan
     return ([(slot, bound.values[name]) for name, slot in slots.items() if name in bound.values]
-            + [(plan.output_slots[k], bound.values[name]) for k, name in native._updates.items()])
+            + [(plan.output_slots[k], bound.values[name]) for k, name in native._updates.items()
+               if name in bound.values])
 
 
 def make_fastcall(native, fallback):
@@ -328,7 +327,7 @@ def make_fastcall(native, fallback):
     owner = getattr(fallback, "__self__", None)
     bound = owner if hasattr(owner, "_free") else None
     binder = getattr(owner, "_free" if bound is not None else "_binder", None)
-    mode = _mode(native, bound) if binder is not None else None
+    mode = _mode(native) if binder is not None else None
     if mode is None:
         return None
     lay, api = _SETUP
@@ -351,17 +350,23 @@ def make_fastcall(native, fallback):
     out_dtypes = [np.dtype(o.dtype) for o in plan.graph.outputs[:n_out]]
     keep["dtypes"] = dtypes + out_dtypes
     keep["dims"] = dims = []
+    # a free input that ``updates=`` writes: the caller's own writeable array, also the
+    # slot of its in-place output (a float or a converted copy goes to the Python path,
+    # which raises as it should)
+    in_place = {name: plan.output_slots[k] for k, name in native._updates.items()}
     recs = (ctypes.c_void_p * (fir.REC * len(specs) or 1))()
     for k, (name, dt, spec) in enumerate(zip(names, dtypes, specs)):
         scalar_a, scalar_b, probe = _SCALARS.get(dt, (None, None, None))
-        if spec[1] != ():
+        if spec[1] != () or name in in_place:
             scalar_a = scalar_b = probe = None
         value_off = lay[probe] if probe else 0
         dims.append(_dims(spec[1]))
         rec = {"name": id(name), "descr": id(dt), "value_off": value_off,
                "scalar_a": scalar_a and id(scalar_a), "scalar_b": scalar_b and id(scalar_b),
                "slot": slots.get(name, -1) & (2 ** 64 - 1), "nd": len(spec[1]),
-               "dims": ctypes.addressof(dims[-1])}
+               "dims": ctypes.addressof(dims[-1]),
+               "flags": _ALIGNED | _C | (_WRITEABLE if name in in_place else 0),
+               "out_slot": in_place.get(name, -1) & (2 ** 64 - 1)}
         for j, field in enumerate(fir.REC_FIELDS):
             recs[fir.REC * k + j] = rec[field] or None
     outs = (ctypes.c_void_p * (fir.OUT * len(out_dtypes) or 1))()

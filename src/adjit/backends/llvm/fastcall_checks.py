@@ -42,7 +42,7 @@ def check_inputs(e: _Emitter, inobj, table, fake, fail):
     recs = b.bitcast(e.ptr("inputs"), I8PP)
     ndarray, type_off = e.ptr("ndarray"), e.int("type_off")
     nd_off, descr_off, flags_off = e.int("nd_off"), e.int("descr_off"), e.int("flags_off")
-    data_off, mask, dims_off = e.int("data_off"), e.int("array_flags"), e.int("dims_off")
+    data_off, dims_off = e.int("data_off"), e.int("dims_off")
     with e.each(e.int("n_in"), "c") as (i, next_in):
         obj = b.load(e.word(inobj, i))
         rec = b.gep(recs, [b.mul(i, c64(REC))])
@@ -52,11 +52,12 @@ def check_inputs(e: _Emitter, inobj, table, fake, fail):
             "is_array", "dims", "scalar", "is_scalar", "store"))
         b.cbranch(b.icmp_unsigned("==", tp, ndarray), is_array, scalar)
 
-        b.position_at_end(is_array)     # exact ndarray: rank, builtin dtype, aligned + C
+        b.position_at_end(is_array)     # exact ndarray: rank, builtin dtype, the flags
         nd = b.sext(e.at(obj, nd_off, I32), I64)
         ok = b.and_(b.icmp_signed("==", nd, b.ptrtoint(b.load(field("nd")), I64)),
                     b.icmp_unsigned("==", e.at(obj, descr_off, I8P), b.load(field("descr"))))
         flags = b.zext(e.at(obj, flags_off, I32), I64)
+        mask = b.load(b.bitcast(field("flags"), i64p))
         ok = b.and_(ok, b.icmp_unsigned("==", b.and_(flags, mask), mask))
         b.cbranch(ok, dims_blk, fail)
         b.position_at_end(dims_blk)
@@ -94,10 +95,13 @@ def check_inputs(e: _Emitter, inobj, table, fake, fail):
         val = b.phi(I8P, "slot_value")
         val.add_incoming(obj, array_done)
         val.add_incoming(fake_obj, is_scalar)
-        slot = b.load(b.bitcast(field("slot"), i64p))
-        write = fn.append_basic_block("write")
-        b.cbranch(b.icmp_signed(">=", slot, c64(0)), write, next_in)
-        b.position_at_end(write)
-        b.store(val, e.word(table, slot))
+        for name in ("slot", "out_slot"):   # its own slot; the output updating it
+            slot = b.load(b.bitcast(field(name), i64p))
+            write, skip = fn.append_basic_block("write"), fn.append_basic_block("written")
+            b.cbranch(b.icmp_signed(">=", slot, c64(0)), write, skip)
+            b.position_at_end(write)
+            b.store(val, e.word(table, slot))
+            b.branch(skip)
+            b.position_at_end(skip)
     batch = b.load(bvar)
     return b.select(b.icmp_signed("<", batch, c64(0)), c64(0), batch)

@@ -50,12 +50,15 @@ CTX_FIELDS = ("fallback", "entry", "n_in", "n_out", "n_plan_in", "n_temps", "sin
               "inputs", "outputs", "temp_offsets", "ndarray", "unicode", "vectorcall",
               "unicode_compare", "tuple_new", "tuple_setitem", "incref", "decref",
               "new_from_descr", "type_off", "tuple_size_off", "tuple_items_off", "nd_off",
-              "descr_off", "flags_off", "data_off", "array_flags", "dims_off", "primed",
+              "descr_off", "flags_off", "data_off", "dims_off", "primed",
               "reprime", "save_thread", "restore_thread", "fixed", "n_fixed", "first_temp")
 F = {name: k for k, name in enumerate(CTX_FIELDS)}
 # per input: name, dtype object, two accepted scalar types (or NULL), value offset, slot,
-# declared rank and its dims (int64[nd], -1 for the batch dim)
-REC_FIELDS = ("name", "descr", "scalar_a", "scalar_b", "value_off", "slot", "nd", "dims")
+# declared rank and its dims (int64[nd], -1 for the batch dim), the array flags it needs
+# (ALIGNED | C_CONTIGUOUS, and WRITEABLE for an input ``updates=`` writes), and the slot
+# of the output written into it in place (-1: none)
+REC_FIELDS = ("name", "descr", "scalar_a", "scalar_b", "value_off", "slot", "nd", "dims",
+              "flags", "out_slot")
 REC = len(REC_FIELDS)
 # per output: dtype object, rank, dims (int64[nd], -1 for the batch dim)
 OUT_FIELDS = ("descr", "nd", "dims")
