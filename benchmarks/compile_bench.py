@@ -5,7 +5,7 @@
 
 Per workload and run, in one process after imports and a warm-up compile per dtype, which
 builds the GEMM library and the thread pool (once per process; normally loaded from the
-disk cache in milliseconds, built from scratch they take ~1.1 s for float32 and ~0.6 s
+disk cache in milliseconds, built from scratch they take ~1.1 s for float32 and ~1.0 s
 for float64, once per machine):
 
 * ``total``     ``aj.compile(outs, cache=False)``: the number users see;

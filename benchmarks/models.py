@@ -140,7 +140,7 @@ def _compile(wl, lam, backend, fwd_only, cache):
 
 
 def _load_gemm_library(dtype) -> None:
-    """adjit's GEMM library is built once per machine (about 1 s at O3 for float32, 0.6 s
+    """adjit's GEMM library is built once per machine (about 1.1 s at O3 for float32, 1.0 s
     for float64) and then loaded from the disk cache by every process, like a shipped
     binary; a tiny product brings it into this process so that the cold column times
     the model's own compile.  (First-ever build: ``benchmarks/compile_bench.py``.)"""
