@@ -17,6 +17,7 @@ import json
 import math
 import os
 import subprocess
+import gc
 import sys
 import types
 
@@ -513,6 +514,7 @@ def test_refcounts_are_unchanged_by_calls():
     watched = [*kw.values(), *floats.values(), np.dtype(np.float64), f, type(f).__call__,
                *[k for k in kw]]
     f(**kw), f(**floats), f(**conv)
+    gc.collect()     # earlier tests' garbage, freed mid-loop, would move the dtype's count
     before = [sys.getrefcount(o) for o in watched]
     for _ in range(2000):
         f(**kw)
@@ -522,6 +524,7 @@ def test_refcounts_are_unchanged_by_calls():
             f(**bad)
         with pytest.raises(TypeError):
             f(1.0)
+    gc.collect()
     assert [sys.getrefcount(o) for o in watched] == before
 
 
