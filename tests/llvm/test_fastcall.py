@@ -13,11 +13,11 @@ case: the child side of :func:`test_argument_case`.
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import subprocess
-import gc
 import sys
 import types
 
