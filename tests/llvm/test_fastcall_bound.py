@@ -183,3 +183,24 @@ def test_eight_threads_share_a_bound_inference_function():
     for gs, ss in zip(got, serial):
         for a, b in zip(gs, ss):
             assert a.tobytes() == b.tobytes()
+
+
+def test_threads_training_their_own_state_through_one_function():
+    """updates= on the native route from 6 threads at once, each passing its own
+    parameters and optimizer state: each ends where a serial run of its steps ends."""
+    f, state = train_step()
+    seeds = range(6)
+    batches = {s: [batch(7 + s % 3, 10 * s + k) for k in range(15)] for s in seeds}
+    serial = {}
+    for s in seeds:
+        mine = copies(state)
+        for kw in batches[s]:
+            Compiled.__call__(f, **kw, **mine)
+        serial[s] = mine
+    states = {s: copies(state) for s in seeds}
+    from threadtools import run_at_once      # (tests/ is on the path under pytest)
+    run_at_once(lambda i: [f(**kw, **states[i]) for kw in batches[i]], len(seeds),
+                switch_interval=1e-5)
+    for s in seeds:
+        for name in state:
+            assert states[s][name].tobytes() == serial[s][name].tobytes(), (s, name)
