@@ -66,7 +66,7 @@ class Compiled:
         if check_nans:   # name the first node producing NaN/inf (see nancheck.py)
             self._impl = NanCheck(self._impl, self.stages,
                                   self._update_names if self._in_place else ())
-        _install_native(self, self._impl, Compiled.__call__)
+        _install_native(self, self._impl, Compiled.__call__, self._binder)
 
     def __call__(self, **kwargs):
         values, batch = self._binder.bind(kwargs)
@@ -193,7 +193,7 @@ class Bound:
         self.input_names = sorted(self._free.names)
         # llvm writes bound slots once per thread; other backends get the merged arguments
         self._fast = getattr(fn._impl, "call_bound", None)
-        _install_native(self, fn._impl, Bound.__call__)   # (as Compiled does)
+        _install_native(self, fn._impl, Bound.__call__, self._free, bound=self)
 
     def __call__(self, **kwargs):
         fn = self.fn
@@ -214,16 +214,20 @@ class Bound:
         return f"<adjit.Bound of {self.fn!r}: takes {self.input_names}>"
 
 
-def _install_native(obj, impl, method) -> None:
-    """Give ``obj`` its backend's native call, if ``impl`` offers one for it.
+def _install_native(obj, impl, method, binder: Binder, bound: "Bound | None" = None) -> None:
+    """Give ``obj`` (a Compiled, or a Bound) its backend's native call, if ``impl`` offers
+    one for it.
 
-    ``impl.fastcall(fallback)`` may answer a builtin callable that handles the calls it
-    can check itself and hands every other call, unchanged, to ``fallback`` (``method``
-    bound to ``obj``: the checked Python path).  Special methods are looked up on the
-    type, so the builtin becomes ``__call__`` of a subclass made for this one instance.
+    ``impl.fastcall(fallback, binder, single, bound)`` may answer a builtin callable that
+    handles the calls it can check itself -- the keywords ``binder`` takes, the bound
+    arrays of ``bound`` fixed -- and hands every other call, unchanged, to ``fallback``
+    (``method`` bound to ``obj``: the checked Python path).  Special methods are looked up
+    on the type, so the builtin becomes ``__call__`` of a subclass made for this instance.
     """
     make = getattr(impl, "fastcall", None)
-    native = make(types.MethodType(method, obj)) if make is not None else None
+    single = (bound.fn if bound is not None else obj)._single
+    native = (make(types.MethodType(method, obj), binder, single, bound)
+              if make is not None else None)
     if native is not None:
         obj.__class__ = type(type(obj).__name__, (type(obj),),
                              {"__call__": native, "__module__": __name__,

@@ -74,12 +74,12 @@ def _where_rule(inputs, attrs):
 _NUMPY_NAMES = {k: v for k, v in vars(np).items() if not k.startswith("_")}
 
 
-def numpy_lambdify(syms, expr, printer=None):
-    """``sympy.lambdify(syms, expr, modules="numpy")`` without importing all of numpy."""
-    if printer is None:
-        printer = NumPyPrinter({"fully_qualified_modules": False, "inline": True,
-                                "allow_unknown_functions": True})   # lambdify's settings
-    return sp.lambdify(syms, expr, modules=[_NUMPY_NAMES], printer=printer)
+def numpy_lambdify(syms, expr, printer=NumPyPrinter):
+    """``sympy.lambdify(syms, expr, modules="numpy")`` without importing all of numpy;
+    ``printer``: a NumPyPrinter class (made with lambdify's settings)."""
+    settings = {"fully_qualified_modules": False, "inline": True,
+                "allow_unknown_functions": True}
+    return sp.lambdify(syms, expr, modules=[_NUMPY_NAMES], printer=printer(settings))
 
 
 @lru_cache(maxsize=None)

@@ -157,9 +157,7 @@ class _FusedNumPyPrinter(NumPyPrinter):
 def fused_numpy(e: sp.Expr, arity: int, dtypes: tuple):
     """The numpy function of a fused expression, over its leaves' symbols."""
     syms = [leaf_symbol(k, d) for k, d in enumerate(dtypes)]
-    printer = _FusedNumPyPrinter({"fully_qualified_modules": False, "inline": True,
-                                  "allow_unknown_functions": True})   # lambdify's settings
-    return numpy_lambdify(syms, e, printer)
+    return numpy_lambdify(syms, e, _FusedNumPyPrinter)
 
 
 def _fused_eval(args, node, env):

@@ -1,8 +1,8 @@
 """A native CPython entry for compiled functions (see :mod:`.fastcall_ir`).
 
-``Compiled`` calls ``NativeFunction.fastcall(fallback)``; :func:`make_fastcall` answers a
-builtin function (``METH_FASTCALL | METH_KEYWORDS``) that runs the model's native entry
-straight from the interpreter's call, or None.  The builtin handles only calls it can
+``Compiled`` and ``Bound`` call ``NativeFunction.fastcall(...)``; :func:`make_fastcall`
+answers a builtin function (``METH_FASTCALL | METH_KEYWORDS``) that runs the model's
+native entry straight from the interpreter's call, or None.  The builtin handles only calls it can
 check completely itself -- every input given by keyword, each an exact ndarray of the
 input's builtin dtype object, aligned and C-contiguous, of the declared rank and static
 dims, every batch dim one shared size (or, for a 0-d input, an exact ``float`` / numpy
@@ -165,14 +165,12 @@ def _fixed_slots(native, slots: dict, bound) -> list[tuple[int, np.ndarray]] | N
                if name in bound.values])
 
 
-def make_fastcall(native, fallback):
+def make_fastcall(native, fallback, binder, single: bool, bound=None):
     """A builtin calling ``native``'s entry for the calls it can check, else ``fallback``
-    (a bound ``Compiled.__call__``, or ``Bound.__call__``: then the bound arrays fill
-    their slots every call); None when the function is not eligible."""
-    owner = getattr(fallback, "__self__", None)
-    bound = owner if hasattr(owner, "_free") else None
-    binder = getattr(owner, "_free" if bound is not None else "_binder", None)
-    mode = _mode(native) if binder is not None else None
+    (the checked Python path); None when the function is not eligible.  ``binder``: the
+    keyword arguments (its ``specs``); ``single``: one result, not a tuple; ``bound``: a
+    :class:`~adjit.compiled.Bound`, whose arrays then fill their slots every call."""
+    mode = _mode(native)
     if mode is None:
         return None
     lay, api = _SETUP
@@ -229,7 +227,6 @@ def make_fastcall(native, fallback):
         *[w for slot, arr in fixed for w in (slot, id(arr))])
     keep.update(recs=recs, outs=outs, temps=temps, fallback=fallback, jit=native.jit,
                 pairs=pairs, fixed=fixed)
-    single = (bound.fn if bound is not None else owner)._single
     words = dict(api, fallback=id(fallback), entry=native.jit.address("adjit_entry"),
                  n_in=len(specs), n_out=len(out_dtypes), n_plan_in=len(slots),
                  n_temps=len(temp_slots), single=int(bool(single)),

@@ -175,18 +175,18 @@ def _call_kernel(b, kern, kargs, direct, b_packed, a_direct):
                 with bp_else:
                     b.call(kern[False, False], dargs)
         with d_else:
-            _call_packed(b, kern, kargs, kargs[8], len(kern["edge"]) + 1)
+            _call_packed(b, kern, kargs)
 
 
-def _call_packed(b, kern, kargs, mr, MR):
+def _call_packed(b, kern, kargs):
     """The packed kernel for a whole row tile, or the edge variant for its mr < MR rows
     (the whole-tile kernel computed MR rows and dropped the rest: W3's batch of 32 is
     5 tiles of 6 rows and one of 2; its products ran 2-6 % faster with edge kernels)."""
     fn = b.function
     done = fn.append_basic_block("kern.done")
-    cases = [fn.append_basic_block(f"kern.m{m}") for m in range(1, MR)]
+    cases = [fn.append_basic_block(f"kern.m{m}") for m in range(1, len(kern["edge"]) + 1)]
     full = fn.append_basic_block("kern.full")
-    sw = b.switch(mr, full)
+    sw = b.switch(kargs[8], full)              # mr
     for m, blk in enumerate(cases, start=1):
         sw.add_case(ir.Constant(I64, m), blk)
         b.position_at_end(blk)
@@ -255,7 +255,7 @@ def _emit_serial(module, dt, p, T, small_mnk, kern, pack_a, pack_b, shared_a=Fal
                         kargs = [kc, _at(b, Ap, b.mul(i, kc)), a_rs, a_cs, bsl, ldb, ct, ldc,
                                  mr, nr, beta]
                         if shared_a:
-                            _call_packed(b, kern, kargs, mr, MR)
+                            _call_packed(b, kern, kargs)
                         else:
                             _call_kernel(b, kern, kargs, direct, b_packed,
                                          _at(b, ablk, b.mul(i, a_rs)))

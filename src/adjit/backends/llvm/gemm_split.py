@@ -19,13 +19,11 @@ packed op(A) (the rest of the same buffer).
 """
 from __future__ import annotations
 
-import platform
-
 import llvmlite.ir as ir
 
 from . import pool
-from .irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare
-from .irkit import function as _function, imin as _min
+from .irkit import at as _at, c32 as _c32, c64 as _c64, function as _function
+from .irkit import imax as _max, imin as _min
 
 I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
 
@@ -54,10 +52,6 @@ def shared_capacity(p: dict, dtype: str) -> int:
     return workspace_elems(p) - MAX_THREADS * p["KC"] * CWMAX[dtype]
 
 
-def _imax(b, x, y):
-    return b.select(b.icmp_signed(">", x, y), x, y)
-
-
 def _field(b, job, i):
     return b.gep(job, [_c32(0), _c32(i)])
 
@@ -77,19 +71,8 @@ def _emit_chunks(module, name, p, job_t, serial, shared, pack_a):
     one, trans_a = _c64(1), b.icmp_signed("!=", ta, _c32(0))
     a_rs, a_cs = b.select(trans_a, one, lda), b.select(trans_a, lda, one)   # op(A) strides
     b_js = b.select(b.icmp_signed("!=", tb, _c32(0)), ldb, one)     # op(B) column stride
-    pause = (_declare(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), []))
-             if platform.machine() == "x86_64" else None)
-
-    def take(counter, limit, label):   # while ((c = counter++) < limit) { body(c) }
-        head, body, done = (fn.append_basic_block(f"{label}.{n}") for n in ("take", "run", "done"))
-        b.branch(head)
-        b.position_at_end(head)
-        c = b.atomic_rmw("add", _field(b, job, counter), one, "monotonic")
-        b.cbranch(b.icmp_signed("<", c, limit), body, done)
-        b.position_at_end(body)
-        return c, head, done
-
-    c, head, done = take(W_PNEXT, n_pieces, "piece")       # pack op(A): K block x MC rows
+    # pack op(A): K block x MC rows
+    c, head, done = pool.take_each(b, _field(b, job, W_PNEXT), n_pieces, "piece")
     pcb = b.sdiv(c, n_ic)
     pc, ic = b.mul(pcb, _c64(KC)), b.mul(b.sub(c, b.mul(pcb, n_ic)), _c64(MC))
     kc, mc = _min(b, _c64(KC), b.sub(K, pc)), _min(b, _c64(MC), b.sub(M, ic))
@@ -102,13 +85,13 @@ def _emit_chunks(module, name, p, job_t, serial, shared, pack_a):
     spin, ready = fn.append_basic_block("piece.wait"), fn.append_basic_block("piece.ready")
     b.branch(spin)
     b.position_at_end(spin)
-    if pause is not None:
-        b.call(pause, [])
+    pool.relax(module, b)
     packed = b.load_atomic(_field(b, job, W_PDONE), "acquire", 8)
     b.cbranch(b.icmp_signed("<", packed, n_pieces), spin, ready)
     b.position_at_end(ready)
 
-    c, head, done = take(W_NEXT, n_chunks, "chunk")   # tiles [c*T/n, (c+1)*T/n)
+    # chunk c: tiles [c*T/n, (c+1)*T/n)
+    c, head, done = pool.take_each(b, _field(b, job, W_NEXT), n_chunks, "chunk")
     unit, tiles = b.select(split_n, _c64(p["NR"]), _c64(p["MR"])), b.load(_field(b, job, W_TILES))
     off = b.mul(b.sdiv(b.mul(c, tiles), n_chunks), unit)
     end = b.mul(b.sdiv(b.mul(b.add(c, one), tiles), n_chunks), unit)
@@ -161,7 +144,7 @@ def emit_split(module, b, dtype, p, T, args, serial, shared, pack_a):
     tiles = b.sdiv(b.add(units, b.sub(U, one)), U)
     widest = 2 * (CWMAX[dtype] // NR)
     wide = b.mul(b.sdiv(b.add(tiles, _c64(widest - 1)), _c64(widest)), _c64(2))
-    parts = b.select(use_shared, _imax(b, _c64(CHUNKS_SHARED), wide), _c64(CHUNKS))
+    parts = b.select(use_shared, _max(b, _c64(CHUNKS_SHARED), wide), _c64(CHUNKS))
     n_chunks = _min(b, parts, tiles)
     panel = MAX_THREADS * KC * CWMAX[dtype]
     worker_work = b.select(use_shared, _at(b, work, KC * CWMAX[dtype]),
@@ -171,9 +154,4 @@ def emit_split(module, b, dtype, p, T, args, serial, shared, pack_a):
                                 _at(b, work, panel), mp, n_pieces, n_ic, c0, c0]
     for i, v in enumerate(fields):
         b.store(v, _field(b, job, i))
-    pool.ensure_pool()
-    offload, wait = pool.declare_pool(module)
-    started = b.call(offload, [job_fn, b.bitcast(job, I8P)])
-    b.call(run_chunks, [job, work])
-    with b.if_then(started):                 # withdraw it, or wait for the worker's chunk
-        b.call(wait, [])
+    pool.share(module, b, job_fn, job, lambda: b.call(run_chunks, [job, work]))

@@ -40,6 +40,10 @@ def imin(b, x, y):
     return b.select(b.icmp_signed("<", x, y), x, y)
 
 
+def imax(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
 def at(b, ptr, *offsets):
     """GEP ptr + sum(offsets) (element units)."""
     for off in offsets:

@@ -132,14 +132,8 @@ def _define_split(module) -> ir.Function:
     chunk = b.sdiv(b.add(rows, c64(CHUNKS - 1)), c64(CHUNKS))
     for i, v in enumerate([body, rows, chunk, c64(0), batch, table]):
         b.store(v, b.gep(job, [c32(0), c32(i)]))
-    pool.ensure_pool()
-    offload, wait = pool.declare_pool(module)
-    runner = _runner(module)
-    job8 = b.bitcast(job, I8P)
-    started = b.call(offload, [runner, job8])
-    b.call(runner, [job8])
-    with b.if_then(started):
-        b.call(wait, [])
+    runner, job8 = _runner(module), b.bitcast(job, I8P)
+    pool.share(module, b, runner, job8, lambda: b.call(runner, [job8]))
     b.ret_void()
     return fn
 
@@ -152,12 +146,9 @@ def _runner(module) -> ir.Function:
     job = b.bitcast(fn.args[0], JOB.as_pointer())
     field = lambda i: b.gep(job, [c32(0), c32(i)])   # noqa: E731
     body, rows, chunk = (b.load(field(i)) for i in range(3))
-    head, run, done = (fn.append_basic_block(n) for n in ("take", "run", "done"))
-    b.branch(head)
-    b.position_at_end(head)
-    lo = b.mul(b.atomic_rmw("add", field(3), c64(1), "monotonic"), chunk)
-    b.cbranch(b.icmp_signed("<", lo, rows), run, done)
-    b.position_at_end(run)
+    n_chunks = b.sdiv(b.add(rows, b.sub(chunk, c64(1))), chunk)
+    c, head, done = pool.take_each(b, field(3), n_chunks, "chunk")
+    lo = b.mul(c, chunk)
     b.call(body, [fn.args[0], lo, imin(b, b.add(lo, chunk), rows)])
     b.branch(head)
     b.position_at_end(done)

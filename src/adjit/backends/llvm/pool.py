@@ -106,6 +106,40 @@ def declare_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
             declare(module, WAIT, ir.FunctionType(ir.VoidType(), [])))
 
 
+def share(module: ir.Module, b: ir.IRBuilder, job: ir.Function, arg: ir.Value,
+          run_here) -> None:
+    """At ``b``: post ``job(arg)`` to the worker, run this thread's part (``run_here()``
+    emits it), then withdraw the job or wait for the worker's part.  Jobs are written as
+    :func:`take_each` loops, which the caller runs too, so a worker that never starts
+    costs nothing."""
+    ensure_pool()
+    offload, wait = declare_pool(module)
+    started = b.call(offload, [job, b.bitcast(arg, I8P)])
+    run_here()
+    with b.if_then(started):
+        b.call(wait, [])
+
+
+def take_each(b: ir.IRBuilder, counter: ir.Value, n: ir.Value, name: str):
+    """``while ((c = (*counter)++) < n) { ... }`` with an atomic counter shared by both
+    threads: emits the loop head and returns ``(c, head, done)``; the caller emits the
+    body at ``b``, branches back to ``head`` and continues at ``done``."""
+    fn = b.function
+    head, body, done = (fn.append_basic_block(f"{name}.{s}") for s in ("take", "run", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    c = b.atomic_rmw("add", counter, c64(1), "monotonic")
+    b.cbranch(b.icmp_signed("<", c, n), body, done)
+    b.position_at_end(body)
+    return c, head, done
+
+
+def relax(module: ir.Module, b: ir.IRBuilder) -> None:
+    """One ``pause`` in a spin loop (x86; elsewhere nothing)."""
+    if platform.machine() == "x86_64":
+        b.call(declare(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
+
+
 def _global(module, name, ty, init=0):
     g = ir.GlobalVariable(module, ty, name)
     g.linkage, g.initializer, g.align = "internal", ir.Constant(ty, init), 64
@@ -121,12 +155,6 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
     g_job = _global(module, "pool.job", JOB, None)
     g_arg = _global(module, "pool.arg", I8P, None)
     syscall = declare(module, "syscall", ir.FunctionType(I64, [I64], var_arg=True))
-    pause = (declare(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), []))
-             if platform.machine() == "x86_64" else None)
-
-    def relax(b):
-        if pause is not None:
-            b.call(pause, [])
 
     def futex(b, op, val):
         b.call(syscall, [c64(SYS_FUTEX), g["seq"], c64(op), val, ir.Constant(I8P, None)])
@@ -146,7 +174,7 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
     b.position_at_end(idle)
     b.cbranch(b.icmp_signed("<", spins, c64(SPIN)), more, sleep)
     b.position_at_end(more)
-    relax(b)
+    relax(module, b)
     spins.add_incoming(b.add(spins, c64(1)), more)
     b.branch(spin_head)
     b.position_at_end(sleep)
@@ -215,7 +243,7 @@ def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
     # this CPU now and then, so it can run here if its own CPU is taken
     with b.if_else(b.icmp_signed("<", n, c64(YIELD_AFTER))) as (short, long_):
         with short:
-            relax(b)
+            relax(module, b)
         with long_:
             b.call(declare(module, "sched_yield", ir.FunctionType(I32, [])), [])
     n.add_incoming(b.add(n, c64(1)), b.block)

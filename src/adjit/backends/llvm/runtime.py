@@ -183,12 +183,12 @@ class NativeFunction:
 
     call_bound = __call__     # what Compiled.bind looks for
 
-    def fastcall(self, fallback):
+    def fastcall(self, fallback, binder, single: bool, bound=None):
         """A builtin that runs the entry straight from CPython's call for the calls it
-        can check itself (all-scalar functions; see :mod:`.fastcall`), handing every
-        other call to ``fallback``; None when this function is not eligible."""
+        can check itself (see :mod:`.fastcall`), handing every other call to
+        ``fallback``; None when this function is not eligible."""
         from .fastcall import make_fastcall
-        return make_fastcall(self, fallback)
+        return make_fastcall(self, fallback, binder, single, bound)
 
     # -- inspection --------------------------------------------------------------------------
     def profile(self, top: int | None = 15, as_rows: bool = False):
