@@ -49,7 +49,8 @@ ELEMENTWISE = {
     "greater_equal": (operator.ge, np.greater_equal, "ff"),
     "less": (operator.lt, np.less, "ff"),
     "less_equal": (operator.le, np.less_equal, "ff"),
-    "equal": (aj.equal, np.equal, "ff"),
+    "equal": (operator.eq, np.equal, "ff"),
+    "not_equal": (operator.ne, np.not_equal, "ff"),
     "where": (aj.where, np.where, "bff"),
 }
 
@@ -415,7 +416,7 @@ def test_nondifferentiable_flags():
     # the registry marks exactly the ops whose derivative is zero wherever it exists
     flagged = sorted(n for n, op in REGISTRY.items() if not op.differentiable)
     assert flagged == sorted(["sign", "greater", "greater_equal", "less", "less_equal",
-                              "equal", "stop_gradient", "one_hot"])
+                              "equal", "not_equal", "stop_gradient", "one_hot"])
 
 
 # --- composites -------------------------------------------------------------------------------

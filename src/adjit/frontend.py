@@ -174,7 +174,13 @@ def where(cond, a, b):
 
 
 def equal(a, b):
+    """Elementwise ``a == b`` (a bool node); the same as the operator ``a == b``."""
     return _elementwise("equal", a, b)
+
+
+def not_equal(a, b):
+    """Elementwise ``a != b`` (a bool node; NaN != NaN is true, as in numpy)."""
+    return _elementwise("not_equal", a, b)
 
 
 def stop_gradient(x: Node) -> Node:
@@ -286,15 +292,20 @@ def _install_operators():
                      ("pow", "pow")):
         setattr(Node, f"__{name}__", binop(op))
         setattr(Node, f"__r{name}__", binop(op, reflected=True))
+    # Comparisons build bool nodes, as numpy arrays and JAX tracers do (``x == 0.0`` is a
+    # node, not False).  Python reflects them itself: ``0.0 < x`` calls ``x.__gt__(0.0)``.
     for name, op in (("gt", "greater"), ("ge", "greater_equal"), ("lt", "less"),
-                     ("le", "less_equal")):
+                     ("le", "less_equal"), ("eq", "equal"), ("ne", "not_equal")):
         setattr(Node, f"__{name}__", binop(op))
     Node.__neg__ = lambda self: _elementwise("neg", self)
     Node.__pos__ = lambda self: self
     Node.__matmul__ = lambda self, other: matmul(self, other)
     Node.__rmatmul__ = lambda self, other: matmul(other, self)
     Node.T = property(lambda self: transpose(self))
-    Node.__hash__ = object.__hash__  # nodes are compared by identity; use aj.equal for values
+    # Defining __eq__ would drop the hash: nodes stay hashable by identity, so sets and
+    # dicts of nodes work (they test identity first; adjit's own code compares nodes with
+    # ``is`` and keys them by id, never with ``==``).  ``bool(x == y)`` raises TypeError.
+    Node.__hash__ = object.__hash__
 
 
 _install_operators()

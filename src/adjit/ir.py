@@ -173,7 +173,9 @@ class Node:
         return f"<{label(self)}: {self.type}>"
 
     def __bool__(self):
-        raise TypeError("a graph node has no truth value; use aj.where for conditions")
+        raise TypeError(f"the graph node {label(self)} has no truth value (comparisons such as "
+                        "x == y build bool nodes): use aj.where for conditions, and `is` to ask "
+                        "whether two nodes are the same node")
 
     # Operators (+, @, .T, ...) are installed by adjit.frontend, which owns broadcasting.
 

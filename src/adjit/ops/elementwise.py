@@ -197,6 +197,8 @@ compare("greater_equal", _compare_form(sp.GreaterThan, lambda p, q: sp.ITE(q, p,
 compare("less", _compare_form(sp.StrictLessThan, lambda p, q: sp.ITE(p, sp.false, q)))
 compare("less_equal", _compare_form(sp.LessThan, lambda p, q: sp.ITE(p, q, sp.true)))
 compare("equal", _compare_form(sp.Eq, sp.Equivalent))
+# p != q on booleans is "not q if p else q", spelled with ITE (no negated relational)
+compare("not_equal", _compare_form(sp.Ne, lambda p, q: sp.ITE(p, sp.ITE(q, sp.false, p), q)))
 
 # --- selection --------------------------------------------------------------------------
 _declare("where", lambda c, a, b: sp.Piecewise((a, as_condition(c)), (b, True)),

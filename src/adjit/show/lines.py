@@ -23,7 +23,7 @@ MAX_INLINE = 10
 _TRIVIAL = ("const", "batch_size") + INVISIBLE
 
 
-@dataclass
+@dataclass(eq=False)   # compared by identity: a node field compares into a bool node
 class Line:
     """``lhs = rhs`` for ``node``; ``section`` is 'forward' or 'backward'."""
 
@@ -34,7 +34,7 @@ class Line:
     alias: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class Plan:
     """The lines of one graph: ``given`` leaves, then forward and backward lines in order."""
 
