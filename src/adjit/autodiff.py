@@ -66,6 +66,7 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
         # each contribution travels with its mask: the (condition, polarity) pairs of the
         # `where` branches it came through (it is exactly zero where any of them is off)
         contributions: dict[int, list] = {y.id: [(F.const(1.0, y.dtype), _NO_MASK)]}
+        conds: dict[int, Node] = {}         # the condition nodes masks name, by id
         totals: dict[int, Node] = {}
         for n in reversed(order):
             parts = contributions.pop(n.id, None)
@@ -79,10 +80,10 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
             spec = get_op(n.op)
             if spec.vjp is None:
                 raise TypeError(f"grad: op {n.op} ({label(n)}) has no derivative")
-            mask = frozenset.intersection(*(m for _, m in parts))
+            mask = _union(m for _, m in parts)
             for k, (inp, ct, need) in enumerate(zip(n.inputs, spec.vjp(n, total, needs), needs)):
                 if need and ct is not None:
-                    contributions.setdefault(inp.id, []).append(_masked(n, k, ct, mask))
+                    contributions.setdefault(inp.id, []).append(_masked(n, k, ct, mask, conds))
         results = [totals[v.id] if v.id in totals else _zeros_like(v) for v in variables]
     # A gradient is a function of the whole model, even where it reads none of its inputs
     # (d/dx sum(x) over the batch is ones shaped like x): record the model's inputs so a
@@ -114,21 +115,68 @@ def _zeros_like(v: Node) -> Node:
 
 
 # --- the double-where rule -----------------------------------------------------------------
-_NO_MASK: frozenset = frozenset()
+# A mask says where a cotangent contribution may be nonzero: it is a set of *terms*, each a
+# set of literals (the id of a bool condition node, and the polarity the branch needs), and
+# the contribution is exactly zero wherever no term holds (a term holds where all its
+# literals do).  The empty term always holds: a contribution that passed through no branch.
+# Contributions from several uses add up, so a value's mask is the union of their terms:
+# its cotangent is zero only where every use is off (``where(x > 0, l, 0) +
+# where(x > 0, l*l, 0)`` with two condition nodes gives two terms).
+Mask = frozenset            # frozenset[frozenset[tuple[int, bool]]]
+_NO_MASK: Mask = frozenset({frozenset()})
+_MAX_TERMS = 8              # beyond this a mask keeps the literals common to all its terms
 _ZERO_PRESERVING = ("add", "sub", "neg", "cast")   # VJPs are ±g: zero wherever g is zero
 
 
-def _masked(node: Node, k: int, ct: Node, mask: frozenset) -> tuple[Node, frozenset]:
+def _union(masks) -> Mask:
+    """The mask of a sum of contributions: zero only where each of them is zero."""
+    terms = set().union(*masks)
+    changed = True
+    while changed:          # t ∪ {c} or t ∪ {¬c} is t; a term that holds a smaller one goes
+        changed = False
+        for t in list(terms):
+            for lit in t:
+                rest = t - {lit}
+                if rest | {(lit[0], not lit[1])} in terms:
+                    terms -= {t, rest | {(lit[0], not lit[1])}}
+                    terms.add(rest)
+                    changed = True
+                    break
+            if changed:
+                break
+    terms = {t for t in terms if not any(o < t for o in terms)}
+    if frozenset() in terms:
+        return _NO_MASK
+    if len(terms) > _MAX_TERMS:    # a coarser mask is still exact: it only guards less
+        return frozenset({frozenset.intersection(*terms)})
+    return frozenset(terms)
+
+
+def _guard(ct: Node, mask: Mask, conds: dict[int, Node]) -> Node:
+    """``ct`` where some term of ``mask`` holds, else an exact 0 (a tree of ``where``s)."""
+    out = 0.0
+    for term in sorted(mask, key=sorted, reverse=True):
+        taken = ct
+        for cid, polarity in sorted(term, reverse=True):
+            c = conds[cid]
+            taken = F.where(c, taken, out) if polarity else F.where(c, out, taken)
+            taken.meta["rewrite"] = "double_where"
+        out = taken
+    return out
+
+
+def _masked(node: Node, k: int, ct: Node, mask: Mask,
+            conds: dict[int, Node]) -> tuple[Node, Mask]:
     """The contribution ``ct`` of ``node`` to its input ``k``, guarded, with its mask."""
     if node.op == "where":      # entering a branch: add its condition (k = 1: true branch)
-        return ct, mask | {(node.inputs[0], k == 1)}
-    if not mask or node.inputs[k].shape != node.shape or not (
+        cond = node.inputs[0]
+        conds[cond.id] = cond
+        return ct, frozenset(t | {(cond.id, k == 1)} for t in mask)
+    if mask == _NO_MASK or node.inputs[k].shape != node.shape or not (
             node.op == "cast" or get_op(node.op).elementwise):
         return ct, _NO_MASK     # a structural op (sum, broadcast, ...) ends the mask
     if node.op not in _ZERO_PRESERVING:
-        for cond, polarity in sorted(mask, key=lambda m: (m[0].id, m[1])):
-            ct = F.where(cond, ct, 0.0) if polarity else F.where(cond, 0.0, ct)
-            ct.meta["rewrite"] = "double_where"
+        ct = _guard(ct, mask, conds)
     return ct, mask
 
 

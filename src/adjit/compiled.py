@@ -10,7 +10,7 @@ from .backends import get_backend
 from .binding import Binder
 from .updates import check_update_buffers, check_update_sources, check_updates
 from .autodiff import recorded_rewrites
-from .ir import Graph, Node, ShapeError
+from .ir import Graph, Node, ShapeError, check_batch_bound
 from .nancheck import NanCheck
 from .passes import PIPELINE, run_pipeline
 
@@ -44,6 +44,7 @@ class Compiled:
         traced.rewrites = recorded_rewrites(traced.order())  # double_where, ...
         self._traced, self._passes, self._stages = traced, passes, None
         self._binder = Binder(_arguments(traced) + [k for k, _ in self.updates])
+        check_batch_bound(traced.order(), self._binder.inputs)
         self.input_names = sorted(self._binder.names)
         self._update_names = [k.name for k, _ in self.updates]
         module = get_backend(backend)

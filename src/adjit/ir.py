@@ -204,6 +204,20 @@ def ancestors(outputs: Iterable[Node]) -> list[Node]:
     return [seen[i] for i in sorted(seen)]
 
 
+def check_batch_bound(nodes: Iterable[Node], arguments: Iterable[Node]) -> None:
+    """Raise ShapeError when a node uses the batch size (``None`` in its shape, or
+    ``batch_size``) but no argument carries a batch dimension, so no call could bind it."""
+    if any(None in a.shape for a in arguments):
+        return
+    for n in nodes:
+        if None in n.shape or n.op == "batch_size":
+            what = "reads the batch size" if n.op == "batch_size" else \
+                f"has the batch dimension B in its shape {shape_str(n.shape)}"
+            raise ShapeError(f"compile: {label(n)} {what}, but no input of the compiled function has a "
+                             "batch dimension (None in its shape) to bind it: declare an input "
+                             "with None in its shape, or use a static size")
+
+
 class Graph:
     """A set of output nodes and everything they depend on, as a networkx DiGraph.
 
