@@ -10,7 +10,10 @@ from ..ir import INT_DTYPES, DTypeError, Node, ShapeError, label, shape_str
 
 
 def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
-    """log(sum(exp(x), axis)), computed as m + log(sum(exp(x - m))) with m the max."""
+    """log(sum(exp(x), axis)), computed as m + log(sum(exp(x - m))) with m the max.
+
+    -inf entries (masked) add nothing while the row holds a finite entry.
+    """
     x = F._lift(x)
     m = F.stop_gradient(F.max(x, axis=axis, keepdims=True))
     out = F.log(F.sum(F.exp(x - m), axis=axis, keepdims=True)) + m
@@ -24,6 +27,8 @@ def log_softmax(x, axis=-1) -> Node:
 
     Subtracting the max m before anything else keeps results exact to rounding for huge
     logits (x - logsumexp(x) would add m and take it away again, losing an ulp of m).
+    A -inf logit gets -inf (probability 0) while its row holds a finite logit; a row of
+    -inf, or one holding +inf, gives NaN (as PyTorch).
     """
     x = F._lift(x)
     shifted = x - F.stop_gradient(F.max(x, axis=axis, keepdims=True))
@@ -45,7 +50,10 @@ def cross_entropy(logits: Node, labels: Node) -> Node:
     """Mean softmax cross-entropy over the batch, from logits.
 
     ``labels`` are one-hot (or probability) rows shaped like ``logits``, or integer
-    class indices with one dimension fewer.
+    class indices with one dimension fewer.  A class whose label is 0 adds exactly 0
+    (0 · log 0 is 0), so masked logits (-inf) in other classes give the finite loss and a
+    zero gradient for them, as in PyTorch; a -inf target logit gives +inf, and a row of
+    -inf logits NaN.
     """
     logits = F._lift(logits)
     labels = F._lift(labels)
@@ -60,5 +68,6 @@ def cross_entropy(logits: Node, labels: Node) -> Node:
                          f"and logits {label(logits)} {shape_str(logits.shape)} differ")
     if labels.dtype == "bool":
         raise DTypeError(f"cross_entropy: labels {label(labels)} must be float or integer")
-    per_example = -F.sum(labels * log_softmax(logits, axis=-1), axis=-1)
+    terms = F.where(F.equal(labels, 0.0), 0.0, labels * log_softmax(logits, axis=-1))
+    per_example = -F.sum(terms, axis=-1)
     return F.mean(per_example)
