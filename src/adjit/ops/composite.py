@@ -62,8 +62,12 @@ def cross_entropy(logits: Node, labels: Node) -> Node:
             raise ShapeError(f"cross_entropy: integer labels {label(labels)} "
                              f"{shape_str(labels.shape)} must have the logits' shape without "
                              f"the class axis, {shape_str(logits.shape[:-1])}")
-        labels = F.one_hot(labels, logits.shape[-1], logits.dtype)
-    elif labels.shape != logits.shape:
+        # the target's log-probability, picked (not multiplied: 0 · -inf is NaN)
+        hot = F.cast(F.one_hot(labels, logits.shape[-1], logits.dtype), "bool")
+        picked = F.where(hot,
+                         log_softmax(logits, axis=-1), 0.0)
+        return F.mean(-F.sum(picked, axis=-1))
+    if labels.shape != logits.shape:
         raise ShapeError(f"cross_entropy: one-hot labels {label(labels)} {shape_str(labels.shape)} "
                          f"and logits {label(logits)} {shape_str(logits.shape)} differ")
     if labels.dtype == "bool":
