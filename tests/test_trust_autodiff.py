@@ -118,6 +118,37 @@ def test_double_where_gradients_match_finite_differences(name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_double_where_with_twelve_wheres_on_one_singular_value(backend):
+    x = aj.input("x", (None,))
+    l = aj.log(x)
+    thresholds = [0.0] + [0.25 * k for k in range(1, 12)]
+    y = sum(aj.where(x > t, l * float(k + 1), 0.0) for k, t in enumerate(thresholds))
+    X = np.array([-1.0, 0.0, 0.1, 0.3, 1.0, 2.9, 4.0])
+    got = compile_on(aj.grad(aj.sum(y), x), backend)(x=X)
+    Y = np.where(X > 0, X, 1.0)
+    want = sum(np.where(X > t, (k + 1) / Y, 0.0) for k, t in enumerate(thresholds))
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_double_where_masks_too_big_merge_into_shared_conditions(monkeypatch):
+    """Past the size bound, a mask's terms merge into the conditions they share: the guard
+    is coarser but still exact, and still finite where the shared condition is off."""
+    from adjit import autodiff
+    monkeypatch.setattr(autodiff, "_MAX_TERMS", 2)
+    x = aj.input("x", (None,))
+    l = aj.log(x)
+    inner = (aj.where(x > 1.0, l, 0.0) + aj.where(x > 2.0, l * l, 0.0)
+             + aj.where(x < 3.0, l * 3.0, 0.0))
+    y = aj.sum(aj.where(x > 0.0, inner, 0.0))
+    X = np.array([-1.0, 0.0, 0.5, 1.5, 2.5, 3.5])
+    got = compile_on(aj.grad(y, x), "interp")(x=X)
+    Y = np.where(X > 0, X, 1.0)
+    want = np.where(X > 0, np.where(X > 1, 1 / Y, 0.0) + np.where(X > 2, 2 * np.log(Y) / Y, 0.0)
+                    + np.where(X < 3, 3 / Y, 0.0), 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_double_where_second_order_with_two_condition_nodes(backend):
     x = aj.input("x", (None,))
     l = aj.log(x)

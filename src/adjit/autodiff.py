@@ -11,13 +11,17 @@ primal node ``v`` lists ``v`` in ``meta['bars']`` so printers can call it v̄.
 The "double where" rule is applied automatically.  In ``where(c, f(x), g(x))`` the
 cotangent reaching the branch ``f(x)`` is zero where ``c`` is false, but the chain rule
 multiplies it by ``f'(x)``, and 0 · inf (``sqrt'(0)``, ``log'(0)``, ``exp'(1000)``) is NaN.
-So each cotangent flowing back through a branch carries the branch's conditions (its
-*mask*): the contributions of every elementwise op inside the branch are wrapped in
-``where(c, ct, 0)``, which is exact (the true value there is 0) and finite.  A mask
-follows a value through elementwise ops and casts of the branch's shape, and only while
-every use of the value is inside the branch.  Each guard node is tagged
-``meta['rewrite'] = 'double_where'``; :func:`recorded_rewrites` counts the tags, and the
-traced stage of a compiled function lists the counts in its ``rewrites``.
+So each cotangent contribution flowing back through a branch carries a *mask*: where it
+can be nonzero, as an "or" of "and"s of the conditions of the branches it came through.
+A value used several times sums contributions, so its mask is the "or" of theirs (one
+``log(x)`` in ``where(x > 0, l, 0) + where(x > 0, l*l, 0)``, two condition nodes: zero
+where neither holds).  The contributions of every elementwise op under a mask are
+wrapped in a tree of ``where(c, ct, 0)`` that is exact (the true value elsewhere is 0)
+and finite.  A mask follows a value through elementwise ops and casts of the branch's
+shape; a structural op (sum, broadcast, reshape, ...) ends it, and a use of the value
+outside every branch lifts it (that use's gradient is the true one).  Each guard node is
+tagged ``meta['rewrite'] = 'double_where'``; :func:`recorded_rewrites` counts the tags,
+and the traced stage of a compiled function lists the counts in its ``rewrites``.
 """
 from __future__ import annotations
 
@@ -124,7 +128,7 @@ def _zeros_like(v: Node) -> Node:
 # where(x > 0, l*l, 0)`` with two condition nodes gives two terms).
 Mask = frozenset            # frozenset[frozenset[tuple[int, bool]]]
 _NO_MASK: Mask = frozenset({frozenset()})
-_MAX_TERMS = 8              # beyond this a mask keeps the literals common to all its terms
+_MAX_TERMS = 32             # beyond this, terms merge into the literals they share
 _ZERO_PRESERVING = ("add", "sub", "neg", "cast")   # VJPs are ±g: zero wherever g is zero
 
 
@@ -145,10 +149,14 @@ def _union(masks) -> Mask:
             if changed:
                 break
     terms = {t for t in terms if not any(o < t for o in terms)}
+    while len(terms) > _MAX_TERMS:
+        # a coarser mask is still exact (it only guards less): two terms become the
+        # literals they share, the pair sharing most first
+        a, b = max(((a, b) for a in terms for b in terms if a != b),
+                   key=lambda p: (len(p[0] & p[1]), sorted(p[0]), sorted(p[1])))
+        terms = (terms - {a, b}) | {a & b}
     if frozenset() in terms:
         return _NO_MASK
-    if len(terms) > _MAX_TERMS:    # a coarser mask is still exact: it only guards less
-        return frozenset({frozenset.intersection(*terms)})
     return frozenset(terms)
 
 
