@@ -281,6 +281,9 @@ def test_nodes_have_no_truth_value_and_hash_by_identity():
         _ = x in [y]                   # a list search compares values: use `is` or a set
     assert (x == y).op == "equal" and (x != y).op == "not_equal"
     assert (0.0 == x).inputs[0] is x   # reflected: x == 0.0
+    # an operand that is no value compares by identity, as Python's default
+    assert (x == None) is False and (x != None) is True and (x == "x") is False  # noqa: E711
+    assert [None, "a", x].index(x) == 2 and None not in [x, y]
 
 
 def test_grad_and_passes_never_compare_nodes_by_value():

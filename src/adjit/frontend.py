@@ -295,8 +295,19 @@ def _install_operators():
     # Comparisons build bool nodes, as numpy arrays and JAX tracers do (``x == 0.0`` is a
     # node, not False).  Python reflects them itself: ``0.0 < x`` calls ``x.__gt__(0.0)``.
     for name, op in (("gt", "greater"), ("ge", "greater_equal"), ("lt", "less"),
-                     ("le", "less_equal"), ("eq", "equal"), ("ne", "not_equal")):
+                     ("le", "less_equal")):
         setattr(Node, f"__{name}__", binop(op))
+
+    def equality(op):
+        # an operand that is no value (None, a string, ...) is simply not equal: Python
+        # falls back to identity, so `node == None` is False and `None in [x, y]` works
+        def compare(self, other):
+            if not isinstance(other, (Node, numbers.Number, np.ndarray, np.bool_)):
+                return NotImplemented
+            return _elementwise(op, self, other)
+        return compare
+
+    Node.__eq__, Node.__ne__ = equality("equal"), equality("not_equal")
     Node.__neg__ = lambda self: _elementwise("neg", self)
     Node.__pos__ = lambda self: self
     Node.__matmul__ = lambda self, other: matmul(self, other)
