@@ -158,7 +158,7 @@ def _dims(shape):
 
 
 def _fixed_inputs(bound) -> list[tuple] | None:
-    """A bound function's bound arrays as ``(name, array, shape, dtype, writeable, class
+    """A bound function's bound arrays as ``(name, array, shape, dtype, flags needed, class
     count or None)`` (the rows its :class:`~adjit.binding.Pinned` checks), or None when
     they carry a batch size (the wrapper takes it from the arguments)."""
     if bound is None:
