@@ -194,7 +194,7 @@ class Bound:
         updated = [n for n in fn._update_names if n in arrays]
         if updated:
             check_update_buffers(updated, self.values, arrays)
-        self._pinned = Pinned(self.values, fn._limits, updated)   # re-checked every call
+        self.pinned = Pinned(self.values, fn._limits, updated)   # re-checked every call
         self._free = Binder(free, fn._limits)
         self._free_updates = [n for n in fn._update_names if n not in arrays]
         self.input_names = sorted(self._free.names)
@@ -205,7 +205,7 @@ class Bound:
     def __call__(self, **kwargs):
         fn = self.fn
         values, batch = self._free.bind(kwargs)
-        self._pinned.check()        # the bound arrays: unchanged where native code relies
+        self.pinned.check()        # the bound arrays: unchanged where native code relies
         if self.batch is not None:
             if batch is None:
                 batch = self.batch

@@ -84,7 +84,8 @@ def bound(backend, updates=True):
 
 MUTATIONS = {
     "resize smaller": (lambda W: W.resize((1,), refcheck=False), aj.ShapeError,
-                       r"bound input 'W' changed shape since bind: bound as \(24, 24\), now \(1,\)"),
+                       r"bound input 'W' changed shape since bind: bound as \(24, 24\), "
+                       r"now \(1,\)"),
     "resize larger": (lambda W: W.resize((N + 1, N), refcheck=False), aj.ShapeError,
                       r"now \(25, 24\)"),
     "shape": (lambda W: setattr(W, "shape", (N // 2, 2 * N)), aj.ShapeError, r"now \(12, 48\)"),

@@ -29,8 +29,8 @@ the values, and any other call goes to the Python path, which raises.  For a ``B
 the free arguments are the keywords; its bound arrays are *fixed* inputs
 (:func:`_fixed_inputs`) that the wrapper checks like the keyword ones every call (their
 owner may have resized them, or changed their shape, dtype or flags) and writes into
-their slots and the slots of the outputs updating them in place.  One wrapper is compiled per
-process (its IR names no model and no address; everything is read from a per-function
+their slots and the slots of the outputs updating them in place.  One wrapper is
+compiled per process (its IR names no model and no address; everything is read from a per-function
 *context*, a ctypes structure passed as the builtin's ``self``), so a model pays only
 for its context.
 
@@ -165,7 +165,7 @@ def _fixed_inputs(bound) -> list[tuple] | None:
         return []
     if bound.batch is not None:
         return None
-    return list(bound._pinned.rows)
+    return list(bound.pinned.rows)
 
 
 def make_fastcall(native, fallback, binder, single: bool, bound=None):

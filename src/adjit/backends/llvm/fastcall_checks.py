@@ -121,7 +121,8 @@ def check_labels(e: _Emitter, inobj, n, fail):
     count_var = e.alloca(I64, name="labels.count")
     with e.each(n, "lab") as (i, next_in):
         rec = b.gep(recs, [b.mul(i, c64(REC))])
-        field = lambda name: b.load(b.bitcast(e.word(rec, REC_FIELDS.index(name)), i64p))  # noqa: E731
+        def field(name, rec=rec):
+            return b.load(b.bitcast(e.word(rec, REC_FIELDS.index(name)), i64p))
         elem = field("label_bytes")
         has = fn.append_basic_block("labels")
         b.cbranch(b.icmp_unsigned("==", elem, c64(0)), next_in, has)
