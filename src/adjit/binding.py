@@ -10,7 +10,14 @@ Nothing reaches a backend (and no pointer reaches native code) before these chec
   size across all inputs, or a ``ShapeError`` names the input, the expected shape (with
   the bound batch size) and the shape given;
 * arrays handed on are plain numpy arrays, C-contiguous and aligned (copies are made when
-  a caller's array is not); the caller's arrays are only ever read.
+  a caller's array is not); the caller's arrays are only ever read;
+* an integer input whose values ``one_hot`` reads (``cross_entropy`` with integer labels)
+  holds class indices ``0 <= label < n`` for the smallest ``n`` of those ``one_hot`` nodes,
+  or a ``DTypeError`` names the input and the first label out of range
+  (:func:`label_limits`, :func:`check_labels`).
+
+The arrays of a bound function (``f.bind``) are checked at bind time and again, cheaply,
+at every call (:class:`Pinned`): the caller keeps them and may change them in place.
 
 Input policy: Python numbers, (nested, rectangular) lists and arrays are accepted; an
 ndarray subclass is read as a plain array, except a masked array, which is refused
@@ -31,7 +38,7 @@ import os
 
 import numpy as np
 
-from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, shape_str
+from .ir import FLOAT_DTYPES, INT_DTYPES, DTypeError, Graph, Node, ShapeError, shape_str
 
 _ndarray = np.ndarray
 
@@ -39,7 +46,7 @@ _ndarray = np.ndarray
 class Binder:
     """Validates keyword arguments against a graph's declared inputs."""
 
-    def __init__(self, inputs: list[Node]):
+    def __init__(self, inputs: list[Node], limits: dict[str, int] | None = None):
         by_name: dict[str, Node] = {}
         for n in inputs:
             other = by_name.setdefault(n.name, n)
@@ -51,6 +58,9 @@ class Binder:
         # (name, declared shape, dtype, is float, position of the first batch dim or -1)
         self.specs = [(n.name, n.shape, np.dtype(n.dtype), n.dtype in FLOAT_DTYPES,
                        n.shape.index(None) if None in n.shape else -1) for n in self.inputs]
+        # integer inputs read by one_hot: name -> number of classes (see label_limits)
+        self.limits = {k: v for k, v in (limits or {}).items() if k in by_name}
+        self._labels = sorted(self.limits.items())
 
     def bind(self, kwargs: dict) -> tuple[dict[str, np.ndarray], int | None]:
         """``(arrays by name, batch size or None)``; raises on any argument that is off."""
@@ -85,6 +95,8 @@ class Binder:
                         raise ShapeError(f"input {name!r}: expected shape "
                                          f"{_bound(shape, batch)}, got {got}")
             values[name] = arr
+        for name, n in self._labels:
+            check_labels(f"input {name!r}", values[name], n)
         return values, batch
 
     def _name_error(self, kwargs):
@@ -143,6 +155,100 @@ def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
     if arr.dtype != dtype or not arr.flags.c_contiguous or not arr.flags.aligned:
         arr = np.array(arr, dtype=dtype, order="C")   # a fresh aligned copy; keeps 0-d 0-d
     return arr
+
+
+# ops that move integer values without changing them (an int -> int cast changes none of
+# the values that pass the label check)
+_LABEL_MOVES = ("reshape", "transpose", "broadcast", "stop_gradient", "cast")
+
+
+def label_limits(graph: Graph) -> dict[str, int]:
+    """``{input name: number of classes}`` for each integer input that ``one_hot`` reads
+    (directly or through reshape, transpose, broadcast, stop_gradient or an int -> int
+    cast); the smallest class count where several ``one_hot`` nodes read it.  Constant
+    labels are checked here, once.  Labels computed in the graph (a float cast to int)
+    are not checked: ``one_hot`` gives an all-zero row for a value out of range."""
+    limits: dict[str, int] = {}
+    for node in graph.order():
+        if node.op != "one_hot":
+            continue
+        n, src = node.attr("depth"), node.inputs[0]
+        while src.op in _LABEL_MOVES and src.inputs[0].dtype in INT_DTYPES:
+            src = src.inputs[0]
+        if src.op in ("input", "param"):
+            limits[src.name] = min(n, limits.get(src.name, n))
+        elif src.op == "const":
+            check_labels("constant labels of one_hot", src.attr("value").array, n)
+    return limits
+
+
+def check_labels(who: str, arr: np.ndarray, n: int) -> None:
+    """Raise ``DTypeError`` (naming ``who``, e.g. ``"input 'y'"``) unless every value of
+    the integer array ``arr`` is a class index ``0 <= label < n`` (one reduction: negative
+    labels, seen unsigned, are huge)."""
+    if not arr.size:
+        return
+    unsigned = np.uint64 if arr.dtype.itemsize == 8 else np.uint32
+    if arr.view(unsigned).max() < n:         # (a view of the same item size: any layout)
+        return
+    flat = arr.reshape(-1)
+    bad = np.flatnonzero((flat < 0) | (flat >= n))
+    first = np.unravel_index(bad[0], arr.shape) if arr.ndim else ()
+    lo, hi = flat.min(), flat.max()
+    hint = " (1-based labels? subtract 1)" if lo >= 1 and hi == n else ""
+    raise DTypeError(f"{who}: labels must be class indices 0 to {n - 1} "
+                     f"(one_hot with {n} classes), got {flat[bad[0]]} at index "
+                     f"{tuple(int(i) for i in first)} ({bad.size} of {flat.size} labels out "
+                     f"of range, values {lo} to {hi}){hint}")
+
+
+class Pinned:
+    """The arrays of a bound function, re-checked every call.
+
+    The caller keeps a bound array and may change it between calls: new values are how it
+    changes a parameter, but it can also change what the array *is* (``resize``, assigning
+    ``shape``, ``dtype`` or ``strides``, clearing ``writeable``).  Each call checks what
+    native code relies on -- dtype, shape, C-contiguous and aligned, writeable when
+    ``updates=`` writes it, labels in range -- and raises naming the input.  The data
+    pointer itself is not fixed: a legal change that keeps all of these (a ``resize`` and
+    back) is accepted, and every backend reads the array's current data pointer.
+    """
+
+    def __init__(self, values: dict[str, np.ndarray], limits: dict[str, int],
+                 updated: list[str]):
+        # (name, array, shape, dtype, the flags it needs, class count or None)
+        self.rows = [(name, arr, arr.shape, arr.dtype,
+                      _C_CONTIGUOUS | _ALIGNED | (_WRITEABLE if name in updated else 0),
+                      limits.get(name)) for name, arr in sorted(values.items())]
+
+    def check(self) -> None:
+        for row in self.rows:       # (about 0.3 us an array)
+            name, arr, shape, dtype, need, n = row
+            if arr.dtype is not dtype or arr.shape != shape or arr.flags.num & need != need:
+                _changed(*row)
+            if n is not None:
+                check_labels(f"bound input {name!r}", arr, n)
+
+
+_C_CONTIGUOUS, _ALIGNED, _WRITEABLE = 0x1, 0x100, 0x400     # numpy's flag bits
+
+
+def _changed(name, arr, shape, dtype, need, n) -> None:
+    """Raise for a bound array that changed where it matters (an equal dtype that is not
+    the same object passes)."""
+    if arr.dtype != dtype:
+        raise DTypeError(f"bound input {name!r} changed dtype since bind: bound as "
+                         f"{dtype}, now {arr.dtype}")
+    if arr.shape != shape:
+        raise ShapeError(f"bound input {name!r} changed shape since bind: bound as "
+                         f"{shape}, now {arr.shape}")
+    flags = arr.flags
+    if not (flags.c_contiguous and flags.aligned):
+        raise ValueError(f"bound input {name!r} is no longer an aligned C-contiguous "
+                         "array (its strides changed since bind)")
+    if need & _WRITEABLE and not flags.writeable:
+        raise ValueError(f"bound input {name!r} is updated in place, but it is no "
+                         "longer writeable (its writeable flag was cleared since bind)")
 
 
 def require_memory(nbytes: int, batch: int | None, what: str) -> None:

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from .backends import get_backend
-from .binding import Binder
+from .binding import Binder, Pinned, label_limits
 from .updates import check_update_buffers, check_update_sources, check_updates
 from .autodiff import recorded_rewrites
 from .ir import Graph, Node, ShapeError, check_batch_bound
@@ -43,7 +43,9 @@ class Compiled:
         traced = Graph(outs + [v for _, v in self.updates], "traced")
         traced.rewrites = recorded_rewrites(traced.order())  # double_where, ...
         self._traced, self._passes, self._stages = traced, passes, None
-        self._binder = Binder(_arguments(traced) + [k for k, _ in self.updates])
+        # integer inputs one_hot reads, with their class counts (checked every call)
+        self._limits = label_limits(traced)
+        self._binder = Binder(_arguments(traced) + [k for k, _ in self.updates], self._limits)
         check_batch_bound(traced.order(), self._binder.inputs)
         self.input_names = sorted(self._binder.names)
         self._update_names = [k.name for k, _ in self.updates]
@@ -94,12 +96,16 @@ class Compiled:
     def bind(self, **arrays) -> "Bound":
         """This function with some arguments fixed: ``g = f.bind(W=W, b=b); g(x=X)``.
 
-        The bound arrays are checked once, here, and then passed to every call without
-        copying or re-checking (a training step binds its parameters and optimizer
-        state and passes only the batch).  The function keeps a reference to each bound
-        array, so it stays alive and its memory cannot move; writing new values into a
-        bound array between calls is how a caller changes it (``W[...] = W0``).  Arrays
-        updated in place (``updates=``) must be the caller's own writeable arrays.
+        The bound arrays are checked here and passed to every call without copying (a
+        training step binds its parameters and optimizer state and passes only the
+        batch).  The function keeps a reference to each bound array, so it stays alive;
+        writing new values into a bound array between calls is how a caller changes it
+        (``W[...] = W0``).  Arrays updated in place (``updates=``) must be the caller's
+        own writeable arrays.  Every call re-checks, cheaply, what the caller could have
+        changed since: dtype, shape, C-contiguity and alignment, the writeable flag of an
+        updated array, labels in range; a change raises naming the input (see
+        :class:`~adjit.binding.Pinned`).  A new data pointer (``resize`` and back to the
+        bound shape) is fine: the call reads the array's current one.
         """
         return Bound(self, arrays)
 
@@ -185,11 +191,12 @@ class Bound:
         self.fn = fn
         bound = [n for n in fn._binder.inputs if n.name in arrays]
         free = [n for n in fn._binder.inputs if n.name not in arrays]
-        self.values, self.batch = Binder(bound).bind(arrays)
+        self.values, self.batch = Binder(bound, fn._limits).bind(arrays)
         updated = [n for n in fn._update_names if n in arrays]
         if updated:
             check_update_buffers(updated, self.values, arrays)
-        self._free = Binder(free)
+        self.pinned = Pinned(self.values, fn._limits, updated)   # re-checked every call
+        self._free = Binder(free, fn._limits)
         self._free_updates = [n for n in fn._update_names if n not in arrays]
         self.input_names = sorted(self._free.names)
         # llvm writes bound slots once per thread; other backends get the merged arguments
@@ -199,6 +206,7 @@ class Bound:
     def __call__(self, **kwargs):
         fn = self.fn
         values, batch = self._free.bind(kwargs)
+        self.pinned.check()        # the bound arrays: unchanged where native code relies
         if self.batch is not None:
             if batch is None:
                 batch = self.batch

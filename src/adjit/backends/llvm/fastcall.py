@@ -20,12 +20,17 @@ Two routes (:func:`_mode`):
   size has no state takes the Python path once and primes one (``_reprimer``); a call
   finding its state locked by another thread takes the Python path.
 
-Common: not profiled, DATA_OFFSET in use (the table holds array objects).  An input
-that ``updates=`` writes must also be WRITEABLE (no scalar), and its array object fills
-the slot of its in-place output too.  For a ``Bound`` the free arguments are the
-keywords; its bound arrays and the in-place buffers it binds are *fixed* slots
-(:func:`_fixed_slots`) the wrapper writes every call.  One wrapper is compiled per
-process (its IR names no model and no address; everything is read from a per-function
+Common: not profiled, DATA_OFFSET in use (the table holds array objects, and the entry
+reads each one's current data pointer).  An input that ``updates=`` writes must also be
+WRITEABLE (no scalar), and its array object fills the slot of its in-place output too.
+A label input (an integer input that ``one_hot`` reads, see
+:func:`adjit.binding.label_limits`) must hold class indices only: the wrapper checks
+the values, and any other call goes to the Python path, which raises.  For a ``Bound``
+the free arguments are the keywords; its bound arrays are *fixed* inputs
+(:func:`_fixed_inputs`) that the wrapper checks like the keyword ones every call (their
+owner may have resized them, or changed their shape, dtype or flags) and writes into
+their slots and the slots of the outputs updating them in place.  One wrapper is
+compiled per process (its IR names no model and no address; everything is read from a per-function
 *context*, a ctypes structure passed as the builtin's ``self``), so a model pays only
 for its context.
 
@@ -152,17 +157,15 @@ def _dims(shape):
     return (ctypes.c_int64 * (len(shape) or 1))(*[-1 if d is None else int(d) for d in shape])
 
 
-def _fixed_slots(native, slots: dict, bound) -> list[tuple[int, np.ndarray]] | None:
-    """(slot, array) of a bound function's bound inputs and in-place outputs, or None
-    when the bound arrays carry a batch size (the wrapper takes it from the arguments)."""
+def _fixed_inputs(bound) -> list[tuple] | None:
+    """A bound function's bound arrays as ``(name, array, shape, dtype, flags needed, class
+    count or None)`` (the rows its :class:`~adjit.binding.Pinned` checks), or None when
+    they carry a batch size (the wrapper takes it from the arguments)."""
     if bound is None:
         return []
     if bound.batch is not None:
         return None
-    plan = native.plan
-    return ([(slot, bound.values[name]) for name, slot in slots.items() if name in bound.values]
-            + [(plan.output_slots[k], bound.values[name]) for k, name in native._updates.items()
-               if name in bound.values])
+    return list(bound.pinned.rows)
 
 
 def make_fastcall(native, fallback, binder, single: bool, bound=None):
@@ -182,10 +185,13 @@ def make_fastcall(native, fallback, binder, single: bool, bound=None):
     given = {s[0] for s in specs} | (bound.values.keys() if bound is not None else set())
     if not slots.keys() <= given or sorted(slots.values()) != list(range(len(plan.inputs))):
         return None     # every graph input is an argument or bound, in slots 0..P-1
-    fixed = _fixed_slots(native, slots, bound)
+    fixed = _fixed_inputs(bound)
     n_out = len(plan.graph.outputs) - len(native._updates)
     if fixed is None or set(native._updates) != set(range(n_out, len(plan.graph.outputs))):
         return None     # (updates are the last outputs, never returned)
+    if len(specs) + len(fixed) > fir.MAX_INPUTS:
+        return None
+    limits = binder.limits      # label inputs: name -> class count
     ctx = Context()
     keep = ctx.__dict__
     keep["names"] = names = [sys.intern(s[0]) for s in specs]
@@ -197,19 +203,26 @@ def make_fastcall(native, fallback, binder, single: bool, bound=None):
     # slot of its in-place output (a float or a converted copy goes to the Python path,
     # which raises as it should)
     in_place = {name: plan.output_slots[k] for k, name in native._updates.items()}
-    recs = (ctypes.c_void_p * (fir.REC * len(specs) or 1))()
-    for k, (name, dt, spec) in enumerate(zip(names, dtypes, specs)):
+    # one record per keyword argument, then one per fixed (bound) array
+    rows = ([(name, dt, spec[1], name in in_place, limits.get(name), True)
+             for name, dt, spec in zip(names, dtypes, specs)]
+            + [(name, dt, shape, name in in_place, limit, False)
+               for name, _, shape, dt, _, limit in fixed])
+    recs = (ctypes.c_void_p * (fir.REC * len(rows) or 1))()
+    for k, (name, dt, shape, updated, limit, keyword) in enumerate(rows):
         scalar_a, scalar_b, probe = SCALARS.get(dt, (None, None, None))
-        if spec[1] != () or name in in_place:
+        if shape != () or updated or limit is not None or not keyword:
             scalar_a = scalar_b = probe = None
         value_off = lay[probe] if probe else 0
-        dims.append(_dims(spec[1]))
-        rec = {"name": id(name), "descr": id(dt), "value_off": value_off,
+        dims.append(_dims(shape))
+        rec = {"name": id(name) if keyword else 0, "descr": id(dt), "value_off": value_off,
                "scalar_a": scalar_a and id(scalar_a), "scalar_b": scalar_b and id(scalar_b),
-               "slot": slots.get(name, -1) & (2 ** 64 - 1), "nd": len(spec[1]),
+               "slot": slots.get(name, -1) & (2 ** 64 - 1), "nd": len(shape),
                "dims": ctypes.addressof(dims[-1]),
-               "flags": ALIGNED | C_CONTIGUOUS | (WRITEABLE if name in in_place else 0),
-               "out_slot": in_place.get(name, -1) & (2 ** 64 - 1)}
+               "flags": ALIGNED | C_CONTIGUOUS | (WRITEABLE if updated else 0),
+               "out_slot": in_place.get(name, -1) & (2 ** 64 - 1),
+               "label_limit": limit or 0,
+               "label_bytes": 0 if limit is None else dt.itemsize}
         for j, field in enumerate(fir.REC_FIELDS):
             recs[fir.REC * k + j] = rec[field] or None
     outs = (ctypes.c_void_p * (fir.OUT * len(out_dtypes) or 1))()
@@ -223,8 +236,8 @@ def make_fastcall(native, fallback, binder, single: bool, bound=None):
         return None
     offsets = plan.arena_offsets(0)[0] if mode == "stack" else [0] * len(plan.temps)
     temps = (ctypes.c_int64 * len(temp_slots))(*(offsets + [0]))   # workspace: unused
-    pairs = (ctypes.c_void_p * (fir.FIX * len(fixed) or 1))(
-        *[w for slot, arr in fixed for w in (slot, id(arr))])
+    keep["fixed_dtypes"] = [row[3] for row in fixed]
+    pairs = (ctypes.c_void_p * (fir.FIX * len(fixed) or 1))(*[id(row[1]) for row in fixed])
     keep.update(recs=recs, outs=outs, temps=temps, fallback=fallback, jit=native.jit,
                 pairs=pairs, fixed=fixed)
     words = dict(api, fallback=id(fallback), entry=native.jit.address("adjit_entry"),

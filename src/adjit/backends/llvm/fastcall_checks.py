@@ -32,9 +32,10 @@ def find_primed(e: _Emitter, primed, batch, is_primed):
     return b.load(var)
 
 
-def check_inputs(e: _Emitter, inobj, table, fake, fail):
-    """Check every input object (``inobj[i]``) against its record, write its slot; the
-    batch size (0 without batch dims).  Any mismatch branches to ``fail``."""
+def check_inputs(e: _Emitter, inobj, table, fake, fail, n):
+    """Check the first ``n`` input objects (``inobj[i]``: the keyword arguments, then a
+    bound function's fixed arrays) against their records, write their slots; the batch
+    size (0 without batch dims).  Any mismatch branches to ``fail``."""
     b, fn = e.b, e.fn
     i64p = I64.as_pointer()
     bvar = e.alloca(I64, name="batch.var")
@@ -43,7 +44,7 @@ def check_inputs(e: _Emitter, inobj, table, fake, fail):
     ndarray, type_off = e.ptr("ndarray"), e.int("type_off")
     nd_off, descr_off, flags_off = e.int("nd_off"), e.int("descr_off"), e.int("flags_off")
     data_off, dims_off = e.int("data_off"), e.int("dims_off")
-    with e.each(e.int("n_in"), "c") as (i, next_in):
+    with e.each(n, "c") as (i, next_in):
         obj = b.load(e.word(inobj, i))
         rec = b.gep(recs, [b.mul(i, c64(REC))])
         field = lambda name: e.word(rec, REC_FIELDS.index(name))   # noqa: E731
@@ -105,3 +106,44 @@ def check_inputs(e: _Emitter, inobj, table, fake, fail):
             b.position_at_end(skip)
     batch = b.load(bvar)
     return b.select(b.icmp_signed("<", batch, c64(0)), c64(0), batch)
+
+
+def check_labels(e: _Emitter, inobj, n, fail):
+    """Every label array among the first ``n`` input objects (a record with a nonzero
+    ``label_bytes``: 4 or 8) holds class indices ``0 <= v < label_limit`` only; else
+    ``fail`` (the Python path, which raises naming the input).  One unsigned compare per
+    value: a negative label is a huge unsigned one.  The objects were checked before
+    (exact ndarrays of the record's rank, dims and integer dtype, C-contiguous)."""
+    b, fn = e.b, e.fn
+    i64p, i32p = I64.as_pointer(), I32.as_pointer()
+    recs = b.bitcast(e.ptr("inputs"), I8PP)
+    nd_off, data_off, dims_off = e.int("nd_off"), e.int("data_off"), e.int("dims_off")
+    count_var = e.alloca(I64, name="labels.count")
+    with e.each(n, "lab") as (i, next_in):
+        rec = b.gep(recs, [b.mul(i, c64(REC))])
+        def field(name, rec=rec):
+            return b.load(b.bitcast(e.word(rec, REC_FIELDS.index(name)), i64p))
+        elem = field("label_bytes")
+        has = fn.append_basic_block("labels")
+        b.cbranch(b.icmp_unsigned("==", elem, c64(0)), next_in, has)
+        b.position_at_end(has)
+        limit = field("label_limit")
+        obj = b.load(e.word(inobj, i))
+        nd = b.sext(e.at(obj, nd_off, I32), I64)
+        dims = e.at(obj, dims_off, i64p)
+        b.store(c64(1), count_var)
+        with e.each(nd, "labd") as (d, _):
+            b.store(b.mul(b.load(count_var), b.load(b.gep(dims, [d]))), count_var)
+        count = b.load(count_var)
+        data = e.at(obj, data_off, I8P)
+        wide, narrow = fn.append_basic_block("labels64"), fn.append_basic_block("labels32")
+        b.cbranch(b.icmp_unsigned("==", elem, c64(8)), wide, narrow)
+        b.position_at_end(wide)
+        with e.each(count, "l64") as (k, nxt):
+            v = b.load(b.gep(b.bitcast(data, i64p), [k]))
+            b.cbranch(b.icmp_unsigned(">=", v, limit), fail, nxt)
+        b.branch(next_in)
+        b.position_at_end(narrow)
+        with e.each(count, "l32") as (k, nxt):
+            v = b.sext(b.load(b.gep(b.bitcast(data, i32p), [k])), I64)
+            b.cbranch(b.icmp_unsigned(">=", v, limit), fail, nxt)

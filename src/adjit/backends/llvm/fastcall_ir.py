@@ -17,10 +17,14 @@ What it does, in order (every "no" hands the call, unchanged, to the fallback):
    the input's builtin dtype object, ALIGNED and C_CONTIGUOUS, every static dim equal
    and every batch dim one size (its slot: the array object, as the entry expects with
    DATA_OFFSET), or for a 0-d input an exact scalar type accepted for it (its slot: a
-   stack "fake array" whose data field points at the scalar's value); a primed function
-   with no state for this batch size goes to the *reprime* callable instead;
+   stack "fake array" whose data field points at the scalar's value); a bound
+   function's *fixed* arrays (its bound arrays) are checked the same way, every call,
+   since their owner may have changed them (resize, shape, dtype, flags); a primed
+   function with no state for this batch size goes to the *reprime* callable instead;
 4. one fresh output per output, of its shape for this batch (``PyArray_NewFromDescr``);
-5. the inputs checked again (step 4 may run Python code through the GC);
+5. the inputs (fixed arrays included) checked again (step 4 may run Python code through
+   the GC); then the values of every label array (an integer input that ``one_hot``
+   reads): each a class index ``0 <= v < n``, else the fallback, which raises;
 6. stack route: temporaries in a 64-byte aligned stack arena, the entry, GIL held;
    primed route: the state of this batch size, taken by an atomic 0 -> 1 of its lock
    word (else: the fallback), its temporaries, the entry with the GIL released, lock 0;
@@ -55,17 +59,19 @@ CTX_FIELDS = ("fallback", "entry", "n_in", "n_out", "n_plan_in", "n_temps", "sin
 F = {name: k for k, name in enumerate(CTX_FIELDS)}
 # per input: name, dtype object, two accepted scalar types (or NULL), value offset, slot,
 # declared rank and its dims (int64[nd], -1 for the batch dim), the array flags it needs
-# (ALIGNED | C_CONTIGUOUS, and WRITEABLE for an input ``updates=`` writes), and the slot
-# of the output written into it in place (-1: none)
+# (ALIGNED | C_CONTIGUOUS, and WRITEABLE for an input ``updates=`` writes), the slot
+# of the output written into it in place (-1: none), and for labels (integer inputs that
+# one_hot reads) the class count and the element size (label_bytes 0: not a label).
+# ``n_in`` records for the keyword arguments, then ``n_fixed`` for the fixed arrays.
 REC_FIELDS = ("name", "descr", "scalar_a", "scalar_b", "value_off", "slot", "nd", "dims",
-              "flags", "out_slot")
+              "flags", "out_slot", "label_limit", "label_bytes")
 REC = len(REC_FIELDS)
 # per output: dtype object, rank, dims (int64[nd], -1 for the batch dim)
 OUT_FIELDS = ("descr", "nd", "dims")
 OUT = len(OUT_FIELDS)
-# ``fixed``: n_fixed (slot, object) word pairs written into the table every call -- a bound
-# function's bound arrays, and the arrays its ``updates`` write in place
-FIX = 2
+# ``fixed``: n_fixed array objects -- a bound function's bound arrays, each checked every
+# call against its record (after the keyword ones) and written to its slots
+FIX = 1
 # a primed state (``primed`` is NULL for stack-arena functions, else N_PRIMED pointers to
 # these, each NULL or: lock word, batch size, then one table word per temporary slot)
 P_LOCK, P_BATCH, P_TEMPS = 0, 1, 2
@@ -154,7 +160,8 @@ def wrapper_ir(ctx_offset: int) -> str:
     fn = ir.Function(module, ir.FunctionType(I8P, [I8P, I8PP, I64, I8P]), name=NAME)
     for a, n in zip(fn.args, ("self", "args", "nargs", "kwnames")):
         a.name = n
-    from .fastcall_checks import check_inputs as _check_inputs, find_primed as _find_primed
+    from .fastcall_checks import (check_inputs as _check_inputs, check_labels as _check_labels,
+                                  find_primed as _find_primed)
     release = _release_fn(module)
     e = _Emitter(fn, ctx_offset)
     b = e.b
@@ -223,8 +230,15 @@ def wrapper_ir(ctx_offset: int) -> str:
         fresh = b.icmp_unsigned("==", b.and_(before, bit), c64(0))
         b.cbranch(fresh, next_kw, blk["fallback"])
 
+    # the fixed arrays follow the keyword arguments
+    fixed = b.bitcast(e.ptr("fixed"), I8PP)
+    n_fixed = e.int("n_fixed")
+    with e.each(n_fixed, "f") as (f, nxt):
+        b.store(b.load(e.word(fixed, f)), e.word(inobj, b.add(n_in, f)))
+    n_all = b.add(n_in, n_fixed)
+
     # 3. every input checked (input slots written), the batch size found
-    batch = _check_inputs(e, inobj, table, fake, blk["fallback"])
+    batch = _check_inputs(e, inobj, table, fake, blk["fallback"], n_all)
     primed = b.bitcast(e.ptr("primed"), I8PP)
     is_primed = b.icmp_unsigned("!=", primed, ir.Constant(I8PP, None))
     known = fn.append_basic_block("known")
@@ -255,13 +269,9 @@ def wrapper_ir(ctx_offset: int) -> str:
         b.cbranch(b.icmp_unsigned("==", arr, null), blk["oom"], nxt)
     oom_count = o
 
-    # 5. the inputs again: unchanged by whatever ran during step 4; the fixed slots
-    again = _check_inputs(e, inobj, table, fake, blk["bad"])
-    fixed = b.bitcast(e.ptr("fixed"), I8PP)
-    with e.each(e.int("n_fixed"), "f") as (f, nxt):
-        pair = b.gep(fixed, [b.mul(f, c64(FIX))])
-        slot = b.ptrtoint(b.load(e.word(pair, 0)), I64)
-        b.store(b.load(e.word(pair, 1)), e.word(table, slot))
+    # 5. the inputs again: unchanged by whatever ran during step 4; the label values
+    again = _check_inputs(e, inobj, table, fake, blk["bad"], n_all)
+    _check_labels(e, inobj, n_all, blk["bad"])
     first_temp = e.int("first_temp")
     entry = e.fnptr("entry", T_ENTRY)
     b.cbranch(b.icmp_signed("==", again, batch), blk["stack"], blk["bad"])

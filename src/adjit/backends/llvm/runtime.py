@@ -161,7 +161,7 @@ class NativeFunction:
         st = self._state(b)
         table = st.table
         # (the caller may pass inputs the lowered graph no longer reads: no slot, skipped)
-        if st.bound is not bound:
+        if st.bound is not bound or _PTR is not id:   # plain addresses: re-read every call
             if bound is not None:
                 for name, slot in self._inputs:
                     if name in bound.values:
