@@ -151,6 +151,9 @@ class _FusedNumPyPrinter(NumPyPrinter):
     forms below are the ones the LLVM printer emits: a select per branch, one op per pair.
     """
 
+    def _print_Float(self, e):   # every bit of the double (sympy prints 15 digits)
+        return repr(float(e))
+
     def _print_ComplexInfinity(self, e):   # never made by fuse (see _NOT_REAL)
         return self._print(sp.nan)
 

@@ -53,8 +53,8 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-SUPPORTED = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sin", "cos", "pow"})
-_ARITY = {"pow": 2}
+SUPPORTED = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sin", "cos"})   # one operand
+BINARY = frozenset({"pow"})                                                       # two operands
 
 _DTYPES = {"f32": "f32", "float32": "f32", "f64": "f64", "float64": "f64"}
 
@@ -121,8 +121,9 @@ def get_math_fn(module: ir.Module, name: str, dtype: str) -> ir.Function:
     "float64"/"f64"), is ``internal`` and ``alwaysinline``.  Calling it again with the same
     module returns the same function object.
     """
-    if name not in SUPPORTED:
-        raise ValueError(f"unsupported math function {name!r}; supported: {sorted(SUPPORTED)}")
+    if name not in SUPPORTED | BINARY:
+        raise ValueError(f"unsupported math function {name!r}; "
+                         f"supported: {sorted(SUPPORTED | BINARY)}")
     if dtype not in _DTYPES:
         raise ValueError(f"unsupported dtype {dtype!r}; use float32 or float64")
     suffix = _DTYPES[dtype]
@@ -131,7 +132,7 @@ def get_math_fn(module: ir.Module, name: str, dtype: str) -> ir.Function:
     if existing is not None:
         return existing
     em = _Emitter(module, suffix)        # declares the intrinsics first: may raise
-    fn = ir.Function(module, ir.FunctionType(em.ft, [em.ft] * _ARITY.get(name, 1)), name=fname)
+    fn = ir.Function(module, ir.FunctionType(em.ft, [em.ft] * (2 if name in BINARY else 1)), name=fname)
     fn.linkage = "internal"
     fn.attributes.add("alwaysinline")
     fn.attributes.add("nounwind")

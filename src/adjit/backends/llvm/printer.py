@@ -85,7 +85,7 @@ class ScalarPrinter:
         if isinstance(e, sp.Pow):
             return self._pow(e.base, e.exp)
         if isinstance(e, real_pow):
-            return self._pow(*e.args, numpy=True)
+            return self._pow(*e.args)
         if isinstance(e, real_sqrt):
             return self._sqrt(self._value(e.args[0]))
         if type(e) in _FCMP:
@@ -157,12 +157,12 @@ class ScalarPrinter:
     def _sqrt(self, x):
         return self.b.call(self.module.declare_intrinsic("llvm.sqrt", [self.T]), [x])
 
-    def _pow(self, base, exp, numpy=False):
+    def _pow(self, base, exp):
         """``base ** exp`` as ``numpy.power``.  Integer literals up to MAX_MULTIPLY square and
-        multiply (exact for negative bases; 1/x**n for negative n); sympy's own ``Pow`` with
-        exponent 1/2 (made only over a nonnegative base) is ``sqrt``, and ``real_pow``'s
-        ±1/2 is ``sqrt`` with numpy's special cases of ``power`` at -0 and -inf; every other
-        exponent calls :meth:`mathfn pow <adjit.backends.llvm.mathfn._Emitter.pow>`."""
+        multiply (exact for negative bases; 1/x**n for negative n); a literal 1/2 is ``sqrt``
+        (numpy's ``power`` with a scalar 0.5 is ``sqrt``: NaN at -inf, -0 at -0), -1/2 is
+        ``1/sqrt`` with power's values at -0 (inf) and -inf (0); every other exponent calls
+        :meth:`mathfn pow <adjit.backends.llvm.mathfn._Emitter.pow>`."""
         b, T = self.b, self.T
         if exp.is_Integer and abs(int(exp)) <= MAX_MULTIPLY:
             n = abs(int(exp))
@@ -176,15 +176,13 @@ class ScalarPrinter:
                     sq = b.fmul(sq, sq, flags=FLAGS)
             out = out if out is not None else ir.Constant(T, 1.0)
             return b.fdiv(ir.Constant(T, 1.0), out) if exp < 0 else out
-        if exp.is_Number and abs(float(exp)) == 0.5:
-            x = self._value(base)
-            if numpy:   # power(-0, ±.5) = +0 / +inf, power(-inf, ±.5) = +inf / +0
-                x = b.fadd(x, ir.Constant(T, 0.0))
-            r = self._sqrt(x)
-            if numpy:
-                r = b.select(b.fcmp_ordered("==", x, ir.Constant(T, float("-inf"))),
-                             ir.Constant(T, float("inf")), r)
-            return r if exp > 0 else b.fdiv(ir.Constant(T, 1.0), r)
+        if exp.is_Number and float(exp) == 0.5:    # numpy's power(x, 0.5) is sqrt(x)
+            return self._sqrt(self._value(base))
+        if exp.is_Number and float(exp) == -0.5:   # 1/sqrt with power's -0 and -inf
+            x = b.fadd(self._value(base), ir.Constant(T, 0.0))      # -0 + 0 = +0
+            r = b.fdiv(ir.Constant(T, 1.0), self._sqrt(x))
+            return b.select(b.fcmp_ordered("==", x, ir.Constant(T, float("-inf"))),
+                            ir.Constant(T, 0.0), r)
         fn = get_math_fn(self.module, "pow", self.dtype)
         return b.call(fn, [self._value(base), self._value(exp)])
 
