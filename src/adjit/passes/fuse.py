@@ -3,7 +3,10 @@
 A region is a tree of elementwise nodes of one shape in which every interior node has
 exactly one user (so nothing is computed twice).  Its leaves are the values it reads:
 a ``broadcast`` leaf is read through numpy broadcasting (the IR's broadcast is numpy's
-right-aligned rule), and scalar constants become numbers in the expression.
+right-aligned rule), and constants become numbers in the expression: a constant whose
+elements are one value (scalar or broadcast, shared by CSE or not), and a region sympy
+reduced to a number.  An op over numbers only is evaluated with its numpy reference (so
+sympy's exact or complex constants -- E, zoo, I -- are not made).
 
 The region's scalar expression is composed from each op's sympy form, so sympy's
 automatic canonicalization cancels and merges terms (x - x -> 0, 2*x*3 -> 6*x).  The

@@ -42,6 +42,8 @@ every constant):
   |x| = 2^50 (f64, measured to 1e15) and to about 1e6 (f32; 2-5 ulp between 2e6 and 2^22).
   For |x| > SINCOS_MAX (2^50 / 2^22) the result is NaN on purpose: the reduction no longer
   works there and a wrong number would be silent.
+* pow(a, p) (two operands): numpy.power; exp(p log|a|) with the sign of a for odd integer p,
+  integer-valued p found with rint (|p| + 2^MANT - 2^MANT), NaN for finite a < 0 and other p.
 
 Measured over dense grids of the useful ranges (tests/llvm/test_mathfn.py, ``pytest -s``):
 float64 max error vs long double, in ulps: exp 0.92, expm1 1.33, log 0.78, log1p 1.19,
