@@ -20,6 +20,7 @@ from sympy.logic.boolalg import Boolean
 from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import DTypeError, FLOAT_DTYPES, ShapeError, TensorType, label, shape_str
+from .realfn import divide, power, real_log, real_sqrt
 from .registry import Op, get_op, register
 
 # Symbols of elementwise scalar forms are real: it lets sympy drop Abs/conjugates.
@@ -159,7 +160,7 @@ def _F():
 # name        sympy scalar form                     VJP: (x, y = forward output, g = cotangent)
 unary("neg", lambda x: -x, lambda x, y, g: -g)
 unary("exp", sp.exp, lambda x, y, g: g * y)
-unary("log", sp.log, lambda x, y, g: g / x, domain=(0.2, 3.0))
+unary("log", real_log, lambda x, y, g: g / x, domain=(0.2, 3.0))
 unary("sin", sp.sin, lambda x, y, g: g * _F().cos(x))
 unary("cos", sp.cos, lambda x, y, g: -(g * _F().sin(x)))
 unary("tanh", sp.tanh, lambda x, y, g: g * (1 - y * y))
@@ -171,18 +172,52 @@ unary("relu", lambda x: sp.Max(x, 0), lambda x, y, g: _F().where(y > 0, g, 0.0),
 # softplus(x) = max(x, 0) + log1p(exp(-|x|)) never overflows; its derivative is sigmoid(x).
 unary("softplus", lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
       lambda x, y, g: g * _F().sigmoid(x), domain=(-4.0, 4.0))
-unary("sqrt", sp.sqrt, lambda x, y, g: g * 0.5 / y, domain=(0.2, 3.0))
+unary("sqrt", real_sqrt, lambda x, y, g: g * 0.5 / y, domain=(0.2, 3.0))
 unary("abs", sp.Abs, lambda x, y, g: g * _F().sign(x), kinks=lambda x: x)
 _declare("sign", sp.sign, (None,), 1, _float_rule("sign"), (-2.0, 2.0), differentiable=False)
 
 # --- binary -----------------------------------------------------------------------------
+def literal(node) -> float | None:
+    """The value of a constant (possibly broadcast) whose elements are all equal, else None."""
+    while node.op == "broadcast":
+        node = node.inputs[0]
+    if node.op != "const":
+        return None
+    arr = node.attr("value").array
+    if arr.size == 0 or arr.dtype.kind not in "fiu":
+        return None
+    first = arr.reshape(-1)[0]
+    return float(first) if np.all(arr == first) else None
+
+
+def _pow_grad_base(a, b, g):
+    """d(a**b)/da = b a**(b-1), and exactly 0 where b = 0 (a**0 = 1 for every a, 0 and NaN
+    included).  A literal b gives a literal b - 1 (so the printer sees an integer exponent:
+    exact for negative a); a runtime b reads a**(b-1) at a = 1 where b = 0 (0 · 0**-1 would
+    be NaN, also in second order)."""
+    p = literal(b)
+    if p is not None:
+        if p == 0:
+            return None
+        return g if p == 1 else g * b * a ** (p - 1.0)
+    F = _F()
+    safe = F.where(F.equal(b, 0.0), 1.0, a)
+    return g * b * safe ** (b - 1.0)
+
+
+def _pow_grad_exponent(a, y, g):
+    """d(a**b)/db = a**b log(a), 0 at a = 0 (0**b is constant there for b > 0), as JAX."""
+    F = _F()
+    return g * (y * F.log(F.where(F.equal(a, 0.0), 1.0, a)))
+
+
 binary("add", lambda a, b: a + b, lambda a, b, y, g: g, lambda a, b, y, g: g)
 binary("sub", lambda a, b: a - b, lambda a, b, y, g: g, lambda a, b, y, g: -g)
 binary("mul", lambda a, b: a * b, lambda a, b, y, g: g * b, lambda a, b, y, g: g * a)
-binary("div", lambda a, b: a / b, lambda a, b, y, g: g / b, lambda a, b, y, g: -(g * y / b),
+binary("div", divide, lambda a, b, y, g: g / b, lambda a, b, y, g: -(g * y / b),
        domain=(0.3, 2.0))
-binary("pow", lambda a, b: a ** b, lambda a, b, y, g: g * b * a ** (b - 1),
-       lambda a, b, y, g: g * y * _F().log(a), domain=(0.3, 2.0))
+binary("pow", power, lambda a, b, y, g: _pow_grad_base(a, b, g),
+       lambda a, b, y, g: _pow_grad_exponent(a, y, g), domain=(0.3, 2.0))
 # Ties send the whole cotangent to the first operand (as numpy/JAX subgradients do).
 binary("maximum", sp.Max, lambda a, b, y, g: _F().where(a >= b, g, 0.0),
        lambda a, b, y, g: _F().where(a >= b, 0.0, g), kinks=lambda a, b: a - b)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
+from ..ops.elementwise import literal
 from ..ops.registry import get_op, make
 from ..backends.interp import Env
 from .rewrite import rewrite
@@ -16,17 +17,8 @@ FOLD_MAX_ELEMENTS = 4096   # larger constant results stay as ops (keeps graphs a
 _NOT_FOLDED = {"input", "param", "const", "batch_size", "broadcast"}
 
 
-def scalar_value(node: Node) -> float | None:
-    """The value of a constant whose elements are all equal (possibly broadcast), else None."""
-    while node.op == "broadcast":
-        node = node.inputs[0]
-    if node.op != "const":
-        return None
-    arr = node.attr("value").array
-    if arr.size == 0 or arr.dtype.kind not in "fiu":
-        return None
-    first = arr.reshape(-1)[0]
-    return float(first) if np.all(arr == first) else None
+#: The value of a constant whose elements are all equal (possibly broadcast), else None.
+scalar_value = literal
 
 
 def _identity(node: Node, ins: list[Node]):
@@ -69,9 +61,42 @@ def _identity(node: Node, ins: list[Node]):
     return None
 
 
-def _fold_constant(node: Node, ins: list[Node]):
-    if node.op in _NOT_FOLDED or not ins or any(i.op != "const" for i in ins):
+def _uniform(node: Node):
+    """The one value of a constant whose elements are all equal (possibly broadcast), as a
+    0-d array of its dtype (bools included), else None."""
+    while node.op == "broadcast":
+        node = node.inputs[0]
+    if node.op != "const":
         return None
+    arr = node.attr("value").array
+    if arr.size == 0 or not np.all(arr == arr.reshape(-1)[0]):
+        return None
+    return arr.reshape(-1)[0:1].reshape(())
+
+
+def _fold_uniform(node: Node, ins: list[Node]):
+    """An elementwise op over constants that are each one repeated value is one value too:
+    a broadcast scalar constant, whatever the shape (also with a batch dim, which the
+    array fold cannot hold), so the fuse pass inlines it as a number."""
+    spec = get_op(node.op)
+    if not spec.elementwise or not ins:
+        return None
+    values = [_uniform(i) for i in ins]
+    if any(v is None for v in values):
+        return None
+    with np.errstate(all="ignore"):
+        value = np.asarray(spec.numpy(values, node, Env({}, None)), dtype=node.dtype)
+    from ..frontend import broadcast_to, const
+    out = const(value.reshape(()), node.dtype)
+    return (broadcast_to(out, node.shape) if node.ndim else out), "fold-constants"
+
+
+def _fold_constant(node: Node, ins: list[Node]):
+    if node.op in _NOT_FOLDED or not ins:
+        return None
+    uniform = _fold_uniform(node, ins)
+    if uniform is not None or any(i.op != "const" for i in ins):
+        return uniform
     if node.type.has_batch or int(np.prod(node.shape, dtype=np.int64)) > FOLD_MAX_ELEMENTS:
         return None
     arrays = [i.attr("value").array for i in ins]

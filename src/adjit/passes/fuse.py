@@ -3,7 +3,10 @@
 A region is a tree of elementwise nodes of one shape in which every interior node has
 exactly one user (so nothing is computed twice).  Its leaves are the values it reads:
 a ``broadcast`` leaf is read through numpy broadcasting (the IR's broadcast is numpy's
-right-aligned rule), and scalar constants become numbers in the expression.
+right-aligned rule), and constants become numbers in the expression: a constant whose
+elements are one value (scalar or broadcast, shared by CSE or not), and a region sympy
+reduced to a number.  An op over numbers only is evaluated with its numpy reference (so
+sympy's exact or complex constants -- E, zoo, I -- are not made).
 
 The region's scalar expression is composed from each op's sympy form, so sympy's
 automatic canonicalization cancels and merges terms (x - x -> 0, 2*x*3 -> 6*x).  The
@@ -26,6 +29,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, Node
 from ..ops.elementwise import numpy_lambdify
+from ..ops.realfn import numeric
 from ..ops.registry import REGISTRY, Op, make, register
 from .rewrite import rewrite
 
@@ -43,16 +47,42 @@ def leaf_value(k: int, dtype: str) -> sp.Basic:
     return sp.Ne(sym, 0) if dtype == "bool" else sym
 
 
-def _number(node: Node):
-    """A scalar constant (possibly broadcast) as a sympy number, else None."""
-    while node.op == "broadcast" and node.inputs[0].ndim == 0:
+def _number(node: Node, new: Node):
+    """A constant operand as a sympy number, else None: a constant (possibly broadcast) whose
+    elements all hold one value, or a region that sympy reduced to a number (``new``, the
+    operand after this pass: a ``fused`` node without leaves, e.g. ``x - x + 1`` shared by
+    two users).  So literals reach the printers as numbers wherever they are used."""
+    if new.op == "fused" and not new.inputs:
+        return new.attr("expr")
+    while node.op == "broadcast":
         node = node.inputs[0]
-    if node.op != "const" or node.ndim != 0:
+    if node.op != "const":
         return None
-    v = node.attr("value").array.item()
-    if isinstance(v, bool):
-        return sp.true if v else sp.false
-    return sp.Integer(int(v)) if float(v).is_integer() and abs(v) < 2**31 else sp.Float(v)
+    arr = node.attr("value").array
+    if arr.size == 0 or arr.dtype.kind not in "biuf":
+        return None
+    first = arr.reshape(-1)[0]
+    if not (np.all(arr == first) or (arr.dtype.kind == "f" and np.all(np.isnan(arr)))):
+        return None
+    return numeric(first.item() if arr.dtype.kind == "b" else first)
+
+
+def _compose(n: Node, args: list):
+    """The scalar form of ``n`` over ``args``.  Over numbers only it is evaluated with the op's
+    numpy reference in ``n``'s dtypes, as the unfused op would be (sympy would give exact or
+    complex values: ``exp(1) = E``, ``log(-2) = log(2) + I*pi``, ``1/0 = zoo``)."""
+    spec = REGISTRY[n.op]
+    if all(a.is_Number or a.is_NumberSymbol or a in (sp.true, sp.false) for a in args):
+        values = [np.asarray(bool(a) if i.dtype == "bool" else float(a), dtype=i.dtype)
+                  for a, i in zip(args, n.inputs)]
+        with np.errstate(all="ignore"):
+            return numeric(np.asarray(spec.numpy(values, n, None), dtype=n.dtype).item())
+    return spec.scalar(*args)
+
+
+# sympy constants that have no real value: what numpy gives where they would appear (and
+# integer-valued floats, as 0.5*x*2 = 1.0*x, become integers: x, and exact integer powers)
+_NOT_REAL = {sp.zoo: sp.nan, sp.I: sp.nan}
 
 
 def _fusable(node: Node) -> bool:
@@ -77,7 +107,7 @@ def fuse(graph: Graph) -> Graph:
         count = [0]
 
         def expr(n: Node, new: Node):
-            num = _number(n)
+            num = _number(n, new)
             if num is not None:
                 return num
             if n is not node and not absorbed(n) or count[0] >= MAX_REGION_OPS:
@@ -89,9 +119,10 @@ def fuse(graph: Graph) -> Graph:
                 return leaf_value(len(leaves) - 1, leaf.dtype)
             count[0] += 1
             args = [expr(i, mapped[i.id]) for i in n.inputs]
-            return REGISTRY[n.op].scalar(*args)
+            return _compose(n, args)
 
         e = expr(node, node)
+        e = e.xreplace({**_NOT_REAL, **{f: numeric(f) for f in e.atoms(sp.Float)}})
         # leaves sympy cancelled ((a*b + a) - a*b -> a) are dropped, so they stay dead code
         used = [k for k, leaf in enumerate(leaves) if leaf_symbol(k, leaf.dtype) in e.free_symbols]
         if len(used) < len(leaves):
@@ -122,6 +153,14 @@ class _FusedNumPyPrinter(NumPyPrinter):
     ``reduce`` over a tuple (which needs equal shapes; broadcast leaves have fewer dims).  The
     forms below are the ones the LLVM printer emits: a select per branch, one op per pair.
     """
+
+    def _print_Float(self, e):   # every bit of the double (sympy prints 15 digits)
+        return repr(float(e))
+
+    def _print_ComplexInfinity(self, e):   # never made by fuse (see _NOT_REAL)
+        return self._print(sp.nan)
+
+    _print_ImaginaryUnit = _print_ComplexInfinity
 
     def _np(self, fn: str, *args: str) -> str:
         return f"{self._module_format('numpy.' + fn)}({', '.join(args)})"

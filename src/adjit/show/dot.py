@@ -42,7 +42,8 @@ _STYLE = {
 }
 _LEGEND = ("blue: inputs · yellow: parameters · white: forward values · red: adjoint values "
            "(error signals) · green: fused regions · double border: outputs")
-_SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln"}
+_SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln", "real_log": "ln",
+              "real_pow": "pow", "real_sqrt": "sqrt"}
 
 
 class GraphvizMissing(AdjitError):

@@ -18,6 +18,7 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Node
+from ..ops.realfn import real_log, real_pow, real_sqrt
 from ..ops.registry import REGISTRY
 from .names import INVISIBLE, Name
 
@@ -123,7 +124,8 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
 # --- fused regions: sympy expressions over leaf symbols x0, x1, ... -------------------------------
 _U = sp.Wild("u")
 _PATTERNS = [(op, REGISTRY[op].scalar(_U)) for op in ("sigmoid", "softplus") if op in REGISTRY]
-_SYMPY_FUNCS = {sp.exp: "exp", sp.log: "ln", sp.sin: "sin", sp.cos: "cos", sp.tanh: "tanh",
+_SYMPY_FUNCS = {sp.exp: "exp", sp.log: "ln", real_log: "ln", real_sqrt: "sqrt", sp.sin: "sin",
+                sp.cos: "cos", sp.tanh: "tanh",
                 sp.Abs: "abs", sp.sign: "sgn", sp.Max: "max", sp.Min: "min"}
 _SYMPY_RELS = {sp.StrictGreaterThan: ">", sp.GreaterThan: "≥", sp.StrictLessThan: "<",
                sp.LessThan: "≤", sp.Equality: "="}
@@ -163,6 +165,8 @@ class _Sympy:
             return self.add(e)
         if e.is_Mul or (e.is_Pow and e.exp.is_negative):
             return self.mul(e)
+        if isinstance(e, real_pow):
+            e = sp.Pow(*e.args, evaluate=False)
         if e.is_Pow:
             if e.exp == sp.Rational(1, 2):
                 return Term("call", (self.term(e.base),), "sqrt")

@@ -14,6 +14,7 @@ import sympy as sp
 from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
+from ...ops.realfn import real_log, real_pow, real_sqrt
 from .mathfn import get_math_fn
 
 F32, F64, I1, I8 = ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8)
@@ -73,14 +74,20 @@ class ScalarPrinter:
             return self.leaf(int(e.name[1:]))
         if e is sp.true or e is sp.false:
             return ir.Constant(I1, int(bool(e)))
-        if e.is_Number:
+        if e.is_Number or e.is_NumberSymbol:   # Integer, Rational, Float, oo, nan, E, pi
             return ir.Constant(T, float(e))
+        if e in _NOT_REAL:   # a sign-less infinity or a complex unit has no real value
+            return ir.Constant(T, float("nan"))
         if isinstance(e, sp.Add):
             return self._fold(b.fadd, e.args)
         if isinstance(e, sp.Mul):
             return self._mul(e)
         if isinstance(e, sp.Pow):
             return self._pow(e.base, e.exp)
+        if isinstance(e, real_pow):
+            return self._pow(*e.args)
+        if isinstance(e, real_sqrt):
+            return self._sqrt(self._value(e.args[0]))
         if type(e) in _FCMP:
             return self._compare(e)
         if isinstance(e, sp.Piecewise):
@@ -138,7 +145,7 @@ class ScalarPrinter:
     def _mul(self, e: sp.Mul):
         num, den = [], []
         for f in e.args:
-            if isinstance(f, sp.Pow) and f.exp.is_Number and f.exp < 0:
+            if isinstance(f, sp.Pow) and f.exp.is_Number and f.exp.is_negative:
                 den.append(sp.Pow(f.base, -f.exp) if f.exp != -1 else f.base)
             else:
                 num.append(f)
@@ -147,9 +154,17 @@ class ScalarPrinter:
             return self.b.fdiv(top, self._fold(self.b.fmul, den), flags=FLAGS)
         return top
 
+    def _sqrt(self, x):
+        return self.b.call(self.module.declare_intrinsic("llvm.sqrt", [self.T]), [x])
+
     def _pow(self, base, exp):
+        """``base ** exp`` as ``numpy.power``.  Integer literals up to MAX_MULTIPLY square and
+        multiply (exact for negative bases; 1/x**n for negative n); a literal 1/2 is ``sqrt``
+        (numpy's ``power`` with a scalar 0.5 is ``sqrt``: NaN at -inf, -0 at -0), -1/2 is
+        ``1/sqrt`` with power's values at -0 (inf) and -inf (0); every other exponent calls
+        :meth:`mathfn pow <adjit.backends.llvm.mathfn._Emitter.pow>`."""
         b, T = self.b, self.T
-        if exp.is_Integer and abs(int(exp)) <= 16:
+        if exp.is_Integer and abs(int(exp)) <= MAX_MULTIPLY:
             n = abs(int(exp))
             x = self._value(base)
             out, sq = None, x
@@ -161,13 +176,15 @@ class ScalarPrinter:
                     sq = b.fmul(sq, sq, flags=FLAGS)
             out = out if out is not None else ir.Constant(T, 1.0)
             return b.fdiv(ir.Constant(T, 1.0), out) if exp < 0 else out
-        if exp == sp.Rational(1, 2) or exp == sp.Rational(-1, 2):
-            r = b.call(self.module.declare_intrinsic("llvm.sqrt", [T]), [self._value(base)])
-            return r if exp > 0 else b.fdiv(ir.Constant(T, 1.0), r)
-        # a ** p = exp(p · log a), like C's pow for a > 0
-        log = get_math_fn(self.module, "log", self.dtype)
-        exp_fn = get_math_fn(self.module, "exp", self.dtype)
-        return b.call(exp_fn, [b.fmul(self._value(exp), b.call(log, [self._value(base)]))])
+        if exp.is_Number and float(exp) == 0.5:    # numpy's power(x, 0.5) is sqrt(x)
+            return self._sqrt(self._value(base))
+        if exp.is_Number and float(exp) == -0.5:   # 1/sqrt with power's -0 and -inf
+            x = b.fadd(self._value(base), ir.Constant(T, 0.0))      # -0 + 0 = +0
+            r = b.fdiv(ir.Constant(T, 1.0), self._sqrt(x))
+            return b.select(b.fcmp_ordered("==", x, ir.Constant(T, float("-inf"))),
+                            ir.Constant(T, 0.0), r)
+        fn = get_math_fn(self.module, "pow", self.dtype)
+        return b.call(fn, [self._value(base), self._value(exp)])
 
     def _number(self, e):
         """A numeric operand: a bool leaf (an i1, as in ``Ne(x_k, 0)``) counts as 0 or 1."""
@@ -193,8 +210,10 @@ class ScalarPrinter:
         return out
 
 
-_FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tanh: "tanh",
-              log1p: "log1p"}
+_FUNCTIONS = {sp.exp: "exp", sp.log: "log", real_log: "log", sp.sin: "sin", sp.cos: "cos",
+              sp.tanh: "tanh", log1p: "log1p"}
+_NOT_REAL = (sp.zoo, sp.I)
+MAX_MULTIPLY = 64   # integer exponents up to this square and multiply; beyond, mathfn's pow
 
 
 def element_fn(node):

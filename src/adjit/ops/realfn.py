@@ -1,0 +1,118 @@
+"""Scalar forms with numpy's real semantics, where sympy's own would go complex.
+
+sympy works in the complex numbers: ``sqrt(-x**2)`` becomes ``I*Abs(x)``, ``sqrt(x)**2``
+becomes ``x``, ``exp(log(x))`` becomes ``x``, ``(-8)**(1/3)`` becomes ``2*(-1)**(1/3)``.  Each
+is right over the complex numbers and wrong for adjit, whose values are IEEE floats: numpy gives
+NaN for the square root or logarithm of a negative number and for a negative base raised to a
+non-integer power.  So the ops whose real and complex meanings differ have scalar forms here:
+
+* :class:`real_pow` ``(a, p)`` -- ``numpy.power``: a negative base with an integer-valued
+  exponent keeps its sign rule, with a non-integer exponent gives NaN (a finite base);
+  ``a**0 = 1`` and ``1**p = 1`` even for NaN.  Used whenever ``p`` is not an integer literal
+  and ``a`` is not known to be nonnegative; otherwise sympy's ``Pow`` (exact there, and it
+  merges products: ``x**9 * x**8 = x**17``).
+* :class:`real_sqrt` -- ``numpy.sqrt`` (NaN below zero, ``sqrt(-0.0) = -0.0``).
+* :class:`real_log` -- ``numpy.log`` (NaN below zero); sympy does not cancel it against exp.
+
+Each stays unevaluated unless its operands are numbers (then it is evaluated with numpy, as the
+op would be) or its base is known to be nonnegative (then it is sympy's own function, so
+``sqrt(x**2) = Abs(x)`` still simplifies).  :func:`numeric` turns a numpy scalar back into a
+sympy number.  Printers: ``_numpycode`` here; the LLVM printer has a rule for each class.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+
+def numeric(value) -> sp.Basic:
+    """A numpy/Python scalar as a sympy number: a bool as true/false, an integer value below
+    2**31 as an Integer (so integer exponents stay exact), inf as oo, NaN as nan."""
+    if isinstance(value, (bool, np.bool_)):
+        return sp.true if value else sp.false
+    v = float(value)
+    if np.isnan(v):
+        return sp.nan
+    if np.isinf(v):
+        return sp.oo if v > 0 else -sp.oo
+    return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**31 else sp.Float(v)
+
+
+def _float(e) -> float | None:
+    """The value of a real sympy number (nan, oo included), else None."""
+    if e.is_Number or e.is_NumberSymbol:
+        return float(e)
+    return None
+
+
+class _Real(sp.Function):
+    """A real-valued function (or NaN): the value of a real operand is real, never complex."""
+
+    def _eval_is_extended_real(self):
+        return True
+
+    def _sympystr(self, printer):
+        return f"{self._name}({', '.join(printer._print(a) for a in self.args)})"
+
+    def _numpycode(self, printer):
+        fn = printer._module_format("numpy." + self._numpy)
+        return f"{fn}({', '.join(printer._print(a) for a in self.args)})"
+
+
+class real_pow(_Real):
+    """``numpy.power(a, p)``."""
+    nargs, _name, _numpy = 2, "pow", "power"
+
+    @classmethod
+    def eval(cls, a, p):
+        fa, fp = _float(a), _float(p)
+        if fa is not None and fp is not None:
+            with np.errstate(all="ignore"):
+                return numeric(np.power(np.float64(fa), np.float64(fp)))
+        if p.is_zero:
+            return sp.Integer(1)
+        if p.is_Integer or a.is_nonnegative:
+            return sp.Pow(a, p)
+        return None
+
+
+class real_sqrt(_Real):
+    """``numpy.sqrt(x)``."""
+    nargs, _name, _numpy = 1, "sqrt", "sqrt"
+
+    @classmethod
+    def eval(cls, x):
+        fx = _float(x)
+        if fx is not None:
+            with np.errstate(all="ignore"):
+                return numeric(np.sqrt(np.float64(fx)))
+        if x.is_nonnegative:
+            return sp.sqrt(x)
+        return None
+
+
+class real_log(_Real):
+    """``numpy.log(x)``."""
+    nargs, _name, _numpy = 1, "log", "log"
+
+    @classmethod
+    def eval(cls, x):
+        fx = _float(x)
+        if fx is not None:
+            with np.errstate(all="ignore"):
+                return numeric(np.log(np.float64(fx)))
+        return None
+
+
+def power(a, p):
+    """The scalar form of ``a ** p`` (numpy's ``power``)."""
+    return real_pow(a, p)
+
+
+def divide(a, b):
+    """The scalar form of ``a / b``.  Over a literal zero it is ``a * inf`` (IEEE's ``a / +0``:
+    ±inf by the sign of a, NaN for 0 and NaN), where sympy's ``a/0`` is the sign-less ``zoo``."""
+    a, b = sp.sympify(a), sp.sympify(b)
+    if b.is_zero and not a.is_Number:
+        return a * sp.oo
+    return a / b
