@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import adjit as aj
-from isolation import describe_exit, finish_child, records, start_child
+from isolation import describe_exit, finish_child, records, run_child, start_child
 
 MAGIC = b"ADJITOBJ1\n"
 
@@ -172,3 +172,172 @@ def test_processes_compiling_the_same_model_at_once_all_succeed(tmp_path):
         for path in entries(d):                    # every entry on disk is complete
             _, header, obj, ir = split(open(path, "rb").read())
             assert len(obj) == header["obj_len"] and len(ir) == header["ir_len"]
+
+
+# --- hostile cache directories and entries --------------------------------------------------
+OTHER_UID = 65534          # "nobody": a user other than the one running the tests
+as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                             reason="making files owned by another user needs root")
+
+
+def shared_sticky_dir(tmp_path):
+    """A world-writable sticky directory, like /tmp."""
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    return d
+
+
+@as_root
+def test_a_link_planted_by_another_user_is_not_followed(tmp_path, monkeypatch):
+    victim = tmp_path / "victim"             # a private directory of ours
+    victim.mkdir(mode=0o700)
+    link = shared_sticky_dir(tmp_path) / "adjit-cache"
+    os.symlink(victim, link)
+    os.lchown(link, OTHER_UID, OTHER_UID)   # planted by someone else
+    monkeypatch.setenv("ADJIT_CACHE_DIR", str(link))
+    monkeypatch.delenv("ADJIT_CACHE", raising=False)
+    f = aj.compile(model_a(), opt_level=1)
+    assert "symbolic link owned by another user" in f.cache_info, f.cache_info
+    np.testing.assert_array_equal(f(x=X), A_VALUES)
+    assert os.listdir(victim) == []           # nothing written through the link
+
+
+@as_root
+def test_a_link_of_our_own_is_followed(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = shared_sticky_dir(tmp_path) / "mine"
+    os.symlink(real, link)
+    monkeypatch.setenv("ADJIT_CACHE_DIR", str(link))
+    monkeypatch.delenv("ADJIT_CACHE", raising=False)
+    f = aj.compile(model_a(), opt_level=1)
+    assert entries(real) and aj.compile(model_a(), opt_level=1).cache_info.startswith("hit ")
+    np.testing.assert_array_equal(f(x=X), A_VALUES)
+
+
+@as_root
+@pytest.mark.parametrize("where", ["the cache dir", "a parent", "the link's target"])
+def test_directories_of_another_user_are_refused(tmp_path, monkeypatch, where):
+    shared = shared_sticky_dir(tmp_path)
+    theirs = shared / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, OTHER_UID, OTHER_UID)
+    if where == "the cache dir":
+        d = theirs
+    elif where == "a parent":                # they can rename or swap what is inside
+        (theirs / "adjit").mkdir(mode=0o700)
+        d = theirs / "adjit"
+    else:
+        d = shared / "mine"
+        os.symlink(theirs, d)                 # our own link, into their directory
+    monkeypatch.setenv("ADJIT_CACHE_DIR", str(d))
+    monkeypatch.delenv("ADJIT_CACHE", raising=False)
+    f = aj.compile(model_a(), opt_level=1)
+    assert "owned by another user" in f.cache_info, f.cache_info
+    np.testing.assert_array_equal(f(x=X), A_VALUES)
+    assert not glob.glob(os.path.join(theirs, "**", "*.adjit*"), recursive=True)
+
+
+def test_a_parent_writable_by_others_is_refused(tmp_path, monkeypatch):
+    parent = tmp_path / "open"
+    parent.mkdir()
+    os.chmod(parent, 0o777)                  # not sticky: anyone can swap "adjit"
+    monkeypatch.setenv("ADJIT_CACHE_DIR", str(parent / "adjit"))
+    monkeypatch.delenv("ADJIT_CACHE", raising=False)
+    f = aj.compile(model_a(), opt_level=1)
+    assert "writable by others" in f.cache_info, f.cache_info
+    assert not (parent / "adjit").exists()
+
+
+ENTRY_CHILD = """
+import sys
+import numpy as np
+import adjit as aj
+x = aj.input("x", (None, 3))
+f = aj.compile(aj.sum(x * 2.0 + 1.0, axis=1), opt_level=1)
+print(f.cache_info)
+assert (f(x=np.array([[1.0, 2.0, 3.0]])) == 15.0).all()
+"""
+
+
+def entry_paths(cache):
+    """Every entry the model of ENTRY_CHILD uses (compiled once to find them)."""
+    proc = run_child(["-c", ENTRY_CHILD], env={"ADJIT_CACHE_DIR": str(cache),
+                                               "ADJIT_CACHE": "1"}, timeout=300)
+    assert proc.returncode == 0, describe_exit(proc)
+    return sorted(glob.glob(os.path.join(cache, "*.adjit*")))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "link", "other user"])
+def test_entries_that_are_not_our_regular_files_are_never_opened(tmp_path, kind):
+    """A FIFO in an entry's place made compile hang; a device, a link or a file of
+    another user is not read either.  Each is replaced by a good entry."""
+    if kind in ("device", "other user") and os.geteuid() != 0:
+        pytest.skip("needs root")
+    cache = tmp_path / "cache"
+    paths = entry_paths(cache)
+    outside = tmp_path / "outside"          # where a planted link leads: a FIFO
+    os.mkfifo(outside, 0o600)
+    for p in paths:
+        data = open(p, "rb").read()
+        os.unlink(p)
+        if kind == "fifo":
+            os.mkfifo(p, 0o600)
+        elif kind == "device":
+            os.mknod(p, 0o600 | stat.S_IFCHR, os.makedev(1, 3))     # /dev/null
+        elif kind == "link":
+            os.symlink(outside, p)
+        else:
+            open(p, "wb").write(data)
+            os.chown(p, OTHER_UID, OTHER_UID)
+    proc = run_child(["-c", ENTRY_CHILD], env={"ADJIT_CACHE_DIR": str(cache),
+                                               "ADJIT_CACHE": "1"}, timeout=120)
+    assert proc.returncode == 0, describe_exit(proc)      # no hang (timeout), right values
+    assert "miss" in proc.stdout, proc.stdout
+    assert stat.S_ISFIFO(os.lstat(outside).st_mode)        # untouched
+    for p in paths:                                         # good entries again
+        st = os.lstat(p)
+        assert stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid(), p
+
+
+def test_cache_size_is_bounded_least_recently_used_first(cache_dir, monkeypatch):
+    """After a write the directory is cut to ADJIT_CACHE_MAX_BYTES, oldest mtime first;
+    a hit counts as a use."""
+    from adjit.backends.llvm import target
+    texts = [f"define i64 @f{k}(i64 %x) {{\n  %y = add i64 %x, {k}\n  ret i64 %y\n}}\n"
+             for k in range(6)]
+    jms = [target.compile_ir(t, opt_level=0) for t in texts[:3]]
+    size = max(os.path.getsize(p) for p in entries(cache_dir))
+    paths = [os.path.join(cache_dir, jm.key + ".adjitobj") for jm in jms]
+    for k, p in enumerate(paths):                   # f0 oldest, then f1, f2
+        os.utime(p, (1_000_000 + k, 1_000_000 + k))
+    assert target.compile_ir(texts[0], opt_level=0).cache_info.startswith("hit ")  # f0 used
+    monkeypatch.setenv("ADJIT_CACHE_MAX_BYTES", str(3 * size))
+    new = target.compile_ir(texts[3], opt_level=0)                     # a 4th entry
+    left = entries(cache_dir)
+    assert len(left) == 3 and paths[1] not in left, left               # f1 went first
+    assert paths[0] in left and paths[2] in left
+    assert os.path.join(cache_dir, new.key + ".adjitobj") in left
+    monkeypatch.setenv("ADJIT_CACHE_MAX_BYTES", "0")   # the entry just written stays
+    target.compile_ir(texts[4], opt_level=0)
+    assert len(entries(cache_dir)) == 1
+    monkeypatch.setenv("ADJIT_CACHE_MAX_BYTES", "lots")
+    with pytest.raises(ValueError, match="ADJIT_CACHE_MAX_BYTES"):
+        target.compile_ir(texts[5], opt_level=0)
+
+
+def test_max_bytes_setting(monkeypatch):
+    from adjit.backends.llvm import diskcache
+    monkeypatch.delenv("ADJIT_CACHE_MAX_BYTES", raising=False)
+    assert diskcache.max_bytes() == 256 << 20
+    for raw, want in [("1000", 1000), ("64K", 64 << 10), ("300m", 300 << 20), ("2G", 2 << 30)]:
+        monkeypatch.setenv("ADJIT_CACHE_MAX_BYTES", raw)
+        assert diskcache.max_bytes() == want
+
+
+def test_the_suite_never_uses_the_users_cache():
+    """conftest points every test (and child process) at a session directory."""
+    from adjit.backends.llvm import diskcache
+    real = os.path.join(os.path.expanduser("~"), ".cache", "adjit")
+    assert os.environ["ADJIT_CACHE_DIR"] and diskcache.cache_dir() != real

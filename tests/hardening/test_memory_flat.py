@@ -48,15 +48,25 @@ def test_a_thousand_compilations_keep_memory_flat(backend):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "llvmlite 0.50's new pass manager keeps ~50 KB per optimized module (PassBuilder + "
-    "buildPerModuleDefaultPipeline + run; closing them frees nothing; parse, MCJIT and "
-    "object loading alone do not grow).  adjit runs it only on a disk-cache miss, i.e. "
-    "the first compile of a model on a machine; compiles served by the cache stay flat "
-    "(test above).  Strict, so an llvmlite that fixes it shows up here."))
-def test_optimizing_compilations_keep_memory_flat():
-    rec = measure("optimizer", "llvm", 30, 3)
-    assert rec["rss_growth"] < 1 * MiB, rec          # leak-free compiles grow ~0
+def test_cold_compilations_keep_memory_bounded():
+    """Cold compiles (disk cache off, so every one runs LLVM's optimizer) grow memory by
+    a bounded amount each, and hold no Python objects.
+
+    Measured (llvmlite 0.50, LLVM 22, O1, this model): ~105 KiB of RSS per cold compile,
+    ~70 KiB of it inside llvmlite's default pipeline: ``buildPerModuleDefaultPipeline`` +
+    ``LLVMPY_RunNewModulePassManager`` keep that much per optimized module whatever is
+    closed (module, context, pass manager, pass builder, target machine); an empty or
+    hand-built pipeline of the passes llvmlite exposes keeps nothing, but it has no loop
+    or SLP vectorizer.  Reuse cannot bound it: a reused ModulePassManager aborts in LLVM
+    (a moved-from PassConcept) and a reused PassBuilder runs callbacks registered by
+    earlier runs into a destroyed StandardInstrumentations.  adjit runs the optimizer only
+    on a disk-cache miss (the first compile of a model on a machine); compiles served by
+    the cache stay flat (test above).  The bound catches anything adjit itself holds per
+    compile (an engine, a module, a Python graph)."""
+    n = 100
+    rec = measure("optimizer", "llvm", n, 10)
+    assert rec["rss_growth"] < n * 160 * KiB, rec
+    assert rec["traced_growth"] < 64 * KiB, rec     # ~1 KiB: interned names, caches
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 import ctypes
 import glob
 import os
+import platform
 import stat
 
 import pytest
@@ -39,6 +40,10 @@ done:
 """
 
 
+x86_64 = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                            reason="named x86-64 CPUs")
+
+
 def call_add1(jm, x):
     return ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(jm.address("add1"))(x)
 
@@ -64,8 +69,13 @@ def test_vectorized_loop_is_correct():
     x = np.arange(1001, dtype=np.float64) / 7
     assert f(x.ctypes.data, x.size) == pytest.approx(float(x @ x), rel=1e-12)
     assert f(x.ctypes.data, 0) == 0.0
-    if target.vector_width_bytes() >= 32:   # host features reached the code generator
-        assert "ymm" in jm.asm
+
+
+@x86_64
+def test_named_cpu_features_reach_the_code_generator():
+    """Whatever the host: haswell code uses 256-bit registers, baseline x86-64 none."""
+    assert "ymm" in target.compile_ir(SUMSQ, cache=False, cpu="haswell").asm
+    assert "ymm" not in target.compile_ir(SUMSQ, cache=False, cpu="x86-64").asm
 
 
 def test_opt_levels_and_invalid_ir():
@@ -228,3 +238,62 @@ def test_compile_threads(monkeypatch):
     assert target.compile_threads() == 3
     monkeypatch.delenv("ADJIT_COMPILE_THREADS")
     assert target.compile_threads() >= 1
+
+
+# --- the target CPU: host by default, a named one by cpu= or ADJIT_CPU ----------------------
+def other_cpu() -> str:
+    """A CPU LLVM knows that is not the host's name (so not known to run here)."""
+    return next(c for c in ("znver3", "haswell") if c != target.host_info()["cpu"])
+
+
+@x86_64
+def test_baseline_cpu_compiles_and_runs(monkeypatch):
+    monkeypatch.delenv("ADJIT_CPU", raising=False)
+    jm = target.compile_ir(ADD1, cache=False, cpu="x86-64")
+    assert jm.cpu == "x86-64" and call_add1(jm, 41) == 42
+    assert target.compile_ir(ADD1, cache=False).cpu == "host"
+    monkeypatch.setenv("ADJIT_CPU", "x86-64")
+    assert target.target_cpu() == "x86-64"
+    assert target.compile_ir(ADD1, cache=False).cpu == "x86-64"
+    assert target.target_spec() == ("x86-64", "")
+    assert target.target_spec("host") == (target.host_info()["cpu"],
+                                          target.host_info()["features"])
+
+
+@x86_64
+def test_code_for_a_cpu_the_host_may_lack_is_compiled_but_not_run():
+    cpu = other_cpu()
+    jm = target.compile_ir(ADD1, cache=False, cpu=cpu)
+    assert "add1" in jm.asm and "add1" in jm.llvm_ir_optimized
+    with pytest.raises(RuntimeError, match=f"compiled for cpu '{cpu}'"):
+        jm.address("add1")
+
+
+@pytest.mark.parametrize("name", ["no-such-cpu", "pentium4"])
+def test_unknown_or_32_bit_cpu_is_a_clear_error(name, monkeypatch):
+    """LLVM would end the process for these (it is tried in a child process first)."""
+    with pytest.raises(ValueError, match=f"cpu '{name}'"):
+        target.compile_ir(ADD1, cache=False, cpu=name)
+    monkeypatch.setenv("ADJIT_CPU", name)
+    with pytest.raises(ValueError, match=f"cpu '{name}'"):
+        target.compile_ir(ADD1, cache=False)
+
+
+@pytest.mark.parametrize("name", ["", "-march=x", "a b", "../x"])
+def test_malformed_cpu_name_is_refused(name):
+    with pytest.raises(ValueError, match="cpu must be"):
+        target.compile_ir(ADD1, cache=False, cpu=name)
+
+
+@x86_64
+def test_cache_key_covers_the_cpu(cache_dir):
+    cpu = other_cpu()
+    a = target.compile_ir(SUMSQ, cpu="x86-64")
+    b = target.compile_ir(SUMSQ, cpu=cpu)
+    assert a.cache_info == b.cache_info == "miss: no entry"
+    assert a.key != b.key and len(entries(cache_dir)) == 2
+    hit = target.compile_ir(SUMSQ, cpu=cpu)
+    assert hit.cache_info.startswith("hit ") and hit.cpu == cpu
+    assert "ymm" in hit.asm and "ymm" not in target.compile_ir(SUMSQ, cpu="x86-64").asm
+    with pytest.raises(RuntimeError):
+        hit.address("sumsq")

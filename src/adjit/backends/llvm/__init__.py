@@ -25,20 +25,23 @@ DEFAULT_OPT_LEVEL = 1
 
 
 def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None = None,
-          updates: dict[int, str] | None = None, profile: bool = False) -> NativeFunction:
+          updates: dict[int, str] | None = None, profile: bool = False,
+          cpu: str | None = None) -> NativeFunction:
     """``opt_level`` 1 by default (loop and SLP vectorization are on at levels 1-3): on
     W1-W6 it compiled 10-20% faster than 2 with the same call times, as 2 did against 3
     (the GEMM library is always built at 3).  ``updates`` maps output indices to the input whose buffer that output overwrites;
-    ``profile`` times every step (see :mod:`.profile`)."""
+    ``profile`` times every step (see :mod:`.profile`); ``cpu`` names the CPU to compile
+    for (None: ``$ADJIT_CPU``, else the host; see :mod:`.target.cpu`)."""
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates))
     ir_text = Lowering(plan, DATA_OFFSET, profile).lower()
-    jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit")
+    jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit", cpu=cpu)
     return NativeFunction(plan, jit, updates, profile)
 
 
 def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None = None,
-         updates: dict[int, str] | None = None, profile: bool = False) -> str | None:
+         updates: dict[int, str] | None = None, profile: bool = False,
+         cpu: str | None = None) -> str | None:
     """The compiled-function cache key, or None when caching is off.  (Same signature as
     :func:`build`, so unknown options fail the same way.)"""
     if not fncache.enabled(cache):
@@ -46,7 +49,7 @@ def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     # DATA_OFFSET decides how the entry reads its table (array objects or addresses)
     return fncache.key(traced, {"opt_level": opt_level, "profile": bool(profile),
                                 "updates": sorted((updates or {}).items()),
-                                "data_offset": DATA_OFFSET})
+                                "data_offset": DATA_OFFSET}, cpu)
 
 
 def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-import threading
 
 import numpy as np
 
@@ -52,9 +51,10 @@ from .fastcall_probe import (ALIGNED, C_CONTIGUOUS, METH_FASTCALL_KEYWORDS, SCAL
                              Context, MethodDef, pyapi)
 from .fastcall_probe import SETUP as _SETUP
 from .target import compile_ir
+from .target.forksafe import Lock
 
 _wrapper = _wrapper_addr = None
-_wrapper_lock = threading.Lock()
+_wrapper_lock = Lock()     # fresh in a forked child
 _new_cfunction = pyapi("PyCFunction_NewEx", ctypes.py_object, ctypes.c_void_p,
                         ctypes.py_object, ctypes.c_void_p)
 
@@ -109,7 +109,7 @@ class _Primer:
         self.blocks: dict[int, tuple] = {}       # batch -> (slot index, words, state)
         self.retired: list[tuple] = []
         self.next = self.misses = 0
-        self.lock = threading.Lock()
+        self.lock = Lock()
 
     def prime(self, batch: int) -> None:
         """A state for ``batch``.  With every slot taken, a state is replaced only after

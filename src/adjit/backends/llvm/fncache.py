@@ -4,7 +4,8 @@ The object-code cache of :mod:`.target` is keyed by LLVM IR, so a hit still runs
 pipeline and the lowering to get that IR (60-300 ms on the reference workloads).  This
 cache sits in front of it: its key is the *traced* graph's :func:`~adjit.ir.fingerprint`
 plus everything else that decides the generated code -- the source of this adjit
-installation, the sympy and llvmlite/LLVM versions, the host CPU and the build options --
+installation, the sympy and llvmlite/LLVM versions, the target CPU (name and features:
+the host's, or the one ``cpu=`` / ``$ADJIT_CPU`` names) and the build options --
 and an entry holds the lowered graph (:func:`~adjit.ir.to_records`, pickled) and the key of
 the object-code entry.  A hit rebuilds the lowered graph, plans it and loads the object
 code: no sympy, no LLVM passes.
@@ -27,8 +28,9 @@ from pathlib import Path
 import sympy
 
 from ...ir import Graph, fingerprint, from_records, to_records
-from .diskcache import cache_switch, read_entry, usable_cache_dir, write_entry
-from .target import compile_ir, host_info, load_cached
+from .diskcache import (cache_switch, enforce_limit, is_entry, read_entry, usable_cache_dir,
+                        write_entry)
+from .target import compile_ir, host_info, load_cached, target_cpu, target_spec
 
 SUFFIX = ".adjitfn"           # a compiled function: lowered graph + object-code key
 SUPPORT_SUFFIX = ".adjitlib"  # a support module by name: object-code key
@@ -52,18 +54,21 @@ def enabled(cache: bool | None) -> bool:
     return cache_switch(cache) is None
 
 
-def _digest(*parts: str) -> str:
+def _digest(*parts: str, cpu: str | None = None) -> str:
     info = host_info()
     h = hashlib.sha256()
     for part in (_FORMAT, source_digest(), sympy.__version__, info["llvmlite_version"],
-                 info["llvm_version"], info["triple"], info["cpu"], info["features"]) + parts:
+                 info["llvm_version"], info["triple"], target_cpu(cpu), *target_spec(cpu)
+                 ) + parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
 
 
-def key(traced: Graph, options: dict) -> str:
-    return _digest(repr(sorted(options.items())), fingerprint(traced))
+def key(traced: Graph, options: dict, cpu: str | None = None) -> str:
+    """The entry key of ``traced`` compiled with ``options`` for ``cpu`` (None: the
+    ``$ADJIT_CPU`` / host default)."""
+    return _digest(repr(sorted(options.items())), fingerprint(traced), cpu=cpu)
 
 
 def _path(k: str, suffix: str) -> str | None:
@@ -74,7 +79,7 @@ def _path(k: str, suffix: str) -> str | None:
 def _read(k: str, suffix: str = SUFFIX) -> tuple[bytes, str, str] | None:
     """(payload, text, path) of entry ``k``; None when absent or bad (a bad one is removed)."""
     path = _path(k, suffix)
-    if path is None or not os.path.exists(path):
+    if path is None or not is_entry(path):
         return None
     try:
         got = read_entry(path, k)
@@ -95,6 +100,7 @@ def _write(k: str, payload: bytes, text: str, suffix: str = SUFFIX) -> None:
     if path is not None:
         try:
             write_entry(path, k, payload, text)
+            enforce_limit(os.path.dirname(path), keep=path)
         except OSError:
             pass
 
@@ -142,7 +148,8 @@ def bind_support(names: list[str]) -> bool:
 
 def link_text(jit) -> str:
     """What an entry stores beside its payload: the object-code key and the support."""
-    return json.dumps({"object": jit.key, "support": support_symbols(jit.llvm_ir)})
+    return json.dumps({"object": jit.key, "support": support_symbols(jit.llvm_ir),
+                       "cpu": jit.cpu})
 
 
 def load_linked(text: str, name: str, opt_level: int, llvm_ir):
@@ -150,11 +157,15 @@ def load_linked(text: str, name: str, opt_level: int, llvm_ir):
     try:
         meta = json.loads(text)
         object_key, support = str(meta["object"]), list(meta["support"])
+        cpu = str(meta["cpu"])
     except (ValueError, KeyError, TypeError):
         return None
     if not bind_support(support):
         return None
-    return load_cached(object_key, name, opt_level, llvm_ir=llvm_ir)
+    try:
+        return load_cached(object_key, name, opt_level, llvm_ir=llvm_ir, cpu=cpu)
+    except ValueError:      # a CPU name this LLVM no longer knows
+        return None
 
 
 def compile_once(label: str, make_ir, opt_level: int, cache: bool | None = None):

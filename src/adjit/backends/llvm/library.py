@@ -7,15 +7,14 @@ module only declares them.
 """
 from __future__ import annotations
 
-import threading
-
 from llvmlite import ir
 
 from .gemm import _ENTRY_ARGS, emit_gemm, gemm_symbol
 from .fncache import compile_once
 from .target import add_symbol
+from .target.forksafe import Lock
 
-_lock = threading.Lock()
+_lock = Lock()     # fresh in a forked child (a build in another thread is redone)
 _libraries: dict = {}
 
 

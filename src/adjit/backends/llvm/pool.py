@@ -35,11 +35,11 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import threading
 
 import llvmlite.ir as ir
 
 from .irkit import c32, c64, declare, function
+from .target.forksafe import Lock
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -77,7 +77,7 @@ def _atfork() -> str | None:
     return None
 
 
-_lock = threading.Lock()
+_lock = Lock()     # fresh in a forked child (with the native pool reset, see atfork_child)
 _pool = None
 
 

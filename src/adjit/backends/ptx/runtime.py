@@ -10,12 +10,12 @@ of the four most recent batch sizes are kept.
 from __future__ import annotations
 
 import re
-import threading
 from collections import OrderedDict
 
 import numpy as np
 
 from ..llvm.plan import Plan, numel
+from ..llvm.target.forksafe import Lock
 from .lower import ITEMSIZE, Launch
 
 KEEP_STATES = 4
@@ -69,7 +69,7 @@ class PtxFunction:
         self._sources = sources                     # a .Sources (IR, PTX per arch)
         self._make_device = make_device
         self._device = None
-        self._lock = threading.Lock()
+        self._lock = Lock()     # fresh in a forked child
         self._states: OrderedDict[int, _State] = OrderedDict()
         self._consts: dict[int, int] = {}
         self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]

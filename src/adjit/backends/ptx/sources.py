@@ -6,9 +6,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 
 from ..llvm.target import emit_ptx
+from ..llvm.target.forksafe import Lock
 from .support import check_declared
 
 #: Architectures adjit emits PTX for (LLVM 22 knows them); sm_80 and sm_90 are the ones the
@@ -36,7 +36,7 @@ class Sources:
         self._lower, self.arch, self.opt_level = lower, check_arch(arch), opt_level
         self._ir: str | None = None
         self._done: dict[tuple[str, int], tuple[str, str]] = {}
-        self._lock = threading.RLock()
+        self._lock = Lock(reentrant=True)     # fresh in a forked child
 
     @property
     def llvm_ir(self) -> str:

@@ -10,12 +10,16 @@ Pipeline of :func:`compile_ir`, for each of the module texts it is given (severa
 compiled at once on worker threads, each in its own LLVMContext)::
 
     IR text --parse+verify--> module --new PM (O<n>, loop+SLP vectorize)--> optimized module
-            --codegen (host CPU, host features)--> object code
+            --codegen (target CPU: the host's name and features, or a named CPU)--> object code
     object code of every text --MCJIT add_object_file, linked--> JitModule.address(sym)
 
 Disk cache: that object code (several objects packed into one payload) is stored with the
-optimized IR in one file per key.  A later compile of the same IR on the same host loads
+optimized IR in one file per key.  A later compile of the same IR for the same CPU loads
 it into a fresh MCJIT engine - no parsing, no optimization, no codegen.
+
+Target CPU (:mod:`.cpu`): ``compile_ir(..., cpu=)``, else ``$ADJIT_CPU``, else the host.
+A named CPU ("znver3", "x86-64-v4") selects LLVM's CPU, features and tuning regardless of
+the machine compiling; the key covers the CPU name and feature string.
 
 Invariants:
   * A cache entry is only ever loaded after its length fields and the sha256 of its object
@@ -27,6 +31,9 @@ Invariants:
     the cache is not used and ``cache_info`` says why.
   * LLVM's global context is not thread-safe: all work on it (engines, symbols, asm) is
     serialized by ``_lock``.  Only a compile's private contexts are used without it.
+  * Fork: ``_lock`` and llvmlite's lock are held across ``fork()`` (a fork waits for an
+    in-flight compile), and every other adjit lock is fresh in the child
+    (:mod:`.forksafe`).
 
 Example::
 
@@ -44,7 +51,6 @@ import ctypes
 import functools
 import hashlib
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -54,18 +60,22 @@ import llvmlite.binding as llvm
 from llvmlite.binding import ffi
 from llvmlite.binding.module import ModuleRef
 
-from ..diskcache import (ENTRY_SUFFIX, cache_dir, cache_switch, pack_objects, read_entry,
-                         unpack_objects, usable_cache_dir, write_entry)
+from ..diskcache import (ENTRY_SUFFIX, cache_dir, cache_switch, enforce_limit, is_entry,
+                         pack_objects, read_entry, unpack_objects, usable_cache_dir,
+                         write_entry)
+from . import cpu as _cpu
+from .forksafe import Lock, quiesce
 
 __all__ = ["JitModule", "compile_ir", "load_cached", "compile_threads", "add_symbol",
-           "load_library", "host_info", "vector_width_bytes", "cache_dir", "NVPTX_TRIPLE",
-           "nvptx_available", "emit_ptx"]
+           "load_library", "host_info", "target_cpu", "target_spec", "vector_width_bytes",
+           "cache_dir", "NVPTX_TRIPLE", "nvptx_available", "emit_ptx"]
 
 # Bump when the entry layout or anything else that changes generated code (but is not
 # part of the key) changes.
 _FORMAT_VERSION = 1
 
-_lock = threading.RLock()        # serializes every use of LLVM's global context
+_lock = Lock(reentrant=True)     # serializes every use of LLVM's global context
+quiesce(_lock)                   # ... and is held across fork() (see forksafe)
 _initialized = False
 _PART_SEP = "\n; ---- adjit: next module ----\n"   # between the texts of a split compile
 
@@ -109,6 +119,20 @@ def host_info() -> dict:
     }
 
 
+def target_cpu(cpu: str | None = None) -> str:
+    """The CPU a compile targets: ``cpu``, else ``$ADJIT_CPU``, else ``"host"`` (checked:
+    ValueError for a name LLVM cannot compile for)."""
+    name = _cpu.selected(cpu)
+    target_spec(name)
+    return name
+
+
+def target_spec(cpu: str | None = None) -> tuple[str, str]:
+    """(LLVM CPU name, feature string) that code for ``cpu`` is generated with (the
+    host's detected ones for "host"; a named CPU's own, from LLVM, with features "")."""
+    return _cpu.spec(_cpu.selected(cpu), host_info())
+
+
 def vector_width_bytes() -> int:
     """Width of the widest usable SIMD register: 64 (AVX-512F), 32 (AVX/AVX2) or 16."""
     feats = set(host_info()["features"].split(","))
@@ -119,16 +143,18 @@ def vector_width_bytes() -> int:
     return 16
 
 
-def _target_machine(opt_level: int) -> "llvm.TargetMachine":
-    """A fresh host target machine (MCJIT takes ownership of the one it is given).
+def _target_machine(opt_level: int, cpu: str = _cpu.HOST) -> "llvm.TargetMachine":
+    """A fresh target machine for CPU name ``cpu`` (MCJIT takes ownership of the one it
+    is given).
 
-    Host CPU name and features are essential: without them LLVM emits no AVX code.
+    For the host, its CPU name and features are essential: without them LLVM emits no
+    AVX code.  A named CPU is given with no features (LLVM takes the CPU's own).
     reloc='default' + codemodel='jitdefault' (large code model on x86-64) give objects that
     RuntimeDyld can place anywhere, which the object cache relies on.
     """
-    info = host_info()
-    target = llvm.Target.from_triple(info["triple"])
-    return target.create_target_machine(cpu=info["cpu"], features=info["features"],
+    name, features = target_spec(cpu)
+    target = llvm.Target.from_triple(host_info()["triple"])
+    return target.create_target_machine(cpu=name, features=features,
                                         opt=opt_level, reloc="default",
                                         codemodel="jitdefault", jit=True)
 
@@ -157,9 +183,10 @@ class JitModule:
     """
 
     def __init__(self, engine, name, llvm_ir, llvm_ir_optimized, opt_level, cache_info,
-                 key=None):
+                 key=None, cpu=_cpu.HOST):
         self._engine = engine          # owns the machine code; must outlive all addresses
         self.name = name
+        self.cpu = cpu                 # the CPU name the code was generated for
         self._llvm_ir = llvm_ir        # text, or a function making it (see load_cached)
         self.key = key                 # the disk-cache key (None when the cache was off)
         self.llvm_ir_optimized = llvm_ir_optimized
@@ -180,7 +207,14 @@ class JitModule:
         return self._llvm_ir
 
     def address(self, symbol: str) -> int:
-        """Address of a function or global defined in this module (KeyError if absent)."""
+        """Address of a function or global defined in this module (KeyError if absent;
+        RuntimeError if the code is for a CPU this host is not known to implement)."""
+        if not _cpu.runnable(self.cpu, host_info()):
+            raise RuntimeError(
+                f"{self.name!r} was compiled for cpu {self.cpu!r}, which this host "
+                f"({host_info()['cpu']}) is not known to implement: its code is not run "
+                "here (its IR and assembly can be read; compile with cpu='host', the "
+                "host's CPU name or an x86-64 level the host has to run it)")
         with _lock:
             addr = self._engine.get_function_address(symbol)
             if not addr:
@@ -195,7 +229,8 @@ class JitModule:
         if self._asm is None:
             with _lock:
                 self._asm = _PART_SEP.join(
-                    _target_machine(self.opt_level).emit_assembly(llvm.parse_assembly(part))
+                    _target_machine(self.opt_level, self.cpu).emit_assembly(
+                        llvm.parse_assembly(part))
                     for part in self.llvm_ir_optimized.split(_PART_SEP))
         return self._asm
 
@@ -203,23 +238,23 @@ class JitModule:
         return f"<JitModule {self.name!r} O{self.opt_level} ({self.cache_info})>"
 
 
-def _cache_key(ir_text: str, opt_level: int) -> str:
+def _cache_key(ir_text: str, opt_level: int, cpu: str = _cpu.HOST) -> str:
     info = host_info()
     h = hashlib.sha256()
     for part in (f"adjit-cache-format={_FORMAT_VERSION}", info["llvmlite_version"],
-                 info["llvm_version"], info["triple"], info["cpu"], info["features"],
+                 info["llvm_version"], info["triple"], *target_spec(cpu),
                  f"O{opt_level}", ir_text):
         h.update(part.encode())
         h.update(b"\0")       # separator: no two different tuples hash the same bytes
     return h.hexdigest()
 
 
-def _load_objects(objs: list[bytes]):
+def _load_objects(objs: list[bytes], cpu: str = _cpu.HOST):
     """A fresh MCJIT engine holding the given object code, linked together (each
     object's undefined symbols resolve to the others', then to the process's)."""
     empty = llvm.parse_assembly("")
     empty.triple = host_info()["triple"]
-    engine = llvm.create_mcjit_compiler(empty, _target_machine(0))
+    engine = llvm.create_mcjit_compiler(empty, _target_machine(0, cpu))
     for obj in objs:
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
@@ -239,10 +274,11 @@ def _raw(name: str):
     return getattr(fn, "_cfn", fn)
 
 
-def _compile_part(text: str, opt_level: int, name: str) -> tuple[bytes, str, dict]:
+def _compile_part(text: str, opt_level: int, name: str,
+                  cpu: str = _cpu.HOST) -> tuple[bytes, str, dict]:
     """Parse, verify, optimize and codegen one module in its own LLVMContext; return
     (object code, optimized IR, seconds per stage).  Raises RuntimeError on invalid IR."""
-    t0, cpu = time.perf_counter(), time.thread_time()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     ctx = llvm.create_context()
     with ffi.OutputString() as err:
         mod = ModuleRef(_raw("LLVMPY_ParseAssembly")(ctx, ctypes.c_char_p(text.encode()), err),
@@ -254,7 +290,7 @@ def _compile_part(text: str, opt_level: int, name: str) -> tuple[bytes, str, dic
     with ffi.OutputString() as err:
         if _raw("LLVMPY_VerifyModule")(mod, err):
             raise RuntimeError(str(err))
-    tm = _target_machine(opt_level)
+    tm = _target_machine(opt_level, cpu)
     # The optimizer's cost models (vectorizer widths, inlining) need the real triple and
     # data layout; IR from llvmlite.ir usually carries none.
     mod.triple = tm.triple
@@ -281,38 +317,39 @@ def _compile_part(text: str, opt_level: int, name: str) -> tuple[bytes, str, dic
     finally:
         ffi.lib.LLVMPY_DisposeMemoryBuffer(buf)
     return obj, opt_ir, {"parse": t1 - t0, "optimize": t2 - t1,
-                         "codegen": time.perf_counter() - t2, "cpu": time.thread_time() - cpu}
+                         "codegen": time.perf_counter() - t2, "cpu": time.thread_time() - cpu0}
 
 
-def _compile(texts: list[str], opt_level: int, name: str):
+def _compile(texts: list[str], opt_level: int, name: str, cpu: str = _cpu.HOST):
     """Compile every text (the extra ones on worker threads) and link the objects into one
     engine; return (engine, optimized IR, object payload, timings)."""
     t0 = time.perf_counter()
     host_info()                      # initialized before any worker starts
     if len(texts) == 1:
-        results = [_compile_part(texts[0], opt_level, name)]
+        results = [_compile_part(texts[0], opt_level, name, cpu)]
     else:
         with ThreadPoolExecutor(min(len(texts), compile_threads()) - 1 or 1) as pool:
-            rest = [pool.submit(_compile_part, t, opt_level, name) for t in texts[1:]]
-            first = _compile_part(texts[0], opt_level, name)
+            rest = [pool.submit(_compile_part, t, opt_level, name, cpu) for t in texts[1:]]
+            first = _compile_part(texts[0], opt_level, name, cpu)
             results = [first] + [f.result() for f in rest]
     objs = [r[0] for r in results]
-    engine = _load_objects(objs)
+    engine = _load_objects(objs, cpu)
     timings = {k: sum(r[2][k] for r in results) for k in ("parse", "optimize", "codegen", "cpu")}
     timings.update(modules=len(texts), wall=time.perf_counter() - t0)
     return engine, _PART_SEP.join(r[1] for r in results), pack_objects(objs), timings
 
 
 def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool | None = None,
-               name: str = "adjit") -> JitModule:
-    """Compile LLVM IR text for the host and return a :class:`JitModule`.
+               name: str = "adjit", cpu: str | None = None) -> JitModule:
+    """Compile LLVM IR text for a CPU and return a :class:`JitModule`.
 
     ``ir_text`` may be a list of module texts: they are compiled in parallel threads and
     linked into one module (a function may call one defined in another text; names must
     be unique across them).  ``opt_level`` 0..3 selects the new-pass-manager pipeline
     (loop and SLP vectorization on) and the codegen level.  ``cache``: None follows the
-    environment (on unless ``ADJIT_CACHE=0``), True/False force it on/off.  Raises
-    RuntimeError on invalid IR.
+    environment (on unless ``ADJIT_CACHE=0``), True/False force it on/off.  ``cpu``:
+    None follows ``$ADJIT_CPU`` (default "host"); a name such as "znver3" compiles for
+    that CPU (ValueError if LLVM does not know it).  Raises RuntimeError on invalid IR.
     """
     if not 0 <= opt_level <= 3:
         raise ValueError(f"opt_level must be 0..3, got {opt_level}")
@@ -321,6 +358,7 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
         raise ValueError("compile_ir: no IR text given")
     joined = _PART_SEP.join(texts)      # what the key covers and llvm_ir shows
     _ensure_init()
+    cpu = target_cpu(cpu)
     off = cache_switch(cache)
     use, info = off is None, f"miss: {off or 'no entry'}"
     with _lock:
@@ -330,10 +368,10 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
             if d is None:
                 use, info = False, f"miss: {why}"
             else:
-                key = _cache_key(joined, opt_level)
+                key = _cache_key(joined, opt_level, cpu)
                 path = os.path.join(d, key + ENTRY_SUFFIX)
-        if use and os.path.exists(path):
-            got = _load_entry(path, key, name, opt_level, joined)
+        if use and is_entry(path):
+            got = _load_entry(path, key, name, opt_level, joined, cpu)
             if isinstance(got, JitModule):
                 return got
             info = f"miss: entry corrupt ({got})"
@@ -341,34 +379,39 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
                 os.unlink(path)
             except OSError:
                 pass
-        engine, opt_ir, obj, timings = _compile(texts, opt_level, name)
+        engine, opt_ir, obj, timings = _compile(texts, opt_level, name, cpu)
         if use:
             try:
                 write_entry(path, key, obj, opt_ir)
+                enforce_limit(os.path.dirname(path), keep=path)
             except OSError as e:
                 info += f" (not stored: {e.strerror})"
-        jm = JitModule(engine, name, joined, opt_ir, opt_level, info, key if use else None)
+        jm = JitModule(engine, name, joined, opt_ir, opt_level, info, key if use else None,
+                       cpu)
         jm.timings = timings
         return jm
 
 
 def load_cached(key: str, name: str = "adjit", opt_level: int = 2,
-                llvm_ir=None) -> JitModule | None:
+                llvm_ir=None, cpu: str | None = None) -> JitModule | None:
     """The module stored under ``key`` (a :attr:`JitModule.key`), or None when the cache
     is off, unusable, or has no sound entry for it.  Only the optimized IR is stored:
-    ``llvm_ir`` is a function that remakes the input text when someone asks for it."""
+    ``llvm_ir`` is a function that remakes the input text when someone asks for it.
+    ``cpu``: the CPU the entry was compiled for (as for :func:`compile_ir`)."""
     if cache_switch(None) is not None:
         return None
     _ensure_init()
+    cpu = target_cpu(cpu)
     d, _ = usable_cache_dir()
     if d is None:
         return None
     with _lock:
-        got = _load_entry(os.path.join(d, key + ENTRY_SUFFIX), key, name, opt_level, llvm_ir)
+        got = _load_entry(os.path.join(d, key + ENTRY_SUFFIX), key, name, opt_level, llvm_ir,
+                          cpu)
     return got if isinstance(got, JitModule) else None
 
 
-def _load_entry(path: str, key: str, name: str, opt_level: int, llvm_ir):
+def _load_entry(path: str, key: str, name: str, opt_level: int, llvm_ir, cpu: str):
     """The module in the entry at ``path`` (checked against ``key``), or why it is bad."""
     try:
         got = read_entry(path, key)
@@ -379,7 +422,8 @@ def _load_entry(path: str, key: str, name: str, opt_level: int, llvm_ir):
     objs = unpack_objects(got[0])
     if objs is None:
         return "bad object pack"
-    return JitModule(_load_objects(objs), name, llvm_ir, got[1], opt_level, f"hit {path}", key)
+    return JitModule(_load_objects(objs, cpu), name, llvm_ir, got[1], opt_level,
+                     f"hit {path}", key, cpu)
 
 
 # the NVPTX half of this package (imported last: it uses _lock and _ensure_init)
