@@ -145,9 +145,8 @@ def _check_case(case, backends=None, fd_cache=None) -> list[Failure]:
     for b, got in results.items():
         fails += _compare_forward(b, np.asarray(got[0]), want, ref32, case, rtol, atol)
     # --- gradients against finite differences ---------------------------------------------
-    if case.special or not wrt or case.batch == 0 and not any(
-            np.size(values[k]) for k in wrt):
-        return fails
+    if case.special or not wrt or not want.size:
+        return fails        # an empty output: the chain rule's 0 * NaN is not checked
     fd = FD(case, values["u_ct"])
     kinky = gap < KINK_EPS
     grtol, gatol = (2e-3, 2e-4) if rtol > 1e-6 else (1e-6, 1e-9)
