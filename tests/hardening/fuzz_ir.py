@@ -70,7 +70,9 @@ def _lse(x, axis, keepdims=False):
 
 
 def _log_softmax(x, axis):
-    return x - _lse(x, axis, keepdims=True)
+    """x - logsumexp(x); a slice holding +inf is NaN throughout (inf/inf, as PyTorch)."""
+    top = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    return np.where(top == np.inf, np.nan, x - _lse(x, axis, keepdims=True))
 
 
 def _xent(z, t):
