@@ -1,0 +1,412 @@
+"""Run one fuzz case on every backend and check it against the oracle; shrink failures.
+
+``check_case(case)`` returns a list of :class:`Failure` (empty: the case passed).  Each
+failure has a class key ``check|backend|detail`` so that a long run can count distinct
+failure classes; ``shrink(case, failure)`` reduces a failing case to a small one with
+the same class (subtrees replaced by their children or by inputs holding their values).
+
+Long run (prints counts per failure class and a shrunk reproducer of each)::
+
+    PYTHONPATH=src:tests:tests/hardening python tests/hardening/fuzz_check.py 5000 [seed]
+"""
+from __future__ import annotations
+
+import copy
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+import adjit as aj
+from fuzz_ir import E, build, evaluate, leaf, source
+from fuzz_oracle import FD, analyze, scale_of
+
+BACKENDS = {
+    "interp": dict(backend="interp"),
+    "interp-raw": dict(backend="interp", passes=[]),
+    "llvm": dict(backend="llvm", cache=False),
+    "ptx-emu": dict(backend="ptx", emulate=True, opt_level=0, cache=False),
+}
+KINK_EPS = 1e-3
+
+
+@dataclass
+class Failure:
+    check: str
+    backend: str
+    detail: str
+    where: str = ""
+
+    @property
+    def key(self):
+        return f"{self.check}|{self.backend}|{self.detail}"
+
+    @property
+    def family(self):
+        return f"{self.check}|{self.detail}"
+
+
+def _norm(msg: str) -> str:
+    msg = msg.splitlines()[0] if msg else ""
+    msg = re.sub(r"\b(x|k|lab|mask|t|v_x|u_ct)\d+\b", "N", msg)
+    msg = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", msg)
+    return msg[:90]
+
+
+def reachable_leaves(case):
+    return {n.attrs["name"]: n for n in case.out.walk() if n.op == "leaf"}
+
+
+def prepare(case):
+    """The adjit outputs of a case: [out, grads..., hvp...] and the call's values."""
+    out, memo = build(case.out)
+    assert out.shape == case.out.shape and out.dtype == case.out.dtype, \
+        ("generator bug", out.shape, case.out.shape, out.dtype, case.out.dtype)
+    leaves = reachable_leaves(case)
+    wrt = [k for k in sorted(leaves) if leaves[k].dtype in ("float32", "float64")]
+    nodes = {k: memo[id(leaves[k])] for k in leaves}
+    u = aj.input("u_ct", out.shape, out.dtype)
+    loss = aj.sum(out * u)
+    rng = np.random.default_rng(case.seed + 7)
+    concrete = lambda s: tuple(case.batch if d is None else d for d in s)   # noqa: E731
+    values = {k: case.values[k] for k in leaves}
+    values["u_ct"] = rng.standard_normal(concrete(out.shape)).astype(out.dtype)
+    outs = [out]
+    grads = aj.grad(loss, [nodes[k] for k in wrt]) if wrt else []
+    outs += grads
+    vdirs = {}
+    if case.hvp and wrt:
+        vs = []
+        for k, g in zip(wrt, grads):
+            v = aj.input("v_" + k, nodes[k].shape, nodes[k].dtype)
+            vdirs[k] = rng.standard_normal(concrete(nodes[k].shape))
+            values["v_" + k] = vdirs[k].astype(nodes[k].dtype)
+            vs.append(aj.sum(g * v))
+        dot = vs[0]
+        for t in vs[1:]:
+            dot = dot + t
+        outs += aj.grad(dot, [nodes[k] for k in wrt])
+    unbound = (any(None in n.shape for n in case.out.walk())
+               and not any(None in n.shape for n in leaves.values()))
+    return outs, values, wrt, vdirs, unbound
+
+
+def _tol(case, S):
+    low = case.dtype == "float32" or "cast" in {n.op for n in case.out.walk()}
+    return (1e-4, 1e-4 * S) if low else (1e-9, 1e-9 * S)
+
+
+def check_case(case, backends=None) -> list[Failure]:
+    """Every check of one case; the failures found (IEEE warnings are expected here)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _check_case(case, backends)
+
+
+def _check_case(case, backends=None, fd_cache=None) -> list[Failure]:
+    backends = backends or list(BACKENDS)
+    fails = []
+    try:
+        outs, values, wrt, vdirs, unbound = prepare(case)
+    except AssertionError:
+        raise
+    except Exception as e:                                    # building the graph failed
+        return [Failure("build", "frontend", f"{type(e).__name__}: {_norm(str(e))}")]
+    results = {}
+    for b in backends:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                f = aj.compile(outs, **BACKENDS[b])
+                got = f(**{k: values[k] for k in f.input_names})
+        except Exception as e:
+            if not unbound:
+                fails.append(Failure("crash", b, f"{type(e).__name__}: {_norm(str(e))}"))
+            continue
+        if unbound:
+            fails.append(Failure("unbound-batch-accepted", b, "no input binds the batch"))
+            continue
+        results[b] = got
+    if unbound or not results:
+        return fails
+    # --- forward values against the numpy reference -----------------------------------------
+    vals64 = {k: v for k, v in values.items()}
+    ref = evaluate(case.out, vals64, case.batch, "float64")
+    want = np.asarray(ref[id(case.out)])
+    ref32 = (np.asarray(evaluate(case.out, vals64, case.batch, "float32")[id(case.out)],
+                        float) if case.dtype == "float32" else want)
+    smooth = evaluate(case.out, vals64, case.batch, "float64", smooth=True)
+    gap, nonfinite, singular, live = analyze(case.out, smooth)
+    S = scale_of(case.out, smooth, live)
+    rtol, atol = _tol(case, S)
+    for b, got in results.items():
+        fails += _compare_forward(b, np.asarray(got[0]), want, ref32, case, rtol, atol)
+    # --- gradients against finite differences ---------------------------------------------
+    if case.special or not wrt or not want.size:
+        return fails        # an empty output: the chain rule's 0 * NaN is not checked
+    fd = FD(case, values["u_ct"])
+    kinky = gap < KINK_EPS
+    grtol, gatol = (2e-3, 2e-4) if rtol > 1e-6 else (1e-6, 1e-9)
+    elems = fd_cache if fd_cache is not None else {}
+    for i, k in enumerate(wrt):
+        x = np.asarray(values[k])
+        for j in range(x.size):
+            if (k, j) not in elems:
+                elems[(k, j)] = fd.grad_element(vals64, k, j)
+            r = elems[(k, j)]
+            gscale = max(S, abs(r["fd"]) if np.isfinite(r["fd"]) else 0.0)
+            fails += _compare_grad(results, 1 + i, j, r, kinky, nonfinite or singular,
+                                   grtol, gatol * gscale, f"d/d{k}[{j}]")
+    if case.hvp:
+        base = 1 + len(wrt)
+        for i, k in enumerate(wrt):
+            for j in range(np.size(values[k])):
+                a, err = fd.hvp_element(vals64, vdirs, k, j)
+                fp = elems[(k, j)]
+                ok_nbhd = np.isfinite(fp["fp"]) and np.isfinite(fp["fm"]) and np.isfinite(fp["f0"])
+                for b, got in results.items():
+                    g = float(np.asarray(got[base + i]).flat[j])
+                    if gap < 1e-2:
+                        if ok_nbhd and not (nonfinite or singular) and not np.isfinite(g):
+                            fails.append(Failure("hvp-kink-nonfinite", b, "nan/inf at a kink",
+                                                 f"hvp {k}[{j}]={g}"))
+                    elif np.isfinite(a):
+                        tol = 1e-4 * max(abs(a), abs(g)) + 1e-6 * max(S, abs(a)) + 20 * err
+                        if not np.isfinite(g):
+                            fails.append(Failure("hvp-nonfinite", b, "nan/inf where FD finite",
+                                                 f"hvp {k}[{j}]: got {g}, FD {a}"))
+                        elif abs(g - a) > tol:
+                            fails.append(Failure("hvp-mismatch", b, "value",
+                                                 f"hvp {k}[{j}]: got {g}, FD {a}"))
+    return fails
+
+
+def _compare_forward(b, got, want, ref32, case, rtol, atol):
+    if got.shape != want.shape or got.dtype != np.dtype(case.out.dtype):
+        return [Failure("forward-shape", b, f"{got.shape}/{got.dtype}",
+                        f"want {want.shape} {case.out.dtype}")]
+    with np.errstate(all="ignore"):
+        return _compare_values(b, got, want, ref32, rtol, atol)
+
+
+def _compare_values(b, got, want, ref32, rtol, atol):
+    g, w, w32 = (np.asarray(a, float) for a in (got, want, ref32))
+    fails = []
+    nan_must = np.isnan(w) & np.isnan(w32)
+    nan_may = np.isnan(w) | np.isnan(w32)
+    bad = (np.isnan(g) & ~nan_may) | (~np.isnan(g) & nan_must)
+    for s in (np.inf, -np.inf):
+        must, may = (w == s) & (w32 == s), (w == s) | (w32 == s)
+        bad |= ((g == s) & ~may & ~nan_may) | ((g != s) & must)
+    if bad.any():
+        j = int(np.argmax(bad.reshape(-1)))
+        fails.append(Failure("forward-nonfinite", b, "nan/inf pattern differs from numpy",
+                             f"out[{j}]: got {g.flat[j]}, numpy {w.flat[j]}"))
+    fin = np.isfinite(w) & np.isfinite(g) & np.isfinite(w32)
+    tol = rtol * np.abs(w) + atol + 8 * np.abs(w32 - w)
+    off = fin & (np.abs(g - w) > tol)
+    if off.any():
+        j = int(np.argmax(off.reshape(-1)))
+        fails.append(Failure("forward-value", b, "differs from numpy",
+                             f"out[{j}]: got {g.flat[j]!r}, numpy {w.flat[j]!r}"))
+    return fails
+
+
+def _compare_grad(results, idx, j, r, kinky, unsafe, rtol, atol, what):
+    fails = []
+    fd, err = r["fd"], r["err"]
+    finite_nbhd = all(np.isfinite(r[t]) for t in ("f0", "fp", "fm"))
+    if not np.isfinite(r["f0"]):
+        return fails
+    sides_agree = (np.isfinite(r["left"]) and np.isfinite(r["right"]) and
+                   abs(r["left"] - r["right"]) <= 1e-3 * max(abs(r["left"]), abs(r["right"]))
+                   + 1e3 * r["h"] * max(1.0, abs(fd)) + 10 * err)
+    kink_here = kinky or not sides_agree
+    gs = {b: float(np.asarray(got[idx]).flat[j]) for b, got in results.items()}
+    for b, g in gs.items():
+        if kink_here:
+            if finite_nbhd and not unsafe and not np.isfinite(g):
+                fails.append(Failure("kink-nonfinite-grad", b, "nan/inf gradient at a kink/tie",
+                                     f"{what}={g}, one-sided {r['left']:.3g}/{r['right']:.3g}"))
+        elif np.isfinite(fd):
+            if not np.isfinite(g):
+                fails.append(Failure("grad-nonfinite", b, "nan/inf where FD finite",
+                                     f"{what}: got {g}, FD {fd!r}"))
+            elif abs(g - fd) > rtol * max(abs(g), abs(fd)) + atol + 10 * err:
+                fails.append(Failure("grad-mismatch", b, "differs from FD",
+                                     f"{what}: got {g!r}, FD {fd!r}"))
+    if kink_here and not unsafe and "interp-raw" in gs:       # backends agree with each other
+        ref = gs["interp-raw"]
+        for b, g in gs.items():
+            same = (np.isnan(g) and np.isnan(ref)) or g == ref or (
+                np.isfinite(g) and np.isfinite(ref)
+                and abs(g - ref) <= 1e-6 * max(abs(g), abs(ref)) + atol)
+            if not same:
+                fails.append(Failure("kink-backends-disagree", b, "vs interp without passes",
+                                     f"{what}: {g} vs {ref}"))
+    return fails
+
+
+def check_labels_out_of_range(case, backends=None) -> list[Failure]:
+    """cross_entropy/one_hot with a label >= depth must raise, on every backend."""
+    labs = [n for n in case.out.walk() if n.op == "leaf" and n.attrs["role"] == "labels"]
+    if not labs or case.batch == 0 or not np.size(case.values[labs[0].attrs["name"]]):
+        return []
+    outs, values, *_ = prepare(case)
+    name = labs[0].attrs["name"]
+    bad = values[name].copy()
+    bad.flat[0] = labs[0].attrs["depth"]
+    values[name] = bad
+    fails = []
+    for b in backends or list(BACKENDS):
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                f = aj.compile(outs, **BACKENDS[b])
+                f(**{k: values[k] for k in f.input_names})
+        except Exception as e:
+            if name not in str(e):
+                fails.append(Failure("label-range-error-unnamed", b, type(e).__name__))
+            continue
+        fails.append(Failure("label-out-of-range-accepted", b, "no error"))
+    return fails
+
+
+# --- shrinking --------------------------------------------------------------------------------------
+def _replace(root, target, new, memo=None):
+    memo = {} if memo is None else memo
+    if root is target:
+        return new
+    if id(root) in memo:
+        return memo[id(root)]
+    args = tuple(_replace(a, target, new, memo) for a in root.args)
+    out = root if all(a is b for a, b in zip(args, root.args)) else \
+        E(root.op, args, root.attrs, root.shape, root.dtype)
+    memo[id(root)] = out
+    return out
+
+
+def _variant(case, out, extra_values=None):
+    c = copy.copy(case)
+    c.out = out
+    c.values = {**case.values, **(extra_values or {})}
+    c.leaves = reachable_leaves(c)
+    return c
+
+
+def shrink(case, failure: Failure, budget: int = 120):
+    """A smaller case failing with the same class on the same backend."""
+    run = lambda c: any(f.key == failure.key for f in _check_any(c, failure))  # noqa: E731
+    tries, changed = 0, True
+    if case.hvp and run(_flag(case, hvp=False)):
+        case = _flag(case, hvp=False)
+    while changed and tries < budget:
+        changed = False
+        vals = evaluate(case.out, case.values, case.batch, case.dtype)
+        for n in list(case.out.walk())[::-1]:
+            if n.op in ("leaf", "num", "carr"):
+                continue
+            opts = [a for a in n.args if a.shape == n.shape and a.dtype == n.dtype]
+            name = f"s{tries}"
+            role = "mask" if n.dtype == "bool" else "float"
+            opts.append(leaf(name, n.shape, n.dtype, "input", role))
+            for o in opts:
+                extra = {name: np.asarray(vals[id(n)]).astype(n.dtype)} if o.op == "leaf" else {}
+                cand = _variant(case, _replace(case.out, n, o), extra)
+                tries += 1
+                if run(cand):
+                    case, changed = cand, True
+                    break
+                if tries >= budget:
+                    break
+            if changed or tries >= budget:
+                break
+    return case
+
+
+def _flag(case, **kw):
+    c = copy.copy(case)
+    for k, v in kw.items():
+        setattr(c, k, v)
+    return c
+
+
+def _check_any(case, failure):
+    try:
+        if failure.check.startswith("label"):
+            return check_labels_out_of_range(case, [failure.backend])
+        backends = [failure.backend] + (["interp-raw"] if failure.check.startswith("kink-b") else [])
+        return check_case(case, backends)
+    except AssertionError:
+        return []
+
+
+def reproducer(case) -> str:
+    vals = {k: case.values[k] for k in reachable_leaves(case)}
+    body = source(case.out)
+    lines = [f"# seed {case.seed}, dtype {case.dtype}, batch {case.batch}, hvp {case.hvp}", body]
+    for k, v in vals.items():
+        lines.append(f"{k} = np.array({np.asarray(v).tolist()!r}, {np.asarray(v).dtype.name!r})")
+    return "\n".join(lines)
+
+
+def signature(case, failure: Failure, budget: int = 40) -> str:
+    """A failure's class for counting: its check, backends and the ops left after a short
+    shrink (so one root cause seen through many graphs counts as one class)."""
+    small = shrink(case, failure, budget)
+    ops = sorted({_opname(n) for n in small.out.walk() if n.op != "leaf"})
+    return f"{failure.family} :: {' '.join(ops)}", small
+
+
+def _opname(n):
+    if n.op == "pow":
+        b, p = n.args
+        if b.op == "num":
+            return "pow(neg number, x)" if b.attrs["value"] < 0 else "pow(number, x)"
+        kind = p.op if p.op != "num" else (
+            "int" if float(p.attrs["value"]).is_integer() else "frac")
+        return f"pow[{kind}{'>16' if kind == 'int' and abs(p.attrs['value']) > 16 else ''}]"
+    if n.op == "num":
+        v = n.attrs["value"]
+        return "-inf" if v == -np.inf else "number"
+    return n.op
+
+
+def main(n_cases: int, seed: int, budget: int = 40):
+    from fuzz_gen import generate
+    counts, firsts, cases_failed, tags = {}, {}, 0, {}
+    t0 = time.time()
+    for i in range(n_cases):
+        case = generate(seed * 1_000_003 + i)
+        for t in case.tags:
+            tags[t] = tags.get(t, 0) + 1
+        fails = check_case(case) + (check_labels_out_of_range(case) if i % 5 == 0 else [])
+        fams = {}
+        for f in fails:
+            fams.setdefault(f.family, []).append(f)
+        for fam, fs in fams.items():
+            backends = ",".join(sorted({f.backend for f in fs}))
+            sig, small = signature(case, fs[0], budget)
+            key = f"{sig} [{backends}]"
+            counts[key] = counts.get(key, 0) + 1
+            if key not in firsts:
+                firsts[key] = (small, fs[0])
+        cases_failed += bool(fails)
+        if (i + 1) % 200 == 0:
+            print(f"{i + 1} cases, {cases_failed} failing, {time.time() - t0:.0f} s", flush=True)
+    print(f"\n{n_cases} cases (seed {seed}), {n_cases - cases_failed} pass, "
+          f"{cases_failed} fail, {time.time() - t0:.0f} s")
+    print("features generated (cases):", dict(sorted(tags.items())))
+    for key, c in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"{c:6d}  {key}")
+    for key, (small, f) in firsts.items():
+        again = [x.where for x in _check_any(small, f) if x.key == f.key][:1]
+        print(f"\n=== {key}\n{again or f.where}\n{reproducer(small)}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200,
+         int(sys.argv[2]) if len(sys.argv) > 2 else 0)

@@ -1,0 +1,173 @@
+"""The fuzzer's oracle: numpy forward values and finite differences in float64, with a
+per-element account of kinks, ties and singular points.
+
+Nothing here uses adjit's derivative rules or its interpreter: forward values come from
+fuzz_ir's own numpy evaluator, gradients from two-sided differences of it (with a
+Richardson error estimate), Hessian-vector products from mixed second differences.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fuzz_ir import COMPARE_OPS, E, evaluate
+
+KINK_OPS = {"relu", "abs", "sign"}
+
+
+def _unbroadcast(mask, shape):
+    """Any-reduce a bool mask of a broadcast result back onto an operand's shape."""
+    mask = np.asarray(mask)
+    while mask.ndim > len(shape):
+        mask = mask.any(axis=0)
+    for i, d in enumerate(shape):
+        if d == 1 and mask.shape[i] != 1:
+            mask = mask.any(axis=i, keepdims=True)
+    return np.broadcast_to(mask, shape)
+
+
+def analyze(root: E, vals: dict):
+    """Liveness (which elements reach the output through selected where-branches), and over
+    live elements: the smallest distance to a kink or tie, whether a value is non-finite,
+    and whether a derivative is singular (sqrt at 0, a non-integer power of 0, ...)."""
+    order = list(root.walk())
+    live = {id(n): np.zeros(np.shape(vals[id(n)]), bool) for n in order}
+    live[id(root)][...] = True
+    gap, nonfinite, singular = np.inf, False, False
+    for n in reversed(order):
+        L = live[id(n)]
+        v = vals[id(n)]
+        a = [vals[id(c)] for c in n.args]
+        if not L.any():
+            continue
+        if np.asarray(v).dtype.kind == "f" and not np.all(np.isfinite(np.asarray(v)[L])):
+            nonfinite = True
+        with np.errstate(all="ignore"):
+            g = None
+            if n.op in KINK_OPS:
+                g = np.abs(a[0])
+            elif n.op in ("maximum", "minimum") or n.op in COMPARE_OPS:
+                g = np.abs(np.asarray(a[0], float) - np.asarray(a[1], float))
+            elif n.op in ("sqrt", "log"):
+                g = np.abs(a[0])
+                singular |= bool(np.any(np.broadcast_to(a[0] == 0, L.shape)[L]))
+            elif n.op == "div":
+                g = np.abs(a[1])
+            elif n.op == "pow":
+                b = n.args[1]
+                const_int = b.op in ("num", "carr") and np.all(np.mod(a[1], 1) == 0)
+                if not const_int:
+                    g = np.abs(a[0])
+                    singular |= bool(np.any(np.broadcast_to(a[0] <= 0, L.shape)[L]))
+            elif n.op == "max":
+                x = a[0]
+                axis = n.attrs["axis"]
+                s = np.sort(x, axis=axis if axis is not None else None)
+                if axis is None:
+                    s = s.reshape(-1)
+                    axis = 0
+                if s.shape[axis] >= 2 and s.size:
+                    top = np.take(s, [-1], axis=axis) - np.take(s, [-2], axis=axis)
+                    g = top
+            if g is not None and np.size(g):
+                gb = np.broadcast_to(np.asarray(g, float), np.broadcast(g, L).shape) \
+                    if n.op != "max" else np.asarray(g, float)
+                sel = gb[np.broadcast_to(L, gb.shape)] if n.op != "max" else gb.reshape(-1)
+                sel = sel[~np.isnan(sel)]
+                if sel.size:
+                    gap = min(gap, float(np.min(sel)))
+        _propagate(n, L, a, live, v)
+    return gap, nonfinite, singular, live
+
+
+def _propagate(n, L, a, live, v):
+    def give(child, mask):
+        cur = live[id(child)]
+        live[id(child)] = cur | np.broadcast_to(mask, cur.shape)
+
+    op, at = n.op, n.attrs
+    if op == "where":
+        c = np.broadcast_to(a[0], L.shape)
+        give(n.args[0], _unbroadcast(L, np.shape(a[0])))
+        give(n.args[1], _unbroadcast(L & c, np.shape(a[1])))
+        give(n.args[2], _unbroadcast(L & ~c, np.shape(a[2])))
+    elif op in ("sum", "mean", "max"):
+        m = L
+        if at["axis"] is None:
+            m = np.broadcast_to(L.any(), np.shape(a[0]))
+        else:
+            if not at["keepdims"]:
+                m = np.expand_dims(L, at["axis"])
+            m = np.broadcast_to(m, np.shape(a[0]))
+        give(n.args[0], m)
+    elif op == "reshape":
+        give(n.args[0], L.reshape(np.shape(a[0])))
+    elif op == "transpose":
+        perm = at["perm"] if at["perm"] is not None else tuple(reversed(range(L.ndim)))
+        give(n.args[0], np.transpose(L, np.argsort(perm)))
+    elif op in ("cast", "to_float"):
+        give(n.args[0], L)
+    elif op in ("broadcast_to",) or len(n.args) and np.shape(v) == L.shape and op not in (
+            "matmul", "softmax", "log_softmax", "logsumexp", "mse", "xent", "one_hot"):
+        for c, x in zip(n.args, a):
+            give(c, _unbroadcast(L, np.shape(x)))
+    else:                                              # matmul, composites: all or nothing
+        for c, x in zip(n.args, a):
+            give(c, np.full(np.shape(x), bool(L.any())))
+
+
+def scale_of(root: E, vals: dict, live) -> float:
+    mags = [1.0]
+    for n in root.walk():
+        v = np.asarray(vals[id(n)])
+        if v.dtype.kind == "f" and v.size:
+            x = np.abs(v[live[id(n)] & np.isfinite(v)]) if live[id(n)].shape == v.shape else []
+            if np.size(x):
+                mags.append(float(np.max(x)))
+    return max(mags)
+
+
+class FD:
+    """Finite differences of L(values) = sum(reference(values) * u), in float64."""
+
+    def __init__(self, case, u):
+        self.case, self.u = case, np.asarray(u, float)
+
+    def loss(self, vals):
+        r = evaluate(self.case.out, vals, self.case.batch, "float64", smooth=True)
+        with np.errstate(all="ignore"):
+            return float(np.sum(np.asarray(r[id(self.case.out)], float) * self.u))
+
+    def grad_element(self, vals, k, j):
+        x = np.array(vals[k], dtype=float)
+        h = 1e-5 * max(1.0, abs(float(x.flat[j])))
+
+        def at(t):
+            y = x.copy()
+            y.flat[j] += t
+            return self.loss({**vals, k: y})
+        f0, fp, fm, fp2, fm2 = at(0.0), at(h), at(-h), at(2 * h), at(-2 * h)
+        with np.errstate(all="ignore"):
+            fd = (fp - fm) / (2 * h)
+            err = abs(fd - (fp2 - fm2) / (4 * h))
+            right, left = (fp - f0) / h, (f0 - fm) / h
+        return dict(fd=fd, err=err, f0=f0, fp=fp, fm=fm, left=left, right=right, h=h)
+
+    def hvp_element(self, vals, vdirs, k, j, h=2e-4):
+        """d/dx_kj of the directional derivative along v (mixed second differences)."""
+        base = {k2: np.asarray(v, float) if k2 in vdirs else v for k2, v in vals.items()}
+
+        def D(shift_j, hh):
+            out = 0.0
+            for sgn in (1, -1):
+                moved = dict(base)
+                for k2, d in vdirs.items():
+                    moved[k2] = np.array(base[k2] + sgn * hh * d, dtype=float)
+                y = np.array(moved[k], dtype=float)
+                y.flat[j] += shift_j
+                moved[k] = y
+                out += sgn * self.loss(moved)
+            return out / (2 * hh)
+        with np.errstate(all="ignore"):
+            a = (D(h, h) - D(-h, h)) / (2 * h)
+            b = (D(2 * h, 2 * h) - D(-2 * h, 2 * h)) / (4 * h)
+        return a, abs(a - b)
