@@ -528,7 +528,7 @@ SUBGRADIENT = {
     "minimum": (lambda a, b: a == b, lambda a, b: (1.0, 0.0)),
     "pow": (lambda a, b: (a == 0) & (b == 0), lambda a, b: (0.0, None)),   # d/da a**0 = 0
     **{c: (lambda a, b: np.isfinite(a) & np.isfinite(b), lambda a, b: (0.0, 0.0))
-       for c in ("greater", "greater_equal", "less", "less_equal", "equal")},
+       for c in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
 }
 
 

@@ -89,7 +89,9 @@ def prepare(case):
         for t in vs[1:]:
             dot = dot + t
         outs += aj.grad(dot, [nodes[k] for k in wrt])
-    unbound = (any(None in n.shape for n in case.out.walk())
+    # the gradients read the cotangent u_ct, which has the output's shape: it binds the
+    # batch whenever there is something to differentiate
+    unbound = (any(None in n.shape for n in case.out.walk()) and not wrt
                and not any(None in n.shape for n in leaves.values()))
     return outs, values, wrt, vdirs, unbound
 
