@@ -4,7 +4,7 @@ The expression is first split by ``sympy.cse`` so shared subterms are computed o
 Transcendental functions call the branch-free inline functions of :mod:`.mathfn`, so
 the loop around this body vectorizes.  NaN propagates as in numpy: max/min use the
 NaN-propagating ``llvm.maximum``/``llvm.minimum``, comparisons are ordered (false on
-NaN, like numpy's).
+NaN, like numpy's) and ``!=`` unordered (true on NaN): see :class:`adjit.ops.realfn.ieee_eq`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sympy as sp
 from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
-from ...ops.realfn import real_log, real_pow, real_sqrt
+from ...ops.realfn import _Compare, real_log, real_pow, real_sqrt
 from .mathfn import get_math_fn
 
 F32, F64, I1, I8 = ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8)
@@ -22,8 +22,6 @@ LLVM_TYPES = {"float32": F32, "float64": F64, "bool": I8}
 # elementwise arithmetic may contract a*b+c into one FMA; nothing else is relaxed
 FLAGS = ("contract",)
 
-_FCMP = {sp.StrictGreaterThan: ">", sp.GreaterThan: ">=", sp.StrictLessThan: "<",
-         sp.LessThan: "<=", sp.Equality: "==", sp.Unequality: "!="}
 
 
 def intrinsic(module: ir.Module, name: str, T: ir.Type, nargs: int) -> ir.Function:
@@ -37,6 +35,12 @@ def intrinsic(module: ir.Module, name: str, T: ir.Type, nargs: int) -> ir.Functi
     if fn is None:
         fn = ir.Function(module, ir.FunctionType(T, [T] * nargs), name=full)
     return fn
+
+
+# sympy's own relationals appear only over the byte of a bool leaf (``Ne(x_k, 0)``, negated by
+# sympy's logic to ``Eq(x_k, 0)``): never NaN, so ordered or not is the same.  Comparisons of
+# numbers are realfn's IEEE ones (``_Compare``).
+_BYTE_CMP = {sp.Equality: "==", sp.Unequality: "!="}
 
 
 class ScalarPrinter:
@@ -88,8 +92,11 @@ class ScalarPrinter:
             return self._pow(*e.args)
         if isinstance(e, real_sqrt):
             return self._sqrt(self._value(e.args[0]))
-        if type(e) in _FCMP:
+        if isinstance(e, _Compare):
             return self._compare(e)
+        if type(e) in _BYTE_CMP:   # over a bool leaf's byte (``Ne(x_k, 0)``, or its negation)
+            return self.b.fcmp_ordered(_BYTE_CMP[type(e)], self._number(e.lhs),
+                                       self._number(e.rhs))
         if isinstance(e, sp.Piecewise):
             return self._piecewise(e.args)
         if isinstance(e, (sp.And, sp.Or)):
@@ -192,11 +199,11 @@ class ScalarPrinter:
         return self.b.uitofp(v, self.T) if v.type == I1 else v
 
     def _compare(self, e):
-        op = _FCMP[type(e)]
+        """numpy's comparison: ordered (false on NaN), ``!=`` unordered (une: true on NaN)."""
+        ordered, op = e._fcmp
         a, c = self._number(e.lhs), self._number(e.rhs)
-        if op == "!=":
-            return self.b.fcmp_unordered("!=", a, c)
-        return self.b.fcmp_ordered(op, a, c)
+        fcmp = self.b.fcmp_ordered if ordered else self.b.fcmp_unordered
+        return fcmp(op, a, c)
 
     def _bool(self, e):
         v = self._value(e)
