@@ -195,3 +195,30 @@ def test_x_minus_x_equal_zero_is_isfinite(backend):
     x = aj.input("x", (None,))
     X = np.array([np.nan, np.inf, -np.inf, 1.0])
     check(compile_on([x - x == 0.0], backend)(x=X)[0], np.isfinite(X), backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_where_of_a_comparison_in_another_dtype(backend):
+    """A fused region whose comparisons read one float dtype and whose value has another:
+    ``where(x32 > 0, 1.0, 2.0)`` is float64 (the llvm printer computed it in float32 and
+    failed to store it), ``where(x64 != x64, y32, 0)`` is float32."""
+    x32, x64 = aj.input("x32", (None,), "float32"), aj.input("x64", (None,), "float64")
+    y32 = aj.input("y32", (None,), "float32")
+    outs = [aj.where(x32 > 0.0, 1.0, 2.0),
+            aj.where(x64 != x64, y32, 0.0),
+            aj.where(x32 * x32 >= 0.25, aj.exp(x64) + 1.0, aj.where(x32 < 0.1, 3.0, -1.0)),
+            aj.where(x64 - 0.5 < 1e-300, y32 * 2.0, aj.where(x32 <= x32, y32, 4.0))]
+    assert [o.dtype for o in outs] == ["float64", "float32", "float64", "float32"]
+    X32 = np.array([np.nan, -1.0, 0.0, 0.3, 0.5, np.inf], np.float32)
+    X64 = np.array([0.5, np.nan, -np.inf, 2.0, 0.5 + 1e-16, 1.0])
+    Y32 = np.array([1.5, -2.0, 3.0, np.nan, 0.25, -0.0], np.float32)
+    got = compile_on(outs, backend)(x32=X32, x64=X64, y32=Y32)
+    with np.errstate(all="ignore"):
+        want = [np.where(X32 > 0, 1.0, 2.0),
+                np.where(X64 != X64, Y32, np.float32(0)),
+                np.where(X32 * X32 >= np.float32(0.25), np.exp(X64) + 1.0,
+                         np.where(X32 < np.float32(0.1), 3.0, -1.0)),
+                np.where(X64 - 0.5 < 1e-300, Y32 * np.float32(2),
+                         np.where(X32 <= X32, Y32, np.float32(4)))]
+    for k, (g, w, o) in enumerate(zip(got, want, outs)):
+        check(g, w.astype(o.dtype), f"{backend}: output {k}", o.dtype)

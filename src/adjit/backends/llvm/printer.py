@@ -14,6 +14,7 @@ import sympy as sp
 from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
+from ...ops.elementwise import is_boolean
 from ...ops.realfn import _Compare, real_log, real_pow, real_sqrt
 from .mathfn import get_math_fn
 
@@ -49,33 +50,68 @@ class ScalarPrinter:
     ``leaf(k)`` returns the IR value of leaf symbol ``x{k}`` (a float, or an i1 for a bool
     leaf), loaded by the caller's loop.  Booleans are sympy booleans (relationals, And, Or,
     Not, ITE, Equivalent) printed as i1; a bool leaf enters as ``Ne(x_k, 0)``.
+
+    A region may hold two float dtypes: the operands of a comparison need not have the dtype
+    of the value around it (``where(x32 > 0, 1.0, 2.0)`` is float64).  ``leaf_dtypes[k]`` is
+    the dtype of leaf k; each numeric subexpression is computed in the dtype of its float
+    leaves (the front end casts explicitly, so an arithmetic term has one), a term of
+    constants only in the dtype around it: ``dtype`` at the root (the region's result), the
+    operands' at a comparison.
     """
 
-    def __init__(self, builder: ir.IRBuilder, dtype: str, leaf: Callable[[int], ir.Value]):
-        self.b, self.dtype, self.T = builder, dtype, LLVM_TYPES[dtype]
+    def __init__(self, builder: ir.IRBuilder, dtype: str, leaf: Callable[[int], ir.Value],
+                 leaf_dtypes: tuple = ()):
+        self.b, self.T = builder, LLVM_TYPES[dtype]
         self.module = builder.module
         self.leaf = leaf
+        self.leaf_types = {f"x{k}": LLVM_TYPES[d] for k, d in enumerate(leaf_dtypes)
+                           if d in ("float32", "float64")}
+        self.defs: dict = {}    # cse's symbols -> their subexpressions (emitted when used)
+        self.types: dict = {}
         self.memo: dict = {}
+
+    @property
+    def dtype(self) -> str:
+        return "float32" if self.T == F32 else "float64"
 
     def emit(self, expr: sp.Basic) -> ir.Value:
         """The value of ``expr`` (an i1 for a relational/boolean expression)."""
         subs, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("_t"), order="none")
-        for sym, sub in subs:
-            self.memo[sym] = self._value(sub)
+        self.defs.update(subs)
         return self._value(reduced)
 
     # -- dispatch -------------------------------------------------------------------------
-    def _value(self, e):
-        if e in self.memo:
-            return self.memo[e]
-        v = self._emit(e)
-        self.memo[e] = v
-        return v
+    def _float_type(self, e):
+        """The float type ``e`` computes in: its float leaves' (conditions and comparisons
+        excluded), or None for a boolean and a term of constants only."""
+        if e in self.types:
+            return self.types[e]
+        if isinstance(e, sp.Symbol):
+            t = self._float_type(self.defs[e]) if e in self.defs else self.leaf_types.get(e.name)
+        elif is_boolean(e):
+            t = None
+        else:
+            args = [v for v, _ in e.args] if isinstance(e, sp.Piecewise) else e.args
+            t = next((t for t in map(self._float_type, args) if t is not None), None)
+        self.types[e] = t
+        return t
+
+    def _value(self, e, context=None):
+        """The IR value of ``e``; ``context``: the float type of a constant-only term."""
+        outer = self.T
+        self.T = self._float_type(e) or context or outer
+        try:
+            key = (e, self.T)
+            if key not in self.memo:
+                self.memo[key] = self._emit(e)
+            return self.memo[key]
+        finally:
+            self.T = outer
 
     def _emit(self, e):
         b, T = self.b, self.T
         if isinstance(e, sp.Symbol):
-            return self.leaf(int(e.name[1:]))
+            return self._value(self.defs[e]) if e in self.defs else self.leaf(int(e.name[1:]))
         if e is sp.true or e is sp.false:
             return ir.Constant(I1, int(bool(e)))
         if e.is_Number or e.is_NumberSymbol:   # Integer, Rational, Float, oo, nan, E, pi
@@ -95,8 +131,7 @@ class ScalarPrinter:
         if isinstance(e, _Compare):
             return self._compare(e)
         if type(e) in _BYTE_CMP:   # over a bool leaf's byte (``Ne(x_k, 0)``, or its negation)
-            return self.b.fcmp_ordered(_BYTE_CMP[type(e)], self._number(e.lhs),
-                                       self._number(e.rhs))
+            return self.b.fcmp_ordered(_BYTE_CMP[type(e)], *self._operands(e))
         if isinstance(e, sp.Piecewise):
             return self._piecewise(e.args)
         if isinstance(e, (sp.And, sp.Or)):
@@ -193,21 +228,27 @@ class ScalarPrinter:
         fn = get_math_fn(self.module, "pow", self.dtype)
         return b.call(fn, [self._value(base), self._value(exp)])
 
-    def _number(self, e):
-        """A numeric operand: a bool leaf (an i1, as in ``Ne(x_k, 0)``) counts as 0 or 1."""
-        v = self._value(e)
-        return self.b.uitofp(v, self.T) if v.type == I1 else v
+    def _number(self, e, T):
+        """A numeric operand of type ``T``: a bool leaf (an i1, as in ``Ne(x_k, 0)``) counts
+        as 0 or 1."""
+        v = self._value(e, T)
+        return self.b.uitofp(v, T) if v.type == I1 else v
+
+    def _operands(self, e):
+        """The operands of a comparison, in their own float type (the dtype around the
+        comparison where both are constants)."""
+        T = self._float_type(e.lhs) or self._float_type(e.rhs) or self.T
+        return self._number(e.lhs, T), self._number(e.rhs, T)
 
     def _compare(self, e):
         """numpy's comparison: ordered (false on NaN), ``!=`` unordered (une: true on NaN)."""
         ordered, op = e._fcmp
-        a, c = self._number(e.lhs), self._number(e.rhs)
         fcmp = self.b.fcmp_ordered if ordered else self.b.fcmp_unordered
-        return fcmp(op, a, c)
+        return fcmp(op, *self._operands(e))
 
     def _bool(self, e):
         v = self._value(e)
-        return v if v.type == I1 else self.b.fcmp_unordered("!=", v, ir.Constant(self.T, 0.0))
+        return v if v.type == I1 else self.b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
 
     def _piecewise(self, pieces):
         value, cond = pieces[-1]
@@ -243,9 +284,12 @@ def element_fn(node):
         else:
             syms = [leaf_value(k, i.dtype) for k, i in enumerate(node.inputs)]
             expr = REGISTRY[op].scalar(*syms)
-        cdtype = next((i.dtype for i in node.inputs if i.dtype in ("float32", "float64")),
-                      node.dtype if node.dtype != "bool" else "float64")
-        return lambda b, vals, idx: ScalarPrinter(b, cdtype, lambda k: vals[k]).emit(expr)
+        # the result's dtype; for a bool result, that of its first float operand
+        cdtype = node.dtype if node.dtype in ("float32", "float64") else next(
+            (i.dtype for i in node.inputs if i.dtype in ("float32", "float64")), "float64")
+        dtypes = tuple(i.dtype for i in node.inputs)
+        return lambda b, vals, idx: ScalarPrinter(b, cdtype, lambda k: vals[k],
+                                                  dtypes).emit(expr)
     if op in ("broadcast", "transpose"):
         return lambda b, vals, idx: vals[0]
     if op == "cast" and node.dtype in LLVM_TYPES:
