@@ -114,6 +114,14 @@ def _bool_models(x, y):
         "where(abs(x) < inf, exp(x), -1)": (
             aj.where(aj.abs(x) < np.inf, aj.exp(x), -1.0),
             lambda X, Y: np.where(np.abs(X) < np.inf, np.exp(X), -1.0)),
+        # a where inside a comparison: sympy folds it out of the condition and must not
+        # read the conditions as sets of reals (y < 0 or y >= 0 does not cover NaN)
+        "where(x > where(y < 0, 1, where(y >= 0, 2, 3)), x, -x)": (
+            aj.where(x > aj.where(y < 0.0, T, aj.where(y >= 0.0, 2.0, 3.0)), x, -x),
+            lambda X, Y: np.where(X > np.where(Y < 0, T, np.where(Y >= 0, 2.0, 3.0)), X, -X)),
+        "where(where(x != x, y, x) <= y, x, y)": (
+            aj.where(aj.where(x != x, y, x) <= y, x, y),
+            lambda X, Y: np.where(np.where(X != X, Y, X) <= Y, X, Y)),
         "maximum(x, x) and minimum(x, y)": (aj.maximum(x, x) + aj.minimum(x, y),
                                             lambda X, Y: np.maximum(X, X) + np.minimum(X, Y)),
     }

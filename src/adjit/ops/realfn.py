@@ -138,9 +138,24 @@ class _Compare(BooleanFunction):
     def rhs(self):
         return self.args[1]
 
+    # A proposition sympy cannot look into: its operands are numbers, never propositions
+    # (logic rewrites must not treat them as such), and the set of reals where it holds
+    # misses NaN (``x < 0 or x >= 0`` does not cover NaN, so Piecewise must not collapse).
     @property
-    def binary_symbols(self):   # its operands are numbers, never propositions
+    def binary_symbols(self):
         return set()
+
+    def to_nnf(self, simplify=True):
+        return self
+
+    def to_anf(self, deep=True):
+        return self
+
+    def _eval_simplify(self, **kwargs):
+        return self
+
+    def _eval_as_set(self):
+        raise NotImplementedError("an IEEE comparison holds on no set of reals (NaN)")
 
     def _sympystr(self, printer):
         prec = PRECEDENCE["Relational"]
