@@ -24,7 +24,6 @@ LLVM_TYPES = {"float32": F32, "float64": F64, "bool": I8}
 FLAGS = ("contract",)
 
 
-
 def intrinsic(module: ir.Module, name: str, T: ir.Type, nargs: int) -> ir.Function:
     """Declare ``llvm.<name>.<f32|f64>`` with ``nargs`` operands of type ``T``.
 
