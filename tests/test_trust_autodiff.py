@@ -253,12 +253,7 @@ def test_where_x_equals_zero_selects(backend):
     np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0, 1.0, 1.0])
 
 
-@pytest.mark.parametrize("backend", [
-    "interp",
-    pytest.param("llvm", marks=pytest.mark.xfail(
-        strict=True, reason="the fuse pass and llvm's printer run sympy, which folds x != x "
-                            "to False (sympy relationals are reflexive; NaN is not)")),
-    pytest.param("ptx", marks=pytest.mark.xfail(strict=True, reason="as llvm"))])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_x_not_equal_x_finds_nan(backend):
     x = aj.input("x", (None,))
     got = compile_on([x != x, x == x], backend)(x=np.array([np.nan, 1.0, np.inf]))

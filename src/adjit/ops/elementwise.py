@@ -20,7 +20,8 @@ from sympy.logic.boolalg import Boolean
 from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import DTypeError, FLOAT_DTYPES, ShapeError, TensorType, label, shape_str
-from .realfn import divide, power, real_log, real_sqrt
+from .realfn import (divide, ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, power,
+                     real_log, real_sqrt)
 from .registry import Op, get_op, register
 
 # Symbols of elementwise scalar forms are real: it lets sympy drop Abs/conjugates.
@@ -107,21 +108,23 @@ def is_boolean(v) -> bool:
 
 
 def as_condition(c):
-    """A sympy boolean from a condition operand: booleans stay, a number ``c`` is ``Ne(c, 0)``.
+    """A sympy boolean from a condition operand: booleans stay, a number ``c`` is ``c != 0``
+    (numpy's truth of a number: NaN is true).
 
     (A bare symbol as a Piecewise condition is unsafe: nested in a relational, sympy folds
     it to an ``ITE`` and reads the symbol's truth set as all reals, dropping the else branch.)
     """
-    return c if is_boolean(c) else sp.Ne(c, 0)
+    return c if is_boolean(c) else ieee_ne(c, 0)
 
 
 def _compare_form(relation, on_bools):
-    """The scalar form of a comparison: ``relation`` over numbers, ``on_bools`` over booleans
-    (False < True, as numpy orders bools; sympy cannot order booleans)."""
+    """The scalar form of a comparison: ``relation`` (an IEEE comparison of :mod:`.realfn`)
+    over numbers, ``on_bools`` over booleans (False < True, as numpy orders bools; sympy
+    cannot order booleans)."""
     def form(a, b):
         if is_boolean(a) or is_boolean(b):
             return on_bools(as_condition(a), as_condition(b))
-        return relation(a, b, evaluate=False)
+        return relation(a, b)
     return form
 
 
@@ -225,15 +228,16 @@ binary("minimum", sp.Min, lambda a, b, y, g: _F().where(a <= b, g, 0.0),
        lambda a, b, y, g: _F().where(a <= b, 0.0, g), kinks=lambda a, b: a - b)
 
 # --- comparisons (bool results, no derivative) ------------------------------------------------
-# On booleans, ITE(q, False, p) is p and not q: spelled with ITE so sympy does not negate a
-# relational q (not (x > y) is x <= y only without NaN).
-compare("greater", _compare_form(sp.StrictGreaterThan, lambda p, q: sp.ITE(q, sp.false, p)))
-compare("greater_equal", _compare_form(sp.GreaterThan, lambda p, q: sp.ITE(q, p, sp.true)))
-compare("less", _compare_form(sp.StrictLessThan, lambda p, q: sp.ITE(p, sp.false, q)))
-compare("less_equal", _compare_form(sp.LessThan, lambda p, q: sp.ITE(p, q, sp.true)))
-compare("equal", _compare_form(sp.Eq, sp.Equivalent))
-# p != q on booleans is "not q if p else q", spelled with ITE (no negated relational)
-compare("not_equal", _compare_form(sp.Ne, lambda p, q: sp.ITE(p, sp.ITE(q, sp.false, p), q)))
+# Over numbers, IEEE comparisons sympy never folds by reflexivity or assumptions nor negates
+# (realfn: x != x is true for NaN, x <= x false, abs(x) < oo false for NaN and inf).
+# On booleans, ITE(q, False, p) is p and not q: spelled with ITE so no comparison is negated.
+compare("greater", _compare_form(ieee_gt, lambda p, q: sp.ITE(q, sp.false, p)))
+compare("greater_equal", _compare_form(ieee_ge, lambda p, q: sp.ITE(q, p, sp.true)))
+compare("less", _compare_form(ieee_lt, lambda p, q: sp.ITE(p, sp.false, q)))
+compare("less_equal", _compare_form(ieee_le, lambda p, q: sp.ITE(p, q, sp.true)))
+compare("equal", _compare_form(ieee_eq, sp.Equivalent))
+# p != q on booleans is "not q if p else q", spelled with ITE (no negated comparison)
+compare("not_equal", _compare_form(ieee_ne, lambda p, q: sp.ITE(p, sp.ITE(q, sp.false, p), q)))
 
 # --- selection --------------------------------------------------------------------------
 _declare("where", lambda c, a, b: sp.Piecewise((a, as_condition(c)), (b, True)),

@@ -13,16 +13,26 @@ non-integer power.  So the ops whose real and complex meanings differ have scala
   merges products: ``x**9 * x**8 = x**17``).
 * :class:`real_sqrt` -- ``numpy.sqrt`` (NaN below zero, ``sqrt(-0.0) = -0.0``).
 * :class:`real_log` -- ``numpy.log`` (NaN below zero); sympy does not cancel it against exp.
+* the comparisons :class:`ieee_eq`, :class:`ieee_ne`, :class:`ieee_lt`, :class:`ieee_le`,
+  :class:`ieee_gt`, :class:`ieee_ge` -- ``numpy.equal`` ... ``numpy.greater_equal``: IEEE 754
+  comparisons, false whenever an operand is NaN except ``!=``, which is true then.  sympy's
+  relationals are reflexive (``Ne(x, x)`` is False, ``x <= x`` True), read its real symbols
+  as finite (``Abs(x) < oo`` is True) and negate themselves (``Not(x < y)`` is ``x >= y``,
+  also inside ``Piecewise``, ``ITE`` and ``cse``); each is wrong for NaN.  These are opaque
+  booleans: sympy evaluates them only over two numbers, and never negates one.
 
 Each stays unevaluated unless its operands are numbers (then it is evaluated with numpy, as the
 op would be) or its base is known to be nonnegative (then it is sympy's own function, so
 ``sqrt(x**2) = Abs(x)`` still simplifies).  :func:`numeric` turns a numpy scalar back into a
-sympy number.  Printers: ``_numpycode`` here; the LLVM printer has a rule for each class.
+sympy number.  Printers: ``_numpycode`` here; the LLVM printer has a rule for each class (the comparisons
+lower to ``fcmp oeq, une, olt, ole, ogt, oge``).
 """
 from __future__ import annotations
 
 import numpy as np
 import sympy as sp
+from sympy.logic.boolalg import BooleanFunction
+from sympy.printing.precedence import PRECEDENCE
 
 
 def numeric(value) -> sp.Basic:
@@ -102,6 +112,89 @@ class real_log(_Real):
             with np.errstate(all="ignore"):
                 return numeric(np.log(np.float64(fx)))
         return None
+
+
+class _Compare(BooleanFunction):
+    """A comparison of two numbers with numpy's (IEEE 754's) semantics: a boolean sympy cannot
+    decide unless both operands are numbers (then numpy decides, NaN and infinities included).
+    No assumption, reflexivity or negation rule applies to it."""
+    nargs = 2
+    _numpy: str    # numpy's function
+    _infix: str    # the operator, for printing
+    _fcmp: tuple   # the LLVM fcmp: (ordered?, operator)
+
+    @classmethod
+    def eval(cls, a, b):
+        fa, fb = _float(a), _float(b)
+        if fa is not None and fb is not None:
+            return numeric(getattr(np, cls._numpy)(np.float64(fa), np.float64(fb)))
+        return None
+
+    @property
+    def lhs(self):
+        return self.args[0]
+
+    @property
+    def rhs(self):
+        return self.args[1]
+
+    # A proposition sympy cannot look into: its operands are numbers, never propositions
+    # (logic rewrites must not treat them as such), and the set of reals where it holds
+    # misses NaN (``x < 0 or x >= 0`` does not cover NaN, so Piecewise must not collapse).
+    @property
+    def binary_symbols(self):
+        return set()
+
+    def to_nnf(self, simplify=True):
+        return self
+
+    def to_anf(self, deep=True):
+        return self
+
+    def _eval_simplify(self, **kwargs):
+        return self
+
+    def _eval_as_set(self):
+        raise NotImplementedError("an IEEE comparison holds on no set of reals (NaN)")
+
+    def _sympystr(self, printer):
+        prec = PRECEDENCE["Relational"]
+        return f"{printer.parenthesize(self.lhs, prec)} {self._infix} " \
+               f"{printer.parenthesize(self.rhs, prec)}"
+
+    def _numpycode(self, printer):
+        fn = printer._module_format("numpy." + self._numpy)
+        return f"{fn}({printer._print(self.lhs)}, {printer._print(self.rhs)})"
+
+
+class ieee_eq(_Compare):
+    """``numpy.equal``: ordered and equal (false for NaN; ``-0.0 == 0.0``)."""
+    _numpy, _infix, _fcmp = "equal", "==", (True, "==")
+
+
+class ieee_ne(_Compare):
+    """``numpy.not_equal``: unordered or unequal (true for NaN: ``x != x`` is ``isnan``)."""
+    _numpy, _infix, _fcmp = "not_equal", "!=", (False, "!=")
+
+
+class ieee_lt(_Compare):
+    """``numpy.less``: ordered and less."""
+    _numpy, _infix, _fcmp = "less", "<", (True, "<")
+
+
+class ieee_le(_Compare):
+    """``numpy.less_equal``: ordered and less or equal (false for NaN, even ``x <= x``)."""
+    _numpy, _infix, _fcmp = "less_equal", "<=", (True, "<=")
+
+
+class ieee_gt(_Compare):
+    """``numpy.greater``: ordered and greater."""
+    _numpy, _infix, _fcmp = "greater", ">", (True, ">")
+
+
+class ieee_ge(_Compare):
+    """``numpy.greater_equal``: ordered and greater or equal (false for NaN)."""
+    _numpy, _infix, _fcmp = "greater_equal", ">=", (True, ">=")
 
 
 def power(a, p):

@@ -13,7 +13,8 @@ automatic canonicalization cancels and merges terms (x - x -> 0, 2*x*3 -> 6*x). 
 cost is bounded: only composition and canonicalization, never ``sympy.simplify()``.
 Backends print the expression (after ``sympy.cse``) as one loop body.
 
-Booleans have one representation in these expressions: a sympy ``Boolean`` (a relational,
+Booleans have one representation in these expressions: a sympy ``Boolean`` (a comparison of
+numbers -- realfn's IEEE ``ieee_lt`` etc., which sympy neither folds nor negates --,
 ``And``/``Or``/``Not``/``ITE``/``Equivalent``, ``true``/``false``).  A bool leaf holds a byte
 and enters as ``Ne(x_k, 0)`` over an assumption-free symbol (see :func:`leaf_value`), so
 sympy can neither decide it (a ``real=False`` symbol made ``Ne(x_k, 0)`` True) nor read a

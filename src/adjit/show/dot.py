@@ -43,7 +43,9 @@ _STYLE = {
 _LEGEND = ("blue: inputs · yellow: parameters · white: forward values · red: adjoint values "
            "(error signals) · green: fused regions · double border: outputs")
 _SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln", "real_log": "ln",
-              "real_pow": "pow", "real_sqrt": "sqrt"}
+              "real_pow": "pow", "real_sqrt": "sqrt", "ieee_eq": "Equality",
+              "ieee_ne": "Unequality", "ieee_lt": "StrictLessThan", "ieee_le": "LessThan",
+              "ieee_gt": "StrictGreaterThan", "ieee_ge": "GreaterThan"}
 
 
 class GraphvizMissing(AdjitError):

@@ -18,7 +18,8 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Node
-from ..ops.realfn import real_log, real_pow, real_sqrt
+from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, real_log,
+                          real_pow, real_sqrt)
 from ..ops.registry import REGISTRY
 from .names import INVISIBLE, Name
 
@@ -126,9 +127,9 @@ _U = sp.Wild("u")
 _PATTERNS = [(op, REGISTRY[op].scalar(_U)) for op in ("sigmoid", "softplus") if op in REGISTRY]
 _SYMPY_FUNCS = {sp.exp: "exp", sp.log: "ln", real_log: "ln", real_sqrt: "sqrt", sp.sin: "sin",
                 sp.cos: "cos", sp.tanh: "tanh",
-                sp.Abs: "abs", sp.sign: "sgn", sp.Max: "max", sp.Min: "min"}
-_SYMPY_RELS = {sp.StrictGreaterThan: ">", sp.GreaterThan: "≥", sp.StrictLessThan: "<",
-               sp.LessThan: "≤", sp.Equality: "="}
+                sp.Abs: "abs", sp.sign: "sgn", sp.Max: "max", sp.Min: "min", ieee_ne: "Ne"}
+_SYMPY_RELS = {ieee_gt: ">", ieee_ge: "≥", ieee_lt: "<", ieee_le: "≤", ieee_eq: "=",
+               sp.Equality: "="}
 
 
 def from_sympy(e, leaves: dict) -> Term:

@@ -4,7 +4,7 @@ The expression is first split by ``sympy.cse`` so shared subterms are computed o
 Transcendental functions call the branch-free inline functions of :mod:`.mathfn`, so
 the loop around this body vectorizes.  NaN propagates as in numpy: max/min use the
 NaN-propagating ``llvm.maximum``/``llvm.minimum``, comparisons are ordered (false on
-NaN, like numpy's).
+NaN, like numpy's) and ``!=`` unordered (true on NaN): see :class:`adjit.ops.realfn.ieee_eq`.
 """
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ import sympy as sp
 from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
-from ...ops.realfn import real_log, real_pow, real_sqrt
+from ...ops.elementwise import is_boolean
+from ...ops.realfn import _Compare, real_log, real_pow, real_sqrt
 from .mathfn import get_math_fn
 
 F32, F64, I1, I8 = ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8)
 LLVM_TYPES = {"float32": F32, "float64": F64, "bool": I8}
 # elementwise arithmetic may contract a*b+c into one FMA; nothing else is relaxed
 FLAGS = ("contract",)
-
-_FCMP = {sp.StrictGreaterThan: ">", sp.GreaterThan: ">=", sp.StrictLessThan: "<",
-         sp.LessThan: "<=", sp.Equality: "==", sp.Unequality: "!="}
 
 
 def intrinsic(module: ir.Module, name: str, T: ir.Type, nargs: int) -> ir.Function:
@@ -39,39 +37,80 @@ def intrinsic(module: ir.Module, name: str, T: ir.Type, nargs: int) -> ir.Functi
     return fn
 
 
+# sympy's own relationals appear only over the byte of a bool leaf (``Ne(x_k, 0)``, negated by
+# sympy's logic to ``Eq(x_k, 0)``): never NaN, so ordered or not is the same.  Comparisons of
+# numbers are realfn's IEEE ones (``_Compare``).
+_BYTE_CMP = {sp.Equality: "==", sp.Unequality: "!="}
+
+
 class ScalarPrinter:
     """Emits the IR of sympy expressions at the builder's insertion point.
 
     ``leaf(k)`` returns the IR value of leaf symbol ``x{k}`` (a float, or an i1 for a bool
     leaf), loaded by the caller's loop.  Booleans are sympy booleans (relationals, And, Or,
     Not, ITE, Equivalent) printed as i1; a bool leaf enters as ``Ne(x_k, 0)``.
+
+    A region may hold two float dtypes: the operands of a comparison need not have the dtype
+    of the value around it (``where(x32 > 0, 1.0, 2.0)`` is float64).  ``leaf_dtypes[k]`` is
+    the dtype of leaf k; each numeric subexpression is computed in the dtype of its float
+    leaves (the front end casts explicitly, so an arithmetic term has one), a term of
+    constants only in the dtype around it: ``dtype`` at the root (the region's result), the
+    operands' at a comparison.
     """
 
-    def __init__(self, builder: ir.IRBuilder, dtype: str, leaf: Callable[[int], ir.Value]):
-        self.b, self.dtype, self.T = builder, dtype, LLVM_TYPES[dtype]
+    def __init__(self, builder: ir.IRBuilder, dtype: str, leaf: Callable[[int], ir.Value],
+                 leaf_dtypes: tuple = ()):
+        self.b, self.T = builder, LLVM_TYPES[dtype]
         self.module = builder.module
         self.leaf = leaf
+        self.leaf_types = {f"x{k}": LLVM_TYPES[d] for k, d in enumerate(leaf_dtypes)
+                           if d in ("float32", "float64")}
+        self.defs: dict = {}    # cse's symbols -> their subexpressions (emitted when used)
+        self.types: dict = {}
         self.memo: dict = {}
+
+    @property
+    def dtype(self) -> str:
+        return "float32" if self.T == F32 else "float64"
 
     def emit(self, expr: sp.Basic) -> ir.Value:
         """The value of ``expr`` (an i1 for a relational/boolean expression)."""
         subs, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("_t"), order="none")
-        for sym, sub in subs:
-            self.memo[sym] = self._value(sub)
+        self.defs.update(subs)
         return self._value(reduced)
 
     # -- dispatch -------------------------------------------------------------------------
-    def _value(self, e):
-        if e in self.memo:
-            return self.memo[e]
-        v = self._emit(e)
-        self.memo[e] = v
-        return v
+    def _float_type(self, e):
+        """The float type ``e`` computes in: its float leaves' (conditions and comparisons
+        excluded), or None for a boolean and a term of constants only."""
+        if e in self.types:
+            return self.types[e]
+        if isinstance(e, sp.Symbol):
+            t = self._float_type(self.defs[e]) if e in self.defs else self.leaf_types.get(e.name)
+        elif is_boolean(e):
+            t = None
+        else:
+            args = [v for v, _ in e.args] if isinstance(e, sp.Piecewise) else e.args
+            t = next((t for t in map(self._float_type, args) if t is not None), None)
+        self.types[e] = t
+        return t
+
+    def _value(self, e, context=None):
+        """The IR value of ``e``; ``context``: the float type of a constant-only term."""
+        outer = self.T
+        self.T = self._float_type(e) or context or outer
+        try:
+            key = (e, self.T)
+            if key not in self.memo:
+                self.memo[key] = self._emit(e)
+            return self.memo[key]
+        finally:
+            self.T = outer
 
     def _emit(self, e):
         b, T = self.b, self.T
         if isinstance(e, sp.Symbol):
-            return self.leaf(int(e.name[1:]))
+            return self._value(self.defs[e]) if e in self.defs else self.leaf(int(e.name[1:]))
         if e is sp.true or e is sp.false:
             return ir.Constant(I1, int(bool(e)))
         if e.is_Number or e.is_NumberSymbol:   # Integer, Rational, Float, oo, nan, E, pi
@@ -88,8 +127,10 @@ class ScalarPrinter:
             return self._pow(*e.args)
         if isinstance(e, real_sqrt):
             return self._sqrt(self._value(e.args[0]))
-        if type(e) in _FCMP:
+        if isinstance(e, _Compare):
             return self._compare(e)
+        if type(e) in _BYTE_CMP:   # over a bool leaf's byte (``Ne(x_k, 0)``, or its negation)
+            return self.b.fcmp_ordered(_BYTE_CMP[type(e)], *self._operands(e))
         if isinstance(e, sp.Piecewise):
             return self._piecewise(e.args)
         if isinstance(e, (sp.And, sp.Or)):
@@ -186,21 +227,27 @@ class ScalarPrinter:
         fn = get_math_fn(self.module, "pow", self.dtype)
         return b.call(fn, [self._value(base), self._value(exp)])
 
-    def _number(self, e):
-        """A numeric operand: a bool leaf (an i1, as in ``Ne(x_k, 0)``) counts as 0 or 1."""
-        v = self._value(e)
-        return self.b.uitofp(v, self.T) if v.type == I1 else v
+    def _number(self, e, T):
+        """A numeric operand of type ``T``: a bool leaf (an i1, as in ``Ne(x_k, 0)``) counts
+        as 0 or 1."""
+        v = self._value(e, T)
+        return self.b.uitofp(v, T) if v.type == I1 else v
+
+    def _operands(self, e):
+        """The operands of a comparison, in their own float type (the dtype around the
+        comparison where both are constants)."""
+        T = self._float_type(e.lhs) or self._float_type(e.rhs) or self.T
+        return self._number(e.lhs, T), self._number(e.rhs, T)
 
     def _compare(self, e):
-        op = _FCMP[type(e)]
-        a, c = self._number(e.lhs), self._number(e.rhs)
-        if op == "!=":
-            return self.b.fcmp_unordered("!=", a, c)
-        return self.b.fcmp_ordered(op, a, c)
+        """numpy's comparison: ordered (false on NaN), ``!=`` unordered (une: true on NaN)."""
+        ordered, op = e._fcmp
+        fcmp = self.b.fcmp_ordered if ordered else self.b.fcmp_unordered
+        return fcmp(op, *self._operands(e))
 
     def _bool(self, e):
         v = self._value(e)
-        return v if v.type == I1 else self.b.fcmp_unordered("!=", v, ir.Constant(self.T, 0.0))
+        return v if v.type == I1 else self.b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
 
     def _piecewise(self, pieces):
         value, cond = pieces[-1]
@@ -236,9 +283,12 @@ def element_fn(node):
         else:
             syms = [leaf_value(k, i.dtype) for k, i in enumerate(node.inputs)]
             expr = REGISTRY[op].scalar(*syms)
-        cdtype = next((i.dtype for i in node.inputs if i.dtype in ("float32", "float64")),
-                      node.dtype if node.dtype != "bool" else "float64")
-        return lambda b, vals, idx: ScalarPrinter(b, cdtype, lambda k: vals[k]).emit(expr)
+        # the result's dtype; for a bool result, that of its first float operand
+        cdtype = node.dtype if node.dtype in ("float32", "float64") else next(
+            (i.dtype for i in node.inputs if i.dtype in ("float32", "float64")), "float64")
+        dtypes = tuple(i.dtype for i in node.inputs)
+        return lambda b, vals, idx: ScalarPrinter(b, cdtype, lambda k: vals[k],
+                                                  dtypes).emit(expr)
     if op in ("broadcast", "transpose"):
         return lambda b, vals, idx: vals[0]
     if op == "cast" and node.dtype in LLVM_TYPES:
