@@ -145,3 +145,23 @@ def test_double_where_gradients_of_gradients():
     h = aj.compile(hx, backend="interp")(x=X)
     # y = x^2.5 for x > 0: y'' = 3.75 x^0.5
     np.testing.assert_allclose(h, [0.0, 0.0, 3.75, 7.5], rtol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["ptx"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logsumexp_of_infinite_rows(backend, dtype):
+    """A row of -inf (fully masked) gives -inf and a row holding +inf gives +inf, as
+    numpy, scipy and PyTorch: the max shift is 0 when the max is infinite (shifting by
+    it gave -inf - -inf = NaN).  The gradient is softmax's, NaN where PyTorch's is."""
+    x = aj.input("x", (None, 3), dtype)
+    rows = np.array([[-np.inf] * 3, [np.inf, 1.0, 2.0], [-np.inf, 0.0, 0.0],
+                     [1000.0, 1000.0, -np.inf], [np.nan, 0.0, 0.0]], dtype)
+    outs = [aj.logsumexp(x), aj.grad(aj.sum(aj.logsumexp(x)), x)]
+    f = (aj.compile(outs, backend="ptx", emulate=True) if backend == "ptx"
+         else aj.compile(outs, backend=backend))
+    lse, g = f(x=rows)
+    want = [-np.inf, np.inf, math.log(2), 1000.0 + math.log(2), np.nan]
+    np.testing.assert_allclose(lse, np.array(want, dtype), rtol=1e-6)
+    want_g = [[np.nan] * 3, [np.nan, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.5, 0.0],
+              [np.nan] * 3]
+    np.testing.assert_allclose(g, np.array(want_g, dtype), rtol=1e-6, atol=1e-7)

@@ -12,10 +12,13 @@ from ..ir import INT_DTYPES, DTypeError, Node, ShapeError, label, shape_str
 def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
     """log(sum(exp(x), axis)), computed as m + log(sum(exp(x - m))) with m the max.
 
-    -inf entries (masked) add nothing while the row holds a finite entry.
+    -inf entries (masked) add nothing while the row holds a finite entry; a row of -inf
+    gives -inf and a row holding +inf gives +inf (as numpy, scipy and PyTorch).  So an
+    infinite max shifts by 0 (-inf - -inf would be NaN).
     """
     x = F._lift(x)
-    m = F.stop_gradient(F.max(x, axis=axis, keepdims=True))
+    top = F.max(x, axis=axis, keepdims=True)
+    m = F.stop_gradient(F.where(F.abs(top) < float("inf"), top, 0.0))
     out = F.log(F.sum(F.exp(x - m), axis=axis, keepdims=True)) + m
     axes = F._axes(x, axis)
     return out if keepdims else F.reshape(out, tuple(d for i, d in enumerate(x.shape)
