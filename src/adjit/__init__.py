@@ -14,7 +14,8 @@ from . import passes  # noqa: F401  (registers the fused op)
 from . import show  # noqa: F401  (aj.show: equations, traces, pictures, reports)
 from .autodiff import grad
 from .compiled import Compiled, compile
-from .frontend import (abs, broadcast_to, cast, const, cos, equal, exp, input, log, matmul, max,
+from .frontend import (abs, broadcast_to, cast, const, cos, equal, exp, greater, greater_equal,
+                       input, less, less_equal, log, matmul, max,
                        maximum, mean, minimum, not_equal, one_hot, param, relu, reshape, sigmoid, sign, sin,
                        softplus, sqrt, stop_gradient, sum, tanh, transpose, where)
 from .gradcheck import GradCheckReport, GradientCheckError, check_grads
@@ -27,7 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cos", "cross_entropy",
-    "equal", "exp", "grad", "input", "log", "log_softmax", "logsumexp", "matmul", "max",
+    "equal", "exp", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log", "log_softmax", "logsumexp", "matmul", "max",
     "maximum", "mean", "minimum", "mse", "not_equal", "one_hot", "param", "relu", "reshape", "sigmoid", "sign",
     "sin", "softmax", "softplus", "sqrt", "stop_gradient", "sum", "tanh", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",

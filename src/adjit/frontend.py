@@ -183,6 +183,26 @@ def not_equal(a, b):
     return _elementwise("not_equal", a, b)
 
 
+def greater(a, b):
+    """Elementwise ``a > b`` (a bool node; false where either is NaN)."""
+    return _elementwise("greater", a, b)
+
+
+def greater_equal(a, b):
+    """Elementwise ``a >= b`` (a bool node; false where either is NaN)."""
+    return _elementwise("greater_equal", a, b)
+
+
+def less(a, b):
+    """Elementwise ``a < b`` (a bool node; false where either is NaN)."""
+    return _elementwise("less", a, b)
+
+
+def less_equal(a, b):
+    """Elementwise ``a <= b`` (a bool node; false where either is NaN)."""
+    return _elementwise("less_equal", a, b)
+
+
 def stop_gradient(x: Node) -> Node:
     """Identity in the forward pass; zero derivative."""
     return make("stop_gradient", (x,))
