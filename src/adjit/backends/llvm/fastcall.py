@@ -111,7 +111,11 @@ class _Primer:
         EVICT_AFTER calls of unprimed batch sizes: a caller cycling through more sizes
         than N_PRIMED mostly takes the Python path instead of re-priming every call."""
         from .runtime import dedicated_state
-        with self.lock:
+        # never wait: the holder may be this very thread (a signal handler or finalizer
+        # calling the function while it primes); priming is only an optimization
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
             if batch in self.blocks:
                 return
             k = next((i for i in range(fir.N_PRIMED) if not self.slots[i]), None)
@@ -131,6 +135,8 @@ class _Primer:
             self.slots[k] = ctypes.addressof(words)
             self.blocks[batch] = (k, words, st)
             self.retired = [r for r in self.retired if r[1][fir.P_LOCK] != 0]
+        finally:
+            self.lock.release()
 
 
 def _reprimer(fallback, primer: _Primer, specs):
