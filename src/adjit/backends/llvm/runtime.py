@@ -50,6 +50,8 @@ def _find_data_offset() -> int | None:
     probes = [np.empty(3), np.zeros((2, 5), np.float32)[1], np.asarray(0.5),
               np.arange(7, dtype=np.int64)[2:], np.empty(0)]
     for off in (16, 24, 32):
+        if off + 8 > np.ndarray.__basicsize__:     # never read past the array struct
+            break
         if all(ctypes.c_void_p.from_address(id(a) + off).value == a.ctypes.data for a in probes
                if a.size):
             return off
@@ -220,6 +222,12 @@ class NativeFunction:
         ``fallback``; None when this function is not eligible."""
         from .fastcall import make_fastcall
         return make_fastcall(self, fallback, binder, single, bound)
+
+    def fastcall_reason(self) -> str:
+        """Why :meth:`fastcall` answered None for a caller of this function."""
+        from .fastcall import mode_and_reason
+        return mode_and_reason(self)[1] or ("its arguments, outputs or bound arrays do not "
+                                            "fit the native entry")
 
     # -- inspection --------------------------------------------------------------------------
     def profile(self, top: int | None = 15, as_rows: bool = False):
