@@ -237,6 +237,10 @@ def _install_native(obj, impl, method, binder: Binder, bound: "Bound | None" = N
     single = (bound.fn if bound is not None else obj)._single
     native = (make(types.MethodType(method, obj), binder, single, bound)
               if make is not None else None)
+    # why the checked Python path serves every call (None: the native entry is installed)
+    why = getattr(impl, "fastcall_reason", None) if make is not None else None
+    obj.native_call_reason = (None if native is not None else why() if why is not None else
+                              "no native entry for this backend, or check_nans=True")
     if native is not None:
         obj.__class__ = type(type(obj).__name__, (type(obj),),
                              {"__call__": native, "__module__": __name__,

@@ -34,9 +34,11 @@ compiled per process (its IR names no model and no address; everything is read f
 *context*, a ctypes structure passed as the builtin's ``self``), so a model pays only
 for its context.
 
-Object layouts and C-API entries come from :mod:`.fastcall_probe` (no fastcall when a
-probe fails).  ``ADJIT_FASTCALL=0`` switches the fastcall off, ``ADJIT_FASTCALL_ARRAYS=0``
-only the primed route.
+Object layouts and C-API entries come from :mod:`.fastcall_probe` (no fastcall on an
+untested Python/numpy pair, a free-threaded build, or when a probe fails: see
+:func:`.fastcall_probe.unavailable`).  ``ADJIT_FASTCALL=0`` switches the fastcall off,
+``ADJIT_FASTCALL=force`` tries it on untested versions, ``ADJIT_FASTCALL_ARRAYS=0`` only
+the primed route.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ import numpy as np
 from . import fastcall_ir as fir
 from .fastcall_probe import (ALIGNED, C_CONTIGUOUS, METH_FASTCALL_KEYWORDS, SCALARS, WRITEABLE,
                              Context, MethodDef, pyapi)
-from .fastcall_probe import SETUP as _SETUP
+from . import fastcall_probe as fprobe
 from .target import compile_ir
 from .target.forksafe import Lock
 
@@ -64,7 +66,7 @@ def _wrapper_address() -> int:
     global _wrapper, _wrapper_addr
     with _wrapper_lock:
         if _wrapper is None:
-            ir_text = fir.wrapper_ir(_SETUP[0]["ctx_off"])
+            ir_text = fir.wrapper_ir(fprobe.setup()[0]["ctx_off"])
             _wrapper = compile_ir(ir_text, opt_level=1, name="adjit_fastcall")
             _wrapper_addr = _wrapper.address(fir.NAME)
         return _wrapper_addr
@@ -73,20 +75,28 @@ def _wrapper_address() -> int:
 def _mode(native) -> str | None:
     """``"stack"`` (all 0-d, small: arena on the stack, GIL held), ``"primed"`` (arrays:
     a primed state per batch size, GIL released), or None (no fastcall)."""
+    return mode_and_reason(native)[0]
+
+
+def mode_and_reason(native) -> tuple[str | None, str | None]:
+    """(:func:`_mode`, why there is no mode: None when there is one)."""
     plan = native.plan
-    if _SETUP is None or os.environ.get("ADJIT_FASTCALL", "1").strip() == "0":
-        return None
+    why = fprobe.unavailable()
+    if why is not None:
+        return None, why
     if native._counters is not None:
-        return None
+        return None, "compiled with profile=True"
     if plan.n_slots > fir.MAX_SLOTS or len(plan.graph.outputs) > fir.MAX_OUTPUTS:
-        return None
+        return None, f"more than {fir.MAX_SLOTS} slots or {fir.MAX_OUTPUTS} outputs"
     values = list(plan.graph.inputs) + list(plan.graph.outputs)
     if any(len(n.shape) > fir.MAX_ND for n in values):
-        return None
+        return None, f"an input or output of rank above {fir.MAX_ND}"
     if (all(n.shape == () for n in values) and not any(n.op == "matmul" for n in plan.steps)
             and plan.arena_offsets(0)[1] <= fir.ARENA_BYTES):
-        return "stack"
-    return None if os.environ.get("ADJIT_FASTCALL_ARRAYS", "1").strip() == "0" else "primed"
+        return "stack", None
+    if os.environ.get("ADJIT_FASTCALL_ARRAYS", "1").strip() == "0":
+        return None, "array functions switched off by ADJIT_FASTCALL_ARRAYS=0"
+    return "primed", None
 
 
 def eligible(native) -> bool:
@@ -116,7 +126,11 @@ class _Primer:
         EVICT_AFTER calls of unprimed batch sizes: a caller cycling through more sizes
         than N_PRIMED mostly takes the Python path instead of re-priming every call."""
         from .runtime import dedicated_state
-        with self.lock:
+        # never wait: the holder may be this very thread (a signal handler or finalizer
+        # calling the function while it primes); priming is only an optimization
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
             if batch in self.blocks:
                 return
             k = next((i for i in range(fir.N_PRIMED) if not self.slots[i]), None)
@@ -136,6 +150,8 @@ class _Primer:
             self.slots[k] = ctypes.addressof(words)
             self.blocks[batch] = (k, words, st)
             self.retired = [r for r in self.retired if r[1][fir.P_LOCK] != 0]
+        finally:
+            self.lock.release()
 
 
 def _reprimer(fallback, primer: _Primer, specs):
@@ -176,7 +192,7 @@ def make_fastcall(native, fallback, binder, single: bool, bound=None):
     mode = _mode(native)
     if mode is None:
         return None
-    lay, api = _SETUP
+    lay, api = fprobe.setup()
     plan = native.plan
     specs = binder.specs        # (name, shape, dtype, is_float, first batch dim), sorted
     if len(specs) > fir.MAX_INPUTS:

@@ -4,6 +4,14 @@ Per thread and batch size, a state holds the pointer table (``void*[n_slots]``) 
 arena of temporaries (offsets planned by :meth:`Plan.arena_offsets`); the GEMM workspace
 is one per thread, shared by all its states.  Concurrent calls from several threads never
 share scratch memory.
+
+A state is *busy* from the moment a call takes it until its native call has returned.
+Python code can run in that window on the same thread -- a signal handler (between two
+bytecodes), a finalizer or ``gc.callbacks`` run by a collection -- and may call the same
+function again: that nested call finds the state busy and takes a spare state (one kept per
+thread and batch size, or a fresh one when that is busy too), so it never rewrites the
+table the outer call has filled.  The arena and the GEMM workspace hold nothing between
+native calls, and a thread runs one native call at a time, so only the table needs it.
 Outputs are fresh numpy arrays every call: results never alias the arena, the
 inputs, or earlier results.  ctypes releases the GIL during the native call.
 """
@@ -42,6 +50,8 @@ def _find_data_offset() -> int | None:
     probes = [np.empty(3), np.zeros((2, 5), np.float32)[1], np.asarray(0.5),
               np.arange(7, dtype=np.int64)[2:], np.empty(0)]
     for off in (16, 24, 32):
+        if off + 8 > np.ndarray.__basicsize__:     # never read past the array struct
+            break
         if all(ctypes.c_void_p.from_address(id(a) + off).value == a.ctypes.data for a in probes
                if a.size):
             return off
@@ -79,6 +89,7 @@ class _State:
                  own_workspace: bool = False):
         self.batch = batch
         self.bound = None   # the Bound whose arrays the table holds
+        self.busy = False   # a call on this thread is between taking it and its return
         offsets, size = plan.arena_offsets(batch)
         # a clear MemoryError (batch size, bytes) before allocating, never an OOM kill
         out_bytes = sum(numel(o.shape).eval(batch) * np.dtype(o.dtype).itemsize
@@ -148,6 +159,22 @@ class NativeFunction:
         local.last = st
         return st
 
+    def _spare(self, batch: int) -> _State:
+        """A state for a call made while this thread's state of ``batch`` is busy (a
+        re-entrant call: a signal handler, a finalizer): this thread's spare for the batch
+        size if it is free, else a new one (kept as the spare)."""
+        local = self._local
+        spares = getattr(local, "spares", None)
+        if spares is None:
+            spares = local.spares = {}
+        st = spares.get(batch)
+        if st is None or st.busy:
+            st = _State(self.plan, batch, self._updates)
+            if batch not in spares and len(spares) >= MAX_STATES:
+                del spares[next(iter(spares))]
+            spares[batch] = st
+        return st
+
     def __call__(self, values: dict, batch: int | None, bound=None) -> list[np.ndarray]:
         """Run the native entry on ``values`` (every input, or the free ones of ``bound``).
 
@@ -159,26 +186,32 @@ class NativeFunction:
         """
         b = 0 if batch is None else batch
         st = self._state(b)
-        table = st.table
-        # (the caller may pass inputs the lowered graph no longer reads: no slot, skipped)
-        if st.bound is not bound or _PTR is not id:   # plain addresses: re-read every call
-            if bound is not None:
-                for name, slot in self._inputs:
-                    if name in bound.values:
-                        table[slot] = _PTR(bound.values[name])
-                for slot, name in st.in_place:
-                    if name in bound.values:
-                        table[slot] = _PTR(bound.values[name])
-            st.bound = bound
-        for name, slot in self._inputs:
-            arr = values.get(name)
-            if arr is not None:
-                table[slot] = _PTR(arr)
-        outs = _fresh_outputs(st)
-        for slot, name in st.in_place:
-            if name in values:
-                table[slot] = _PTR(values[name])
-        self._entry(st.table_address, b)
+        if st.busy:                  # a call re-entered on this thread (see module doc)
+            st = self._spare(b)
+        st.busy = True               # (every slot is written after this, never before)
+        try:
+            table = st.table
+            # (the caller may pass inputs the lowered graph no longer reads: no slot)
+            if st.bound is not bound or _PTR is not id:   # plain addresses: re-read every call
+                if bound is not None:
+                    for name, slot in self._inputs:
+                        if name in bound.values:
+                            table[slot] = _PTR(bound.values[name])
+                    for slot, name in st.in_place:
+                        if name in bound.values:
+                            table[slot] = _PTR(bound.values[name])
+                st.bound = bound
+            for name, slot in self._inputs:
+                arr = values.get(name)
+                if arr is not None:
+                    table[slot] = _PTR(arr)
+            outs = _fresh_outputs(st)
+            for slot, name in st.in_place:
+                if name in values:
+                    table[slot] = _PTR(values[name])
+            self._entry(st.table_address, b)
+        finally:
+            st.busy = False
         return outs
 
     call_bound = __call__     # what Compiled.bind looks for
@@ -189,6 +222,12 @@ class NativeFunction:
         ``fallback``; None when this function is not eligible."""
         from .fastcall import make_fastcall
         return make_fastcall(self, fallback, binder, single, bound)
+
+    def fastcall_reason(self) -> str:
+        """Why :meth:`fastcall` answered None for a caller of this function."""
+        from .fastcall import mode_and_reason
+        return mode_and_reason(self)[1] or ("its arguments, outputs or bound arrays do not "
+                                            "fit the native entry")
 
     # -- inspection --------------------------------------------------------------------------
     def profile(self, top: int | None = 15, as_rows: bool = False):

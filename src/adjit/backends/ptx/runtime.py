@@ -6,6 +6,12 @@ device buffer each, and split reductions share one scratch buffer.  A call uploa
 runs the launches in order (each one decides from the batch size whether it runs and on how
 many blocks), and downloads fresh output arrays.  Calls are serialized by a lock; the buffers
 of the four most recent batch sizes are kept.
+
+A call may re-enter on the thread that holds the lock (a signal handler, a finalizer or
+``gc.callbacks`` calling the same function while a call runs Python code): the lock is
+re-entrant, a state is *busy* while a call uses it, and a nested call that finds its batch
+size's state busy runs on temporary buffers it frees afterwards.  A busy state is never
+evicted (it is freed when its call ends).
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ class _State:
 
     def __init__(self, plan: Plan, launches: list[Launch], dev, batch: int):
         self.dev, self.owned = dev, []
+        self.busy = False       # a call is between taking it and its last download
+        self.evicted = False    # dropped from the cache while busy: freed when released
         self.ptrs = [0] * plan.n_slots
         offsets, size = plan.arena_offsets(batch)
         arena = self._alloc(size)
@@ -69,7 +77,7 @@ class PtxFunction:
         self._sources = sources                     # a .Sources (IR, PTX per arch)
         self._make_device = make_device
         self._device = None
-        self._lock = Lock()     # fresh in a forked child
+        self._lock = Lock(reentrant=True)   # re-entrant (see the module doc); fresh in a forked child
         self._states: OrderedDict[int, _State] = OrderedDict()
         self._consts: dict[int, int] = {}
         self._inputs = [(n.name, plan.storage[n.id].slot) for n in plan.inputs]
@@ -79,7 +87,9 @@ class PtxFunction:
     def device(self):
         """The device the kernels run on (made on first use; raises NoCudaError without one)."""
         if self._device is None:
-            self._device = self._make_device()
+            dev = self._make_device()
+            if self._device is None:        # (a nested call may have made one meanwhile)
+                self._device = dev
         return self._device
 
     def __call__(self, values: dict, batch: int | None) -> list[np.ndarray]:
@@ -88,15 +98,24 @@ class PtxFunction:
             dev = self.device
             dev.activate()
             st = self._state(dev, b)
-            for name, slot in self._inputs:
-                dev.upload(st.ptrs[slot], values[name])
-            self._launch(dev, st, b)
-            outs = []
-            for shape, dtype, slot in st.outputs:
-                arr = np.empty(shape, dtype=dtype)
-                dev.download(arr, st.ptrs[slot])
-                outs.append(arr)
-            dev.synchronize()
+            if st.busy:                     # a nested call on this thread: own buffers
+                st = _State(self.plan, self.launches, dev, b)
+                st.evicted = True
+            st.busy = True
+            try:
+                for name, slot in self._inputs:
+                    dev.upload(st.ptrs[slot], values[name])
+                self._launch(dev, st, b)
+                outs = []
+                for shape, dtype, slot in st.outputs:
+                    arr = np.empty(shape, dtype=dtype)
+                    dev.download(arr, st.ptrs[slot])
+                    outs.append(arr)
+                dev.synchronize()
+            finally:
+                st.busy = False
+                if st.evicted:
+                    st.free()
             return outs
 
     def replay(self, batch: int | None) -> None:
@@ -105,6 +124,8 @@ class PtxFunction:
         b = 0 if batch is None else batch
         with self._lock:
             st, dev = self._states[b], self.device
+            if st.busy:
+                raise RuntimeError("replay: a call of this batch size is in progress")
             dev.activate()
             self._launch(dev, st, b)
             dev.synchronize()
@@ -120,7 +141,11 @@ class PtxFunction:
         if st is None:
             st = self._states[batch] = _State(self.plan, self.launches, dev, batch)
             while len(self._states) > KEEP_STATES:
-                self._states.popitem(last=False)[1].free()
+                old = self._states.popitem(last=False)[1]
+                if old.busy:                # an outer call on this thread still uses it
+                    old.evicted = True
+                else:
+                    old.free()
         self._states.move_to_end(batch)
         return st
 
@@ -134,8 +159,12 @@ class PtxFunction:
         p = self._consts.get(node.id)
         if p is None:
             arr = np.ascontiguousarray(node.attr("value").array)
-            p = self._consts[node.id] = dev.alloc(max(arr.nbytes, 1))
+            p = dev.alloc(max(arr.nbytes, 1))
             dev.upload(p, arr)
+            shared = self._consts.setdefault(node.id, p)  # (a nested call may have won)
+            if shared != p:
+                dev.free(p)
+            p = shared
         return p
 
     # -- inspection ---------------------------------------------------------------------------
