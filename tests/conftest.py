@@ -14,10 +14,18 @@ _SAVED = {}
 
 
 def pytest_configure(config):
-    """Before collection (modules may compile at import): point adjit at a session cache."""
+    """Before collection (modules may compile at import): point adjit at a session cache.
+
+    On a Python/numpy pair the native fast-call entry was not tested with, users get the
+    checked Python path; the suite instead forces the native entry (its layout probes
+    still decide), so its tests show whether the pair can join ``fastcall_probe.TESTED``.
+    """
     _SAVED["dir"] = tempfile.mkdtemp(prefix="adjit-test-cache-")
     _SAVED["env"] = os.environ.get("ADJIT_CACHE_DIR")
     os.environ["ADJIT_CACHE_DIR"] = _SAVED["dir"]
+    from adjit.backends.llvm import fastcall_probe
+    if "ADJIT_FASTCALL" not in os.environ and fastcall_probe.versions() not in fastcall_probe.TESTED:
+        os.environ["ADJIT_FASTCALL"] = "force"
 
 
 def pytest_unconfigure(config):
