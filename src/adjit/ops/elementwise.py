@@ -180,17 +180,26 @@ unary("abs", sp.Abs, lambda x, y, g: g * _F().sign(x), kinks=lambda x: x)
 _declare("sign", sp.sign, (None,), 1, _float_rule("sign"), (-2.0, 2.0), differentiable=False)
 
 # --- binary -----------------------------------------------------------------------------
-def literal(node) -> float | None:
-    """The value of a constant (possibly broadcast) whose elements are all equal, else None."""
+def splat(node):
+    """The one value (a numpy scalar) that every element of a constant (possibly
+    broadcast) holds, else None; NaN counts as one value."""
     while node.op == "broadcast":
         node = node.inputs[0]
     if node.op != "const":
         return None
     arr = node.attr("value").array
-    if arr.size == 0 or arr.dtype.kind not in "fiu":
+    if arr.size == 0 or arr.dtype.kind not in "biuf":
         return None
     first = arr.reshape(-1)[0]
-    return float(first) if np.all(arr == first) else None
+    if np.all(arr == first) or (arr.dtype.kind == "f" and np.all(np.isnan(arr))):
+        return first
+    return None
+
+
+def literal(node) -> float | None:
+    """The value of a numeric constant (possibly broadcast) whose elements are all equal."""
+    v = splat(node)
+    return None if v is None or v.dtype.kind == "b" else float(v)
 
 
 def _pow_grad_base(a, b, g):

@@ -29,7 +29,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, Node
-from ..ops.elementwise import numpy_lambdify
+from ..ops.elementwise import numpy_lambdify, splat
 from ..ops.realfn import numeric
 from ..ops.registry import REGISTRY, Op, make, register
 from .rewrite import rewrite
@@ -55,17 +55,10 @@ def _number(node: Node, new: Node):
     two users).  So literals reach the printers as numbers wherever they are used."""
     if new.op == "fused" and not new.inputs:
         return new.attr("expr")
-    while node.op == "broadcast":
-        node = node.inputs[0]
-    if node.op != "const":
+    first = splat(node)
+    if first is None:
         return None
-    arr = node.attr("value").array
-    if arr.size == 0 or arr.dtype.kind not in "biuf":
-        return None
-    first = arr.reshape(-1)[0]
-    if not (np.all(arr == first) or (arr.dtype.kind == "f" and np.all(np.isnan(arr)))):
-        return None
-    return numeric(first.item() if arr.dtype.kind == "b" else first)
+    return numeric(first.item() if first.dtype.kind == "b" else first)
 
 
 def _compose(n: Node, args: list):
