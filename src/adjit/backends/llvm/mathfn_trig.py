@@ -87,21 +87,34 @@ class TrigMixin:
         x = (q + 4n)*pi/2 + r; meaningful for |x| >= 1 (other lanes get garbage, never UB)."""
         b, k = self.b, self.k
         f32 = self.it.width == 32
-        P, L = PH["f32" if f32 else "f64"]["P"], PH["f32" if f32 else "f64"]["L"]
+        ph = PH["f32" if f32 else "f64"]
+        P, L = ph["P"], ph["L"]
         mant = k["MANT"]
         c64 = lambda v: ir.Constant(I64, v)               # noqa: E731
         xi = self.bits(x)
         xi = b.zext(xi, I64) if f32 else xi
         e = b.sub(b.and_(b.lshr(xi, c64(mant)), c64(2 * k["EMAX"] + 1)), c64(k["BIAS"]))
-        e = self.sel(b.icmp_signed("<", e, c64(0)), c64(0), e)          # garbage lanes only
+        e_min = int(ph["PH_MIN"]).bit_length() - 1            # smaller |x|: garbage lanes
+        e = self.sel(b.icmp_signed("<", e, c64(e_min)), c64(e_min), e)
         e = self.sel(b.icmp_signed(">", e, c64(k["EMAX"])), c64(k["EMAX"]), e)   # inf, NaN
         m = b.or_(b.and_(xi, c64((1 << mant) - 1)), c64(1 << mant))
-        # The window starts at bit g0 of the table: in [0, 32*len - 32*(L+1)] for E in range.
+        # The window starts at bit g0 of the table: word j, bit sh.
         g0 = b.add(e, c64(PAD_BITS - P - 1))
         j, sh = b.lshr(g0, c64(5)), b.and_(g0, c64(31))
-        tab = _table(self.module)
-        words = [b.zext(b.load(b.gep(tab, [ir.Constant(I32, 0), b.add(j, c64(i))],
-                                     inbounds=True)), I64) for i in range(L + 1)]
+        j_lo, j_hi = (e_min + PAD_BITS - P - 1) >> 5, (k["EMAX"] + PAD_BITS - P - 1) >> 5
+        assert j_hi + L < len(TWO_OVER_PI)
+        if j_hi - j_lo < 8:       # float32: a few selects (gathers are slow on x86)
+            is_j = {jv: b.icmp_unsigned("==", j, c64(jv)) for jv in range(j_lo + 1, j_hi + 1)}
+            words = []
+            for i in range(L + 1):
+                w = c64(TWO_OVER_PI[j_lo + i])
+                for jv, cond in is_j.items():
+                    w = self.sel(cond, c64(TWO_OVER_PI[jv + i]), w)
+                words.append(w)
+        else:                     # float64: loads from the constant table
+            tab = _table(self.module)
+            words = [b.zext(b.load(b.gep(tab, [ir.Constant(I32, 0), b.add(j, c64(i))],
+                                         inbounds=True)), I64) for i in range(L + 1)]
         win = []                                          # window words, most significant first
         for i in range(L):
             pair = b.or_(b.shl(words[i], c64(32)), words[i + 1])
