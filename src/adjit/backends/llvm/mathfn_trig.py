@@ -54,11 +54,13 @@ _MASK32 = 0xFFFFFFFF
 
 
 def _table(module: ir.Module) -> ir.GlobalVariable:
+    """TWO_OVER_PI as 64-bit words (a zero word appended), for the float64 loads."""
     g = module.globals.get(TABLE_NAME)
     if g is None:
-        ty = ir.ArrayType(I32, len(TWO_OVER_PI))
+        w = list(TWO_OVER_PI) + [0] * (len(TWO_OVER_PI) % 2)
+        ty = ir.ArrayType(I64, len(w) // 2)
         g = ir.GlobalVariable(module, ty, TABLE_NAME)
-        g.initializer = ir.Constant(ty, list(TWO_OVER_PI))
+        g.initializer = ir.Constant(ty, [(w[i] << 32) | w[i + 1] for i in range(0, len(w), 2)])
         g.global_constant, g.linkage, g.unnamed_addr, g.align = True, "internal", True, 16
     return g
 
@@ -111,14 +113,20 @@ class TrigMixin:
                 for jv, cond in is_j.items():
                     w = self.sel(cond, c64(TWO_OVER_PI[jv + i]), w)
                 words.append(w)
-        else:                     # float64: loads from the constant table
+            win = []                                      # window words, most significant first
+            for i in range(L):
+                pair = b.or_(b.shl(words[i], c64(32)), words[i + 1])
+                win.append(b.lshr(b.shl(pair, sh), c64(32)))
+        else:                     # float64: (L/2 + 1) loads of 64-bit words
+            j2, sh2 = b.lshr(g0, c64(6)), b.and_(g0, c64(63))
             tab = _table(self.module)
-            words = [b.zext(b.load(b.gep(tab, [ir.Constant(I32, 0), b.add(j, c64(i))],
-                                         inbounds=True)), I64) for i in range(L + 1)]
-        win = []                                          # window words, most significant first
-        for i in range(L):
-            pair = b.or_(b.shl(words[i], c64(32)), words[i + 1])
-            win.append(b.lshr(b.shl(pair, sh), c64(32)))
+            w64 = [b.load(b.gep(tab, [ir.Constant(I32, 0), b.add(j2, c64(i))], inbounds=True))
+                   for i in range(L // 2 + 1)]
+            win = []
+            for i in range(L // 2):           # bits from g0 + 64i: a funnel shift, sh2 < 64
+                u = b.or_(b.shl(w64[i], sh2), b.lshr(b.lshr(w64[i + 1], c64(1)),
+                                                     b.sub(c64(63), sh2)))
+                win += [b.lshr(u, c64(32)), b.and_(u, c64(_MASK32))]
         v = win[::-1]                                     # least significant first
         ms = [m] if f32 else [b.and_(m, c64(_MASK32)), b.lshr(m, c64(32))]
         acc = [None] * L
