@@ -4,8 +4,9 @@
 NVPTX they do not lower at all (LLVM exits the process).  This module writes each function
 from operations that the loop vectorizer widens and every target lowers natively:
 fadd/fsub/fmul/fdiv, ``llvm.fma``, ``llvm.fabs``, ``llvm.copysign``, fcmp + select, bitcasts
-between float and int, and integer add/sub/and/shift.  There are no branches, no tables, no
-libm calls, and no fast-math flags (the algorithms rely on exact IEEE rounding).
+between float and int, and integer add/sub/and/shift/mul.  There are no branches, no libm
+calls and no fast-math flags (the algorithms rely on exact IEEE rounding); the only table is
+sin/cos's 2/pi bits (a constant global, float64 only; float32 selects its words).
 
 >>> import llvmlite.ir as ir
 >>> m = ir.Module()
@@ -36,19 +37,17 @@ every constant):
   rounding for tiny x, subnormals included.
 * tanh:  |x| < 0.55: |x| + |x|^3 P(x^2); otherwise 1 - 2/(expm1(2|x|) + 2), with |x|
   clamped where tanh rounds to 1 and the sign copied back (tanh(-0) = -0).
-* sin, cos: q = rint(x*2/pi), r = x - q*pi/2 with a three-part pi/2 and FMA (the first step
-  is exact because q*pi/2_hi and x are both multiples of ulp(1) and their difference is below
-  1), both polynomials on |r| <= pi/4, quadrant chosen with selects.  Accuracy holds to
-  |x| = 2^50 (f64, measured to 1e15) and to about 1e6 (f32; 2-5 ulp between 2e6 and 2^22).
-  For |x| > SINCOS_MAX (2^50 / 2^22) the result is NaN on purpose: the reduction no longer
-  works there and a wrong number would be silent.
+* sin, cos (:mod:`.mathfn_trig`): r = x - q*pi/2, both polynomials on |r| <= pi/4, quadrant
+  chosen with selects.  The reduction is Cody–Waite (three-part pi/2, FMA) below PH_MIN
+  (2^14 f32, 2^30 f64) and Payne–Hanek (exact integer product with a window of a 2/pi bit
+  table) above: accurate for every finite x; both are computed and one is selected.
 * pow(a, p) (two operands): numpy.power; exp(p log|a|) with the sign of a for odd integer p,
   integer-valued p found with rint (|p| + 2^MANT - 2^MANT), NaN for finite a < 0 and other p.
 
 Measured over dense grids of the useful ranges (tests/llvm/test_mathfn.py, ``pytest -s``):
 float64 max error vs long double, in ulps: exp 0.92, expm1 1.33, log 0.78, log1p 1.19,
-tanh 1.55, sin 1.48, cos 1.45; float32: every function within 1 ulp of the correctly
-rounded result (max true error 0.79 (log) .. 1.41 (cos) ulps).
+tanh 1.55, sin 1.48, cos 1.45 (sin/cos over the whole float range: 1.49); float32: every
+function within 1 ulp of the correctly rounded result (max true error 0.79 (log) .. 1.41 (cos) ulps).
 """
 
 from __future__ import annotations
