@@ -548,14 +548,8 @@ def test_every_elementwise_op_declares_its_kinks():
             assert n in SUBGRADIENT, f"{n}: document the derivative taken at its kinks"
 
 
-# sin/cos of |x| >= 1e16 (float32: 1e7) are NaN on the native backends (no argument
-# reduction for large magnitudes; numpy gives the finite value): FUZZ_FINDINGS.md, N1.
-_LARGE_TRIG = pytest.mark.xfail(strict=True, reason="native sin/cos of |x| >= 1e16 are NaN")
-
-
 def _edge_cases():
-    return [pytest.param(n, b, marks=[_LARGE_TRIG] if n in ("sin", "cos") and b != "interp"
-                         else []) for n in ELEMENTWISE_OPS for b in EDGE_BACKENDS]
+    return [pytest.param(n, b) for n in ELEMENTWISE_OPS for b in EDGE_BACKENDS]
 
 
 @pytest.mark.parametrize("name, backend", _edge_cases())

@@ -168,3 +168,26 @@ def test_many_batch_sizes_reuse_and_free_buffers():
         for g, w in zip(f(**args), ref(**args)):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
     assert len(f._impl._states) <= 4
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sin_cos_of_huge_arguments(dtype):
+    """sin/cos are accurate over the whole float range in the kernels (Payne–Hanek argument
+    reduction past 2^30 / 2^14; they were NaN past 2^50 / 2^22), ±inf and NaN give NaN."""
+    f32 = dtype == "float32"
+    rng = np.random.default_rng(4)
+    mag = np.exp(rng.uniform(0, np.log(3e38 if f32 else 1e300), 4000))
+    x = np.concatenate([mag, -mag, [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e7, 1e16, 1e22]])
+    x = x.astype(dtype)
+    node = aj.input("x", (None,), dtype)
+    outs = [aj.sin(node), aj.cos(node)]
+    ref_dt = np.float64 if f32 else np.longdouble
+    for opt in (0, 3):
+        got = emulated(outs, opt_level=opt)(x=x)
+        for y, ref in zip(got, (np.sin, np.cos)):
+            with np.errstate(invalid="ignore"):
+                want = ref(x.astype(ref_dt)).astype(dtype)
+            assert (np.isnan(y) == np.isnan(want)).all()
+            ok = ~np.isnan(want)
+            ulps = np.abs(y[ok].astype(ref_dt) - want[ok]) / np.spacing(np.abs(want[ok]))
+            assert ulps.max() <= 2, (dtype, opt, ulps.max(), x[ok][np.argmax(ulps)])

@@ -4,8 +4,9 @@
 NVPTX they do not lower at all (LLVM exits the process).  This module writes each function
 from operations that the loop vectorizer widens and every target lowers natively:
 fadd/fsub/fmul/fdiv, ``llvm.fma``, ``llvm.fabs``, ``llvm.copysign``, fcmp + select, bitcasts
-between float and int, and integer add/sub/and/shift.  There are no branches, no tables, no
-libm calls, and no fast-math flags (the algorithms rely on exact IEEE rounding).
+between float and int, and integer add/sub/and/shift/mul.  There are no branches, no libm
+calls and no fast-math flags (the algorithms rely on exact IEEE rounding); the only table is
+sin/cos's 2/pi bits (a constant global, float64 only; float32 selects its words).
 
 >>> import llvmlite.ir as ir
 >>> m = ir.Module()
@@ -36,24 +37,24 @@ every constant):
   rounding for tiny x, subnormals included.
 * tanh:  |x| < 0.55: |x| + |x|^3 P(x^2); otherwise 1 - 2/(expm1(2|x|) + 2), with |x|
   clamped where tanh rounds to 1 and the sign copied back (tanh(-0) = -0).
-* sin, cos: q = rint(x*2/pi), r = x - q*pi/2 with a three-part pi/2 and FMA (the first step
-  is exact because q*pi/2_hi and x are both multiples of ulp(1) and their difference is below
-  1), both polynomials on |r| <= pi/4, quadrant chosen with selects.  Accuracy holds to
-  |x| = 2^50 (f64, measured to 1e15) and to about 1e6 (f32; 2-5 ulp between 2e6 and 2^22).
-  For |x| > SINCOS_MAX (2^50 / 2^22) the result is NaN on purpose: the reduction no longer
-  works there and a wrong number would be silent.
+* sin, cos (:mod:`.mathfn_trig`): r = x - q*pi/2, both polynomials on |r| <= pi/4, quadrant
+  chosen with selects.  The reduction is Cody–Waite (three-part pi/2, FMA) below PH_MIN
+  (2^14 f32, 2^30 f64) and Payne–Hanek (exact integer product with a window of a 2/pi bit
+  table) above: accurate for every finite x; both are computed and one is selected.
 * pow(a, p) (two operands): numpy.power; exp(p log|a|) with the sign of a for odd integer p,
   integer-valued p found with rint (|p| + 2^MANT - 2^MANT), NaN for finite a < 0 and other p.
 
 Measured over dense grids of the useful ranges (tests/llvm/test_mathfn.py, ``pytest -s``):
 float64 max error vs long double, in ulps: exp 0.92, expm1 1.33, log 0.78, log1p 1.19,
-tanh 1.55, sin 1.48, cos 1.45; float32: every function within 1 ulp of the correctly
-rounded result (max true error 0.79 (log) .. 1.41 (cos) ulps).
+tanh 1.55, sin 1.48, cos 1.45 (sin/cos over the whole float range: 1.49); float32: every
+function within 1 ulp of the correctly rounded result (max true error 0.79 (log) .. 1.41 (cos) ulps).
 """
 
 from __future__ import annotations
 
 import llvmlite.ir as ir
+
+from .mathfn_trig import TrigMixin
 
 SUPPORTED = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sin", "cos"})   # one operand
 BINARY = frozenset({"pow"})                                                       # two operands
@@ -73,7 +74,6 @@ _C = {
         # exp: clamp x so that k stays in [-1077, 1025]; exp(-746) < 2^-1075 rounds to 0,
         # exp(710) overflows.  expm1 rounds to -1 below -40; tanh rounds to 1 above 20.
         EXP_LO=-746.0, EXP_HI=710.0, EXPM1_LO=-40.0, TANH_HI=20.0,
-        SINCOS_MAX=2.0 ** 50,
         # expm1(r) = r + r^2 (1/2 + r Q(r)),  |r| <= ln2/2
         Q=(0.16666666666666669, 0.041666666666666664, 0.008333333333330065,
            0.0013888888888886554, 0.00019841269863040545, 2.4801587317135164e-05,
@@ -102,7 +102,6 @@ _C = {
         PIO2=(1.5707963705062866, -4.371138828673793e-08, -1.7151245100058819e-15),
         SQRT_HALF_BITS=0x3F3504F3, MIN_NORMAL=2.0 ** -126, SUB_SHIFT=25,
         EXP_LO=-104.0, EXP_HI=89.0, EXPM1_LO=-20.0, TANH_HI=10.0,
-        SINCOS_MAX=2.0 ** 22,
         Q=(0.1666666716337204, 0.041666556149721146, 0.00833332072943449,
            0.0013926175888627768, 0.00019882690685335547),
         T=(0.6666668653488159, 0.3998878002166748, 0.29579949378967285),
@@ -152,7 +151,7 @@ def _intrinsic(module: ir.Module, name: str, fnty: ir.FunctionType) -> ir.Functi
     return fn
 
 
-class _Emitter:
+class _Emitter(TrigMixin):
     """Emits straight-line code for one dtype at the position of builder ``self.b``.
 
     Integers are the same width as the float (i32 for f32, i64 for f64) so that every
@@ -161,6 +160,7 @@ class _Emitter:
 
     def __init__(self, module: ir.Module, suffix: str):
         self.b: ir.IRBuilder | None = None      # set by the caller before emitting
+        self.module = module
         self.k = _C[suffix]
         self.ft = ir.FloatType() if suffix == "f32" else ir.DoubleType()
         self.it = ir.IntType(32 if suffix == "f32" else 64)
@@ -168,6 +168,12 @@ class _Emitter:
         self._fma = _intrinsic(module, "llvm.fma", ir.FunctionType(t, [t, t, t]))
         self._fabs = _intrinsic(module, "llvm.fabs", ir.FunctionType(t, [t]))
         self._copysign = _intrinsic(module, "llvm.copysign", ir.FunctionType(t, [t, t]))
+
+    def fma64(self, a, b, c):
+        """float64 fma (sin/cos reduce large float32 arguments in float64)."""
+        d = ir.DoubleType()
+        fn = _intrinsic(self.module, "llvm.fma", ir.FunctionType(d, [d, d, d]))
+        return self.b.call(fn, [a, b, c])
 
     # ---- small helpers -------------------------------------------------------------------
     def c(self, v: float) -> ir.Constant:
@@ -345,37 +351,6 @@ class _Emitter:
         y = self.sel(self.fcmp("==", x, pole), self.c(float("-inf")), y)
         bad = self.b.fcmp_unordered("<", x, pole)              # x < pole or x is NaN
         return self.sel(bad, self.c(float("nan")), y)
-
-    # ---- sin / cos -----------------------------------------------------------------------
-    def _sincos(self, x, quadrant_offset):
-        b, k = self.b, self.k
-        p1, p2, p3 = k["PIO2"]
-        qf, qi = self.round_mul(x, k["TWO_OVER_PI"])
-        r = self.fma(qf, self.c(-p1), x)          # exact: see module docstring
-        r = self.fma(qf, self.c(-p2), r)
-        r = self.fma(qf, self.c(-p3), r)
-        z = b.fmul(r, r)
-        sin_r = self.fma(b.fmul(r, z), self.poly(z, k["S"]), r)
-        hz = b.fmul(self.c(0.5), z)
-        w = b.fsub(self.c(1.0), hz)
-        corr = b.fsub(b.fsub(self.c(1.0), w), hz)          # exact rounding error of w
-        cos_r = b.fadd(w, self.fma(b.fmul(z, z), self.poly(z, k["CC"]), corr))
-        n = b.add(qi, self.ci(quadrant_offset))                # quadrant = n mod 4
-        odd = b.icmp_signed("!=", b.and_(n, self.ci(1)), self.ci(0))
-        neg = b.icmp_signed("!=", b.and_(n, self.ci(2)), self.ci(0))
-        v = self.sel(odd, cos_r, sin_r)
-        v = self.sel(neg, b.fneg(v), v)
-        # Past SINCOS_MAX the reduction is not accurate (and soon meaningless): say so with
-        # NaN rather than return a wrong number.  Also gives NaN for +-inf, as IEEE wants.
-        far = self.fcmp(">", b.call(self._fabs, [x]), self.c(k["SINCOS_MAX"]))
-        return self.sel(far, self.c(float("nan")), v)
-
-    def sin(self, x):
-        y = self._sincos(x, 0)
-        return self.sel(self.fcmp("==", x, self.c(0.0)), x, y)  # keeps the sign of -0
-
-    def cos(self, x):
-        return self._sincos(x, 1)
 
     # ---- pow -----------------------------------------------------------------------------
     def rint(self, x):
