@@ -72,11 +72,12 @@ def _ir_variant(kind: str, fname: str, dtype: str) -> tuple[str, str]:
     if kind == "adjit":
         m = ir.Module(name="bench")
         fn = get_math_fn(m, fname, dtype)
-        return str(m) + _LOOP.format(t=t, callee=f'@"{fn.name}"', callattr=""), vec
+        # any vector width counts (AVX2 gives 8 x float, AVX-512 may give 16)
+        return str(m) + _LOOP.format(t=t, callee=f'@"{fn.name}"', callattr=""), f" x {t}>"
     if kind == "llvm-intr":
         name = f"llvm.{fname}.{'f32' if f32 else 'f64'}"
         decl = f"declare {t} @{name}({t})\n"
-        return decl + _LOOP.format(t=t, callee=f"@{name}", callattr=""), vec
+        return decl + _LOOP.format(t=t, callee=f"@{name}", callattr=""), f" x {t}>"
     assert kind == "libmvec"
     scalar = fname + ("f" if f32 else "")
     vname = f"_ZGVdN{lanes}v_{scalar}"             # AVX2 ("d") variant, unmasked
