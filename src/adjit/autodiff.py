@@ -71,6 +71,7 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
         # `where` branches it came through (it is exactly zero where any of them is off)
         contributions: dict[int, list] = {y.id: [(F.const(1.0, y.dtype), _NO_MASK)]}
         conds: dict[int, Node] = {}         # the condition nodes masks name, by id
+        made: dict = {}                     # masks already built as one bool node
         totals: dict[int, Node] = {}
         for n in reversed(order):
             parts = contributions.pop(n.id, None)
@@ -85,9 +86,14 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
             if spec.vjp is None:
                 raise TypeError(f"grad: op {n.op} ({label(n)}) has no derivative")
             mask = _union(m for _, m in parts)
-            for k, (inp, ct, need) in enumerate(zip(n.inputs, spec.vjp(n, total, needs), needs)):
-                if need and ct is not None:
-                    contributions.setdefault(inp.id, []).append(_masked(n, k, ct, mask, conds))
+            if mask != _NO_MASK and spec.support is not None:
+                pairs = _through_structural(n, total, needs, mask, conds, made)
+            else:
+                pairs = [_masked(n, k, ct, mask, conds) if need and ct is not None else None
+                         for k, (ct, need) in enumerate(zip(spec.vjp(n, total, needs), needs))]
+            for inp, pair in zip(n.inputs, pairs):
+                if pair is not None:
+                    contributions.setdefault(inp.id, []).append(pair)
         results = [totals[v.id] if v.id in totals else _zeros_like(v) for v in variables]
     # A gradient is a function of the whole model, even where it reads none of its inputs
     # (d/dx sum(x) over the batch is ones shaped like x): record the model's inputs so a
@@ -129,7 +135,8 @@ def _zeros_like(v: Node) -> Node:
 Mask = frozenset            # frozenset[frozenset[tuple[int, bool]]]
 _NO_MASK: Mask = frozenset({frozenset()})
 _MAX_TERMS = 32             # beyond this, terms merge into the literals they share
-_ZERO_PRESERVING = ("add", "sub", "neg", "cast")   # VJPs are ±g: zero wherever g is zero
+# VJPs that are zero wherever g is (±g, or sums, copies and moves of g's elements)
+_ZERO_PRESERVING = ("add", "sub", "neg", "cast", "broadcast", "reshape", "transpose", "sum")
 
 
 def _union(masks) -> Mask:
@@ -182,10 +189,48 @@ def _masked(node: Node, k: int, ct: Node, mask: Mask,
         return ct, frozenset(t | {(cond.id, k == 1)} for t in mask)
     if mask == _NO_MASK or node.inputs[k].shape != node.shape or not (
             node.op == "cast" or get_op(node.op).elementwise):
-        return ct, _NO_MASK     # a structural op (sum, broadcast, ...) ends the mask
+        return ct, _NO_MASK     # an op with no support rule ends the mask
     if node.op not in _ZERO_PRESERVING:
         ct = _guard(ct, mask, conds)
     return ct, mask
+
+
+def _through_structural(node: Node, total: Node, needs: list, mask: Mask,
+                        conds: dict[int, Node], made: dict) -> list:
+    """The (contribution, mask) of each input of a structural op whose cotangent ``total``
+    has the mask ``mask``: the mask becomes one bool node shaped like ``node``, the op's
+    support rule maps it onto each input, and a contribution that is not zero-preserving
+    (max, matmul) is guarded by it."""
+    spec = get_op(node.op)
+    m = _as_bool(mask, node.shape, total.dtype, conds, made)
+    if spec.masked_vjp is not None:      # (each product reads the other operand's support)
+        supports = [spec.support(node, k, m) for k in range(len(needs))]
+        cts = spec.masked_vjp(node, total, needs, supports)
+    else:
+        supports = [spec.support(node, k, m) if need else None for k, need in enumerate(needs)]
+        cts = spec.vjp(node, total, needs)
+    pairs = []
+    for k, (ct, need, s) in enumerate(zip(cts, needs, supports)):
+        if not need or ct is None:
+            pairs.append(None)
+        elif s is None:
+            pairs.append((ct, _NO_MASK))
+        else:
+            conds[s.id] = s
+            sub = frozenset({frozenset({(s.id, True)})})
+            pairs.append((ct if node.op in _ZERO_PRESERVING else _guard(ct, sub, conds), sub))
+    return pairs
+
+
+def _as_bool(mask: Mask, shape: tuple, dtype: str, conds: dict[int, Node], made: dict) -> Node:
+    """The mask as one bool node (a condition itself when it is a single one)."""
+    if mask not in made:
+        if len(mask) == 1 and len(next(iter(mask))) == 1 and next(iter(next(iter(mask))))[1]:
+            made[mask] = conds[next(iter(next(iter(mask))))[0]]
+        else:
+            ones = F.broadcast_to(F.const(1.0, dtype), shape)
+            made[mask] = _guard(ones, mask, conds) > 0.0
+    return made[mask]
 
 
 def recorded_rewrites(nodes: Iterable[Node]) -> dict[str, int]:
