@@ -10,17 +10,33 @@ primal node ``v`` lists ``v`` in ``meta['bars']`` so printers can call it v̄.
 
 The "double where" rule is applied automatically.  In ``where(c, f(x), g(x))`` the
 cotangent reaching the branch ``f(x)`` is zero where ``c`` is false, but the chain rule
-multiplies it by ``f'(x)``, and 0 · inf (``sqrt'(0)``, ``log'(0)``, ``exp'(1000)``) is NaN.
-So each cotangent contribution flowing back through a branch carries a *mask*: where it
-can be nonzero, as an "or" of "and"s of the conditions of the branches it came through.
-A value used several times sums contributions, so its mask is the "or" of theirs (one
-``log(x)`` in ``where(x > 0, l, 0) + where(x > 0, l*l, 0)``, two condition nodes: zero
-where neither holds).  The contributions of every elementwise op under a mask are
-wrapped in a tree of ``where(c, ct, 0)`` that is exact (the true value elsewhere is 0)
-and finite.  A mask follows a value through elementwise ops and casts of the branch's
-shape; a structural op (sum, broadcast, reshape, ...) ends it, and a use of the value
-outside every branch lifts it (that use's gradient is the true one).  Each guard node is
-tagged ``meta['rewrite'] = 'double_where'``; :func:`recorded_rewrites` counts the tags,
+multiplies it by ``f'(x)``, and 0 · inf (``sqrt'(0)``, ``log'(0)``, ``exp'(1000)``, a NaN
+in the data) is NaN.  So each cotangent contribution flowing back through a branch carries
+a *mask*: where it can be nonzero, as an "or" of "and"s of the conditions of the branches
+it came through.  A value used several times sums contributions, so its mask is the "or"
+of theirs (one ``log(x)`` in ``where(x > 0, l, 0) + where(x > 0, l*l, 0)``, two condition
+nodes: zero where neither holds).  The contributions of every elementwise op under a mask
+are wrapped in a tree of ``where(c, ct, 0)`` that is exact (the true value elsewhere is 0)
+and finite.
+
+The mask follows a value through elementwise ops and casts as it is, and through the
+structural ops that declare a *support* rule (``Op.support``): there it becomes one bool
+node and is mapped onto each input exactly -- broadcast back over the reduced axes for sum,
+mean and max; "any" over the broadcast axes for broadcast (a sum of 0s and 1s, > 0); the
+same reshape or transpose; for matmul, A's cotangent ``G Bᵀ`` is zero on the rows where
+``G`` is, and B's, ``Aᵀ G``, on its zero columns.  Contributions that are not linear in
+the cotangent's zeros (max divides by the tie count; matmul multiplies by the other
+operand) are guarded, and matmul reads each operand as 0 outside its support
+(``Op.masked_vjp``), so a NaN in a row of A that no selected element reads never reaches
+B's cotangent.  The limit: inside one product row that is selected in part, G's exact zeros
+still multiply the other operand (0 · NaN).  The composites (logsumexp, log_softmax,
+softmax, cross_entropy) are primitives, so the mask follows them; the "any" of a one-hot
+row is taken as always true (labels are range-checked), so cross_entropy's own ``where``
+adds nothing to a plain classifier's gradient.  A graph without ``where`` gets no mask and
+no extra node; an op with no support rule ends the mask, and a use of the value outside
+every branch lifts it (that use's gradient is the true one).  Guards stay exact, so a
+Hessian-vector product differentiates through them to the right values.  Each guard node
+is tagged ``meta['rewrite'] = 'double_where'``; :func:`recorded_rewrites` counts the tags,
 and the traced stage of a compiled function lists the counts in its ``rewrites``.
 """
 from __future__ import annotations
