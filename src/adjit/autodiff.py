@@ -10,17 +10,33 @@ primal node ``v`` lists ``v`` in ``meta['bars']`` so printers can call it v̄.
 
 The "double where" rule is applied automatically.  In ``where(c, f(x), g(x))`` the
 cotangent reaching the branch ``f(x)`` is zero where ``c`` is false, but the chain rule
-multiplies it by ``f'(x)``, and 0 · inf (``sqrt'(0)``, ``log'(0)``, ``exp'(1000)``) is NaN.
-So each cotangent contribution flowing back through a branch carries a *mask*: where it
-can be nonzero, as an "or" of "and"s of the conditions of the branches it came through.
-A value used several times sums contributions, so its mask is the "or" of theirs (one
-``log(x)`` in ``where(x > 0, l, 0) + where(x > 0, l*l, 0)``, two condition nodes: zero
-where neither holds).  The contributions of every elementwise op under a mask are
-wrapped in a tree of ``where(c, ct, 0)`` that is exact (the true value elsewhere is 0)
-and finite.  A mask follows a value through elementwise ops and casts of the branch's
-shape; a structural op (sum, broadcast, reshape, ...) ends it, and a use of the value
-outside every branch lifts it (that use's gradient is the true one).  Each guard node is
-tagged ``meta['rewrite'] = 'double_where'``; :func:`recorded_rewrites` counts the tags,
+multiplies it by ``f'(x)``, and 0 · inf (``sqrt'(0)``, ``log'(0)``, ``exp'(1000)``, a NaN
+in the data) is NaN.  So each cotangent contribution flowing back through a branch carries
+a *mask*: where it can be nonzero, as an "or" of "and"s of the conditions of the branches
+it came through.  A value used several times sums contributions, so its mask is the "or"
+of theirs (one ``log(x)`` in ``where(x > 0, l, 0) + where(x > 0, l*l, 0)``, two condition
+nodes: zero where neither holds).  The contributions of every elementwise op under a mask
+are wrapped in a tree of ``where(c, ct, 0)`` that is exact (the true value elsewhere is 0)
+and finite.
+
+The mask follows a value through elementwise ops and casts as it is, and through the
+structural ops that declare a *support* rule (``Op.support``): there it becomes one bool
+node and is mapped onto each input exactly -- broadcast back over the reduced axes for sum,
+mean and max; "any" over the broadcast axes for broadcast (a sum of 0s and 1s, > 0); the
+same reshape or transpose; for matmul, A's cotangent ``G Bᵀ`` is zero on the rows where
+``G`` is, and B's, ``Aᵀ G``, on its zero columns.  Contributions that are not linear in
+the cotangent's zeros (max divides by the tie count; matmul multiplies by the other
+operand) are guarded, and matmul reads each operand as 0 outside its support
+(``Op.masked_vjp``), so a NaN in a row of A that no selected element reads never reaches
+B's cotangent.  The limit: inside one product row that is selected in part, G's exact zeros
+still multiply the other operand (0 · NaN).  The composites (logsumexp, log_softmax,
+softmax, cross_entropy) are primitives, so the mask follows them; the "any" of a one-hot
+row is taken as always true (labels are range-checked), so cross_entropy's own ``where``
+adds nothing to a plain classifier's gradient.  A graph without ``where`` gets no mask and
+no extra node; an op with no support rule ends the mask, and a use of the value outside
+every branch lifts it (that use's gradient is the true one).  Guards stay exact, so a
+Hessian-vector product differentiates through them to the right values.  Each guard node
+is tagged ``meta['rewrite'] = 'double_where'``; :func:`recorded_rewrites` counts the tags,
 and the traced stage of a compiled function lists the counts in its ``rewrites``.
 """
 from __future__ import annotations
@@ -71,6 +87,7 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
         # `where` branches it came through (it is exactly zero where any of them is off)
         contributions: dict[int, list] = {y.id: [(F.const(1.0, y.dtype), _NO_MASK)]}
         conds: dict[int, Node] = {}         # the condition nodes masks name, by id
+        made: dict = {}                     # masks already built as one bool node
         totals: dict[int, Node] = {}
         for n in reversed(order):
             parts = contributions.pop(n.id, None)
@@ -85,9 +102,14 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
             if spec.vjp is None:
                 raise TypeError(f"grad: op {n.op} ({label(n)}) has no derivative")
             mask = _union(m for _, m in parts)
-            for k, (inp, ct, need) in enumerate(zip(n.inputs, spec.vjp(n, total, needs), needs)):
-                if need and ct is not None:
-                    contributions.setdefault(inp.id, []).append(_masked(n, k, ct, mask, conds))
+            if mask != _NO_MASK and spec.support is not None:
+                pairs = _through_structural(n, total, needs, mask, conds, made)
+            else:
+                pairs = [_masked(n, k, ct, mask, conds) if need and ct is not None else None
+                         for k, (ct, need) in enumerate(zip(spec.vjp(n, total, needs), needs))]
+            for inp, pair in zip(n.inputs, pairs):
+                if pair is not None:
+                    contributions.setdefault(inp.id, []).append(pair)
         results = [totals[v.id] if v.id in totals else _zeros_like(v) for v in variables]
     # A gradient is a function of the whole model, even where it reads none of its inputs
     # (d/dx sum(x) over the batch is ones shaped like x): record the model's inputs so a
@@ -129,7 +151,8 @@ def _zeros_like(v: Node) -> Node:
 Mask = frozenset            # frozenset[frozenset[tuple[int, bool]]]
 _NO_MASK: Mask = frozenset({frozenset()})
 _MAX_TERMS = 32             # beyond this, terms merge into the literals they share
-_ZERO_PRESERVING = ("add", "sub", "neg", "cast")   # VJPs are ±g: zero wherever g is zero
+# VJPs that are zero wherever g is (±g, or sums, copies and moves of g's elements)
+_ZERO_PRESERVING = ("add", "sub", "neg", "cast", "broadcast", "reshape", "transpose", "sum")
 
 
 def _union(masks) -> Mask:
@@ -182,10 +205,48 @@ def _masked(node: Node, k: int, ct: Node, mask: Mask,
         return ct, frozenset(t | {(cond.id, k == 1)} for t in mask)
     if mask == _NO_MASK or node.inputs[k].shape != node.shape or not (
             node.op == "cast" or get_op(node.op).elementwise):
-        return ct, _NO_MASK     # a structural op (sum, broadcast, ...) ends the mask
+        return ct, _NO_MASK     # an op with no support rule ends the mask
     if node.op not in _ZERO_PRESERVING:
         ct = _guard(ct, mask, conds)
     return ct, mask
+
+
+def _through_structural(node: Node, total: Node, needs: list, mask: Mask,
+                        conds: dict[int, Node], made: dict) -> list:
+    """The (contribution, mask) of each input of a structural op whose cotangent ``total``
+    has the mask ``mask``: the mask becomes one bool node shaped like ``node``, the op's
+    support rule maps it onto each input, and a contribution that is not zero-preserving
+    (max, matmul) is guarded by it."""
+    spec = get_op(node.op)
+    m = _as_bool(mask, node.shape, total.dtype, conds, made)
+    if spec.masked_vjp is not None:      # (each product reads the other operand's support)
+        supports = [spec.support(node, k, m) for k in range(len(needs))]
+        cts = spec.masked_vjp(node, total, needs, supports)
+    else:
+        supports = [spec.support(node, k, m) if need else None for k, need in enumerate(needs)]
+        cts = spec.vjp(node, total, needs)
+    pairs = []
+    for k, (ct, need, s) in enumerate(zip(cts, needs, supports)):
+        if not need or ct is None:
+            pairs.append(None)
+        elif s is None:
+            pairs.append((ct, _NO_MASK))
+        else:
+            conds[s.id] = s
+            sub = frozenset({frozenset({(s.id, True)})})
+            pairs.append((ct if node.op in _ZERO_PRESERVING else _guard(ct, sub, conds), sub))
+    return pairs
+
+
+def _as_bool(mask: Mask, shape: tuple, dtype: str, conds: dict[int, Node], made: dict) -> Node:
+    """The mask as one bool node (a condition itself when it is a single one)."""
+    if mask not in made:
+        if len(mask) == 1 and len(next(iter(mask))) == 1 and next(iter(next(iter(mask))))[1]:
+            made[mask] = conds[next(iter(next(iter(mask))))[0]]
+        else:
+            ones = F.broadcast_to(F.const(1.0, dtype), shape)
+            made[mask] = _guard(ones, mask, conds) > 0.0
+    return made[mask]
 
 
 def recorded_rewrites(nodes: Iterable[Node]) -> dict[str, int]:

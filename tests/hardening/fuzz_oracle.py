@@ -171,3 +171,37 @@ class FD:
             a = (D(h, h) - D(-h, h)) / (2 * h)
             b = (D(2 * h, 2 * h) - D(-2 * h, 2 * h)) / (4 * h)
         return a, abs(a - b)
+
+
+def matmul_limits(root: E, vals_list, live) -> set:
+    """Names of the leaves whose gradients adjit's contract lets be non-finite although
+    finite differences are finite: the double-where mask follows a matmul row by row (for
+    the left operand's cotangent G Bᵀ) and column by column (for the right one's, Aᵀ G).
+    Where a row of the product is only partly selected, an inf or NaN of the other operand
+    in an unselected column that another row selects meets an exact 0 of G inside the
+    product (0 · NaN), and the NaN reaches every leaf below that operand.  ``vals_list``:
+    evaluations to look for non-finite operands in (the smooth and the plain one)."""
+    out = set()
+    for n in root.walk():
+        if n.op != "matmul":
+            continue
+        L = np.asarray(live[id(n)])
+        if not L.any() or L.all():
+            continue
+        shapes = [np.shape(vals_list[0][id(c)]) for c in n.args]
+        Lm = L.reshape(shapes[0][0] if len(shapes[0]) == 2 else 1,
+                       shapes[1][1] if len(shapes[1]) == 2 else 1)
+        rows, cols = Lm.any(axis=1), Lm.any(axis=0)
+        bad_a = np.zeros(Lm.shape[0], bool)       # rows of A with an inf/NaN
+        bad_b = np.zeros(Lm.shape[1], bool)       # columns of B with an inf/NaN
+        for vals in vals_list:
+            with np.errstate(all="ignore"):
+                A = np.asarray(vals[id(n.args[0])], float).reshape(Lm.shape[0], -1)
+                B = np.asarray(vals[id(n.args[1])], float).reshape(-1, Lm.shape[1])
+            bad_a |= ~np.isfinite(A).all(axis=1)
+            bad_b |= ~np.isfinite(B).all(axis=0)
+        partial = rows[:, None] & cols[None, :] & ~Lm    # unselected, row and column in use
+        for k, bad in ((0, partial & bad_b[None, :]), (1, partial & bad_a[:, None])):
+            if bad.any():
+                out |= {c.attrs["name"] for c in n.args[k].walk() if c.op == "leaf"}
+    return out

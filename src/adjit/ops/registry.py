@@ -11,6 +11,13 @@ An :class:`Op` record carries everything the rest of adjit needs to know about a
 * ``scalar`` -- for elementwise ops, the sympy scalar form.  The numpy reference of an
   elementwise op and its native lowering are both derived from it.
 * ``domain`` / ``test_shapes`` -- where the generated tests sample it.
+* ``support(node, k, m)`` -- structural ops only: given ``m``, a bool node shaped like
+  ``node`` that is false only where the cotangent is exactly zero, a bool node shaped like
+  input ``k`` with the same property for that input's contribution (or ``None``: it may be
+  nonzero anywhere).  Lets a ``where`` branch's mask (autodiff's double-where rule) follow
+  a value through the op; an op without it ends the mask.
+* ``masked_vjp(node, g, needs, supports)`` -- the VJP when the inputs' supports are known,
+  for ops whose plain VJP multiplies an exact zero of ``g`` by another operand (matmul).
 """
 from __future__ import annotations
 
@@ -32,6 +39,8 @@ class Op:
     domain: tuple = (-2.0, 2.0)             # test sampling range (elementwise ops)
     differentiable: bool = True             # False: derivative zero wherever it exists
     doc: str = ""
+    support: Callable | None = None         # how a mask of the cotangent maps to input k
+    masked_vjp: Callable | None = None      # the VJP given the inputs' supports
     extra: dict = field(default_factory=dict)
 
 

@@ -63,9 +63,32 @@ def _broadcast_vjp(node, g, needs):
     return [_F().reshape(summed, x.shape) if summed.shape != x.shape else summed]
 
 
+# --- supports (see Op.support): where a cotangent may be nonzero, mapped back through an op
+def any_over(m, axes, dtype):
+    """Whether the bool node ``m`` holds a true element along ``axes`` (reduced away), or
+    None when that is always so.  Exact: a sum of 0s and 1s is positive iff one is 1.
+
+    A one-hot row always holds its 1 (labels are range-checked), so ``any`` over the class
+    axis of ``cast(one_hot(labels), bool)`` is None: the mask of cross_entropy's picked
+    log-probability ends at the sum over classes, as if there were no mask.  (A coarser
+    mask is still exact; it only guards less.)"""
+    F = _F()
+    if (m.op == "cast" and m.inputs[0].op == "one_hot" and tuple(axes) == (m.ndim - 1,)):
+        return None
+    ones = F.where(m, F.const(1.0, dtype), 0.0)
+    return F.sum(ones, axis=tuple(axes)) > 0.0
+
+
+def _broadcast_support(node, k, m):
+    x = node.inputs[0]
+    axes = broadcast_axes(x.shape, node.shape)
+    hit = any_over(m, axes, node.dtype) if axes else m
+    return None if hit is None else _F().reshape(hit, x.shape)
+
+
 register(Op("broadcast", _broadcast_rule,
             lambda args, node, env: np.broadcast_to(args[0], _concrete(node, env)),
-            _broadcast_vjp, arity=1))
+            _broadcast_vjp, arity=1, support=_broadcast_support))
 
 
 # --- reshape / transpose ------------------------------------------------------------------
@@ -84,7 +107,8 @@ def _reshape_rule(inputs, attrs):
 
 register(Op("reshape", _reshape_rule,
             lambda args, node, env: np.reshape(args[0], _concrete(node, env)),
-            lambda node, g, needs: [_F().reshape(g, node.inputs[0].shape)], arity=1))
+            lambda node, g, needs: [_F().reshape(g, node.inputs[0].shape)], arity=1,
+            support=lambda node, k, m: _F().reshape(m, node.inputs[0].shape)))
 
 
 def _transpose_rule(inputs, attrs):
@@ -97,7 +121,8 @@ def _transpose_rule(inputs, attrs):
 register(Op("transpose", _transpose_rule,
             lambda args, node, env: np.transpose(args[0], node.attr("perm")),
             lambda node, g, needs: [_F().transpose(g, tuple(np.argsort(node.attr("perm"))))],
-            arity=1))
+            arity=1,
+            support=lambda node, k, m: _F().transpose(m, tuple(np.argsort(node.attr("perm"))))))
 
 
 # --- reductions -------------------------------------------------------------------------
@@ -136,13 +161,19 @@ def _max_vjp(node, g, needs):
     return [mask * _unreduce(g / count, x, axes)]
 
 
+def _reduce_support(node, k, m):
+    # the VJP broadcasts the cotangent back over the reduced axes, and so does the mask
+    # (max sends it to the tied maxima only: a subset)
+    return _unreduce(m, node.inputs[0], node.attr("axes"))
+
+
 register(Op("sum", _reduce_rule("sum"),
             lambda args, node, env: np.sum(args[0], axis=node.attr("axes")).astype(node.dtype),
-            _sum_vjp, arity=1))
+            _sum_vjp, arity=1, support=_reduce_support))
 register(Op("max", _reduce_rule("max"),
             lambda args, node, env: np.max(args[0], axis=node.attr("axes"), initial=-np.inf
                                            ).astype(node.dtype),
-            _max_vjp, arity=1))
+            _max_vjp, arity=1, support=_reduce_support))
 
 
 # --- matmul -----------------------------------------------------------------------------
@@ -166,8 +197,36 @@ def _matmul_vjp(node, g, needs):
             F.matmul(F.transpose(a), g) if needs[1] else None]
 
 
+def _matmul_support(node, k, m):
+    # A's cotangent G Bᵀ is zero on the rows where G is; B's, Aᵀ G, on G's zero columns
+    F, (a, b) = _F(), node.inputs
+    hit = any_over(m, (1 - k,), node.dtype)
+    if hit is None:
+        return None
+    operand = node.inputs[k]
+    kept = (a.shape[0], 1) if k == 0 else (1, b.shape[1])
+    return F.broadcast_to(F.reshape(hit, kept), operand.shape)
+
+
+def _matmul_masked_vjp(node, g, needs, supports):
+    """The VJP with each operand read as 0 outside its support, where its products meet only
+    exact zeros of G: (G Bᵀ)[i, j] = Σ_k G[i, k] B[j, k], and a column k of G that is zero
+    everywhere makes B's column k irrelevant; a NaN or inf there would turn 0 · NaN into NaN.
+    Exact; the rows of G that are zero in part still multiply the other operand."""
+    F, (a, b) = _F(), node.inputs
+
+    def zeroed(v, s):
+        if s is None:
+            return v
+        out = F.where(s, v, 0.0)
+        out.meta["rewrite"] = "double_where"
+        return out
+    return [F.matmul(g, F.transpose(zeroed(b, supports[1]))) if needs[0] else None,
+            F.matmul(F.transpose(zeroed(a, supports[0])), g) if needs[1] else None]
+
+
 register(Op("matmul", _matmul_rule, lambda args, node, env: np.matmul(args[0], args[1]),
-            _matmul_vjp, arity=2))
+            _matmul_vjp, arity=2, support=_matmul_support, masked_vjp=_matmul_masked_vjp))
 
 
 # --- dtype, gradient stops, labels --------------------------------------------------------
