@@ -9,6 +9,7 @@ import pytest
 import sympy as sp
 
 import adjit as aj
+from adjit.ops.realfn import ieee_zero
 from adjit.passes import PIPELINE, cse, fold, fuse, verify
 from gradtools import run
 from test_lecture import (logistic_model, logistic_values, mlp_model, mlp_values,
@@ -172,17 +173,24 @@ def test_fuse_tanh_and_exp_backward_use_the_forward_output():
 
 def test_fuse_regions_and_sympy_cancellation():
     a, b = aj.input("a", (2, 3)), aj.input("b", (3,))
-    y = (a * b + a) - a * b                    # sympy cancels to a
+    y = (a * b + a) - a * b                    # sympy cancels to a, keeping b's inf/NaN
     z = aj.exp(a) * 2.0 * 3.0
     graph, f = _stage([y, z], "fuse")
     fy, fz = graph.outputs
     assert fy.op == "fused" and fz.op == "fused"
-    assert fy.attr("expr") == sp.Symbol("x0", real=True) and fy.inputs == (a,)
+    # a*b, shared by CSE, is its own region; the cancelled copy leaves zero_of(a*b)
+    ab, = [i for i in fy.inputs if i is not a]
+    leaf = {i.id: sp.Symbol(f"x{k}", real=True) for k, i in enumerate(fy.inputs)}
+    assert ab.op == "fused" and set(ab.inputs) == {a, b}
+    assert fy.attr("expr") == leaf[a.id] - ieee_zero(leaf[ab.id])
     assert fz.attr("expr") == 6 * sp.exp(sp.Symbol("x0", real=True)) and fz.inputs == (a,)
-    assert graph.op_counts() == {"fused": 2, "input": 1}   # a*b cancelled: no dead leaf
+    assert graph.op_counts() == {"fused": 3, "input": 2}
     A, B = np.arange(6.0).reshape(2, 3) / 5, np.array([1.0, -2.0, 0.5])
     ya, za = f(a=A, b=B)
     np.testing.assert_allclose(ya, A, rtol=1e-15)
+    with np.errstate(all="ignore"):            # numpy: a*inf + a - a*inf is NaN
+        ya, _ = f(a=A, b=np.array([np.inf, 1.0, np.nan]))
+    assert np.isnan(ya[:, [0, 2]]).all() and np.allclose(ya[:, 1], A[:, 1])
     np.testing.assert_allclose(za, 6 * np.exp(A), rtol=1e-15)
 
 

@@ -13,6 +13,11 @@ non-integer power.  So the ops whose real and complex meanings differ have scala
   merges products: ``x**9 * x**8 = x**17``).
 * :class:`real_sqrt` -- ``numpy.sqrt`` (NaN below zero, ``sqrt(-0.0) = -0.0``).
 * :class:`real_log` -- ``numpy.log`` (NaN below zero); sympy does not cancel it against exp.
+* :class:`ieee_zero` ``(x)`` -- ``x - x`` computed in IEEE: 0 for finite ``x``, NaN for ±inf
+  and NaN.  sympy cancels like terms (``x - x``, ``0*x``, ``x/x``, ``(a*b + a) - a*b``) as
+  real-number algebra would; where that drops an operand of an arithmetic op, fuse
+  subtracts ``ieee_zero`` of it, so an inf or NaN there still gives NaN, as numpy.
+  :class:`ieee_one` ``(x)``, ``x / x`` (NaN also for 0), does the same for a division.
 * the comparisons :class:`ieee_eq`, :class:`ieee_ne`, :class:`ieee_lt`, :class:`ieee_le`,
   :class:`ieee_gt`, :class:`ieee_ge` -- ``numpy.equal`` ... ``numpy.greater_equal``: IEEE 754
   comparisons, false whenever an operand is NaN except ``!=``, which is true then.  sympy's
@@ -209,3 +214,38 @@ def divide(a, b):
     if b.is_zero and not a.is_Number:
         return a * sp.oo
     return a / b
+
+
+class ieee_zero(_Real):
+    """``x - x`` in IEEE arithmetic: +0.0 for finite ``x`` (so ``y - ieee_zero(x)`` is ``y``,
+    sign of zero included), NaN for ±inf and NaN."""
+    nargs, _name = 1, "zero_of"
+
+    @classmethod
+    def eval(cls, x):
+        fx = _float(x)
+        if fx is not None:
+            with np.errstate(all="ignore"):
+                return numeric(np.float64(fx) - np.float64(fx))
+        return None
+
+    def _numpycode(self, printer):
+        a = printer._print(self.args[0])
+        return f"(({a}) - ({a}))"
+
+
+class ieee_one(_Real):
+    """``x / x`` in IEEE arithmetic: 1.0 for finite nonzero ``x``, NaN for 0, ±inf and NaN."""
+    nargs, _name = 1, "one_of"
+
+    @classmethod
+    def eval(cls, x):
+        fx = _float(x)
+        if fx is not None:
+            with np.errstate(all="ignore"):
+                return numeric(np.float64(fx) / np.float64(fx))
+        return None
+
+    def _numpycode(self, printer):
+        a = printer._print(self.args[0])
+        return f"(({a}) / ({a}))"

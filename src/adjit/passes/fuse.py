@@ -30,7 +30,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, Node
 from ..ops.elementwise import numpy_lambdify, splat
-from ..ops.realfn import numeric
+from ..ops.realfn import ieee_one, ieee_zero, numeric
 from ..ops.registry import REGISTRY, Op, make, register
 from .rewrite import rewrite
 
@@ -71,7 +71,21 @@ def _compose(n: Node, args: list):
                   for a, i in zip(args, n.inputs)]
         with np.errstate(all="ignore"):
             return numeric(np.asarray(spec.numpy(values, n, None), dtype=n.dtype).item())
-    return spec.scalar(*args)
+    out = spec.scalar(*args)
+    if n.op in _PROPAGATING and isinstance(out, sp.Expr):
+        # like terms cancelled (x - x, 0*x, x/x): an operand's inf or NaN (or a 0 divisor)
+        # still gives NaN
+        lost = set().union(*(a.free_symbols for a in args)) - out.free_symbols
+        for sym in sorted((s for s in lost if s.is_real), key=str):
+            if n.op == "div":
+                out = out * ieee_one(sym)
+            else:   # y - zero_of(x) is y, -0 included; a lone 0 becomes +zero_of(x) (0 - 0 = +0)
+                out = ieee_zero(sym) if out == 0 else out - ieee_zero(sym)
+    return out
+
+
+# arithmetic whose result is NaN when any operand is NaN or the ops meet inf - inf, 0 * inf
+_PROPAGATING = frozenset({"add", "sub", "mul", "div"})
 
 
 # sympy constants that have no real value: what numpy gives where they would appear (and

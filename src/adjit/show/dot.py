@@ -45,7 +45,8 @@ _LEGEND = ("blue: inputs · yellow: parameters · white: forward values · red: 
 _SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln", "real_log": "ln",
               "real_pow": "pow", "real_sqrt": "sqrt", "ieee_eq": "Equality",
               "ieee_ne": "Unequality", "ieee_lt": "StrictLessThan", "ieee_le": "LessThan",
-              "ieee_gt": "StrictGreaterThan", "ieee_ge": "GreaterThan"}
+              "ieee_gt": "StrictGreaterThan", "ieee_ge": "GreaterThan",
+              "ieee_zero": "x−x", "ieee_one": "x÷x"}
 
 
 class GraphvizMissing(AdjitError):

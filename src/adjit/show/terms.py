@@ -18,7 +18,8 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Node
-from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, real_log,
+from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, ieee_one, ieee_zero,
+                          real_log,
                           real_pow, real_sqrt)
 from ..ops.registry import REGISTRY
 from .names import INVISIBLE, Name
@@ -166,6 +167,9 @@ class _Sympy:
             return self.add(e)
         if e.is_Mul or (e.is_Pow and e.exp.is_negative):
             return self.mul(e)
+        if isinstance(e, (ieee_zero, ieee_one)):   # what fuse keeps of a cancelled x: x - x, x / x
+            t = self.term(e.args[0])
+            return Term("add", (t, t), "-") if isinstance(e, ieee_zero) else Term("div", (t, t), "/")
         if isinstance(e, real_pow):
             e = sp.Pow(*e.args, evaluate=False)
         if e.is_Pow:

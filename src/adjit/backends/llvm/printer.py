@@ -15,7 +15,7 @@ from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
 from ...ops.elementwise import is_boolean
-from ...ops.realfn import _Compare, real_log, real_pow, real_sqrt
+from ...ops.realfn import _Compare, ieee_one, ieee_zero, real_log, real_pow, real_sqrt
 from .mathfn import get_math_fn
 
 F32, F64, I1, I8 = ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8)
@@ -127,6 +127,12 @@ class ScalarPrinter:
             return self._pow(*e.args)
         if isinstance(e, real_sqrt):
             return self._sqrt(self._value(e.args[0]))
+        if isinstance(e, ieee_zero):   # x - x: LLVM keeps it (no fast-math flags here)
+            x = self._value(e.args[0])
+            return b.fsub(x, x)
+        if isinstance(e, ieee_one):    # x / x, likewise
+            x = self._value(e.args[0])
+            return b.fdiv(x, x)
         if isinstance(e, _Compare):
             return self._compare(e)
         if type(e) in _BYTE_CMP:   # over a bool leaf's byte (``Ne(x_k, 0)``, or its negation)
