@@ -21,7 +21,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import DTypeError, FLOAT_DTYPES, ShapeError, TensorType, label, shape_str
 from .realfn import (divide, ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, power,
-                     real_log, real_sqrt)
+                     real_log, real_sign, real_sqrt)
 from .registry import Op, get_op, register
 
 # Symbols of elementwise scalar forms are real: it lets sympy drop Abs/conjugates.
@@ -177,7 +177,7 @@ unary("softplus", lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
       lambda x, y, g: g * _F().sigmoid(x), domain=(-4.0, 4.0))
 unary("sqrt", real_sqrt, lambda x, y, g: g * 0.5 / y, domain=(0.2, 3.0))
 unary("abs", sp.Abs, lambda x, y, g: g * _F().sign(x), kinks=lambda x: x)
-_declare("sign", sp.sign, (None,), 1, _float_rule("sign"), (-2.0, 2.0), differentiable=False)
+_declare("sign", real_sign, (None,), 1, _float_rule("sign"), (-2.0, 2.0), differentiable=False)
 
 # --- binary -----------------------------------------------------------------------------
 def splat(node):

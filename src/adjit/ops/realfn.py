@@ -17,7 +17,9 @@ non-integer power.  So the ops whose real and complex meanings differ have scala
   and NaN.  sympy cancels like terms (``x - x``, ``0*x``, ``x/x``, ``(a*b + a) - a*b``) as
   real-number algebra would; where that drops an operand of an arithmetic op, fuse
   subtracts ``ieee_zero`` of it, so an inf or NaN there still gives NaN, as numpy.
-  :class:`ieee_one` ``(x)``, ``x / x`` (NaN also for 0), does the same for a division.
+  A division whose operands would cancel is kept as written, :class:`ieee_div`.
+* :class:`real_sign` -- ``numpy.sign`` (sympy's ``sign`` reads ``sign(exp(x))`` as 1, also
+  for NaN).
 * the comparisons :class:`ieee_eq`, :class:`ieee_ne`, :class:`ieee_lt`, :class:`ieee_le`,
   :class:`ieee_gt`, :class:`ieee_ge` -- ``numpy.equal`` ... ``numpy.greater_equal``: IEEE 754
   comparisons, false whenever an operand is NaN except ``!=``, which is true then.  sympy's
@@ -234,18 +236,34 @@ class ieee_zero(_Real):
         return f"(({a}) - ({a}))"
 
 
-class ieee_one(_Real):
-    """``x / x`` in IEEE arithmetic: 1.0 for finite nonzero ``x``, NaN for 0, ±inf and NaN."""
-    nargs, _name = 1, "one_of"
+
+class ieee_div(_Real):
+    """``a / b`` as written: fuse keeps a division whose operands sympy would cancel
+    (``x / x``, ``0 / x``, ``a*b / b``) unevaluated, so a zero, inf or NaN divisor gives
+    numpy's value (``0 / 0`` and ``inf / inf`` are NaN, ``0 / inf`` is 0)."""
+    nargs, _name = 2, "div"
+
+    @classmethod
+    def eval(cls, a, b):
+        fa, fb = _float(a), _float(b)
+        if fa is not None and fb is not None:
+            with np.errstate(all="ignore"):
+                return numeric(np.float64(fa) / np.float64(fb))
+        return None
+
+    def _numpycode(self, printer):
+        a, b = (printer._print(x) for x in self.args)
+        return f"(({a}) / ({b}))"
+
+
+class real_sign(_Real):
+    """``numpy.sign(x)``: sympy's ``sign`` decides from assumptions (``sign(exp(x))`` is 1
+    for a real ``x``), which is wrong for NaN; this one is evaluated over numbers only."""
+    nargs, _name, _numpy = 1, "sign", "sign"
 
     @classmethod
     def eval(cls, x):
         fx = _float(x)
         if fx is not None:
-            with np.errstate(all="ignore"):
-                return numeric(np.float64(fx) / np.float64(fx))
+            return numeric(np.sign(np.float64(fx)))
         return None
-
-    def _numpycode(self, printer):
-        a = printer._print(self.args[0])
-        return f"(({a}) / ({a}))"

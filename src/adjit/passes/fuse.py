@@ -30,7 +30,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, Node
 from ..ops.elementwise import numpy_lambdify, splat
-from ..ops.realfn import ieee_one, ieee_zero, numeric
+from ..ops.realfn import ieee_div, ieee_zero, numeric
 from ..ops.registry import REGISTRY, Op, make, register
 from .rewrite import rewrite
 
@@ -74,13 +74,13 @@ def _compose(n: Node, args: list):
     out = spec.scalar(*args)
     if n.op in _PROPAGATING and isinstance(out, sp.Expr):
         # like terms cancelled (x - x, 0*x, x/x): an operand's inf or NaN (or a 0 divisor)
-        # still gives NaN
-        lost = set().union(*(a.free_symbols for a in args)) - out.free_symbols
-        for sym in sorted((s for s in lost if s.is_real), key=str):
-            if n.op == "div":
-                out = out * ieee_one(sym)
-            else:   # y - zero_of(x) is y, -0 included; a lone 0 becomes +zero_of(x) (0 - 0 = +0)
-                out = ieee_zero(sym) if out == 0 else out - ieee_zero(sym)
+        # still gives numpy's NaN
+        lost = sorted((s for s in set().union(*(a.free_symbols for a in args)) - out.free_symbols
+                       if s.is_real), key=str)
+        if lost and n.op == "div":
+            return ieee_div(*args)      # kept as written
+        for sym in lost:   # y - zero_of(x) is y, -0 included; a lone 0 is +zero_of(x) (0 - 0)
+            out = ieee_zero(sym) if out == 0 else out - ieee_zero(sym)
     return out
 
 

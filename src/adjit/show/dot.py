@@ -46,7 +46,7 @@ _SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln", "real_log": "l
               "real_pow": "pow", "real_sqrt": "sqrt", "ieee_eq": "Equality",
               "ieee_ne": "Unequality", "ieee_lt": "StrictLessThan", "ieee_le": "LessThan",
               "ieee_gt": "StrictGreaterThan", "ieee_ge": "GreaterThan",
-              "ieee_zero": "x−x", "ieee_one": "x÷x"}
+              "ieee_zero": "x−x", "ieee_div": "÷", "real_sign": "sign"}
 
 
 class GraphvizMissing(AdjitError):

@@ -18,9 +18,9 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Node
-from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, ieee_one, ieee_zero,
+from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, ieee_div, ieee_zero,
                           real_log,
-                          real_pow, real_sqrt)
+                          real_pow, real_sign, real_sqrt)
 from ..ops.registry import REGISTRY
 from .names import INVISIBLE, Name
 
@@ -128,7 +128,7 @@ _U = sp.Wild("u")
 _PATTERNS = [(op, REGISTRY[op].scalar(_U)) for op in ("sigmoid", "softplus") if op in REGISTRY]
 _SYMPY_FUNCS = {sp.exp: "exp", sp.log: "ln", real_log: "ln", real_sqrt: "sqrt", sp.sin: "sin",
                 sp.cos: "cos", sp.tanh: "tanh",
-                sp.Abs: "abs", sp.sign: "sgn", sp.Max: "max", sp.Min: "min", ieee_ne: "Ne"}
+                sp.Abs: "abs", sp.sign: "sgn", real_sign: "sgn", sp.Max: "max", sp.Min: "min", ieee_ne: "Ne"}
 _SYMPY_RELS = {ieee_gt: ">", ieee_ge: "≥", ieee_lt: "<", ieee_le: "≤", ieee_eq: "=",
                sp.Equality: "="}
 
@@ -167,9 +167,11 @@ class _Sympy:
             return self.add(e)
         if e.is_Mul or (e.is_Pow and e.exp.is_negative):
             return self.mul(e)
-        if isinstance(e, (ieee_zero, ieee_one)):   # what fuse keeps of a cancelled x: x - x, x / x
+        if isinstance(e, ieee_zero):   # what fuse keeps of a cancelled x: x - x
             t = self.term(e.args[0])
-            return Term("add", (t, t), "-") if isinstance(e, ieee_zero) else Term("div", (t, t), "/")
+            return Term("add", (t, t), "-")
+        if isinstance(e, ieee_div):    # a division fuse kept as written
+            return Term("div", (self.term(e.args[0]), self.term(e.args[1])), "/")
         if isinstance(e, real_pow):
             e = sp.Pow(*e.args, evaluate=False)
         if e.is_Pow:

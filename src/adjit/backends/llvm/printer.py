@@ -15,7 +15,7 @@ from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
 from ...ops.elementwise import is_boolean
-from ...ops.realfn import _Compare, ieee_one, ieee_zero, real_log, real_pow, real_sqrt
+from ...ops.realfn import _Compare, ieee_div, ieee_zero, real_log, real_pow, real_sign, real_sqrt
 from .mathfn import get_math_fn
 
 F32, F64, I1, I8 = ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8)
@@ -130,9 +130,8 @@ class ScalarPrinter:
         if isinstance(e, ieee_zero):   # x - x: LLVM keeps it (no fast-math flags here)
             x = self._value(e.args[0])
             return b.fsub(x, x)
-        if isinstance(e, ieee_one):    # x / x, likewise
-            x = self._value(e.args[0])
-            return b.fdiv(x, x)
+        if isinstance(e, ieee_div):    # a division kept as written
+            return b.fdiv(self._value(e.args[0]), self._value(e.args[1]))
         if isinstance(e, _Compare):
             return self._compare(e)
         if type(e) in _BYTE_CMP:   # over a bool leaf's byte (``Ne(x_k, 0)``, or its negation)
@@ -166,7 +165,7 @@ class ScalarPrinter:
             return out
         if isinstance(e, sp.Abs):
             return b.call(self.module.declare_intrinsic("llvm.fabs", [T]), [self._value(e.args[0])])
-        if isinstance(e, sp.sign):
+        if isinstance(e, (sp.sign, real_sign)):
             x = self._value(e.args[0])
             zero, one = ir.Constant(T, 0.0), ir.Constant(T, 1.0)
             pos = b.select(b.fcmp_ordered(">", x, zero), one, zero)
