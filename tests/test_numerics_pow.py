@@ -197,7 +197,8 @@ def test_exponent_const_array(backend):
         got = run(backend, outs, x=xv)
         with np.errstate(all="ignore"):
             assert_numpy(got[0], np.power(xv, pv))
-            assert_numpy(got[1], np.where(pv == 0, 0.0, pv * np.power(xv, pv - 1)))
+            # + 0.0: the zero gradient at p = 0 is 0 * a**-1, -0.0 for a negative base
+            assert_numpy(got[1] + 0.0, np.where(pv == 0, 0.0, pv * np.power(xv, pv - 1)))
     xv = np.array([-1.5, -0.5, -2.0, -3.0, -1.2, -0.7])
     assert_fd(run(backend, outs, x=xv)[1], lambda x: np.sum(np.power(x, pv)), xv)
 
@@ -206,7 +207,7 @@ def test_exponent_const_array(backend):
 def test_exponent_input(backend):
     """x ** p with p an input: integer-valued p at negative x (finite, numpy's signs),
     fractional p (NaN at negative x); d/dx is 0 where p = 0 (x = 0 included), d/dp is 0 at
-    x = 0 and y log x elsewhere."""
+    x = 0 and y log|x| elsewhere."""
     x, p = aj.input("x", (6,)), aj.input("p", (6,))
     y = x ** p
     outs = [y] + aj.grad(aj.sum(y), [x, p])
@@ -217,8 +218,10 @@ def test_exponent_input(backend):
         with np.errstate(all="ignore"):
             want = np.power(xv, pv)
             assert_numpy(got[0], want)
-            assert_numpy(got[1], np.where(pv == 0, 0.0, pv * np.power(xv, pv - 1)))
-            assert_numpy(got[2], np.where(xv == 0, 0.0, want * np.log(xv)))
+            # + 0.0: the zero gradient at p = 0 is 0 * a**-1, -0.0 for a negative base
+            assert_numpy(got[1] + 0.0, np.where(pv == 0, 0.0, pv * np.power(xv, pv - 1)))
+            # log|x|: finite at a negative base with an integer p, NaN with x**p otherwise
+            assert_numpy(got[2], np.where(xv == 0, 0.0, want * np.log(np.abs(xv))))
     pv = np.array([2.0, 3.0, 1.0, -2.0, -1.0, -3.0])
     xv = np.array([-1.5, -2.0, -0.3, 0.8, 2.5, -0.5])
     assert_fd(run(backend, outs, x=xv, p=pv)[1], lambda x: np.sum(np.power(x, pv)), xv)
@@ -334,3 +337,95 @@ def test_value_independent_of_what_is_compiled_beside(backend):
         np.testing.assert_array_equal(alone, together[k])
     assert_numpy(together[0], 6 * Xv ** 2)
     assert_numpy(together[2], Xv ** 2)
+
+
+# --- runtime exponents at 0, negative bases, number bases (fuzz reproducers) -----------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runtime_exponent_cross_derivatives(backend):
+    """The mixed second derivative d/dp d/dx x**p = x**(p-1) (1 + p log|x|) -- 1/x at p = 0,
+    where the base gradient itself is exactly 0 -- from either order, against finite
+    differences (float64) for positive x and the formula for negative x with integer p;
+    finite at x = 0 for p >= 0."""
+    xv = np.array([1.5, 0.5, 3.0, -2.0, -1.5, 2.0, 0.0, 0.0, 0.0])
+    pv = np.array([0.0, 0.0, 0.0, 0.0, 2.0, 1.5, 0.0, 2.0, -1.0])
+    x, p = aj.input("x", xv.shape), aj.input("p", pv.shape)
+    gx, gp = aj.grad(aj.sum(x ** p), [x, p])
+    (dp_dx,) = aj.grad(aj.sum(gx), [p])
+    (dx_dp,) = aj.grad(aj.sum(gp), [x])
+    got = run(backend, [gx, dp_dx, dx_dp], x=xv, p=pv)
+    with np.errstate(all="ignore"):
+        want = np.power(xv, pv - 1) * (1 + pv * np.log(np.abs(xv)))
+    pos = xv > 0
+    for i in np.flatnonzero(pos):    # d/dp of p x**(p-1), by differences in p
+        f = lambda q, i=i: q[0] * xv[i] ** (q[0] - 1)    # noqa: E731
+        assert_fd(got[1][i:i + 1], f, pv[i:i + 1])
+    neg = xv < 0
+    for g in got[1:]:
+        assert_numpy(g[pos | neg], want[pos | neg], rtol=1e-12)
+        assert np.all(np.isfinite(g[6:8])), g    # x = 0 with p = 0, 2
+    np.testing.assert_array_equal(got[0][:4], 0.0)    # b = 0: exactly 0
+    assert_numpy(got[0][6:], np.array([0.0, 0.0, -np.inf]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exponent_gradient_of_a_negative_base(backend):
+    """d/dp a**p = a**p log|a|: finite for a negative base with an integer p, NaN with a**p
+    for a non-integer p, 0 at a = 0 (also p < 0, where a**p = inf); so an exponent that is
+    constant in an input (x**0, s*0, log_softmax over one element, 0 @ x) passes it an
+    exact 0, not 0 * NaN."""
+    av = np.array([-2.0, -2.0, -0.5, -3.0, 0.0, 0.0, -0.0, 2.0, np.inf])
+    pv = np.array([0.0, 3.0, -2.0, 0.5, 2.0, -1.0, -3.0, 1.5, -1.0])
+    a, p = aj.input("a", av.shape), aj.input("p", pv.shape)
+    (gp,) = aj.grad(aj.sum(a ** p), [p])
+    (got,) = run(backend, gp, a=av, p=pv)
+    with np.errstate(all="ignore"):
+        want = np.where(av == 0, 0.0, np.power(av, pv) * np.log(np.abs(av)))
+    assert np.isnan(want[3]) and np.isfinite(want[:3]).all()
+    assert_numpy(got, want, rtol=1e-13)
+
+    x0, k1 = aj.input("x0", (3,)), aj.input("k1", (3,))
+    s6, x2 = aj.input("s6", (3,)), aj.input("x2", (3,))
+    m, z = aj.input("m", (3, 1)), aj.input("z", (1, 1))
+    outs = aj.grad(aj.sum(x2 ** (x0 ** k1)) + aj.sum(x2 ** (s6 * 0.0))
+                   + aj.sum((-1.0) ** (m @ z))
+                   + aj.sum(x2 ** aj.log_softmax(aj.reshape(x0, (1, 3)), axis=0)),
+                   [x0, s6, m])
+    vals = dict(x0=np.array([1.5, -2.0, 0.0]), k1=np.zeros(3), s6=np.array([-1.3, 0.0, 2.0]),
+                x2=np.array([-1.1378, -0.5, 0.0243]), m=np.array([[0.0], [-2.0], [1.0]]), z=np.zeros((1, 1)))
+    for g in run(backend, outs, **vals):
+        np.testing.assert_array_equal(g, 0.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exponent_constant_hvp(backend):
+    """x1 ** (s6 * 0): gradient and HVP w.r.t. s6 are 0 for a negative x1 (they were NaN)."""
+    x1, s6, v = aj.input("x1", (2,)), aj.input("s6", (2,)), aj.input("v", (2,))
+    gx, gs = aj.grad(aj.sum(x1 ** (s6 * 0.0)), [x1, s6])
+    (h,) = aj.grad(aj.sum(gs * v) + aj.sum(gx * v), [s6])
+    got = run(backend, [gs, h], x1=np.array([0.024, -1.138]), s6=np.array([-1.3, -0.95]),
+              v=np.ones(2))
+    for g in got:
+        np.testing.assert_array_equal(g, 0.0)
+
+
+NUMBER_BASES = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, np.inf, -np.inf, np.nan]
+P_RUNTIME = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5,
+                      3.0, -3.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_number_base_runtime_exponent(backend):
+    """c ** p and c ** (-p) for a number c (signed zeros, ±1, ±2, ±inf, NaN) and p an input:
+    numpy's power, e.g. 0.0 ** -(-1) = 0 (sympy wrote 0**-p as zoo**p, NaN) and
+    (-0.0) ** -1 = -inf (the sign of a -0.0 constant)."""
+    p = aj.param("p", P_RUNTIME.shape)
+    got = run(backend, [c ** p for c in NUMBER_BASES] + [c ** (-p) for c in NUMBER_BASES],
+              p=P_RUNTIME)
+    with np.errstate(all="ignore"):
+        for k, c in enumerate(NUMBER_BASES):
+            assert_numpy(got[k], np.power(c, P_RUNTIME), what=f"{c} ** p")
+            assert_numpy(got[len(NUMBER_BASES) + k], np.power(c, -P_RUNTIME),
+                         what=f"{c} ** -p")
+    x0 = aj.param("x0", (1, 1))    # the fuzz reproducer, alone
+    (y,) = run(backend, 0.0 ** (-x0), x0=np.array([[-1.0]]))
+    assert_numpy(y, np.array([[0.0]]))

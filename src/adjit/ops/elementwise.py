@@ -205,22 +205,27 @@ def literal(node) -> float | None:
 def _pow_grad_base(a, b, g):
     """d(a**b)/da = b a**(b-1), and exactly 0 where b = 0 (a**0 = 1 for every a, 0 and NaN
     included).  A literal b gives a literal b - 1 (so the printer sees an integer exponent:
-    exact for negative a); a runtime b reads a**(b-1) at a = 1 where b = 0 (0 · 0**-1 would
-    be NaN, also in second order)."""
+    exact for negative a).  A runtime b reads a**(b-1) at a = 1 only where b = 0 and a is 0
+    or NaN (there 0 · a**-1 would be NaN, also in second order); elsewhere a itself, so the
+    cross derivative d/db (b a**(b-1)) = a**(b-1) (1 + b log a), 1/a at b = 0, survives."""
     p = literal(b)
     if p is not None:
         if p == 0:
             return None
         return g if p == 1 else g * b * a ** (p - 1.0)
     F = _F()
-    safe = F.where(F.equal(b, 0.0), 1.0, a)
+    safe = F.where(F.equal(b, 0.0), F.where(F.greater(F.abs(a), 0.0), a, 1.0), a)
     return g * b * safe ** (b - 1.0)
 
 
 def _pow_grad_exponent(a, y, g):
-    """d(a**b)/db = a**b log(a), 0 at a = 0 (0**b is constant there for b > 0), as JAX."""
+    """d(a**b)/db = a**b log|a|, and 0 at a = 0 (0**b is constant in b on each side of 0),
+    as JAX.  For a negative base the derivative is the one of |a|**b with the sign (-1)**b
+    held: finite where a**b is defined (an integer b), NaN with a**b itself elsewhere.  So
+    an exponent that is constant (a zero cotangent) contributes an exact 0."""
     F = _F()
-    return g * (y * F.log(F.where(F.equal(a, 0.0), 1.0, a)))
+    zero = F.equal(a, 0.0)
+    return g * F.where(zero, 0.0, y * F.log(F.abs(F.where(zero, 1.0, a))))
 
 
 binary("add", lambda a, b: a + b, lambda a, b, y, g: g, lambda a, b, y, g: g)

@@ -88,7 +88,14 @@ class real_pow(_Real):
                 return numeric(np.power(np.float64(fa), np.float64(fp)))
         if p.is_zero:
             return sp.Integer(1)
-        if p.is_Integer or a.is_nonnegative:
+        if p.is_Integer:
+            return sp.Pow(a, p)
+        if fa is not None:
+            # A number base with a runtime exponent: sympy's Pow is numpy's power only for a
+            # finite positive base (it writes 0**-p as zoo**p, NaN when printed, where numpy
+            # gives 0 for p < 0; and oo, -1, -2 ... need numpy's sign and NaN rules).
+            return sp.Pow(a, p) if 0 < fa < np.inf else None
+        if a.is_nonnegative:
             return sp.Pow(a, p)
         return None
 

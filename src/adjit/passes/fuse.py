@@ -56,8 +56,8 @@ def _number(node: Node, new: Node):
     if new.op == "fused" and not new.inputs:
         return new.attr("expr")
     first = splat(node)
-    if first is None:
-        return None
+    if first is None or (first.dtype.kind == "f" and first == 0 and np.signbit(first)):
+        return None    # -0.0 stays a constant leaf: sympy's zero has no sign (-0.0 ** -1 = -inf)
     return numeric(first.item() if first.dtype.kind == "b" else first)
 
 
