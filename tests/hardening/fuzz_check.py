@@ -22,7 +22,8 @@ import numpy as np
 
 import adjit as aj
 from fuzz_ir import E, build, evaluate, leaf, source
-from fuzz_oracle import FD, analyze, matmul_limits, nan_limits, precision_limited, scale_of
+from fuzz_oracle import (FD, analyze, cotangent_range, matmul_limits, nan_limits,
+                         overflow_limits, precision_limited, scale_of)
 
 BACKENDS = {
     "interp": dict(backend="interp"),
@@ -155,7 +156,9 @@ def _check_case(case, backends=None, fd_cache=None) -> list[Failure]:
     nan_ok = nan_limits(case.out, [smooth, ref], live)         # the contract's 0 · inf limits
     fd = FD(case, values["u_ct"], precision_limited(case.out, smooth, live, grtol))
     leaves = reachable_leaves(case)
-    top = {k: float(np.finfo(leaves[k].dtype).max) for k in wrt}
+    top = {k: cotangent_range(case.out, k, leaves[k].dtype) for k in wrt}
+    low = ref if case.dtype == "float64" else evaluate(case.out, vals64, case.batch, case.dtype)
+    limited |= overflow_limits(case.out, smooth, low, live)
     elems = fd_cache if fd_cache is not None else {}
     for i, k in enumerate(wrt):
         x = np.asarray(values[k])

@@ -306,3 +306,42 @@ def nan_limits(root: E, vals_list, live) -> set:
                 if np.size(vals_list[0][id(c)]) and _has_nonfinite(c, vals_list):
                     out |= _leaves(c)
     return out
+
+
+def overflow_limits(root: E, smooth: dict, low: dict, live) -> set:
+    """Leaves below a live node that overflows at the working precision (``low``: the
+    evaluation in the case's dtype, casts rounding) where float64 stays finite, e.g.
+    0.5 / s ** -16 for a float32 s of -0.0019 (s ** -16 is 4e43, inf in float32).  The
+    model really computes that inf, and the chain rule through it meets 0 · inf; float64
+    differences of the smooth function say nothing about the float32 derivative there."""
+    out = set()
+    for n in root.walk():
+        L = np.asarray(live[id(n)])
+        lo, hi = np.asarray(low[id(n)]), np.asarray(smooth[id(n)])
+        if lo.dtype.kind != "f" or not L.any() or lo.shape != L.shape:
+            continue
+        with np.errstate(all="ignore"):
+            if np.any(~np.isfinite(lo) & np.isfinite(hi) & L):
+                out |= _leaves(n)
+    return out
+
+
+def cotangent_range(root: E, leaf_name: str, leaf_dtype: str) -> float:
+    """The largest finite value the leaf's gradient can pass through: the smallest
+    finfo(dtype).max over the leaf itself and the float nodes on every path from it to the
+    output (their cotangents are held in their dtype).  A node is on every path iff
+    paths(leaf -> n) · paths(n -> root) == paths(leaf -> root)."""
+    order = list(root.walk())
+    frm, to = {}, {id(root): 1}
+    for n in order:
+        frm[id(n)] = 1 if (n.op == "leaf" and n.attrs["name"] == leaf_name) else \
+            sum(frm[id(a)] for a in n.args)
+    for n in reversed(order):
+        for a in n.args:
+            to[id(a)] = to.get(id(a), 0) + to.get(id(n), 0)
+    total = frm[id(root)]
+    top = float(np.finfo(leaf_dtype).max)
+    for n in order:
+        if n.dtype in ("float32", "float64") and total and frm[id(n)] * to.get(id(n), 0) == total:
+            top = min(top, float(np.finfo(n.dtype).max))
+    return top
