@@ -79,8 +79,10 @@ def _xent(z, t):
     ls = _log_softmax(z, -1)
     if t.dtype.kind in "iu":
         picked = np.take_along_axis(ls, t[..., None].astype(np.int64), -1)[..., 0]
-        return -np.mean(picked)
-    return -np.mean(np.sum(np.where(t == 0, 0.0, t * ls), axis=-1))   # 0 log 0 = 0
+        return -np.mean(picked) + 0.0          # +0 for a zero loss, as below
+    # 0 log 0 = 0.  + 0.0: a loss of exactly 0 is +0 (-mean(...) of zeros would be -0.0, a
+    # sign of zero the maths does not give and adjit's contract does not promise)
+    return -np.mean(np.sum(np.where(t == 0, 0.0, t * ls), axis=-1)) + 0.0
 
 
 def _concrete(shape, batch):

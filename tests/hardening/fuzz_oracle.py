@@ -126,35 +126,65 @@ def scale_of(root: E, vals: dict, live) -> float:
     return max(mags)
 
 
+EPS64 = np.finfo(np.float64).eps
+
+
 class FD:
-    """Finite differences of L(values) = sum(reference(values) * u), in float64."""
+    """Finite differences of L(values) = sum(reference(values) * u), in float64.
 
-    def __init__(self, case, u):
-        self.case, self.u = case, np.asarray(u, float)
+    ``watch``: (node id, bool mask) pairs of precision-limited elements
+    (:func:`precision_limited`); a gradient element whose perturbation moves one of them
+    is reported as ``imprecise``."""
 
-    def loss(self, vals):
+    def __init__(self, case, u, watch=()):
+        self.case, self.u, self.watch = case, np.asarray(u, float), list(watch)
+
+    def _eval(self, vals):
         r = evaluate(self.case.out, vals, self.case.batch, "float64", smooth=True)
         with np.errstate(all="ignore"):
-            return float(np.sum(np.asarray(r[id(self.case.out)], float) * self.u))
+            return float(np.sum(np.asarray(r[id(self.case.out)], float) * self.u)), r
+
+    def loss(self, vals):
+        return self._eval(vals)[0]
 
     def grad_element(self, vals, k, j):
         x = np.array(vals[k], dtype=float)
         h = 1e-5 * max(1.0, abs(float(x.flat[j])))
+        seen = []
 
         def at(t):
             y = x.copy()
             y.flat[j] += t
-            return self.loss({**vals, k: y})
+            f, r = self._eval({**vals, k: y})
+            seen.append([np.asarray(r[i])[m] for i, m in self.watch])
+            return f
         f0, fp, fm, fp2, fm2 = at(0.0), at(h), at(-h), at(2 * h), at(-2 * h)
+        fph, fmh = at(h / 2), at(-h / 2)
         with np.errstate(all="ignore"):
             fd = (fp - fm) / (2 * h)
-            err = abs(fd - (fp2 - fm2) / (4 * h))
+            fd2, fdh = (fp2 - fm2) / (4 * h), (fph - fmh) / h
+            err = abs(fd - fd2)
             right, left = (fp - f0) / h, (f0 - fm) / h
-        return dict(fd=fd, err=err, f0=f0, fp=fp, fm=fm, left=left, right=right, h=h)
+            # the rounding floor of the differences: L's own float64 rounding over 2h
+            # (a loss dominated by another, huge element resolves nothing below it)
+            big = max((abs(v) for v in (f0, fp, fm, fp2, fm2) if np.isfinite(v)), default=0.0)
+            noise = 8 * EPS64 * big / h
+            # Richardson: in the asymptotic regime D(h) - D(h/2) is a quarter of
+            # D(2h) - D(h).  When it is not (the function turns over within the step, as
+            # sin(x**17) or cos(3e6) with a step relative to |x| do), the differences
+            # measure nothing and the estimate is unresolved.
+            unresolved = bool(np.isfinite(fd) and np.isfinite(fd2) and np.isfinite(fdh) and
+                              abs(fd - fdh) > 0.5 * err + noise + 1e-9 * abs(fd))
+        imprecise = any(not np.array_equal(a, b, equal_nan=True)
+                        for s in seen[1:] for a, b in zip(seen[0], s))
+        return dict(fd=fd, err=err, f0=f0, fp=fp, fm=fm, left=left, right=right, h=h,
+                    noise=noise, unresolved=unresolved, imprecise=imprecise)
 
     def hvp_element(self, vals, vdirs, k, j, h=2e-4):
-        """d/dx_kj of the directional derivative along v (mixed second differences)."""
+        """d/dx_kj of the directional derivative along v (mixed second differences);
+        returns the estimate, its Richardson error and its rounding floor."""
         base = {k2: np.asarray(v, float) if k2 in vdirs else v for k2, v in vals.items()}
+        big = [0.0]
 
         def D(shift_j, hh):
             out = 0.0
@@ -165,12 +195,15 @@ class FD:
                 y = np.array(moved[k], dtype=float)
                 y.flat[j] += shift_j
                 moved[k] = y
-                out += sgn * self.loss(moved)
+                f = self.loss(moved)
+                if np.isfinite(f):
+                    big[0] = max(big[0], abs(f))
+                out += sgn * f
             return out / (2 * hh)
         with np.errstate(all="ignore"):
             a = (D(h, h) - D(-h, h)) / (2 * h)
             b = (D(2 * h, 2 * h) - D(-2 * h, 2 * h)) / (4 * h)
-        return a, abs(a - b)
+        return a, abs(a - b), 8 * EPS64 * big[0] / (h * h)
 
 
 def matmul_limits(root: E, vals_list, live) -> set:
@@ -205,3 +238,110 @@ def matmul_limits(root: E, vals_list, live) -> set:
             if bad.any():
                 out |= {c.attrs["name"] for c in n.args[k].walk() if c.op == "leaf"}
     return out
+
+
+# sin/cos of an argument whose rounding at the node's precision is a sizeable phase: a
+# float argument carries a relative error of a few ulps from the ops that made it (pow
+# through exp/log: ~|p log x| ulps), so its absolute error is about PHASE_ULPS · eps · |a|
+# radians.  Where that exceeds the gradient tolerance / 10, cos(a) (the derivative) is not
+# determined at that precision: backends that round the argument differently by one ulp
+# legitimately disagree, and neither matches float64 differences.
+PHASE_ULPS = 16
+TRIG = {"sin", "cos"}
+
+
+def precision_limited(root: E, vals: dict, live, grad_rtol: float):
+    """(node id, mask) of live sin/cos elements whose argument is too large for the
+    node's float precision to fix the phase (see PHASE_ULPS)."""
+    out = []
+    for n in root.walk():
+        if n.op not in TRIG:
+            continue
+        a = np.abs(np.asarray(vals[id(n.args[0])], float))
+        with np.errstate(all="ignore"):
+            m = (PHASE_ULPS * np.finfo(n.dtype).eps * a > grad_rtol / 10) & live[id(n)]
+        if m.any():
+            out.append((id(n.args[0]), np.asarray(m)))
+    return out
+
+
+def _leaves(n):
+    return {c.attrs["name"] for c in n.walk() if c.op == "leaf"}
+
+
+def _has_nonfinite(n, vals_list):
+    with np.errstate(all="ignore"):
+        return any(np.asarray(v[id(c)]).dtype.kind == "f" and
+                   not np.all(np.isfinite(np.asarray(v[id(c)])))
+                   for c in n.walk() for v in vals_list)
+
+
+def nan_limits(root: E, vals_list, live) -> set:
+    """Names of leaves whose gradient may be NaN by adjit's documented limits, although
+    the maths (and finite differences) give a finite value:
+
+    * minimum/maximum select elementwise but, unlike where, are not double-guarded: the
+      unselected operand gets a cotangent of exactly 0, and where its own derivative is
+      infinite (exp of 985 is inf, its derivative too) the chain rule makes 0 · inf = NaN.
+      This only happens where the unselected operand's subtree holds a non-finite value.
+    * an operand broadcast into an empty result (batch 0) gets a cotangent summed over no
+      element, exactly 0; a non-finite local derivative below it (0 ** -0.5) makes NaN.
+      The output is not empty, so the checks of an empty output do not cover this.
+
+    Only NaN is excused (0 · inf is NaN, never inf), and only for leaves in such a
+    subtree."""
+    out = set()
+    for n in root.walk():
+        L = np.asarray(live[id(n)])
+        v = np.asarray(vals_list[0][id(n)])
+        if n.op in ("maximum", "minimum") and L.any():
+            a, b = (np.asarray(vals_list[0][id(c)], float) for c in n.args)
+            with np.errstate(all="ignore"):
+                pick_a = np.broadcast_to((a >= b) if n.op == "maximum" else (a <= b), L.shape)
+            for c, unsel in ((n.args[0], L & ~pick_a), (n.args[1], L & pick_a)):
+                if unsel.any() and _has_nonfinite(c, vals_list):
+                    out |= _leaves(c)
+        elif v.size == 0:
+            for c in n.args:
+                if np.size(vals_list[0][id(c)]) and _has_nonfinite(c, vals_list):
+                    out |= _leaves(c)
+    return out
+
+
+def overflow_limits(root: E, smooth: dict, low: dict, live) -> set:
+    """Leaves below a live node that overflows at the working precision (``low``: the
+    evaluation in the case's dtype, casts rounding) where float64 stays finite, e.g.
+    0.5 / s ** -16 for a float32 s of -0.0019 (s ** -16 is 4e43, inf in float32).  The
+    model really computes that inf, and the chain rule through it meets 0 · inf; float64
+    differences of the smooth function say nothing about the float32 derivative there."""
+    out = set()
+    for n in root.walk():
+        L = np.asarray(live[id(n)])
+        lo, hi = np.asarray(low[id(n)]), np.asarray(smooth[id(n)])
+        if lo.dtype.kind != "f" or not L.any() or lo.shape != L.shape:
+            continue
+        with np.errstate(all="ignore"):
+            if np.any(~np.isfinite(lo) & np.isfinite(hi) & L):
+                out |= _leaves(n)
+    return out
+
+
+def cotangent_range(root: E, leaf_name: str, leaf_dtype: str) -> float:
+    """The largest finite value the leaf's gradient can pass through: the smallest
+    finfo(dtype).max over the leaf itself and the float nodes on every path from it to the
+    output (their cotangents are held in their dtype).  A node is on every path iff
+    paths(leaf -> n) · paths(n -> root) == paths(leaf -> root)."""
+    order = list(root.walk())
+    frm, to = {}, {id(root): 1}
+    for n in order:
+        frm[id(n)] = 1 if (n.op == "leaf" and n.attrs["name"] == leaf_name) else \
+            sum(frm[id(a)] for a in n.args)
+    for n in reversed(order):
+        for a in n.args:
+            to[id(a)] = to.get(id(a), 0) + to.get(id(n), 0)
+    total = frm[id(root)]
+    top = float(np.finfo(leaf_dtype).max)
+    for n in order:
+        if n.dtype in ("float32", "float64") and total and frm[id(n)] * to.get(id(n), 0) == total:
+            top = min(top, float(np.finfo(n.dtype).max))
+    return top

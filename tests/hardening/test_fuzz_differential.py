@@ -92,3 +92,32 @@ def test_the_oracle_catches_a_wrong_value():
         aj.compile = real
         del BACKENDS["broken"]
     assert any(f.check in ("forward-value", "grad-mismatch") for f in fails), fails
+
+
+@pytest.mark.parametrize("backend", [dict(backend="interp"), dict(backend="llvm", cache=False),
+                                     dict(backend="ptx", emulate=True, cache=False)])
+def test_cross_entropy_label_gradient_at_zero_labels(backend):
+    """Found by the fuzzer (cross_entropy(x, x)): d loss / d label at a label of 0 is
+    -log_softmax / rows, not 0; a masked (-inf) logit with label 0 keeps a finite loss and
+    a zero gradient for its logit."""
+    z = aj.param("z", (2, 3), "float64")
+    t = aj.input("t", (2, 3), "float64")
+    loss = aj.cross_entropy(z, t)
+    f = aj.compile([loss] + aj.grad(loss, [z, t]), **backend)
+    Z = np.array([[1.5, 0.0, 1.5], [-np.inf, 0.5, 2.0]])
+    T = np.array([[0.5, 0.0, 0.5], [0.0, 0.25, 0.75]])
+
+    def ref(zz, tt):
+        m = np.max(zz, -1, keepdims=True)
+        ls = zz - m - np.log(np.sum(np.exp(zz - m), -1, keepdims=True))
+        with np.errstate(invalid="ignore"):         # 0 * -inf, discarded by where
+            return -np.mean(np.sum(np.where(tt == 0, 0.0, tt * ls), -1))
+    val, gz, gt = f(z=Z, t=T)
+    assert np.isclose(val, ref(Z, T))
+    assert gz[1, 0] == 0.0 and np.all(np.isfinite(gz))
+    h = 1e-6
+    for i, j in [(0, 1), (0, 0), (1, 1)]:           # label 0 with a finite logit, and others
+        e = np.zeros_like(T)
+        e[i, j] = h
+        fd = (ref(Z, T + e) - ref(Z, T - e)) / (2 * h)
+        assert abs(gt[i, j] - fd) < 1e-7, (i, j, gt[i, j], fd)

@@ -75,6 +75,11 @@ def cross_entropy(logits: Node, labels: Node) -> Node:
                          f"and logits {label(logits)} {shape_str(logits.shape)} differ")
     if labels.dtype == "bool":
         raise DTypeError(f"cross_entropy: labels {label(labels)} must be float or integer")
-    terms = F.where(F.equal(labels, 0.0), 0.0, labels * log_softmax(logits, axis=-1))
+    # a zero label's term is labels * ls with ls's -inf (a masked logit) read as 0: its value
+    # is 0 (0 · log 0 = 0, not 0 · -inf = NaN) and its derivative in the label is ls, as
+    # the maths gives (a constant 0 there would drop d/dlabel at label 0)
+    ls = log_softmax(logits, axis=-1)
+    zero = F.equal(labels, 0.0)
+    terms = labels * F.where(zero, F.where(F.equal(ls, float("-inf")), 0.0, ls), ls)
     per_example = -F.sum(terms, axis=-1)
     return F.mean(per_example)
