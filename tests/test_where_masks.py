@@ -1,4 +1,4 @@
-"""The double-where mask follows a value through structural ops (FUZZ_FINDINGS N4).
+"""The double-where mask follows a value through structural ops.
 
 In ``where(c, f(x), g(x))`` the branch not taken may hold inf or NaN (sqrt or log of a
 negative number or 0, NaN data); the gradient must still be exact and finite there.  Each
