@@ -199,6 +199,8 @@ def _guard(ct: Node, mask: Mask, conds: dict[int, Node]) -> Node:
 def _masked(node: Node, k: int, ct: Node, mask: Mask,
             conds: dict[int, Node]) -> tuple[Node, Mask]:
     """The contribution ``ct`` of ``node`` to its input ``k``, guarded, with its mask."""
+    if node.op == "where" and node.meta.get("safe_branches"):
+        return ct, mask         # a composite's where whose branches need no guard (F.safe_where)
     if node.op == "where":      # entering a branch: add its condition (k = 1: true branch)
         cond = node.inputs[0]
         conds[cond.id] = cond

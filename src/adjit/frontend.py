@@ -173,6 +173,17 @@ def where(cond, a, b):
     return _elementwise("where", cond, a, b)
 
 
+def safe_where(cond, a, b):
+    """``where(cond, a, b)`` that starts no double-where mask in ``grad``: for composites
+    whose branches' derivatives stay finite where they are not taken (cross_entropy's
+    zero-label and masked-logit selections: log_softmax's backward reads only softmax, which
+    is 0 at a -inf logit).  A mask there would put guard nodes through log_softmax's
+    reductions into every gradient and HVP that uses it, for nothing."""
+    node = _elementwise("where", cond, a, b)
+    node.meta["safe_branches"] = True
+    return node
+
+
 def equal(a, b):
     """Elementwise ``a == b`` (a bool node); the same as the operator ``a == b``."""
     return _elementwise("equal", a, b)

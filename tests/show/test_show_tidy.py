@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from adjit.show.names import Name
@@ -112,6 +112,10 @@ def _grow(children):
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # large reprs
 @settings(max_examples=300, deadline=None)
 @given(st.recursive(LEAVES, _grow, max_leaves=12))
+# several denominators: built (3 a) a, which a second tidy rewrote as 3 (a a)
+@example(Term("neg", (Term("sum", (Term("div", (Term("div", (num(2), a), "/"),
+                                                Term("mul", (a, num(3)), "scale")), "/"),),
+                           "batch"),)))
 def test_tidy_keeps_the_value(term):
     try:
         want = value(term)

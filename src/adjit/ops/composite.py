@@ -80,6 +80,6 @@ def cross_entropy(logits: Node, labels: Node) -> Node:
     # the maths gives (a constant 0 there would drop d/dlabel at label 0)
     ls = log_softmax(logits, axis=-1)
     zero = F.equal(labels, 0.0)
-    terms = labels * F.where(zero, F.where(F.equal(ls, float("-inf")), 0.0, ls), ls)
+    terms = labels * F.safe_where(zero, F.safe_where(F.equal(ls, float("-inf")), 0.0, ls), ls)
     per_example = -F.sum(terms, axis=-1)
     return F.mean(per_example)

@@ -170,7 +170,7 @@ unary("tanh", sp.tanh, lambda x, y, g: g * (1 - y * y))
 unary("sigmoid", lambda x: 1 / (1 + sp.exp(-x)), lambda x, y, g: g * (y * (1 - y)))
 # relu's mask reads its output (y > 0 exactly when x > 0, NaN included), which the next
 # layer keeps anyway: x then has one user and fuses into relu instead of being stored.
-unary("relu", lambda x: sp.Max(x, 0), lambda x, y, g: _F().where(y > 0, g, 0.0),
+unary("relu", lambda x: sp.Max(x, 0), lambda x, y, g: _F().safe_where(y > 0, g, 0.0),
       kinks=lambda x: x)
 # softplus(x) = max(x, 0) + log1p(exp(-|x|)) never overflows; its derivative is sigmoid(x).
 unary("softplus", lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
@@ -236,10 +236,11 @@ binary("div", divide, lambda a, b, y, g: g / b, lambda a, b, y, g: -(g * y / b),
 binary("pow", power, lambda a, b, y, g: _pow_grad_base(a, b, g),
        lambda a, b, y, g: _pow_grad_exponent(a, y, g), domain=(0.3, 2.0))
 # Ties send the whole cotangent to the first operand (as numpy/JAX subgradients do).
-binary("maximum", sp.Max, lambda a, b, y, g: _F().where(a >= b, g, 0.0),
-       lambda a, b, y, g: _F().where(a >= b, 0.0, g), kinks=lambda a, b: a - b)
-binary("minimum", sp.Min, lambda a, b, y, g: _F().where(a <= b, g, 0.0),
-       lambda a, b, y, g: _F().where(a <= b, 0.0, g), kinks=lambda a, b: a - b)
+# (their selections are safe_where: not double-where branches, see docs/api.md)
+binary("maximum", sp.Max, lambda a, b, y, g: _F().safe_where(a >= b, g, 0.0),
+       lambda a, b, y, g: _F().safe_where(a >= b, 0.0, g), kinks=lambda a, b: a - b)
+binary("minimum", sp.Min, lambda a, b, y, g: _F().safe_where(a <= b, g, 0.0),
+       lambda a, b, y, g: _F().safe_where(a <= b, 0.0, g), kinks=lambda a, b: a - b)
 
 # --- comparisons (bool results, no derivative) ------------------------------------------------
 # Over numbers, IEEE comparisons sympy never folds by reflexivity or assumptions nor negates

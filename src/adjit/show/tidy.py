@@ -156,5 +156,7 @@ def _build(coef, rest: Term | None, dens: list[Term]) -> Term:
         den = dens[0]
         for d in dens[1:]:
             den = Term("mul", (den, d), "scale")
+        if len(dens) > 1:        # in the form a second tidy gives it (3 (a a), not (3 a) a)
+            den = tidy(den)
         out = Term("div", (out, den), "/")
     return Term("neg", (out,)) if negative else out
