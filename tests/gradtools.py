@@ -101,3 +101,14 @@ def each_elementwise_op(x, y, c):
         else:
             out = aj.frontend._elementwise(name, *xs)
         yield name, out, xs
+
+
+def finite_differences(fn, X, h=1e-6):
+    """Two-sided differences of the scalar numpy function ``fn`` at each entry of ``X``."""
+    out = np.zeros_like(X)
+    for i in np.ndindex(X.shape):
+        up, down = X.copy(), X.copy()
+        up[i] += h
+        down[i] -= h
+        out[i] = (fn(up) - fn(down)) / (2 * h)
+    return out

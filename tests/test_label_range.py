@@ -19,6 +19,7 @@ import pytest
 
 import adjit as aj
 from adjit.compiled import Bound, Compiled
+from calltools import CountingBinder
 
 BACKENDS = {"llvm": {}, "interp": {}, "ptx": {"emulate": True, "opt_level": 0}}
 BAD = {"too big": [0, 5, 1, 2], "equal to n": [0, 1, 3, 2], "negative": [0, -1, 1, 2],
@@ -27,21 +28,6 @@ BAD = {"too big": [0, 5, 1, 2], "equal to n": [0, 1, 3, 2], "negative": [0, -1, 
 
 def has_fastcall(f) -> bool:
     return isinstance(type(f).__dict__.get("__call__"), types.BuiltinFunctionType)
-
-
-class CountingBinder:
-    """Wraps ``f``'s binder (``attr``): counts the calls that reached the Python path."""
-
-    def __init__(self, f, attr="_binder"):
-        self.inner, self.calls = getattr(f, attr), 0
-        setattr(f, attr, self)
-
-    def bind(self, kwargs):
-        self.calls += 1
-        return self.inner.bind(kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def ce_model(dtype="int64", batch=None):

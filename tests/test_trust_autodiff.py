@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import adjit as aj
+from gradtools import finite_differences
 
 BACKENDS = ["interp", "llvm", "ptx"]
 
@@ -32,17 +33,6 @@ def compile_on(outputs, backend):
 def call(f, **values):
     """Call ``f`` with the values it takes (the models below do not all read every input)."""
     return f(**{k: v for k, v in values.items() if k in f.input_names})
-
-
-def finite_differences(fn, X, h=1e-6):
-    """Two-sided differences of the scalar numpy function ``fn`` at each entry of ``X``."""
-    out = np.zeros_like(X)
-    for i in np.ndindex(X.shape):
-        up, down = X.copy(), X.copy()
-        up[i] += h
-        down[i] -= h
-        out[i] = (fn(up) - fn(down)) / (2 * h)
-    return out
 
 
 # --- 5. double where ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import pytest
 
 import adjit as aj
 from adjit.compiled import Bound
+from calltools import CountingBinder
 
 from isolation import run_child, describe_exit, records
 
@@ -35,21 +36,6 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(aj.__file__)))
 
 def has_fastcall(f) -> bool:
     return isinstance(type(f).__dict__.get("__call__"), types.BuiltinFunctionType)
-
-
-class CountingBinder:
-    """Wraps a Bound's ``_free`` binder: counts the calls that reached the Python path."""
-
-    def __init__(self, g):
-        self.inner, self.calls = g._free, 0
-        g._free = self
-
-    def bind(self, kwargs):
-        self.calls += 1
-        return self.inner.bind(kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def step(backend="llvm", updates=True):
@@ -125,7 +111,7 @@ def test_a_changed_bound_array_raises_naming_it(mutation, updates, backend, path
         W0.resize((N, N), refcheck=False)    # back to the bound shape: fine again
         W0[...] = before
         if backend == "llvm" and path == "call":
-            spy = CountingBinder(g)
+            spy = CountingBinder(g, "_free")
             want = f(x=X, W=before.copy())
             assert call(g, x=X) == want
             assert spy.calls == 0           # back on the native route
@@ -178,7 +164,7 @@ def test_a_new_data_pointer_at_the_bound_shape_is_read_at_its_new_address(backen
 def test_the_native_route_rechecks_without_leaving_it():
     """A call after a legal change stays native; a changed array goes to the Python path."""
     f, g, W0 = bound("llvm", updates=False)
-    spy = CountingBinder(g)
+    spy = CountingBinder(g, "_free")
     W0[...] = 2.0                           # new values: the ordinary way to change W
     assert g(x=X) == f(x=X, W=W0)
     assert spy.calls == 0

@@ -26,6 +26,7 @@ import pytest
 
 import adjit as aj
 from adjit.compiled import Compiled
+from calltools import CountingBinder
 
 LAM = 0.01
 
@@ -130,23 +131,6 @@ def assert_identical(got, want):
         assert g.base is None
 
 
-class CountingBinder:
-    """Wraps ``f._binder`` (or a Bound's ``_free``: ``attr``): counts the calls that reached
-    the checked Python path."""
-
-    def __init__(self, f, attr="_binder"):
-        self.inner, self.calls = getattr(f, attr), 0
-        setattr(f, attr, self)
-
-    def bind(self, kwargs):
-        self.calls += 1
-        return self.inner.bind(kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-# -- results ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(MODELS))
 def test_results_equal_slow_path_and_interpreter(name):
     build, args = MODELS[name]

@@ -21,7 +21,8 @@ import adjit as aj
 from adjit.backends.llvm import fastcall
 from adjit.compiled import Compiled
 
-from test_fastcall import CountingBinder, has_fastcall, slow, seq
+from calltools import CountingBinder
+from test_fastcall import has_fastcall, slow, seq
 
 
 # -- models --------------------------------------------------------------------------------
