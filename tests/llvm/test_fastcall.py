@@ -26,7 +26,10 @@ import pytest
 
 import adjit as aj
 from adjit.compiled import Compiled
-from calltools import CountingBinder
+
+# tests/ holds calltools; child processes that run or import this file need it too
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+from calltools import CountingBinder  # noqa: E402
 
 LAM = 0.01
 
