@@ -67,8 +67,7 @@ def cross_entropy(logits: Node, labels: Node) -> Node:
                              f"the class axis, {shape_str(logits.shape[:-1])}")
         # the target's log-probability, picked (not multiplied: 0 · -inf is NaN)
         hot = F.cast(F.one_hot(labels, logits.shape[-1], logits.dtype), "bool")
-        picked = F.where(hot,
-                         log_softmax(logits, axis=-1), 0.0)
+        picked = F.safe_where(hot, log_softmax(logits, axis=-1), 0.0)   # (see below)
         return F.mean(-F.sum(picked, axis=-1))
     if labels.shape != logits.shape:
         raise ShapeError(f"cross_entropy: one-hot labels {label(labels)} {shape_str(labels.shape)} "

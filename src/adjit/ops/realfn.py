@@ -62,6 +62,16 @@ def _float(e) -> float | None:
     return None
 
 
+def _over_numbers(fn, *args):
+    """numpy's value of ``fn`` over ``args`` (as float64) when every one is a number, as a
+    sympy number; else None (the form stays unevaluated)."""
+    values = [_float(a) for a in args]
+    if any(v is None for v in values):
+        return None
+    with np.errstate(all="ignore"):
+        return numeric(fn(*(np.float64(v) for v in values)))
+
+
 class _Real(sp.Function):
     """A real-valued function (or NaN): the value of a real operand is real, never complex."""
 
@@ -82,10 +92,10 @@ class real_pow(_Real):
 
     @classmethod
     def eval(cls, a, p):
-        fa, fp = _float(a), _float(p)
-        if fa is not None and fp is not None:
-            with np.errstate(all="ignore"):
-                return numeric(np.power(np.float64(fa), np.float64(fp)))
+        value = _over_numbers(np.power, a, p)
+        if value is not None:
+            return value
+        fa = _float(a)
         if p.is_zero:
             return sp.Integer(1)
         if p.is_Integer:
@@ -106,10 +116,9 @@ class real_sqrt(_Real):
 
     @classmethod
     def eval(cls, x):
-        fx = _float(x)
-        if fx is not None:
-            with np.errstate(all="ignore"):
-                return numeric(np.sqrt(np.float64(fx)))
+        value = _over_numbers(np.sqrt, x)
+        if value is not None:
+            return value
         if x.is_nonnegative:
             return sp.sqrt(x)
         return None
@@ -121,11 +130,7 @@ class real_log(_Real):
 
     @classmethod
     def eval(cls, x):
-        fx = _float(x)
-        if fx is not None:
-            with np.errstate(all="ignore"):
-                return numeric(np.log(np.float64(fx)))
-        return None
+        return _over_numbers(np.log, x)
 
 
 class _Compare(BooleanFunction):
@@ -139,10 +144,7 @@ class _Compare(BooleanFunction):
 
     @classmethod
     def eval(cls, a, b):
-        fa, fb = _float(a), _float(b)
-        if fa is not None and fb is not None:
-            return numeric(getattr(np, cls._numpy)(np.float64(fa), np.float64(fb)))
-        return None
+        return _over_numbers(getattr(np, cls._numpy), a, b)
 
     @property
     def lhs(self):
@@ -232,16 +234,11 @@ class ieee_zero(_Real):
 
     @classmethod
     def eval(cls, x):
-        fx = _float(x)
-        if fx is not None:
-            with np.errstate(all="ignore"):
-                return numeric(np.float64(fx) - np.float64(fx))
-        return None
+        return _over_numbers(lambda v: v - v, x)
 
     def _numpycode(self, printer):
         a = printer._print(self.args[0])
         return f"(({a}) - ({a}))"
-
 
 
 class ieee_div(_Real):
@@ -252,11 +249,7 @@ class ieee_div(_Real):
 
     @classmethod
     def eval(cls, a, b):
-        fa, fb = _float(a), _float(b)
-        if fa is not None and fb is not None:
-            with np.errstate(all="ignore"):
-                return numeric(np.float64(fa) / np.float64(fb))
-        return None
+        return _over_numbers(np.divide, a, b)
 
     def _numpycode(self, printer):
         a, b = (printer._print(x) for x in self.args)
@@ -270,7 +263,4 @@ class real_sign(_Real):
 
     @classmethod
     def eval(cls, x):
-        fx = _float(x)
-        if fx is not None:
-            return numeric(np.sign(np.float64(fx)))
-        return None
+        return _over_numbers(np.sign, x)

@@ -65,16 +65,9 @@ def _broadcast_vjp(node, g, needs):
 
 # --- supports (see Op.support): where a cotangent may be nonzero, mapped back through an op
 def any_over(m, axes, dtype):
-    """Whether the bool node ``m`` holds a true element along ``axes`` (reduced away), or
-    None when that is always so.  Exact: a sum of 0s and 1s is positive iff one is 1.
-
-    A one-hot row always holds its 1 (labels are range-checked), so ``any`` over the class
-    axis of ``cast(one_hot(labels), bool)`` is None: the mask of cross_entropy's picked
-    log-probability ends at the sum over classes, as if there were no mask.  (A coarser
-    mask is still exact; it only guards less.)"""
+    """Whether the bool node ``m`` holds a true element along ``axes`` (reduced away).
+    Exact: a sum of 0s and 1s is positive iff one is 1."""
     F = _F()
-    if (m.op == "cast" and m.inputs[0].op == "one_hot" and tuple(axes) == (m.ndim - 1,)):
-        return None
     ones = F.where(m, F.const(1.0, dtype), 0.0)
     return F.sum(ones, axis=tuple(axes)) > 0.0
 
@@ -83,7 +76,7 @@ def _broadcast_support(node, k, m):
     x = node.inputs[0]
     axes = broadcast_axes(x.shape, node.shape)
     hit = any_over(m, axes, node.dtype) if axes else m
-    return None if hit is None else _F().reshape(hit, x.shape)
+    return _F().reshape(hit, x.shape)
 
 
 register(Op("broadcast", _broadcast_rule,
@@ -201,8 +194,6 @@ def _matmul_support(node, k, m):
     # A's cotangent G Bᵀ is zero on the rows where G is; B's, Aᵀ G, on G's zero columns
     F, (a, b) = _F(), node.inputs
     hit = any_over(m, (1 - k,), node.dtype)
-    if hit is None:
-        return None
     operand = node.inputs[k]
     kept = (a.shape[0], 1) if k == 0 else (1, b.shape[1])
     return F.broadcast_to(F.reshape(hit, kept), operand.shape)

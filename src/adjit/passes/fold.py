@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ops.elementwise import literal
+from ..ops.elementwise import literal, splat
 from ..ops.registry import get_op, make
 from ..backends.interp import Env
 from .rewrite import rewrite
@@ -17,13 +17,9 @@ FOLD_MAX_ELEMENTS = 4096   # larger constant results stay as ops (keeps graphs a
 _NOT_FOLDED = {"input", "param", "const", "batch_size", "broadcast"}
 
 
-#: The value of a constant whose elements are all equal (possibly broadcast), else None.
-scalar_value = literal
-
-
 def _identity(node: Node, ins: list[Node]):
     op = node.op
-    v = [scalar_value(i) for i in ins]
+    v = [literal(i) for i in ins]
     if op == "add":
         if v[1] == 0:
             return ins[0], "x+0=x"
@@ -61,19 +57,6 @@ def _identity(node: Node, ins: list[Node]):
     return None
 
 
-def _uniform(node: Node):
-    """The one value of a constant whose elements are all equal (possibly broadcast), as a
-    0-d array of its dtype (bools included), else None."""
-    while node.op == "broadcast":
-        node = node.inputs[0]
-    if node.op != "const":
-        return None
-    arr = node.attr("value").array
-    if arr.size == 0 or not np.all(arr == arr.reshape(-1)[0]):
-        return None
-    return arr.reshape(-1)[0:1].reshape(())
-
-
 def _fold_uniform(node: Node, ins: list[Node]):
     """An elementwise op over constants that are each one repeated value is one value too:
     a broadcast scalar constant, whatever the shape (also with a batch dim, which the
@@ -81,9 +64,10 @@ def _fold_uniform(node: Node, ins: list[Node]):
     spec = get_op(node.op)
     if not spec.elementwise or not ins:
         return None
-    values = [_uniform(i) for i in ins]
-    if any(v is None for v in values):
+    firsts = [splat(i) for i in ins]
+    if any(v is None for v in firsts):
         return None
+    values = [np.asarray(v) for v in firsts]     # 0-d arrays of their dtypes
     with np.errstate(all="ignore"):
         value = np.asarray(spec.numpy(values, node, Env({}, None)), dtype=node.dtype)
     from ..frontend import broadcast_to, const
