@@ -274,7 +274,7 @@ def test_entries_that_are_not_our_regular_files_are_never_opened(tmp_path, kind)
     """A FIFO in an entry's place made compile hang; a device, a link or a file of
     another user is not read either.  Each is replaced by a good entry."""
     if kind in ("device", "other user") and os.geteuid() != 0:
-        pytest.skip("needs root")
+        pytest.skip("making a device node or a file owned by another user needs root")
     cache = tmp_path / "cache"
     paths = entry_paths(cache)
     outside = tmp_path / "outside"          # where a planted link leads: a FIFO

@@ -19,6 +19,7 @@ import ctypes
 import platform
 
 import llvmlite.ir as ir
+import mpmath       # (sympy's own dependency: always installed with adjit)
 import numpy as np
 import pytest
 
@@ -382,7 +383,7 @@ def test_sincos_huge_arguments(compiled, name):
 def test_sincos_hardest_reductions(compiled):
     """The floats closest to a multiple of pi/2 (|x mod pi/2| ~ 2^-61 f64, 2^-30 f32 class)
     against 2000-bit mpmath: the reduction keeps every bit that matters."""
-    mp = pytest.importorskip("mpmath")
+    mp = mpmath
     f32 = compiled.dtype == "float32"
     xs = ([16367173 * 2.0 ** 72, 16367173 * 2.0 ** -0, 13176795.0, 3.4e38, 2.0 ** 127]
           if f32 else
@@ -429,7 +430,7 @@ def test_sincos_special_values_every_path(compiled):
 
 def test_two_over_pi_table():
     """mathfn_trig.TWO_OVER_PI is 2/pi's fraction bits, re-derived with mpmath."""
-    mp = pytest.importorskip("mpmath")
+    mp = mpmath
     from adjit.backends.llvm.mathfn_trig import TWO_OVER_PI
     words = TWO_OVER_PI[2:]
     with mp.workprec(32 * len(words) + 64):
@@ -451,7 +452,7 @@ def _interp(g, a, b, n, mp):
 def test_coefficients_rederive():
     """The polynomial constants in mathfn are the Chebyshev-node interpolants described in
     its docstring (60-digit mpmath, rounded to the dtype), so they can be regenerated."""
-    mp = pytest.importorskip("mpmath").mp
+    mp = mpmath.mp
     mp.dps = 60
 
     def guard(f, at0):
