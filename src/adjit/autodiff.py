@@ -30,9 +30,11 @@ operand) are guarded, and matmul reads each operand as 0 outside its support
 (``Op.masked_vjp``), so a NaN in a row of A that no selected element reads never reaches
 B's cotangent.  The limit: inside one product row that is selected in part, G's exact zeros
 still multiply the other operand (0 · NaN).  The composites (logsumexp, log_softmax,
-softmax, cross_entropy) are primitives, so the mask follows them; the "any" of a one-hot
-row is taken as always true (labels are range-checked), so cross_entropy's own ``where``
-adds nothing to a plain classifier's gradient.  A graph without ``where`` gets no mask and
+softmax, cross_entropy) are primitives, so the mask follows them.  A ``where`` made with
+``frontend.safe_where`` starts no mask: cross_entropy's selections and those in the
+derivatives of relu, maximum and minimum, whose branches stay finite (or, for the last
+three, are documented not to be guarded), so a plain classifier's gradient and HVP carry no
+guard.  A graph without ``where`` gets no mask and
 no extra node; an op with no support rule ends the mask, and a use of the value outside
 every branch lifts it (that use's gradient is the true one).  Guards stay exact, so a
 Hessian-vector product differentiates through them to the right values.  Each guard node
