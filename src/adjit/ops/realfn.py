@@ -219,11 +219,12 @@ def power(a, p):
 
 
 def divide(a, b):
-    """The scalar form of ``a / b``.  Over a literal zero it is ``a * inf`` (IEEE's ``a / +0``:
-    ±inf by the sign of a, NaN for 0 and NaN), where sympy's ``a/0`` is the sign-less ``zoo``."""
+    """The scalar form of ``a / b``.  Over a literal zero it is kept as written
+    (:class:`ieee_div`: ±inf by the sign of a, NaN for 0 and NaN), where sympy's ``a/0`` is
+    the sign-less ``zoo``."""
     a, b = sp.sympify(a), sp.sympify(b)
     if b.is_zero and not a.is_Number:
-        return a * sp.oo
+        return ieee_div(a, b)
     return a / b
 
 
