@@ -47,13 +47,16 @@ def test_cancelled_terms_keep_numpy_nan(case, backend, dtype):
     x, y = aj.input("x", (None,), dtype), aj.input("y", (None,), dtype)
     f = compile_for([build(x, y) + 0.0 * y], backend)   # every function reads both inputs
     with np.errstate(over="ignore"):            # 1e308 is inf in float32
-        xs, ys = X.astype(dtype), Y.astype(dtype)
-    got = f(x=xs, y=ys)[0]
-    with np.errstate(all="ignore"):
-        want = (reference(xs, ys) + 0.0 * ys).astype(dtype)
-    assert np.array_equal(np.isnan(got), np.isnan(want)), (case, got, want)
-    ok = ~np.isnan(want)
-    np.testing.assert_allclose(got[ok], want[ok], rtol=4 * np.finfo(dtype).eps)
+        xs_all, ys_all = X.astype(dtype), Y.astype(dtype)
+    for n in (0, 1, len(X)):                    # batch 0, 1 and the whole table
+        xs, ys = xs_all[:n], ys_all[:n]
+        got = f(x=xs, y=ys)[0]
+        with np.errstate(all="ignore"):
+            want = (reference(xs, ys) + 0.0 * ys).astype(dtype)
+        assert got.shape == want.shape
+        assert np.array_equal(np.isnan(got), np.isnan(want)), (case, got, want)
+        ok = ~np.isnan(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=4 * np.finfo(dtype).eps)
 
 
 def test_no_carrier_without_cancellation():
