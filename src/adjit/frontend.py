@@ -174,44 +174,30 @@ def where(cond, a, b):
 
 
 def safe_where(cond, a, b):
-    """``where(cond, a, b)`` that starts no double-where mask in ``grad``: for composites
-    whose branches' derivatives stay finite where they are not taken (cross_entropy's
-    zero-label and masked-logit selections: log_softmax's backward reads only softmax, which
-    is 0 at a -inf logit).  A mask there would put guard nodes through log_softmax's
-    reductions into every gradient and HVP that uses it, for nothing."""
+    """``where(cond, a, b)`` that starts no double-where mask in ``grad``, for selections
+    whose guards would cost every gradient that uses them: cross_entropy's (its branches'
+    derivatives stay finite: log_softmax's backward reads only softmax, 0 at a -inf logit)
+    and those in the derivatives of relu, maximum and minimum (documented as unguarded)."""
     node = _elementwise("where", cond, a, b)
     node.meta["safe_branches"] = True
     return node
 
 
-def equal(a, b):
-    """Elementwise ``a == b`` (a bool node); the same as the operator ``a == b``."""
-    return _elementwise("equal", a, b)
+def _comparison(op: str, symbol: str, nan: str):
+    def compare(a, b):
+        return _elementwise(op, a, b)
+    compare.__name__ = compare.__qualname__ = op
+    compare.__doc__ = f"Elementwise ``a {symbol} b`` (a bool node; {nan}), as the operator."
+    return compare
 
 
-def not_equal(a, b):
-    """Elementwise ``a != b`` (a bool node; NaN != NaN is true, as in numpy)."""
-    return _elementwise("not_equal", a, b)
-
-
-def greater(a, b):
-    """Elementwise ``a > b`` (a bool node; false where either is NaN)."""
-    return _elementwise("greater", a, b)
-
-
-def greater_equal(a, b):
-    """Elementwise ``a >= b`` (a bool node; false where either is NaN)."""
-    return _elementwise("greater_equal", a, b)
-
-
-def less(a, b):
-    """Elementwise ``a < b`` (a bool node; false where either is NaN)."""
-    return _elementwise("less", a, b)
-
-
-def less_equal(a, b):
-    """Elementwise ``a <= b`` (a bool node; false where either is NaN)."""
-    return _elementwise("less_equal", a, b)
+_FALSE_ON_NAN = "false where either is NaN"
+equal = _comparison("equal", "==", _FALSE_ON_NAN)
+not_equal = _comparison("not_equal", "!=", "true where either is NaN, as in numpy")
+greater = _comparison("greater", ">", _FALSE_ON_NAN)
+greater_equal = _comparison("greater_equal", ">=", _FALSE_ON_NAN)
+less = _comparison("less", "<", _FALSE_ON_NAN)
+less_equal = _comparison("less_equal", "<=", _FALSE_ON_NAN)
 
 
 def stop_gradient(x: Node) -> Node:
