@@ -39,9 +39,9 @@ import sympy
 sys.path.insert(0, os.path.dirname(__file__))
 
 import adjit as aj  # noqa: E402
-from adjit.backends.llvm import target  # noqa: E402
+from adjit.backends.lowering import target  # noqa: E402
 from adjit.backends.llvm.codegen import Lowering  # noqa: E402
-from adjit.backends.llvm.plan import Plan  # noqa: E402
+from adjit.backends.lowering.plan import Plan  # noqa: E402
 from adjit.backends.llvm.runtime import DATA_OFFSET  # noqa: E402
 from adjit.ir import Graph  # noqa: E402
 from adjit.passes import PIPELINE, run_pipeline  # noqa: E402

@@ -47,7 +47,7 @@ def _build(dtype, **kw):
     import numpy as np
 
     from adjit.backends.llvm import gemm
-    from adjit.backends.llvm.target import compile_ir
+    from adjit.backends.lowering.target import compile_ir
 
     module = ir.Module(name="gemm_bench")
     fn = gemm.emit_gemm(module, dtype, **kw)
@@ -165,7 +165,7 @@ def compile_times():
     import llvmlite.ir as ir
 
     from adjit.backends.llvm import gemm
-    from adjit.backends.llvm.target import compile_ir
+    from adjit.backends.lowering.target import compile_ir
     module = ir.Module(name="adjit_library")
     for dt in ("f32", "f64"):
         gemm.emit_gemm(module, dt)

@@ -3,7 +3,7 @@
 For exp, log, tanh, sin over 1e6 contiguous elements, float32 and float64, times the loop
 ``y[i] = f(x[i])`` done four ways, all single-threaded on the same arrays:
 
-  adjit     ``adjit.backends.llvm.mathfn`` inlined into the loop (vectorized by LLVM)
+  adjit     ``adjit.backends.lowering.mathfn`` inlined into the loop (vectorized by LLVM)
   numpy     ``np.<f>(x, out=y)``
   llvm-intr ``llvm.<f>`` intrinsics in the same loop: LLVM vectorizes the loop but calls
             scalar libm once per lane
@@ -32,8 +32,8 @@ import time
 import llvmlite.ir as ir
 import numpy as np
 
-from adjit.backends.llvm.mathfn import get_math_fn
-from adjit.backends.llvm.target import compile_ir, host_info, load_library
+from adjit.backends.lowering.mathfn import get_math_fn
+from adjit.backends.lowering.target import compile_ir, host_info, load_library
 
 FUNCS = ("exp", "log", "tanh", "sin")
 # Inputs: ranges a model would see (exp over the whole softmax/sigmoid range, log over

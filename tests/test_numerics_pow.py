@@ -15,7 +15,7 @@ import sympy as sp
 
 import adjit as aj
 from adjit.ops.registry import make
-from adjit.passes.fuse import leaf_symbol
+from adjit.ops.fused import leaf_symbol
 
 BACKENDS = ("interp", "llvm", "ptx")
 

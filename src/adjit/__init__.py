@@ -14,10 +14,9 @@ from . import passes  # noqa: F401  (registers the fused op)
 from . import show  # noqa: F401  (aj.show: equations, traces, pictures, reports)
 from .autodiff import grad
 from .compiled import Compiled, compile
-from .frontend import (abs, broadcast_to, cast, const, cos, equal, exp, greater, greater_equal,
-                       input, less, less_equal, log, matmul, max,
-                       maximum, mean, minimum, not_equal, one_hot, param, relu, reshape, sigmoid, sign, sin,
-                       softplus, sqrt, stop_gradient, sum, tanh, transpose, where)
+from .frontend import (abs, broadcast_to, cast, const, equal, greater, greater_equal, input,
+                       less, less_equal, log, matmul, max, mean, not_equal, one_hot, param,
+                       record_functions, reshape, stop_gradient, sum, transpose, where)
 from .gradcheck import GradCheckReport, GradientCheckError, check_grads
 from .ir import AdjitError, DTypeError, Graph, Node, ShapeError, TensorType
 from .nancheck import NonFiniteError
@@ -26,11 +25,14 @@ from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cos", "cross_entropy",
-    "equal", "exp", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log", "log_softmax", "logsumexp", "matmul", "max",
-    "maximum", "mean", "minimum", "mse", "not_equal", "one_hot", "param", "relu", "reshape", "sigmoid", "sign",
-    "sin", "softmax", "softplus", "sqrt", "stop_gradient", "sum", "tanh", "transpose", "where",
+# the elementwise functions made from op records (exp, tanh, maximum, ...): see Op.public
+globals().update(_RECORD_FUNCTIONS := record_functions())
+
+__all__ = sorted(_RECORD_FUNCTIONS) + [
+    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy",
+    "equal", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
+    "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "not_equal", "one_hot", "param",
+    "reshape", "softmax", "stop_gradient", "sum", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",
     "Node", "ShapeError", "TensorType", "NonFiniteError",
 ]

@@ -153,8 +153,6 @@ def _zeros_like(v: Node) -> Node:
 Mask = frozenset            # frozenset[frozenset[tuple[int, bool]]]
 _NO_MASK: Mask = frozenset({frozenset()})
 _MAX_TERMS = 32             # beyond this, terms merge into the literals they share
-# VJPs that are zero wherever g is (±g, or sums, copies and moves of g's elements)
-_ZERO_PRESERVING = ("add", "sub", "neg", "cast", "broadcast", "reshape", "transpose", "sum")
 
 
 def _union(masks) -> Mask:
@@ -210,7 +208,7 @@ def _masked(node: Node, k: int, ct: Node, mask: Mask,
     if mask == _NO_MASK or node.inputs[k].shape != node.shape or not (
             node.op == "cast" or get_op(node.op).elementwise):
         return ct, _NO_MASK     # an op with no support rule ends the mask
-    if node.op not in _ZERO_PRESERVING:
+    if not get_op(node.op).zero_preserving:
         ct = _guard(ct, mask, conds)
     return ct, mask
 
@@ -238,7 +236,8 @@ def _through_structural(node: Node, total: Node, needs: list, mask: Mask,
         else:
             conds[s.id] = s
             sub = frozenset({frozenset({(s.id, True)})})
-            pairs.append((ct if node.op in _ZERO_PRESERVING else _guard(ct, sub, conds), sub))
+            pairs.append((ct if get_op(node.op).zero_preserving else _guard(ct, sub, conds),
+                          sub))
     return pairs
 
 

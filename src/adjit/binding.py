@@ -39,6 +39,7 @@ import os
 import numpy as np
 
 from .ir import FLOAT_DTYPES, INT_DTYPES, DTypeError, Graph, Node, ShapeError, shape_str
+from .ops.registry import get_op
 
 _ndarray = np.ndarray
 
@@ -157,9 +158,6 @@ def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
     return arr
 
 
-# ops that move integer values without changing them (an int -> int cast changes none of
-# the values that pass the label check)
-_LABEL_MOVES = ("reshape", "transpose", "broadcast", "stop_gradient", "cast")
 
 
 def label_limits(graph: Graph) -> dict[str, int]:
@@ -173,7 +171,9 @@ def label_limits(graph: Graph) -> dict[str, int]:
         if node.op != "one_hot":
             continue
         n, src = node.attr("depth"), node.inputs[0]
-        while src.op in _LABEL_MOVES and src.inputs[0].dtype in INT_DTYPES:
+        # through ops that move integer values without changing them (Op.moves_values; an
+        # int -> int cast changes none of the values that pass the label check)
+        while get_op(src.op).moves_values and src.inputs[0].dtype in INT_DTYPES:
             src = src.inputs[0]
         if src.op in ("input", "param"):
             limits[src.name] = min(n, limits.get(src.name, n))

@@ -10,11 +10,17 @@ from .backends import get_backend
 from .binding import Binder, Pinned, label_limits
 from .updates import check_update_buffers, check_update_sources, check_updates
 from .autodiff import recorded_rewrites
-from .ir import Graph, Node, ShapeError, check_batch_bound
+from .ir import VIEWS, Graph, Node, ShapeError, check_batch_bound
 from .nancheck import NanCheck
 from .passes import PIPELINE, run_pipeline
 
 DEFAULT_BACKEND = "llvm"
+
+
+def _view(name: str):
+    """A view of :mod:`adjit.show`, registered in ``ir.VIEWS`` when ``import adjit`` imports
+    it (the views sit above this module and accept anything :class:`~adjit.ir.Staged`)."""
+    return VIEWS[name]
 
 
 class Compiled:
@@ -141,31 +147,26 @@ class Compiled:
     def report(self) -> str:
         """Each pass with the rewrites it applied (by rule name), node counts before and
         after, and each output's size as an expanded expression tree."""
-        from .show.report import report
-        return report(self)
+        return _view("report")(self)
 
     def equations(self, stage: str = "traced"):
         """Forward and backward equations in backprop notation (``stage``: 'traced',
         'simplified', 'both' or a pass name).  ``str()`` gives Unicode; ``.latex`` and
         ``.markdown`` the other forms; Jupyter shows LaTeX."""
-        from .show.equations import equations
-        return equations(self, stage)
+        return _view("equations")(self, stage)
 
     def trace(self, **values):
         """A worked example at ``values`` (keyword arrays, like a call): the primal then
         the adjoint trace with the number at every step."""
-        from .show.trace import trace
-        return trace(self, values)
+        return _view("trace")(self, values)
 
     def dot(self, stage: str = "simplified") -> str:
         """Graphviz DOT text of a stage (adjoint nodes tinted, fused regions grouped);
         write it with ``adjit.show.render(f.dot(), "out.svg")``."""
-        from .show.dot import dot
-        return dot(self, stage)
+        return _view("dot")(self, stage)
 
     def _repr_markdown_(self) -> str:
-        from .show.equations import equations
-        return f"`{self!r}`\n\n" + equations(self).markdown
+        return f"`{self!r}`\n\n" + _view("equations")(self).markdown
 
     def __getattr__(self, name):
         # backend-specific views (llvm_ir, asm, ...) live on the implementation

@@ -22,7 +22,7 @@ import numpy as np
 
 from .ir import (FLOAT_DTYPES, ConstValue, DTypeError, Node, ShapeError, TensorType, label,
                  shape_str)
-from .ops.registry import make
+from .ops.registry import REGISTRY, make
 from .ops.structural import kept_shape
 
 
@@ -116,17 +116,42 @@ def _elementwise(op: str, *operands) -> Node:
 
 
 # --- elementwise functions -------------------------------------------------------------------
-def _unary(op):
-    def fn(x):
-        return _elementwise(op, x)
-    fn.__name__ = op
-    fn.__doc__ = f"Elementwise {op}."
-    return fn
+def _from_record(spec) -> None:
+    """``aj.<spec.public>``: the elementwise op as a function of its operands (numbers and
+    nodes, broadcast and promoted), made from its record."""
+    op = spec.name
+
+    if spec.arity == 1:
+        def fn(x):
+            return _elementwise(op, x)
+    elif spec.arity == 2:
+        def fn(a, b):
+            return _elementwise(op, a, b)
+    else:
+        def fn(*operands):
+            if len(operands) != spec.arity:
+                raise TypeError(f"{spec.public}() takes {spec.arity} operands, "
+                                f"got {len(operands)}")
+            return _elementwise(op, *operands)
+    fn.__name__ = fn.__qualname__ = spec.public
+    fn.__doc__ = spec.doc or f"Elementwise {spec.public} (numpy's ``{spec.public}``)."
+    fn.__module__ = __name__
+    globals()[spec.public] = fn
 
 
-exp, sin, cos, tanh = map(_unary, ("exp", "sin", "cos", "tanh"))
-sigmoid, relu, softplus, sqrt = map(_unary, ("sigmoid", "relu", "softplus", "sqrt"))
-sign = _unary("sign")
+def record_functions() -> dict:
+    """The public functions made from op records (elementwise ops naming ``public``):
+    ``{name: function}``, defined in this module too."""
+    out = {}
+    for spec in REGISTRY.values():
+        if spec.elementwise and spec.public:
+            if spec.public not in globals():
+                _from_record(spec)
+            out[spec.public] = globals()[spec.public]
+    return out
+
+
+record_functions()
 
 
 def log(x):
@@ -158,14 +183,6 @@ def _all_ones(node: Node) -> bool:
 def abs(x):  # noqa: A001 - mirrors numpy's name
     """Elementwise absolute value."""
     return _elementwise("abs", x)
-
-
-def maximum(a, b):
-    return _elementwise("maximum", a, b)
-
-
-def minimum(a, b):
-    return _elementwise("minimum", a, b)
 
 
 def where(cond, a, b):

@@ -21,7 +21,7 @@ import hashlib
 import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import networkx as nx
 import numpy as np
@@ -264,13 +264,30 @@ class Graph:
         return len(self.nodes)
 
     def __str__(self) -> str:
-        from .show.text import graph_listing
-        return graph_listing(self)
+        text = VIEWS.get("listing")
+        return text(self) if text else f"<Graph {self.stage!r}: {len(self)} nodes>"
 
     def _repr_svg_(self) -> str | None:
         """Jupyter shows the graph as a picture when Graphviz or matplotlib is installed."""
-        from .show.dot import svg
-        return svg(self)
+        svg = VIEWS.get("svg")
+        return svg(self) if svg else None
+
+
+# How graphs print: the views (adjit.show) register ``listing`` and ``svg`` here when
+# imported, so the IR never imports them (layers point down).
+VIEWS: dict = {}
+
+
+@runtime_checkable
+class Staged(Protocol):
+    """What the views accept besides a Graph: a function with its stages (adjit.Compiled).
+
+    ``stages``: the traced graph then one graph per pass; ``graph``: the last stage;
+    ``forward``: the traced graph's forward outputs."""
+
+    stages: list
+    graph: Graph
+    forward: Graph
 
 
 # --- content digests and a portable form (the compiled-function cache, backends/llvm) ------

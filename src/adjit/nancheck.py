@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends.interp import Env
+from .ops.registry import Env
 from .ir import AdjitError, Graph, Node, label, shape_str
 from .ops.registry import get_op
 

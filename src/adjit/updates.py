@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Graph, Node
-
-VIEW_OPS = ("reshape", "stop_gradient")
+from .ops.registry import get_op
 
 
 def check_updates(updates) -> list[tuple[Node, Node]]:
@@ -51,7 +50,7 @@ def check_update_sources(graph: Graph, n_returned: int, names: list[str]) -> Non
     targets = set(names)
     for name, value in zip(names, graph.outputs[n_returned:]):
         root = value
-        while root.op in VIEW_OPS:
+        while get_op(root.op).view:
             root = root.inputs[0]
         if root.op in ("input", "param") and root.name in targets and root.name != name:
             raise ValueError(f"updates: the new value of {name!r} is {root.name!r} unchanged, "

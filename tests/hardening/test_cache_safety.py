@@ -304,7 +304,7 @@ def test_entries_that_are_not_our_regular_files_are_never_opened(tmp_path, kind)
 def test_cache_size_is_bounded_least_recently_used_first(cache_dir, monkeypatch):
     """After a write the directory is cut to ADJIT_CACHE_MAX_BYTES, oldest mtime first;
     a hit counts as a use."""
-    from adjit.backends.llvm import target
+    from adjit.backends.lowering import target
     texts = [f"define i64 @f{k}(i64 %x) {{\n  %y = add i64 %x, {k}\n  ret i64 %y\n}}\n"
              for k in range(6)]
     jms = [target.compile_ir(t, opt_level=0) for t in texts[:3]]
@@ -328,7 +328,7 @@ def test_cache_size_is_bounded_least_recently_used_first(cache_dir, monkeypatch)
 
 
 def test_max_bytes_setting(monkeypatch):
-    from adjit.backends.llvm import diskcache
+    from adjit.backends.lowering.target import diskcache
     monkeypatch.delenv("ADJIT_CACHE_MAX_BYTES", raising=False)
     assert diskcache.max_bytes() == 256 << 20
     for raw, want in [("1000", 1000), ("64K", 64 << 10), ("300m", 300 << 20), ("2G", 2 << 30)]:
@@ -338,6 +338,6 @@ def test_max_bytes_setting(monkeypatch):
 
 def test_the_suite_never_uses_the_users_cache():
     """conftest points every test (and child process) at a session directory."""
-    from adjit.backends.llvm import diskcache
+    from adjit.backends.lowering.target import diskcache
     real = os.path.join(os.path.expanduser("~"), ".cache", "adjit")
     assert os.environ["ADJIT_CACHE_DIR"] and diskcache.cache_dir() != real

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import adjit as aj
-from adjit.backends.llvm import target
+from adjit.backends.lowering import target
 from adjit.backends.llvm.codegen import Lowering, kernel_key
-from adjit.backends.llvm.plan import Plan
+from adjit.backends.lowering.plan import Plan
 from adjit.backends.llvm.runtime import DATA_OFFSET, NativeFunction
 
 

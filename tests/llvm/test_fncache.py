@@ -109,7 +109,7 @@ def test_a_bad_entry_is_a_miss_and_is_rewritten(cache_dir, damage):
     elif damage == "flip":
         data[-5] ^= 0x40
     else:    # a well-formed entry whose payload is not a graph
-        from adjit.backends.llvm.diskcache import write_entry
+        from adjit.backends.lowering.target.diskcache import write_entry
         write_entry(path, os.path.basename(path).split(".")[0], b"not a pickle", "{}")
         data = bytearray(open(path, "rb").read())
     open(path, "wb").write(bytes(data))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from adjit.backends.llvm import gemm, gemm_split
-from adjit.backends.llvm.target import compile_ir
+from adjit.backends.lowering.target import compile_ir
 
 DTYPES = {"f32": (np.float32, 1e-5), "f64": (np.float64, 1e-12)}
 I32, I64, P = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p

@@ -1,4 +1,4 @@
-"""Accuracy, IEEE edge cases and vectorization of adjit.backends.llvm.mathfn.
+"""Accuracy, IEEE edge cases and vectorization of adjit.backends.lowering.mathfn.
 
 Each function is applied by a loop ``void f_<name>(T* noalias x, T* noalias y, i64 n)``
 compiled at O3.  Accuracy is measured on code compiled for the host; vectorization is
@@ -23,9 +23,9 @@ import mpmath       # (sympy's own dependency: always installed with adjit)
 import numpy as np
 import pytest
 
-from adjit.backends.llvm import mathfn
-from adjit.backends.llvm.mathfn import SUPPORTED, get_math_fn
-from adjit.backends.llvm.target import compile_ir
+from adjit.backends.lowering import mathfn
+from adjit.backends.lowering.mathfn import SUPPORTED, get_math_fn
+from adjit.backends.lowering.target import compile_ir
 
 LD = np.longdouble
 DTYPES = ("float32", "float64")
@@ -216,7 +216,7 @@ def test_no_libm_or_unsafe_intrinsics():
 
 _PTX_SCRIPT = """
 import sys, llvmlite.binding as llvm, llvmlite.ir as ir
-from adjit.backends.llvm.mathfn import get_math_fn, SUPPORTED
+from adjit.backends.lowering.mathfn import get_math_fn, SUPPORTED
 llvm.initialize_all_targets(); llvm.initialize_all_asmprinters()
 m = ir.Module(); m.triple = "nvptx64-nvidia-cuda"
 try:
@@ -403,7 +403,7 @@ def test_sincos_hardest_reductions(compiled):
 def test_sincos_payne_hanek_everywhere(monkeypatch):
     """The Payne–Hanek path alone (PH_MIN = 1) on the dense small-argument grid: it is
     correct wherever it is selected, not only above the threshold."""
-    from adjit.backends.llvm import mathfn_trig
+    from adjit.backends.lowering import mathfn_trig
     for dt in DTYPES:
         key = "f32" if dt == "float32" else "f64"
         monkeypatch.setitem(mathfn_trig.PH, key, {**mathfn_trig.PH[key], "PH_MIN": 1.0})
@@ -431,7 +431,7 @@ def test_sincos_special_values_every_path(compiled):
 def test_two_over_pi_table():
     """mathfn_trig.TWO_OVER_PI is 2/pi's fraction bits, re-derived with mpmath."""
     mp = mpmath
-    from adjit.backends.llvm.mathfn_trig import TWO_OVER_PI
+    from adjit.backends.lowering.mathfn_trig import TWO_OVER_PI
     words = TWO_OVER_PI[2:]
     with mp.workprec(32 * len(words) + 64):
         v = int(mp.floor(2 / mp.pi * mp.mpf(2) ** (32 * len(words))))

@@ -1,4 +1,4 @@
-"""Tests for adjit.backends.llvm.target: JIT, host facts, symbols and the object cache."""
+"""Tests for adjit.backends.lowering.target: JIT, host facts, symbols and the object cache."""
 
 import ctypes
 import glob
@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from adjit.backends.llvm import diskcache, target
+from adjit.backends.lowering.target import diskcache
+from adjit.backends.lowering import target
 
 ADD1 = """
 define i64 @add1(i64 %x) {

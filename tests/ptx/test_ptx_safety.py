@@ -14,7 +14,7 @@ from adjit.backends.ptx import NoCudaError, UnsupportedOnTarget
 from adjit.backends.ptx.emulator import EmulatedDevice
 from adjit.backends.ptx.support import EMITTED, allowed, check_declared
 from adjit.ops.registry import make
-from adjit.passes.fuse import leaf_symbol
+from adjit.ops.fused import leaf_symbol
 
 
 @pytest.mark.parametrize("name", ["llvm.exp.f32", "llvm.log.f64", "llvm.log2.f32",
@@ -43,7 +43,7 @@ def test_unsupported_function_is_refused_at_compile_time():
 
 _CHILD = textwrap.dedent("""
     import sys
-    from adjit.backends.llvm.target import emit_ptx
+    from adjit.backends.lowering.target import emit_ptx
     from adjit.backends.ptx.support import UnsupportedOnTarget, check_declared
     ir = '''
     declare float @llvm.exp.f32(float)

@@ -8,21 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import AdjitError, Graph
-from ..ops.registry import get_op
-
-
-class Env:
-    """What a node's numpy reference may read: bound input values and the batch size."""
-
-    __slots__ = ("values", "batch")
-
-    def __init__(self, values: dict, batch: int | None):
-        self.values, self.batch = values, batch
-
-    def require_batch(self) -> int:
-        if self.batch is None:
-            raise AdjitError("the graph uses the batch size but no batched input was given")
-        return self.batch
+from ..ops.registry import Env, get_op  # noqa: F401  (Env: what a reference reads)
 
 
 def build(graph: Graph, **options):

@@ -128,7 +128,10 @@ def _compare_form(relation, on_bools):
     return form
 
 
-def _declare(name, scalar, grads, arity, infer, domain, kinks=None, differentiable=True):
+def _declare(name, scalar, grads, arity, infer, domain, kinks=None, differentiable=True,
+             **fields):
+    """Register an elementwise op.  ``fields``: the record's other fields (``public``,
+    ``display``, ``latex``, ``cost``, ``zero_preserving``, ``linear``, ...)."""
     # A rule of None is a zero derivative.  Non-differentiable ops (sign, comparisons) are
     # piecewise constant: their derivative is zero wherever it exists, so grad passes zero
     # through them rather than raising (abs' = sign, so grad-of-grad of abs needs this).
@@ -138,20 +141,24 @@ def _declare(name, scalar, grads, arity, infer, domain, kinks=None, differentiab
                 for rule, need in zip(grads, needs)]
     register(Op(name=name, infer=infer, numpy=_numpy_eval, vjp=vjp,
                 scalar=scalar, elementwise=True, arity=arity, domain=domain,
-                differentiable=differentiable, extra={"kinks": kinks}))
+                differentiable=differentiable, extra={"kinks": kinks}, **fields))
 
 
-def unary(name, scalar, grad, domain=(-2.0, 2.0), kinks=None):
-    _declare(name, scalar, (grad,), 1, _float_rule(name), domain, kinks)
+def unary(name, scalar, grad, domain=(-2.0, 2.0), kinks=None, **fields):
+    """An elementwise op of one float operand; ``aj.<name>`` is made from it unless
+    ``public`` says otherwise (None: the front end writes its own function)."""
+    fields.setdefault("public", name)
+    _declare(name, scalar, (grad,), 1, _float_rule(name), domain, kinks, **fields)
 
 
-def binary(name, scalar, grad_a, grad_b, domain=(-2.0, 2.0), kinks=None):
-    _declare(name, scalar, (grad_a, grad_b), 2, _float_rule(name), domain, kinks)
+def binary(name, scalar, grad_a, grad_b, domain=(-2.0, 2.0), kinks=None, **fields):
+    fields.setdefault("public", name)
+    _declare(name, scalar, (grad_a, grad_b), 2, _float_rule(name), domain, kinks, **fields)
 
 
-def compare(name, scalar):
+def compare(name, scalar, display, commutative=False):
     _declare(name, scalar, (None, None), 2, _compare_rule(name), (-2.0, 2.0),
-             differentiable=False)
+             differentiable=False, display=display, commutative=commutative)
 
 
 def _F():
@@ -159,25 +166,30 @@ def _F():
     return frontend
 
 
+T = 5   # cost of a transcendental function per element (see Op.cost)
+
 # --- unary ------------------------------------------------------------------------------
 # name        sympy scalar form                     VJP: (x, y = forward output, g = cotangent)
-unary("neg", lambda x: -x, lambda x, y, g: -g)
-unary("exp", sp.exp, lambda x, y, g: g * y)
-unary("log", real_log, lambda x, y, g: g / x, domain=(0.2, 3.0))
-unary("sin", sp.sin, lambda x, y, g: g * _F().cos(x))
-unary("cos", sp.cos, lambda x, y, g: -(g * _F().sin(x)))
-unary("tanh", sp.tanh, lambda x, y, g: g * (1 - y * y))
-unary("sigmoid", lambda x: 1 / (1 + sp.exp(-x)), lambda x, y, g: g * (y * (1 - y)))
+unary("neg", lambda x: -x, lambda x, y, g: -g, public=None, zero_preserving=True, linear=True)
+unary("exp", sp.exp, lambda x, y, g: g * y, cost=T, latex=r"\exp")
+unary("log", real_log, lambda x, y, g: g / x, domain=(0.2, 3.0), public=None, cost=T,
+      display="ln", latex=r"\ln")
+unary("sin", sp.sin, lambda x, y, g: g * _F().cos(x), cost=T, latex=r"\sin")
+unary("cos", sp.cos, lambda x, y, g: -(g * _F().sin(x)), cost=T, latex=r"\cos")
+unary("tanh", sp.tanh, lambda x, y, g: g * (1 - y * y), cost=T, latex=r"\tanh")
+unary("sigmoid", lambda x: 1 / (1 + sp.exp(-x)), lambda x, y, g: g * (y * (1 - y)), cost=T,
+      display="σ", latex=r"\sigma")
 # relu's mask reads its output (y > 0 exactly when x > 0, NaN included), which the next
 # layer keeps anyway: x then has one user and fuses into relu instead of being stored.
 unary("relu", lambda x: sp.Max(x, 0), lambda x, y, g: _F().safe_where(y > 0, g, 0.0),
       kinks=lambda x: x)
 # softplus(x) = max(x, 0) + log1p(exp(-|x|)) never overflows; its derivative is sigmoid(x).
 unary("softplus", lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
-      lambda x, y, g: g * _F().sigmoid(x), domain=(-4.0, 4.0))
-unary("sqrt", real_sqrt, lambda x, y, g: g * 0.5 / y, domain=(0.2, 3.0))
-unary("abs", sp.Abs, lambda x, y, g: g * _F().sign(x), kinks=lambda x: x)
-_declare("sign", real_sign, (None,), 1, _float_rule("sign"), (-2.0, 2.0), differentiable=False)
+      lambda x, y, g: g * _F().sigmoid(x), domain=(-4.0, 4.0), cost=T)
+unary("sqrt", real_sqrt, lambda x, y, g: g * 0.5 / y, domain=(0.2, 3.0), cost=T)
+unary("abs", sp.Abs, lambda x, y, g: g * _F().sign(x), kinks=lambda x: x, public=None)
+_declare("sign", real_sign, (None,), 1, _float_rule("sign"), (-2.0, 2.0), differentiable=False,
+         public="sign", display="sgn")
 
 # --- binary -----------------------------------------------------------------------------
 def splat(node):
@@ -228,31 +240,38 @@ def _pow_grad_exponent(a, y, g):
     return g * F.where(zero, 0.0, y * F.log(F.abs(F.where(zero, 1.0, a))))
 
 
-binary("add", lambda a, b: a + b, lambda a, b, y, g: g, lambda a, b, y, g: g)
-binary("sub", lambda a, b: a - b, lambda a, b, y, g: g, lambda a, b, y, g: -g)
-binary("mul", lambda a, b: a * b, lambda a, b, y, g: g * b, lambda a, b, y, g: g * a)
+binary("add", lambda a, b: a + b, lambda a, b, y, g: g, lambda a, b, y, g: g, public=None,
+       zero_preserving=True, linear=True, commutative=True)
+binary("sub", lambda a, b: a - b, lambda a, b, y, g: g, lambda a, b, y, g: -g, public=None,
+       zero_preserving=True, linear=True)
+binary("mul", lambda a, b: a * b, lambda a, b, y, g: g * b, lambda a, b, y, g: g * a,
+       public=None, linear=True, commutative=True)
 binary("div", divide, lambda a, b, y, g: g / b, lambda a, b, y, g: -(g * y / b),
-       domain=(0.3, 2.0))
+       domain=(0.3, 2.0), public=None)
 binary("pow", power, lambda a, b, y, g: _pow_grad_base(a, b, g),
-       lambda a, b, y, g: _pow_grad_exponent(a, y, g), domain=(0.3, 2.0))
+       lambda a, b, y, g: _pow_grad_exponent(a, y, g), domain=(0.3, 2.0), public="power",
+       cost=T)
 # Ties send the whole cotangent to the first operand (as numpy/JAX subgradients do).
 # (their selections are safe_where: not double-where branches, see docs/api.md)
 binary("maximum", sp.Max, lambda a, b, y, g: _F().safe_where(a >= b, g, 0.0),
-       lambda a, b, y, g: _F().safe_where(a >= b, 0.0, g), kinks=lambda a, b: a - b)
+       lambda a, b, y, g: _F().safe_where(a >= b, 0.0, g), kinks=lambda a, b: a - b,
+       display="max")
 binary("minimum", sp.Min, lambda a, b, y, g: _F().safe_where(a <= b, g, 0.0),
-       lambda a, b, y, g: _F().safe_where(a <= b, 0.0, g), kinks=lambda a, b: a - b)
+       lambda a, b, y, g: _F().safe_where(a <= b, 0.0, g), kinks=lambda a, b: a - b,
+       display="min")
 
 # --- comparisons (bool results, no derivative) ------------------------------------------------
 # Over numbers, IEEE comparisons sympy never folds by reflexivity or assumptions nor negates
 # (realfn: x != x is true for NaN, x <= x false, abs(x) < oo false for NaN and inf).
 # On booleans, ITE(q, False, p) is p and not q: spelled with ITE so no comparison is negated.
-compare("greater", _compare_form(ieee_gt, lambda p, q: sp.ITE(q, sp.false, p)))
-compare("greater_equal", _compare_form(ieee_ge, lambda p, q: sp.ITE(q, p, sp.true)))
-compare("less", _compare_form(ieee_lt, lambda p, q: sp.ITE(p, sp.false, q)))
-compare("less_equal", _compare_form(ieee_le, lambda p, q: sp.ITE(p, q, sp.true)))
-compare("equal", _compare_form(ieee_eq, sp.Equivalent))
+compare("greater", _compare_form(ieee_gt, lambda p, q: sp.ITE(q, sp.false, p)), ">")
+compare("greater_equal", _compare_form(ieee_ge, lambda p, q: sp.ITE(q, p, sp.true)), "≥")
+compare("less", _compare_form(ieee_lt, lambda p, q: sp.ITE(p, sp.false, q)), "<")
+compare("less_equal", _compare_form(ieee_le, lambda p, q: sp.ITE(p, q, sp.true)), "≤")
+compare("equal", _compare_form(ieee_eq, sp.Equivalent), "=", commutative=True)
 # p != q on booleans is "not q if p else q", spelled with ITE (no negated comparison)
-compare("not_equal", _compare_form(ieee_ne, lambda p, q: sp.ITE(p, sp.ITE(q, sp.false, p), q)))
+compare("not_equal", _compare_form(ieee_ne, lambda p, q: sp.ITE(p, sp.ITE(q, sp.false, p), q)),
+        "≠", commutative=True)
 
 # --- selection --------------------------------------------------------------------------
 _declare("where", lambda c, a, b: sp.Piecewise((a, as_condition(c)), (b, True)),

@@ -18,13 +18,33 @@ An :class:`Op` record carries everything the rest of adjit needs to know about a
   a value through the op; an op without it ends the mask.
 * ``masked_vjp(node, g, needs, supports)`` -- the VJP when the inputs' supports are known,
   for ops whose plain VJP multiplies an exact zero of ``g`` by another operand (matmul).
+
+What the rest of adjit reads instead of keeping lists of op names:
+
+* ``public`` -- the name of the front-end function made from the record (elementwise ops:
+  ``aj.<public>``), or None when the front end writes the function by hand.
+* ``display`` / ``latex`` -- how the equations view names the op (``σ``, ``\\sigma``).
+* ``cost`` -- rough work per output element (1 for arithmetic, 5 for a transcendental
+  function); the llvm backend splits steps over threads by it.
+* ``view`` -- the result is the operand's memory read another way (reshape,
+  stop_gradient): no kernel, no buffer.
+* ``zero_preserving`` -- the VJP is zero wherever the cotangent is (±g, or sums, copies and
+  moves of its elements): autodiff's double-where masks pass through it.
+* ``moves_values`` -- moves integer values without changing them (labels that reach
+  ``one_hot`` through it are still checked at call time).
+* ``linear`` -- linear in each operand taken alone (add, matmul, sum, broadcast, ...).
+* ``commutative`` -- operand order does not matter (pictures number the operands of the
+  others).
+
+Each backend keeps one rule table keyed by op name (``rules`` in its package) and a test
+checks that every registered op has a rule or a declared refusal in each of them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..ir import Node, TensorType, building, freeze_attrs
+from ..ir import AdjitError, Node, TensorType, building, freeze_attrs
 
 
 @dataclass
@@ -41,10 +61,50 @@ class Op:
     doc: str = ""
     support: Callable | None = None         # how a mask of the cotangent maps to input k
     masked_vjp: Callable | None = None      # the VJP given the inputs' supports
+    public: str | None = None               # front-end function made from the record
+    display: str | None = None              # equations view: function name ("σ")
+    latex: str | None = None                # equations view, LaTeX form
+    cost: int = 1                           # work per output element (transcendental: 5)
+    view: bool = False                      # result aliases the operand's memory
+    zero_preserving: bool = False           # VJP is zero wherever the cotangent is
+    moves_values: bool = False              # integer values pass through unchanged
+    linear: bool = False                    # linear in each operand
+    commutative: bool = False               # operand order does not matter (drawings)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def shown_as(self) -> str:
+        """The name the equations view writes for the op."""
+        return self.display or self.name
+
+    @property
+    def relation(self) -> bool:
+        """A comparison: two operands of one dtype, a bool result, no derivative."""
+        return self.elementwise and self.arity == 2 and not self.differentiable \
+            and self.display is not None
+
+    @property
+    def leaf(self) -> bool:
+        """A value bound at call time or built in (input, param, const, batch_size)."""
+        return self.arity == 0
 
 
 REGISTRY: dict[str, Op] = {}
+
+
+class Env:
+    """What a node's numpy reference may read: bound input values and the batch size."""
+
+    __slots__ = ("values", "batch")
+
+    def __init__(self, values: dict, batch: int | None):
+        self.values, self.batch = values, batch
+
+    def require_batch(self) -> int:
+        if self.batch is None:
+            raise AdjitError("the graph uses the batch size but no batched input was given")
+        return self.batch
+
 
 
 def register(op: Op) -> Op:
@@ -90,4 +150,10 @@ def copy_meta(meta: dict) -> dict:
     return {k: list(v) if isinstance(v, list) else v for k, v in meta.items()}
 
 
-__all__ = ["Op", "REGISTRY", "register", "get_op", "make", "rebuild", "building"]
+def ops_where(**flags) -> frozenset[str]:
+    """Names of the registered ops whose fields equal ``flags`` (e.g. ``view=True``)."""
+    return frozenset(name for name, op in REGISTRY.items()
+                     if all(getattr(op, k) == v for k, v in flags.items()))
+
+
+__all__ = ["Env", "Op", "ops_where", "REGISTRY", "register", "get_op", "make", "rebuild", "building"]

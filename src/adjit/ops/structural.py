@@ -81,7 +81,8 @@ def _broadcast_support(node, k, m):
 
 register(Op("broadcast", _broadcast_rule,
             lambda args, node, env: np.broadcast_to(args[0], _concrete(node, env)),
-            _broadcast_vjp, arity=1, support=_broadcast_support))
+            _broadcast_vjp, arity=1, support=_broadcast_support, zero_preserving=True,
+            linear=True, moves_values=True))
 
 
 # --- reshape / transpose ------------------------------------------------------------------
@@ -101,7 +102,8 @@ def _reshape_rule(inputs, attrs):
 register(Op("reshape", _reshape_rule,
             lambda args, node, env: np.reshape(args[0], _concrete(node, env)),
             lambda node, g, needs: [_F().reshape(g, node.inputs[0].shape)], arity=1,
-            support=lambda node, k, m: _F().reshape(m, node.inputs[0].shape)))
+            support=lambda node, k, m: _F().reshape(m, node.inputs[0].shape), view=True,
+            zero_preserving=True, linear=True, moves_values=True))
 
 
 def _transpose_rule(inputs, attrs):
@@ -115,7 +117,8 @@ register(Op("transpose", _transpose_rule,
             lambda args, node, env: np.transpose(args[0], node.attr("perm")),
             lambda node, g, needs: [_F().transpose(g, tuple(np.argsort(node.attr("perm"))))],
             arity=1,
-            support=lambda node, k, m: _F().transpose(m, tuple(np.argsort(node.attr("perm"))))))
+            support=lambda node, k, m: _F().transpose(m, tuple(np.argsort(node.attr("perm")))),
+            zero_preserving=True, linear=True, moves_values=True))
 
 
 # --- reductions -------------------------------------------------------------------------
@@ -162,7 +165,8 @@ def _reduce_support(node, k, m):
 
 register(Op("sum", _reduce_rule("sum"),
             lambda args, node, env: np.sum(args[0], axis=node.attr("axes")).astype(node.dtype),
-            _sum_vjp, arity=1, support=_reduce_support))
+            _sum_vjp, arity=1, support=_reduce_support, zero_preserving=True, linear=True,
+            display="Σ"))
 register(Op("max", _reduce_rule("max"),
             lambda args, node, env: np.max(args[0], axis=node.attr("axes"), initial=-np.inf
                                            ).astype(node.dtype),
@@ -217,7 +221,8 @@ def _matmul_masked_vjp(node, g, needs, supports):
 
 
 register(Op("matmul", _matmul_rule, lambda args, node, env: np.matmul(args[0], args[1]),
-            _matmul_vjp, arity=2, support=_matmul_support, masked_vjp=_matmul_masked_vjp))
+            _matmul_vjp, arity=2, support=_matmul_support, masked_vjp=_matmul_masked_vjp,
+            linear=True))
 
 
 # --- dtype, gradient stops, labels --------------------------------------------------------
@@ -233,10 +238,11 @@ def _cast_vjp(node, g, needs):
 
 
 register(Op("cast", _cast_rule, lambda args, node, env: args[0].astype(node.dtype),
-            _cast_vjp, arity=1))
+            _cast_vjp, arity=1, zero_preserving=True, moves_values=True))
 register(Op("stop_gradient", lambda inputs, attrs: inputs[0].type,
             lambda args, node, env: args[0], lambda node, g, needs: [None], arity=1,
-            differentiable=False, doc="identity whose derivative is zero"))
+            differentiable=False, doc="identity whose derivative is zero", view=True,
+            moves_values=True, display="stop"))
 
 
 def _one_hot_rule(inputs, attrs):
@@ -249,4 +255,4 @@ def _one_hot_rule(inputs, attrs):
 register(Op("one_hot", _one_hot_rule,
             lambda args, node, env: (args[0][..., None] == np.arange(node.attr("depth"))
                                      ).astype(node.dtype),
-            lambda node, g, needs: [None], arity=1, differentiable=False))
+            lambda node, g, needs: [None], arity=1, differentiable=False, display="onehot"))

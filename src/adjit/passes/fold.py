@@ -9,12 +9,15 @@ import numpy as np
 
 from ..ir import Graph, Node
 from ..ops.elementwise import literal, splat
-from ..ops.registry import get_op, make
-from ..backends.interp import Env
+from ..ops.registry import Env, get_op, make
 from .rewrite import rewrite
 
 FOLD_MAX_ELEMENTS = 4096   # larger constant results stay as ops (keeps graphs and code small)
-_NOT_FOLDED = {"input", "param", "const", "batch_size", "broadcast"}
+
+def _foldable(op: str) -> bool:
+    # leaves are values already; a broadcast of a constant stays one (a splat the
+    # printers read as a number, never an array written out)
+    return not (get_op(op).leaf or op == "broadcast")
 
 
 def _identity(node: Node, ins: list[Node]):
@@ -76,7 +79,7 @@ def _fold_uniform(node: Node, ins: list[Node]):
 
 
 def _fold_constant(node: Node, ins: list[Node]):
-    if node.op in _NOT_FOLDED or not ins:
+    if not _foldable(node.op) or not ins:
         return None
     uniform = _fold_uniform(node, ins)
     if uniform is not None or any(i.op != "const" for i in ins):

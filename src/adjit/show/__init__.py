@@ -18,6 +18,13 @@ from .report import report, tree_size
 from .text import graph_listing, listing
 from .trace import Trace, trace
 
+from ..ir import VIEWS
+from .dot import svg as _svg
+
+# the views the IR and compiled functions print with (they never import this package)
+VIEWS.update(listing=graph_listing, svg=_svg, report=report, equations=equations, trace=trace,
+             dot=dot)
+
 __all__ = ["Equations", "GraphvizMissing", "Model", "ModelFileError", "Trace", "dot",
            "equations", "graph_listing", "listing", "load_model", "name_nodes", "render",
            "report", "trace", "tree_size"]

@@ -16,6 +16,7 @@ import sys
 import sympy as sp
 
 from ..ir import AdjitError, Graph, Node, shape_str
+from ..ops.registry import REGISTRY
 from .equations import stage_graphs
 from .lines import plan
 from .names import INVISIBLE, Naming
@@ -30,8 +31,6 @@ MATPLOTLIB_HINT = (" Or `pip install matplotlib` (the `plot` extra) for a plaine
 FALLBACK_NOTE = ("adjit: Graphviz's `dot` is not installed, so matplotlib drew this picture; "
                  "Graphviz lays graphs out better: `sudo apt install graphviz` (Debian/Ubuntu) "
                  "or `brew install graphviz` (macOS).")
-_ORDERED = ("sub", "div", "pow", "matmul", "where", "maximum", "minimum", "greater",
-            "greater_equal", "less", "less_equal")
 _STYLE = {
     "input": 'shape=box, style="rounded,filled", fillcolor="#dbe9fb"',
     "param": 'shape=box, style="rounded,filled", fillcolor="#fff2c6"',
@@ -42,6 +41,12 @@ _STYLE = {
 }
 _LEGEND = ("blue: inputs · yellow: parameters · white: forward values · red: adjoint values "
            "(error signals) · green: fused regions · double border: outputs")
+def _ordered(op: str) -> bool:
+    """Whether a picture numbers the op's operands (their order matters)."""
+    spec = REGISTRY.get(op)
+    return spec is not None and (spec.arity or 0) >= 2 and not spec.commutative
+
+
 _SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln", "real_log": "ln",
               "real_pow": "pow", "real_sqrt": "sqrt", "ieee_eq": "Equality",
               "ieee_ne": "Unequality", "ieee_lt": "StrictLessThan", "ieee_le": "LessThan",
@@ -78,7 +83,7 @@ def graph_dot(graph: Graph, title: str | None = None, forward=None) -> str:
         lines.append(f"  {nid} [label={_quote(_label(n, naming))}, {_style(n, naming)}"
                      f"{', peripheries=2' if n.id in outs else ''}];")
         for k, i in enumerate(n.inputs):
-            slot = f" [label={_quote(str(k))}, fontsize=9]" if n.op in _ORDERED else ""
+            slot = f" [label={_quote(str(k))}, fontsize=9]" if _ordered(n.op) else ""
             lines.append(f"  {ids[i.id]} -> {nid}{slot};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Sequence
 
-from ..ir import Graph, Node, shape_str
+from ..ir import Graph, Node, Staged, shape_str
 from .lines import Line, Plan, plan
 from .names import Naming
 from .render import Printer
@@ -39,14 +39,13 @@ def stage_graphs(target, stage: str = "traced") -> list[tuple[str, Graph, list |
     a pass name), a Graph, a node or a list of nodes.  ``forward`` lists the positions of
     forward outputs, read off the traced graph: after passes one node can be both a
     forward value and an error signal, so a later stage cannot tell by itself."""
-    from ..compiled import Compiled
     if isinstance(target, Node):
         target = [target]
     if isinstance(target, (list, tuple)):
         target = Graph(list(target), "traced")
     if isinstance(target, Graph):
         return [(_title(target.stage), target, None)]
-    if not isinstance(target, Compiled):
+    if not isinstance(target, Staged):
         raise TypeError(f"cannot show {type(target).__name__}; pass a compiled function, a Graph "
                         f"or nodes")
     if stage == "both":

@@ -6,14 +6,20 @@ is parenthesized wherever something follows it.
 """
 from __future__ import annotations
 
+from ..ops.registry import REGISTRY
 from .terms import Term
 
 _PREC = {"add": 1.0, "sum": 1.5, "max": 1.5, "mul": 2.0, "div": 2.0, "neg": 2.0, "pow": 3.0,
          "T": 4.0}
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-_LATEX_FUNCS = {"exp": r"\exp", "ln": r"\ln", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
-                "σ": r"\sigma", "max": r"\max", "min": r"\min"}
+_LATEX_FUNCS = {"max": r"\max", "min": r"\min"}   # besides each op record's ``latex``
 _LATEX_RELS = {"≥": r"\geq", "≤": r"\leq"}
+
+
+def _latex_of(shown: str) -> str | None:
+    """The LaTeX an op record gives for the function the view writes as ``shown``."""
+    return next((op.latex for op in REGISTRY.values()
+                 if op.latex and op.shown_as == shown), None)
 
 
 def prec(t: Term) -> float:
@@ -71,7 +77,7 @@ class Printer:
                 return rf"\sqrt{{{args[0]}}}"
             if fn == "abs":
                 return rf"\left|{args[0]}\right|"
-            head = _LATEX_FUNCS.get(fn, rf"\operatorname{{{fn}}}")
+            head = _LATEX_FUNCS.get(fn) or _latex_of(fn) or rf"\operatorname{{{fn}}}"
             return head + self.paren(", ".join(args))
         if fn == "abs":
             return f"|{args[0]}|"

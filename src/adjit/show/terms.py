@@ -24,12 +24,12 @@ from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, 
 from ..ops.registry import REGISTRY
 from .names import INVISIBLE, Name
 
-FUNCTIONS = {"exp": "exp", "log": "ln", "sin": "sin", "cos": "cos", "tanh": "tanh",
-             "sigmoid": "σ", "relu": "relu", "softplus": "softplus", "sqrt": "sqrt",
-             "abs": "abs", "sign": "sgn", "maximum": "max", "minimum": "min",
-             "where": "where", "one_hot": "onehot", "stop_gradient": "stop"}
-RELATIONS = {"greater": ">", "greater_equal": "≥", "less": "<", "less_equal": "≤",
-             "equal": "="}
+def shown_as(op: str) -> str:
+    """The function name an op is written with (its record's ``display``, else its name)."""
+    spec = REGISTRY.get(op)
+    return spec.shown_as if spec is not None else op
+
+
 BINARY = {"add": "+", "sub": "-", "div": "/", "pow": "^"}
 
 
@@ -107,8 +107,8 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
         return Term("neg", (sub[0],))
     if op in BINARY:
         return Term("add" if op in ("add", "sub") else op, tuple(sub), BINARY[op])
-    if op in RELATIONS:
-        return Term("rel", tuple(sub), RELATIONS[op])
+    if op in REGISTRY and REGISTRY[op].relation:
+        return Term("rel", tuple(sub), REGISTRY[op].display)
     if op == "matmul":
         return Term("mul", tuple(sub), "matmul")
     if op == "transpose":
@@ -120,7 +120,7 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
     if op == "fused":
         leaves = {f"x{k}": (t, scalarish(i)) for k, (t, i) in enumerate(zip(sub, ins))}
         return from_sympy(node.attr("expr"), leaves)
-    return Term("call", tuple(sub), FUNCTIONS.get(op, op))
+    return Term("call", tuple(sub), shown_as(op))
 
 
 # --- fused regions: sympy expressions over leaf symbols x0, x1, ... -------------------------------
@@ -149,7 +149,7 @@ class _Sympy:
         if e.is_Symbol:
             return self.leaves[e.name][0] if e.name in self.leaves else name(Name.parse(e.name))
         if isinstance(e, sp.Ne) and e.rhs == 0 and e.lhs.is_Symbol and e.lhs.is_real is None:
-            return self.term(e.lhs)   # a bool leaf (fuse.leaf_value): shown as the mask itself
+            return self.term(e.lhs)   # a bool leaf (ops.fused.leaf_value): shown as the mask itself
         if e.is_Integer:
             return num(int(e))
         if e.is_Rational:
@@ -162,7 +162,7 @@ class _Sympy:
         for op, pattern in _PATTERNS:
             m = e.match(pattern)
             if m and _U in m and not m[_U].has(sp.Wild):
-                return Term("call", (self.term(m[_U]),), FUNCTIONS[op])
+                return Term("call", (self.term(m[_U]),), shown_as(op))
         if e.is_Add:
             return self.add(e)
         if e.is_Mul or (e.is_Pow and e.exp.is_negative):

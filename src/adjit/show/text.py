@@ -1,7 +1,7 @@
 """Text listing of a graph: one line per node, stable ids, op, operands, type, name."""
 from __future__ import annotations
 
-from ..ir import Graph, Node
+from ..ir import Graph, Node, Staged
 
 
 def _attr_text(node: Node) -> str:
@@ -50,10 +50,9 @@ def listing(target, stage: str = "all") -> str:
     output of every pass), 'forward', 'traced', 'simplified' (the last stage) or a pass
     name.
     """
-    from ..compiled import Compiled
     if isinstance(target, Graph):
         return graph_listing(target)
-    if not isinstance(target, Compiled):
+    if not isinstance(target, Staged):
         raise TypeError(f"cannot list {type(target).__name__}; pass a compiled function or a Graph")
     by_name = {g.stage: g for g in target.stages}
     if stage == "all":

@@ -13,9 +13,9 @@ from __future__ import annotations
 from ...ir import Graph
 from . import fncache
 from .codegen import Lowering
-from .plan import Plan
+from ..lowering.plan import Plan
 from .runtime import DATA_OFFSET, NativeFunction
-from .target import compile_ir
+from ..lowering.target import compile_ir
 
 
 IN_PLACE_UPDATES = True   # ``updates=`` are written by the native code itself

@@ -24,30 +24,20 @@ import numpy as np
 from llvmlite import ir
 
 from ...ir import Node
-from .irkit import balance, module_pieces, module_text
-from .library import declare_gemm
-from .loops import (REDUCE_FLAGS, add, broadcast_access, c64, contiguous, emit_nest, for_range,
+from ..lowering.elements import element_cost, element_fn, map_rule
+from ..lowering.irkit import balance, module_pieces, module_text
+from ..lowering.loops import (REDUCE_FLAGS, add, broadcast_access, c64, contiguous, emit_nest, for_range,
                     merge_dims, mul, reduce_range, size_value, transpose_access)
-from .plan import ONE, ZERO, Plan, numel
-from .printer import LLVM_TYPES, element_fn, intrinsic
+from ..lowering.plan import ONE, ZERO, Plan, dim, numel
+from ..lowering.printer import LLVM_TYPES, intrinsic
+from ..lowering.target import compile_threads
+from .library import declare_gemm
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
-from .target import compile_threads
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
 ENTRY = "adjit_entry"
-
-
-TRANSCENDENTAL = ("exp", "log", "tanh", "sin", "cos", "sigmoid", "softplus", "pow", "sqrt")
-
-
-def element_cost(node: Node) -> int:
-    """Rough cost of one element: 1, plus 4 per transcendental function (see parallel.py)."""
-    if node.op == "fused":
-        text = str(node.attr("expr"))
-        return 1 + 4 * sum(text.count(f + "(") for f in TRANSCENDENTAL)
-    return 5 if node.op in TRANSCENDENTAL else 1
 
 
 SPLIT_MIN_CHARS = 20_000   # below this much kernel IR, one module (threads cost more)
@@ -218,12 +208,7 @@ class Lowering:
         if fn is None:
             self.module = ir.Module(name=f"adjit_k{len(self._kernel_modules)}")
             try:
-                if op == "matmul":
-                    fn, _ = self._matmul(node)
-                elif op in ("sum", "max"):
-                    fn, _ = self._reduce(node)
-                else:
-                    fn, _ = self._map(node)
+                fn, _ = rule_for(op)(self, node)
             finally:
                 self._kernel_modules.append(self.module)
                 self.module = self.entry_module
@@ -232,47 +217,44 @@ class Lowering:
         decl = self.module.globals.get(fn.name)
         if decl is None:
             decl = ir.Function(self.module, fn.function_type, name=fn.name)
-        operands = [node.inputs[0]] if op in ("sum", "max") else list(node.inputs)
-        return decl, operands
+        return decl, operands_of(node)
 
     # -- elementwise map ----------------------------------------------------------------------
     def _map(self, node: Node):
-        """Any op computed element by element over the output shape."""
-        op, out_shape = node.op, node.shape
-        operands = list(node.inputs)
-        if op == "transpose":
-            accesses = [transpose_access(operands[0].shape, node.attr("perm"))]
+        """Any op computed element by element over the output shape (a map rule of
+        :mod:`..lowering.elements`)."""
+        out_shape, operands = node.shape, list(node.inputs)
+        rule, elem = map_rule(node.op), self._scalar_fn(node)
+        if rule.gathers:   # the rule reads its operands: full output indices, no merging
+            sizes, accs = [dim(d) for d in out_shape], [contiguous(out_shape)]
         else:
-            accesses = [broadcast_access(o.shape, out_shape) for o in operands]
-        sizes, accs = merge_dims(out_shape, [contiguous(out_shape)] + accesses)
+            accesses = (rule.access(node) if rule.access is not None
+                        else [broadcast_access(o.shape, out_shape) for o in operands])
+            sizes, accs = merge_dims(out_shape, [contiguous(out_shape)] + accesses)
         part, b = self._new_kernel(node, operands, extra=(I64,), suffix=".part")
         out, ins, (batch, rows) = part.args[0], part.args[1:-2], part.args[-2:]
-        scalar = self._scalar_fn(node)
+        ctx = _ElemCtx(b, batch, operands, ins)
 
         def body(offsets, indices):
-            vals = []
-            for o, p, off in zip(operands, ins, offsets[1:]):
-                v = b.load(b.gep(p, [off]))
-                # numpy reads any nonzero byte as True (not just its lowest bit)
-                vals.append(b.icmp_unsigned("!=", v, ir.Constant(I8, 0)) if o.dtype == "bool"
-                            else v)
-            res = scalar(b, vals, indices)
+            vals = [] if rule.gathers else [ctx.load(k, off) for k, off in enumerate(offsets[1:])]
+            res = elem(b, vals, indices, ctx)
             if node.dtype == "bool":
                 res = b.zext(res, I8)
             b.store(res, b.gep(out, [offsets[0]]))
 
-        if op == "one_hot":   # the class index is the inner loop's index: keep 2 dims
-            last = numel(out_shape[-1:])
-            sizes, accs = [numel(out_shape[:-1]), last], [[last, ONE], [ONE, ZERO]]
         emit_nest(b, sizes, accs, batch, body, outer=(c64(0), rows))
         b.ret_void()
         fn, b = self._new_kernel(node, operands)
+        strides = [a[0] for a in accs] if sizes else [ZERO] * len(accs)
+        # a gathering rule reads its operands at offsets of the full output index: its
+        # rows are not split (each part would start its index at 0)
+        strides += [ZERO] * (1 + len(operands) - len(strides))
         emit_step(self.module, b, fn, part, sizes[0] if sizes else ONE, numel(out_shape),
-                  element_cost(node), [a[0] for a in accs] if sizes else [ZERO] * len(accs))
+                  element_cost(node), strides, split=not rule.gathers)
         return fn, operands
 
     def _scalar_fn(self, node: Node):
-        """One output element (shared with the ptx kernels: printer.element_fn)."""
+        """One output element (shared with the ptx kernels: lowering.elements)."""
         try:
             return element_fn(node)
         except NotImplementedError:
@@ -352,3 +334,53 @@ class Lowering:
         with for_range(b, size_value(b, numel(node.shape), self.batch), "copy") as i:
             b.store(b.load(b.gep(src, [i])), b.gep(dst, [i]))
 
+
+
+class _ElemCtx:
+    """What a map rule may use inside a kernel (see :mod:`..lowering.elements`)."""
+
+    def __init__(self, b, batch, operands, ptrs):
+        self.b, self.batch, self._operands, self._ptrs = b, batch, operands, ptrs
+
+    def size(self, s) -> ir.Value:
+        return size_value(self.b, s, self.batch)
+
+    def load(self, k: int, offset) -> ir.Value:
+        b, v = self.b, self.b.load(self.b.gep(self._ptrs[k], [offset]))
+        # numpy reads any nonzero byte as True (not just its lowest bit)
+        return b.icmp_unsigned("!=", v, ir.Constant(I8, 0)) if self._operands[k].dtype == "bool" \
+            else v
+
+
+# --- the rule table: every registered op has a kernel, needs none, or is refused -----------
+KERNELS = {"matmul": Lowering._matmul, "sum": Lowering._reduce, "max": Lowering._reduce}
+REFUSED: dict[str, str] = {}      # op -> why the llvm backend cannot lower it
+
+
+def rule_for(op: str):
+    """The kernel builder of ``op`` (``Lowering -> (fn, operands)``); raises
+    NotImplementedError for an op with no rule."""
+    if op in KERNELS:
+        return KERNELS[op]
+    if map_rule(op) is not None:
+        return Lowering._map
+    why = REFUSED.get(op, "no rule in its table")
+    raise NotImplementedError(f"the llvm backend has no lowering for op {op!r}: {why}")
+
+
+def coverage(op: str) -> str:
+    """How this backend handles ``op``: 'kernel', 'no kernel' (leaves and views, handled
+    by the plan) or 'refused: why'."""
+    from ...ops.registry import get_op
+    spec = get_op(op)
+    if spec.leaf or spec.view:
+        return "no kernel"
+    if op in REFUSED:
+        return f"refused: {REFUSED[op]}"
+    rule_for(op)
+    return "kernel"
+
+
+def operands_of(node: Node) -> list[Node]:
+    """The nodes a step's kernel reads."""
+    return list(node.inputs)

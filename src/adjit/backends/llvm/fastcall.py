@@ -52,8 +52,8 @@ from . import fastcall_ir as fir
 from .fastcall_probe import (ALIGNED, C_CONTIGUOUS, METH_FASTCALL_KEYWORDS, SCALARS, WRITEABLE,
                              Context, MethodDef, pyapi)
 from . import fastcall_probe as fprobe
-from .target import compile_ir
-from .target.forksafe import Lock
+from ..lowering.target import compile_ir
+from ..lowering.target.forksafe import Lock
 
 _wrapper = _wrapper_addr = None
 _wrapper_lock = Lock()     # fresh in a forked child

@@ -28,9 +28,9 @@ from pathlib import Path
 import sympy
 
 from ...ir import Graph, fingerprint, from_records, to_records
-from .diskcache import (cache_switch, enforce_limit, is_entry, read_entry, usable_cache_dir,
+from ..lowering.target.diskcache import (cache_switch, enforce_limit, is_entry, read_entry, usable_cache_dir,
                         write_entry)
-from .target import compile_ir, host_info, load_cached, target_cpu, target_spec
+from ..lowering.target import compile_ir, host_info, load_cached, target_cpu, target_spec
 
 SUFFIX = ".adjitfn"           # a compiled function: lowered graph + object-code key
 SUPPORT_SUFFIX = ".adjitlib"  # a support module by name: object-code key

@@ -37,8 +37,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from . import gemm_split as _split, pool
-from .irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare, function as _function
-from .irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
+from ..lowering.irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare, function as _function
+from ..lowering.irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
 from .gemm_pack import emit_pack as _emit_pack
 
 __all__ = ["emit_gemm", "gemm_workspace_elems", "gemm_params", "gemm_symbol"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from .irkit import at as _at, c32 as _c32, c64 as _c64, function as _function
-from .irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
+from ..lowering.irkit import at as _at, c32 as _c32, c64 as _c64, function as _function
+from ..lowering.irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
 
 I32, I64 = ir.IntType(32), ir.IntType(64)
 

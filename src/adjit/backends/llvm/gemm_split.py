@@ -22,8 +22,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from . import pool
-from .irkit import at as _at, c32 as _c32, c64 as _c64, function as _function
-from .irkit import imax as _max, imin as _min
+from ..lowering.irkit import at as _at, c32 as _c32, c64 as _c64, function as _function
+from ..lowering.irkit import imax as _max, imin as _min
 
 I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
 

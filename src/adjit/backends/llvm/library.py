@@ -11,8 +11,8 @@ from llvmlite import ir
 
 from .gemm import _ENTRY_ARGS, emit_gemm, gemm_symbol
 from .fncache import compile_once
-from .target import add_symbol
-from .target.forksafe import Lock
+from ..lowering.target import add_symbol
+from ..lowering.target.forksafe import Lock
 
 _lock = Lock()     # fresh in a forked child (a build in another thread is redone)
 _libraries: dict = {}

@@ -15,9 +15,9 @@ from __future__ import annotations
 from llvmlite import ir
 
 from . import pool
-from .irkit import c32, c64, imin
-from .loops import mul, size_value
-from .plan import Size
+from ..lowering.irkit import c32, c64, imin
+from ..lowering.loops import mul, size_value
+from ..lowering.plan import Size
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -32,7 +32,8 @@ JOB = ir.LiteralStructType([BODY.as_pointer(), I64, I64, I64, I64, I8P.as_pointe
 
 
 def emit_step(module: ir.Module, b: ir.IRBuilder, step: ir.Function, part: ir.Function,
-              outer: Size, elems: Size, cost: int, strides: list[Size]) -> None:
+              outer: Size, elems: Size, cost: int, strides: list[Size],
+              split: bool = True) -> None:
     """Fill ``step``'s body (``b`` at its entry): call ``part`` over all rows, or split.
 
     ``part(ptrs..., batch, n)`` computes the first n rows of its outermost loop from the
@@ -49,8 +50,8 @@ def emit_step(module: ir.Module, b: ir.IRBuilder, step: ir.Function, part: ir.Fu
     part.attributes.add("noinline")
     ptrs, batch = list(step.args[:-1]), step.args[-1]
     rows = size_value(b, outer, batch)
-    never = outer.power == 0 and (outer.static < 2 or
-                                  elems.power == 0 and elems.static * cost < THRESHOLD)
+    never = not split or outer.power == 0 and (
+        outer.static < 2 or elems.power == 0 and elems.static * cost < THRESHOLD)
     if never or not pool.available():     # static sizes below the threshold: no split code
         b.call(part, ptrs + [batch, rows])
         b.ret_void()

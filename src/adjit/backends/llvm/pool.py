@@ -38,8 +38,8 @@ import platform
 
 import llvmlite.ir as ir
 
-from .irkit import c32, c64, declare, function
-from .target.forksafe import Lock
+from ..lowering.irkit import c32, c64, declare, function
+from ..lowering.target.forksafe import Lock
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -85,7 +85,7 @@ def ensure_pool():
     """Compile the pool once per process (or load it from the disk cache) and bind it."""
     global _pool
     from .fncache import compile_once
-    from .target import add_symbol
+    from ..lowering.target import add_symbol
 
     def make_ir() -> str:
         module = ir.Module(name="adjit_pool")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from llvmlite import ir
 
 from ...ir import label
-from .irkit import c32, c64, declare
+from ..lowering.irkit import c32, c64, declare
 
 I32, I64 = ir.IntType(32), ir.IntType(64)
 SYMBOL = "adjit_profile"

@@ -25,7 +25,7 @@ import numpy as np
 
 from .gemm import gemm_workspace_elems
 from ...binding import require_memory
-from .plan import ALIGN, Plan, numel
+from ..lowering.plan import ALIGN, Plan, numel
 from .profile import counters, format_profile, profile_table
 
 _ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)

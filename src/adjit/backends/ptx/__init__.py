@@ -3,7 +3,7 @@
 ``aj.compile(outputs, backend="ptx")`` plans buffers with the llvm backend's :class:`Plan`,
 lowers every step to one kernel (:mod:`.lower`, :mod:`.matmul`, written once against
 :mod:`.kernel`), checks the module against what NVPTX can emit (:mod:`.support`) and emits PTX
-through :mod:`adjit.backends.llvm.target`.  Compiling and ``f.ptx`` need no GPU.  Calling runs
+through :mod:`adjit.backends.lowering.target`.  Compiling and ``f.ptx`` need no GPU.  Calling runs
 the launch sequence (:mod:`.runtime`) on the first CUDA GPU through ``cuda-python``
 (:mod:`.device`); without one the call raises :class:`NoCudaError`.  With ``emulate=True``
 the same kernels, built for the host, run over their thread grid on the CPU
@@ -24,7 +24,7 @@ True
 from __future__ import annotations
 
 from ...ir import Graph
-from ..llvm.plan import Plan
+from ..lowering.plan import Plan
 from .kernel import CPU, GPU
 from .lower import NTID, Lowering
 from .runtime import PtxFunction, split_kernels
@@ -56,7 +56,7 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
 
     sources = Sources(lower_gpu, check_arch(arch or DEFAULT_ARCH), opt_level)
     if emulate:   # PTX is made only when asked for (f.ptx): the emulation runs host code
-        from ..llvm.target import compile_ir
+        from ..lowering.target import compile_ir
         from .emulator import EmulatedDevice
         cpu_ir, cpu_launches = Lowering(plan, CPU).lower()
         launches.extend(cpu_launches)

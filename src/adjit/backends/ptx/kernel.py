@@ -30,7 +30,7 @@ from contextlib import contextmanager
 
 from llvmlite import ir
 
-from ..llvm.irkit import c64, loop
+from ..lowering.irkit import c64, loop
 
 GPU, CPU = "gpu", "cpu"
 I32, I64 = ir.IntType(32), ir.IntType(64)

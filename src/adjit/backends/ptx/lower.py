@@ -3,9 +3,9 @@
 One kernel per scheduled step, written once against :class:`.kernel.Kernel` and built in two
 flavours (GPU and CPU grid emulation):
 
-* **map** (elementwise, ``fused``, broadcast, transpose, cast, one_hot, output copies): one
-  thread per element in a grid-stride loop; the element's value comes from
-  :func:`adjit.backends.llvm.printer.element_fn` (the same printer the CPU backend uses);
+* **map** (every op with a map rule in :mod:`adjit.backends.lowering.elements`, and output
+  copies): one thread per element in a grid-stride loop; the element's value comes from the
+  same rule the CPU backend uses;
 * **reduce** (sum, max): a reduction of static length <= ``SERIAL_MAX`` runs one thread per
   output; longer ones run one block per output (each thread a strided partial, then a tree in
   shared memory), and when there are few outputs each reduction is split over several blocks
@@ -24,11 +24,13 @@ from typing import Callable
 from llvmlite import ir
 
 from ...ir import Node, shape_str
-from ..llvm.irkit import c64, loop
-from ..llvm.loops import (broadcast_access, contiguous, merge_dims, reduce_range, size_value,
+from ..lowering.irkit import c64, loop
+from ..lowering.loops import (broadcast_access, contiguous, merge_dims, reduce_range, size_value,
                           transpose_access)
-from ..llvm.plan import ONE, ZERO, Plan, Size, numel
-from ..llvm.printer import F32, F64, element_fn, intrinsic
+from ..lowering.plan import ONE, ZERO, Plan, Size, numel
+from ..lowering.elements import element_fn, map_rule
+from ..lowering.plan import dim
+from ..lowering.printer import F32, F64, intrinsic
 from .kernel import Kernel
 from .support import UnsupportedOnTarget
 
@@ -124,21 +126,15 @@ class Lowering:
         self.launches: list[Launch] = []
 
     def lower(self) -> tuple[str, list[Launch]]:
-        from .matmul import lower_matmul
         for k, node in enumerate(self.plan.steps):
             name = f"k{k}_{node.op}"
             try:
-                if node.op == "matmul":
-                    lower_matmul(self, name, node)
-                elif node.op in ("sum", "max"):
-                    self._reduce(name, node)
-                else:
-                    self._map_node(name, node)
+                rule_for(node.op)(self, name, node)
             except NotImplementedError as e:
                 raise UnsupportedOnTarget(f"the ptx backend cannot lower {node!r}: {e}") from None
         for k, (node, slot) in enumerate(self.plan.copies):
             self._map(f"copy{k}", node.dtype, ("slot", slot), [node], [numel(node.shape)],
-                      [[ONE], [ONE]], lambda b, vals, idx: vals[0], numel(node.shape),
+                      [[ONE], [ONE]], lambda b, vals, idx, ctx: vals[0], numel(node.shape),
                       f"copy to output {shape_str(node.shape)}")
         return str(self.module), self.launches
 
@@ -179,31 +175,33 @@ class Lowering:
     # -- map --------------------------------------------------------------------------------
     def _map_node(self, name: str, node: Node) -> None:
         shape, operands = node.shape, list(node.inputs)
-        if node.op == "transpose":
-            accesses = [transpose_access(operands[0].shape, node.attr("perm"))]
+        rule = map_rule(node.op)
+        if rule.gathers:   # the rule reads its operands: full output indices, no merging
+            sizes, accs = [dim(d) for d in shape], [contiguous(shape)]
         else:
-            accesses = [broadcast_access(o.shape, shape) for o in operands]
-        sizes, accs = merge_dims(shape, [contiguous(shape)] + accesses)
-        if node.op == "one_hot":   # the class index is the inner dim's index: keep 2 dims
-            last = numel(shape[-1:])
-            sizes, accs = [numel(shape[:-1]), last], [[last, ONE], [ONE, ZERO]]
+            accesses = (rule.access(node) if rule.access is not None
+                        else [broadcast_access(o.shape, shape) for o in operands])
+            sizes, accs = merge_dims(shape, [contiguous(shape)] + accesses)
         out = ("slot", self.plan.storage[node.id].slot)
         self._map(name, node.dtype, out, operands, sizes, accs, element_fn(node), numel(shape),
-                  f"{node.op} {shape_str(shape)}")
+                  f"{node.op} {shape_str(shape)}", gathers=rule.gathers)
 
-    def _map(self, name, out_dtype, out_ref, operands, sizes, accs, elem, n: Size, what):
+    def _map(self, name, out_dtype, out_ref, operands, sizes, accs, elem, n: Size, what,
+             gathers=False):
         k, refs, ptrs = self.kernel(name, out_dtype, operands)
         b = k.b
         total = size_value(b, n, k.batch)
         counts = [size_value(b, s, k.batch) for s in sizes]
         strides = [[size_value(b, s, k.batch) for s in a] for a in accs]
         step = b.mul(k.nctaid, c64(NTID))
+        ctx = _ElemCtx(self, k, operands, ptrs)
         with k.threads() as tid:
             with loop(b, b.add(b.mul(k.ctaid, c64(NTID)), tid), total, step, "i") as i:
                 idx = unravel(b, i, counts)
                 offs = [dot(b, idx, st) for st in strides]
-                vals = [self.load(k, o, p, off) for o, p, off in zip(operands, ptrs, offs[1:])]
-                res = elem(b, vals, idx)
+                vals = [] if gathers else [self.load(k, o, p, off) for o, p, off
+                                           in zip(operands, ptrs, offs[1:])]
+                res = elem(b, vals, idx, ctx)
                 if out_dtype == "bool":
                     res = b.zext(res, I8)
                 b.store(res, b.gep(k.ptrs[0], [offs[0]]))
@@ -309,3 +307,50 @@ class Lowering:
                     b.store(b.load(sh), b.gep(k.ptrs[0], [t]))
             k.barrier()
         k.finish()
+
+
+class _ElemCtx:
+    """What a map rule may use inside a kernel (see :mod:`..lowering.elements`)."""
+
+    def __init__(self, lowering, k, operands, ptrs):
+        self._lw, self._k, self._operands, self._ptrs = lowering, k, operands, ptrs
+        self.b, self.batch = k.b, k.batch
+
+    def size(self, s) -> ir.Value:
+        return size_value(self.b, s, self.batch)
+
+    def load(self, j: int, offset) -> ir.Value:
+        return self._lw.load(self._k, self._operands[j], self._ptrs[j], offset)
+
+
+# --- the rule table: every registered op has a kernel, needs none, or is refused -----------
+def _matmul(lw: Lowering, name: str, node: Node) -> None:
+    from .matmul import lower_matmul
+    lower_matmul(lw, name, node)
+
+
+KERNELS = {"matmul": _matmul, "sum": Lowering._reduce, "max": Lowering._reduce}
+REFUSED: dict[str, str] = {}      # op -> why the ptx backend cannot lower it
+
+
+def rule_for(op: str):
+    """The kernel builder of ``op`` (``(Lowering, name, node) -> None``); raises
+    NotImplementedError for an op with no rule."""
+    if op in KERNELS:
+        return KERNELS[op]
+    if map_rule(op) is not None:
+        return Lowering._map_node
+    raise NotImplementedError(f"no rule for op {op!r}: {REFUSED.get(op, 'not in its table')}")
+
+
+def coverage(op: str) -> str:
+    """How this backend handles ``op``: 'kernel', 'no kernel' (leaves and views, handled
+    by the plan) or 'refused: why'."""
+    from ...ops.registry import get_op
+    spec = get_op(op)
+    if spec.leaf or spec.view:
+        return "no kernel"
+    if op in REFUSED:
+        return f"refused: {REFUSED[op]}"
+    rule_for(op)
+    return "kernel"

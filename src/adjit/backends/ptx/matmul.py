@@ -17,10 +17,10 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ...ir import Node, shape_str
-from ..llvm.irkit import c64
-from ..llvm.loops import size_value
-from ..llvm.plan import numel
-from ..llvm.printer import intrinsic
+from ..lowering.irkit import c64
+from ..lowering.loops import size_value
+from ..lowering.plan import numel
+from ..lowering.printer import intrinsic
 from .lower import ELEM_TYPES, MAX_GRID, NTID, Launch, accumulate
 
 BM = BN = 64

@@ -20,8 +20,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..llvm.plan import Plan, numel
-from ..llvm.target.forksafe import Lock
+from ..lowering.plan import Plan, numel
+from ..lowering.target.forksafe import Lock
 from .lower import ITEMSIZE, Launch
 
 KEEP_STATES = 4

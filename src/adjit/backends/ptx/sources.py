@@ -7,8 +7,8 @@ import shutil
 import subprocess
 import tempfile
 
-from ..llvm.target import emit_ptx
-from ..llvm.target.forksafe import Lock
+from ..lowering.target import emit_ptx
+from ..lowering.target.forksafe import Lock
 from .support import check_declared
 
 #: Architectures adjit emits PTX for (LLVM 22 knows them); sm_80 and sm_90 are the ones the

@@ -6,7 +6,7 @@ fast-math) and friends; asked to lower one, it prints "no libcall available" and
 process*.  So every module is checked against a whitelist of the functions it may declare,
 before LLVM sees it and again after LLVM's optimizer (which may add intrinsics of its own), and
 anything else is refused with :class:`UnsupportedOnTarget`.  The math itself comes from
-:mod:`adjit.backends.llvm.mathfn`, written with fma/fabs/copysign and integer operations only.
+:mod:`adjit.backends.lowering.mathfn`, written with fma/fabs/copysign and integer operations only.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The machine adjit compiles for: LLVM's one-time initialization, the lock on its global
 context, host facts, the target CPU (:mod:`.cpu`) and the target machine built for it;
-process-wide symbols.  The rest of :mod:`adjit.backends.llvm.target` builds on these.
+process-wide symbols.  The rest of :mod:`adjit.backends.lowering.target` builds on these.
 """
 from __future__ import annotations
 

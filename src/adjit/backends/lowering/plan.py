@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir import Graph, Node
+from ...ops.registry import get_op
 
-NO_KERNEL = ("input", "param", "const", "batch_size")
 ALIGN = 64
 
 
@@ -98,7 +98,7 @@ class Plan:
         claimed: set[int] = set()
         for o in graph.outputs:
             self.output_slots.append(slot)
-            if (o.id not in claimed and o.op not in NO_KERNEL and not self._is_view(o)
+            if (o.id not in claimed and not get_op(o.op).leaf and not self._is_view(o)
                     and len(self.output_slots) - 1 not in in_place):
                 self.storage[o.id] = Storage("slot", slot)
                 claimed.add(o.id)
@@ -127,7 +127,7 @@ class Plan:
         self._lifetimes()
 
     def _is_view(self, n: Node) -> bool:
-        return n.op in ("reshape", "stop_gradient") or is_gemm_transpose(self.graph, n)
+        return get_op(n.op).view or is_gemm_transpose(self.graph, n)
 
     def root(self, n: Node) -> Node:
         """The node whose storage ``n`` reads (follows views)."""

@@ -208,7 +208,7 @@ class ScalarPrinter:
         multiply (exact for negative bases; 1/x**n for negative n); a literal 1/2 is ``sqrt``
         (numpy's ``power`` with a scalar 0.5 is ``sqrt``: NaN at -inf, -0 at -0), -1/2 is
         ``1/sqrt`` with power's values at -0 (inf) and -inf (0); every other exponent calls
-        :meth:`mathfn pow <adjit.backends.llvm.mathfn._Emitter.pow>`."""
+        :meth:`mathfn pow <adjit.backends.lowering.mathfn._Emitter.pow>`."""
         b, T = self.b, self.T
         if exp.is_Integer and abs(int(exp)) <= MAX_MULTIPLY:
             n = abs(int(exp))
@@ -266,59 +266,3 @@ _FUNCTIONS = {sp.exp: "exp", sp.log: "log", real_log: "log", sp.sin: "sin", sp.c
               sp.tanh: "tanh", log1p: "log1p"}
 _NOT_REAL = (sp.zoo, sp.I)
 MAX_MULTIPLY = 64   # integer exponents up to this square and multiply; beyond, mathfn's pow
-
-
-def element_fn(node):
-    """``fn(builder, values, indices) -> value``: one output element of a map-shaped node.
-
-    Covers elementwise and ``fused`` nodes (their sympy form, printed by
-    :class:`ScalarPrinter`), ``broadcast``/``transpose`` (the operand element itself),
-    ``cast`` and ``one_hot`` (``indices[-1]`` is the class index).  ``values`` hold one
-    element per operand (bool operands as i1); a bool result is returned as i1.  Backends
-    that lower element by element (the ptx kernels) share this, so no op's element math is
-    written twice.  Raises NotImplementedError for anything else.
-    """
-    from ...ops.registry import REGISTRY
-    from ...passes.fuse import leaf_value
-
-    op = node.op
-    if op == "fused" or (op in REGISTRY and REGISTRY[op].elementwise):
-        if op == "fused":
-            expr = node.attr("expr")
-        else:
-            syms = [leaf_value(k, i.dtype) for k, i in enumerate(node.inputs)]
-            expr = REGISTRY[op].scalar(*syms)
-        # the result's dtype; for a bool result, that of its first float operand
-        cdtype = node.dtype if node.dtype in ("float32", "float64") else next(
-            (i.dtype for i in node.inputs if i.dtype in ("float32", "float64")), "float64")
-        dtypes = tuple(i.dtype for i in node.inputs)
-        return lambda b, vals, idx: ScalarPrinter(b, cdtype, lambda k: vals[k],
-                                                  dtypes).emit(expr)
-    if op in ("broadcast", "transpose"):
-        return lambda b, vals, idx: vals[0]
-    if op == "cast" and node.dtype in LLVM_TYPES:
-        src, dst = node.inputs[0].dtype, node.dtype
-
-        def convert(b, vals, idx):
-            v = vals[0]
-            if dst == "bool":
-                if src == "bool":
-                    return v
-                if src in ("int32", "int64"):
-                    return b.icmp_signed("!=", v, ir.Constant(v.type, 0))
-                return b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
-            T = LLVM_TYPES[dst]
-            if src == "bool":
-                return b.uitofp(v, T)
-            if src in ("int32", "int64"):
-                return b.sitofp(v, T)
-            return v if src == dst else (b.fpext(v, T) if dst == "float64" else b.fptrunc(v, T))
-        return convert
-    if op == "one_hot" and node.dtype in ("float32", "float64"):
-        T = LLVM_TYPES[node.dtype]
-
-        def onehot(b, vals, idx):
-            lab = vals[0] if vals[0].type == idx[-1].type else b.sext(vals[0], idx[-1].type)
-            return b.uitofp(b.icmp_signed("==", lab, idx[-1]), T)
-        return onehot
-    raise NotImplementedError(f"no element-by-element lowering for op {op!r} ({node.dtype})")

@@ -37,7 +37,7 @@ Invariants:
 
 Example::
 
-    >>> from adjit.backends.llvm.target import compile_ir
+    >>> from adjit.backends.lowering.target import compile_ir
     >>> import ctypes
     >>> jm = compile_ir("define i64 @add1(i64 %x) {\\n  %y = add i64 %x, 1\\n  ret i64 %y\\n}\\n",
     ...                 cache=False)
@@ -58,7 +58,7 @@ import llvmlite.binding as llvm
 from llvmlite.binding import ffi
 from llvmlite.binding.module import ModuleRef
 
-from ..diskcache import (ENTRY_SUFFIX, cache_dir, cache_switch, enforce_limit, is_entry,
+from .diskcache import (ENTRY_SUFFIX, cache_dir, cache_switch, enforce_limit, is_entry,
                          pack_objects, read_entry, unpack_objects, usable_cache_dir,
                          write_entry)
 from . import cpu as _cpu
