@@ -52,6 +52,7 @@ ELEMENTWISE = {
     "equal": (operator.eq, np.equal, "ff"),
     "not_equal": (operator.ne, np.not_equal, "ff"),
     "where": (aj.where, np.where, "bff"),
+    # --- more elementwise ops (tests/test_ops.py entries of the elementwise work) ---
 }
 
 # Every non-elementwise op, with the tests (in this module unless a module is named) that
@@ -71,6 +72,10 @@ STRUCTURAL = {
     "stop_gradient": ["test_stop_gradient"],
     "one_hot": ["test_one_hot"],
     "fused": ["test_elementwise_forward", "test_passes.py::test_fuse_sigmoid_backward"],
+    # --- moves: slices, pads, joins (their tests live in tests/ops/test_moves.py) ---
+    # --- gathers and reductions (tests/ops/test_gathers.py, tests/ops/test_reductions.py) ---
+    # --- products (tests/ops/test_products.py) ---
+    # --- random numbers (tests/ops/test_random.py) ---
 }
 
 # operand shapes per arity; None is the batch dimension, bound to BATCH at call time
