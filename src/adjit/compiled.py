@@ -56,12 +56,12 @@ class Compiled:
         self.input_names = sorted(self._binder.names)
         self._update_names = [k.name for k, _ in self.updates]
         module = get_backend(backend)
-        self._in_place = bool(self.updates) and getattr(module, "IN_PLACE_UPDATES", False)
+        self._in_place = bool(self.updates) and module.in_place_updates
         if self._in_place:
             options["updates"] = {self._n_returned + k: name
                                   for k, name in enumerate(self._update_names)}
         # the compiled-function cache (default pipeline only): traced graph -> native code
-        cached = getattr(module, "load_compiled", None) if passes is None else None
+        cached = module.load_compiled if passes is None else None
         hit = cached(traced, **options) if cached is not None else None
         if hit is not None:
             self._lowered, self._impl = hit
@@ -169,9 +169,9 @@ class Compiled:
         return f"`{self!r}`\n\n" + _view("equations")(self).markdown
 
     def __getattr__(self, name):
-        # backend-specific views (llvm_ir, asm, ...) live on the implementation
+        # backend-specific views (llvm_ir, asm, ...): those the runner declares
         impl = self.__dict__.get("_impl")
-        if impl is not None and not name.startswith("_") and hasattr(impl, name):
+        if impl is not None and name in impl.views:
             return getattr(impl, name)
         raise AttributeError(f"{type(self).__name__} (backend {self.__dict__.get('backend')!r}) "
                              f"has no attribute {name!r}")
@@ -201,7 +201,7 @@ class Bound:
         self._free_updates = [n for n in fn._update_names if n not in arrays]
         self.input_names = sorted(self._free.names)
         # llvm writes bound slots once per thread; other backends get the merged arguments
-        self._fast = getattr(fn._impl, "call_bound", None)
+        self._fast = fn._impl.call_bound
         _install_native(self, fn._impl, Bound.__call__, self._free, bound=self)
 
     def __call__(self, **kwargs):
@@ -234,14 +234,10 @@ def _install_native(obj, impl, method, binder: Binder, bound: "Bound | None" = N
     (``method`` bound to ``obj``: the checked Python path).  Special methods are looked up
     on the type, so the builtin becomes ``__call__`` of a subclass made for this instance.
     """
-    make = getattr(impl, "fastcall", None)
     single = (bound.fn if bound is not None else obj)._single
-    native = (make(types.MethodType(method, obj), binder, single, bound)
-              if make is not None else None)
+    native = impl.fastcall(types.MethodType(method, obj), binder, single, bound)
     # why the checked Python path serves every call (None: the native entry is installed)
-    why = getattr(impl, "fastcall_reason", None) if make is not None else None
-    obj.native_call_reason = (None if native is not None else why() if why is not None else
-                              "no native entry for this backend, or check_nans=True")
+    obj.native_call_reason = None if native is not None else impl.fastcall_reason()
     if native is not None:
         obj.__class__ = type(type(obj).__name__, (type(obj),),
                              {"__call__": native, "__module__": __name__,

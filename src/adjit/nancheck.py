@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backends.protocol import Runner
 from .ops.registry import Env
 from .ir import AdjitError, Graph, Node, label, shape_str
 from .ops.registry import get_op
@@ -67,7 +68,7 @@ def _n_bad(a) -> int:
     return 0 if m is None else int(np.count_nonzero(m))
 
 
-class NanCheck:
+class NanCheck(Runner):
     """Wraps a backend runner: after each call, a non-finite float output (or in-place
     update) raises :class:`NonFiniteError` naming the node that produced it.
 
@@ -77,11 +78,11 @@ class NanCheck:
     """
 
     # every call must pass through the check: no native fast path, no bound-call route
-    # around it (the runner's own would otherwise be found through __getattr__)
-    fastcall = call_bound = None
+    # around it (Runner's defaults offer neither)
 
     def __init__(self, runner, stages: list[Graph], in_place=()):
         self.runner, self.in_place = runner, list(in_place)
+        self.views = runner.views
         self.stages = [stages[0]] if len(stages) == 1 else [stages[0], stages[-1]]
 
     def __call__(self, values: dict, batch: int | None) -> list:
@@ -94,7 +95,12 @@ class NanCheck:
         return results
 
     def __getattr__(self, name):
-        return getattr(self.__dict__["runner"], name)
+        if name in self.__dict__.get("views", ()):
+            return getattr(self.__dict__["runner"], name)
+        raise AttributeError(name)
+
+    def fastcall_reason(self) -> str:
+        return "check_nans=True: every call is checked in Python"
 
     def explain(self, values: dict, batch: int | None, k: int, result) -> NonFiniteError:
         counts = f"{_describe_counts(result)}"

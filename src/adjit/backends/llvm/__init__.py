@@ -16,9 +16,7 @@ from .codegen import Lowering
 from ..lowering.plan import Plan
 from .runtime import DATA_OFFSET, NativeFunction
 from ..lowering.target import compile_ir
-
-
-IN_PLACE_UPDATES = True   # ``updates=`` are written by the native code itself
+from ..protocol import Backend
 
 
 DEFAULT_OPT_LEVEL = 1
@@ -76,3 +74,8 @@ def store_compiled(traced: Graph, graph: Graph, fn: NativeFunction, **options) -
     if k is None or fn.jit.key is None:
         return
     fncache.store(k, graph, fncache.link_text(fn.jit))
+
+
+# ``updates=`` are written by the native code itself
+BACKEND = Backend("llvm", build, in_place_updates=True, load_compiled=load_compiled,
+                  store_compiled=store_compiled)

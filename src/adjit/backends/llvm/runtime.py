@@ -26,6 +26,7 @@ import numpy as np
 from .gemm import gemm_workspace_elems
 from ...binding import require_memory
 from ..lowering.plan import ALIGN, Plan, numel
+from ..protocol import Runner
 from .profile import counters, format_profile, profile_table
 
 _ENTRY_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
@@ -132,7 +133,9 @@ def _fresh_outputs(st: _State) -> list[np.ndarray]:
     return outs
 
 
-class NativeFunction:
+class NativeFunction(Runner):
+    views = ("llvm_ir", "llvm_ir_optimized", "asm", "cache_info", "profile", "reset_profile",
+             "jit", "plan")
     def __init__(self, plan: Plan, jit, updates: dict[int, str] | None = None,
                  profile: bool = False):
         self.plan, self.jit = plan, jit

@@ -30,6 +30,7 @@ from .lower import NTID, Lowering
 from .runtime import PtxFunction, split_kernels
 from .sources import ARCHES, DEFAULT_ARCH, PtxasError, Sources, assemble, check_arch
 from .support import CudaError, NoCudaError, UnsupportedOnTarget, check_declared
+from ..protocol import Backend
 
 __all__ = ["build", "PtxFunction", "NoCudaError", "CudaError", "UnsupportedOnTarget",
            "PtxasError", "assemble", "split_kernels", "ARCHES"]
@@ -72,3 +73,6 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
         dev.load(sources.ptx(use), names)
         return dev
     return PtxFunction(plan, launches, sources, cuda_device)
+
+
+BACKEND = Backend("ptx", build)

@@ -21,6 +21,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..lowering.plan import Plan, numel
+from ..protocol import Runner
 from ..lowering.target.forksafe import Lock
 from .lower import ITEMSIZE, Launch
 
@@ -64,7 +65,9 @@ def _nbytes(node, batch: int) -> int:
     return numel(node.shape).eval(batch) * ITEMSIZE[node.dtype]
 
 
-class PtxFunction:
+class PtxFunction(Runner):
+    views = ("arch", "ptx", "ptx_for", "ptx_kernels", "llvm_ir", "llvm_ir_optimized",
+             "launch_plan", "launches", "device", "replay", "plan")
     """A compiled graph's kernels and launch sequence, run on a device made on first call.
 
     Inspection: ``ptx`` (the module's PTX), ``ptx_kernels`` (PTX of each kernel by name),

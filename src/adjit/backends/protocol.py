@@ -1,0 +1,46 @@
+"""What a backend offers, declared (the compiled function reads these; it never probes).
+
+A backend package defines ``BACKEND = Backend(...)``: its ``build(graph, **options)``
+returns a :class:`Runner`.  A runner subclass says what it offers by overriding:
+
+* ``__call__(values, batch)`` -- the checked call (always);
+* ``call_bound`` -- a call taking the bound arrays of :meth:`adjit.Compiled.bind` as fixed
+  (``(values, batch, bound)``), or None: bound calls merge the arrays into ``values``;
+* ``fastcall(fallback, binder, single, bound)`` -- a native callable that checks its own
+  arguments (None: the checked Python path serves every call), and ``fastcall_reason()``
+  saying why it is not installed;
+* ``views`` -- names of attributes users read through the compiled function
+  (``f.llvm_ir``, ``f.asm``, ``f.ptx``, ``f.profile()``, ...).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+class Runner:
+    """Base of every backend's runner; the defaults offer the checked call only."""
+
+    views: tuple[str, ...] = ()
+    call_bound: Callable | None = None
+
+    def __call__(self, values: dict, batch: int | None) -> list:
+        raise NotImplementedError
+
+    def fastcall(self, fallback, binder, single: bool, bound=None):
+        """A native callable for the compiled function (or None)."""
+        return None
+
+    def fastcall_reason(self) -> str:
+        return "no native entry for this backend"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend as :func:`adjit.compile` sees it."""
+
+    name: str
+    build: Callable                              # (graph, **options) -> Runner
+    in_place_updates: bool = False               # ``updates=`` written by the code itself
+    load_compiled: Callable | None = None        # (traced, **options) -> (graph, Runner) | None
+    store_compiled: Callable | None = None       # (traced, graph, runner, **options)
