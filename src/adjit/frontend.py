@@ -351,6 +351,7 @@ def _install_operators():
     # numpy's array methods (a place for .min() beside .max())
     from .ops import indexing, shaping  # noqa: F811  (they import this module)
     Node.__getitem__ = lambda self, key: indexing.getitem(self, key)
+    Node.__iter__ = lambda self: indexing.iterate(self)
     Node.__abs__ = lambda self: abs(self)
     Node.sum, Node.mean, Node.max = sum, mean, max
     Node.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 else shape)

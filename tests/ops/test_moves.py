@@ -295,6 +295,16 @@ def test_shaping_against_numpy(build, ref, shapes):
     check_model(build, ref, values, shapes, rtol_forward=1e-7)
 
 
+def test_iteration_unrolls_a_static_first_axis():
+    x = aj.input("x", (3, 2))
+    X = _n(3, 2)
+    for row, want in zip(run(list(x), x=X), X):
+        np.testing.assert_array_equal(row, want)
+    for bad in (aj.input("b", (None, 2)), aj.input("s", ())):
+        with pytest.raises(TypeError, match="cannot iterate"):
+            list(bad)
+
+
 def test_astype():
     x = aj.input("x", (2,))
     y = x.astype("float32")

@@ -141,4 +141,13 @@ def getitem(x, key):
     return F.reshape(y, tuple(out))
 
 
-__all__ = ["getitem"]
+def iterate(x):
+    """``iter(x)``: the slices ``x[0], x[1], ...`` along a static first axis, as numpy.
+    Refused (TypeError) for a 0-d node or a batch-sized first axis (it would never end)."""
+    if x.ndim == 0 or x.shape[0] is None:
+        raise TypeError(f"cannot iterate over {label(x)} of shape {shape_str(x.shape)}: "
+                        "its first axis is " + ("missing" if x.ndim == 0 else "the batch axis"))
+    return (getitem(x, i) for i in range(x.shape[0]))
+
+
+__all__ = ["getitem", "iterate"]
