@@ -21,6 +21,8 @@ from .gradcheck import GradCheckReport, GradientCheckError, check_grads
 from .ir import AdjitError, DTypeError, Graph, Node, ShapeError, TensorType
 from .nancheck import NonFiniteError
 from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
+from .ops.moves import concatenate, pad
+from .ops.shaping import expand_dims, moveaxis, repeat, split, squeeze, stack, swapaxes, tile
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -37,3 +39,5 @@ __all__ = sorted(_RECORD_FUNCTIONS) + [
     "Node", "ShapeError", "TensorType", "NonFiniteError",
 ]
 __all__ += ["nn", "optim", "train"]
+__all__ += ["concatenate", "expand_dims", "moveaxis", "pad", "repeat", "split", "squeeze",
+            "stack", "swapaxes", "tile"]

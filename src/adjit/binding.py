@@ -38,7 +38,8 @@ import os
 
 import numpy as np
 
-from .ir import FLOAT_DTYPES, INT_DTYPES, DTypeError, Graph, Node, ShapeError, shape_str
+from .ir import (FLOAT_DTYPES, INT_DTYPES, DTypeError, Graph, Node, ShapeError, label,
+                 shape_str)
 from .ops.registry import get_op
 
 _ndarray = np.ndarray
@@ -158,6 +159,13 @@ def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
     return arr
 
 
+
+
+def too_small(batch: int, need: int, node: Node) -> str:
+    """The message for a batch size below what ``node`` needs (:attr:`Op.min_batch`)."""
+    written = node.meta.get("written") or f"{node.op} of {label(node.inputs[0])}"
+    return (f"batch size {batch} is too small: {written} (shape {shape_str(node.shape)} from "
+            f"{shape_str(node.inputs[0].shape)}) needs a batch size of at least {need}")
 
 
 def label_limits(graph: Graph) -> dict[str, int]:

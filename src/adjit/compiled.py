@@ -7,11 +7,12 @@ from typing import Sequence
 import numpy as np
 
 from .backends import get_backend
-from .binding import Binder, Pinned, label_limits
+from .binding import Binder, Pinned, label_limits, too_small
 from .updates import check_update_buffers, check_update_sources, check_updates
 from .autodiff import recorded_rewrites
 from .ir import VIEWS, Graph, Node, ShapeError, check_batch_bound
 from .nancheck import NanCheck
+from .ops.registry import min_batch
 from .passes import PIPELINE, run_pipeline
 
 DEFAULT_BACKEND = "llvm"
@@ -53,6 +54,7 @@ class Compiled:
         self._limits = label_limits(traced)
         self._binder = Binder(_arguments(traced) + [k for k, _ in self.updates], self._limits)
         check_batch_bound(traced.order(), self._binder.inputs)
+        self._min_batch = min_batch(traced.order())   # (B, node): x[3] on the batch needs B > 3
         self.input_names = sorted(self._binder.names)
         self._update_names = [k.name for k, _ in self.updates]
         module = get_backend(backend)
@@ -87,6 +89,8 @@ class Compiled:
         """Call the backend (``run(values, batch, *extra)``) and shape the results: the
         one place that adds the batch size to a MemoryError and writes ``updates`` for
         backends that do not write them in place."""
+        if batch is not None and batch < self._min_batch[0]:
+            raise ShapeError(too_small(batch, *self._min_batch))
         try:
             results = run(values, batch, *extra)
         except MemoryError as e:   # numpy's own message, plus the batch size

@@ -289,7 +289,8 @@ def reshape(x, shape) -> Node:
 def transpose(x, axes: Sequence[int] | None = None) -> Node:
     """Permute axes (reverse them when ``axes`` is None)."""
     x = _lift(x)
-    perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % x.ndim for a in axes)
+    perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(  # bad axes: the rule
+        a % x.ndim if -x.ndim <= a < x.ndim else a for a in axes)      # names them
     return x if perm == tuple(range(x.ndim)) else make("transpose", (x,), {"perm": perm})
 
 
@@ -347,6 +348,17 @@ def _install_operators():
     Node.__matmul__ = lambda self, other: matmul(self, other)
     Node.__rmatmul__ = lambda self, other: matmul(other, self)
     Node.T = property(lambda self: transpose(self))
+    # numpy's array methods (a place for .min() beside .max())
+    from .ops import indexing, shaping  # noqa: F811  (they import this module)
+    Node.__getitem__ = lambda self, key: indexing.getitem(self, key)
+    Node.__iter__ = lambda self: indexing.iterate(self)
+    Node.__abs__ = lambda self: abs(self)
+    Node.sum, Node.mean, Node.max = sum, mean, max
+    Node.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 else shape)
+    Node.transpose = lambda self, *axes: transpose(
+        self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes or None)
+    Node.squeeze = lambda self, axis=None: shaping.squeeze(self, axis)
+    Node.astype = cast
     # Defining __eq__ would drop the hash: nodes stay hashable by identity, so sets and
     # dicts of nodes work (they test identity first; adjit's own code compares nodes with
     # ``is`` and keys them by id, never with ``==``).  ``bool(x == y)`` raises TypeError.

@@ -22,7 +22,9 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            "transpose": ["test_structural_ops"], "cast": ["test_structural_ops"],
            "stop_gradient": ["test_structural_ops"], "one_hot": ["test_structural_ops"],
            "sum": ["test_reductions_every_path"], "max": ["test_reductions_every_path"],
-           "matmul": ["test_matmul_tiles_and_transposed_products"]}
+           "matmul": ["test_matmul_tiles_and_transposed_products"],
+           # --- moves (and tests/ops/test_moves.py) ---
+           "slice": ["test_moves"], "pad": ["test_moves"], "concatenate": ["test_moves"]}
 
 
 def test_every_registered_op_is_covered():
@@ -73,6 +75,20 @@ def test_hessian_vector_product():
                 W=rng.standard_normal((4, 2)), b=rng.standard_normal(2),
                 vW=rng.standard_normal((4, 2)), vb=rng.standard_normal(2))
     compare(emulated(hvp), hvp, args, "float64")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_moves(dtype):
+    """Slices (negative steps, the batch axis), pads and joins, and their gradients."""
+    x = aj.input("x", (None, 3, 4), dtype)
+    outs = [x[-1, ::-2], x[:, 1:, None, 3:0:-1], aj.pad(x[::-1], ((0, 0), (1, 2), (0, 1)), constant_values=0.5),
+            aj.concatenate([x, x[:, :1], x[:, 2:]], axis=1)]
+    loss = sum(aj.sum(o * o) * (k + 1.0) for k, o in enumerate(outs))
+    outs += aj.grad(loss, [x])
+    f = emulated(outs)
+    for batch in (1, 6):
+        args = {"x": np.random.default_rng(batch).standard_normal((batch, 3, 4)).astype(dtype)}
+        compare(f, outs, args, dtype)
 
 
 def test_structural_ops():

@@ -35,6 +35,8 @@ What the rest of adjit reads instead of keeping lists of op names:
 * ``linear`` -- linear in each operand taken alone (add, matmul, sum, broadcast, ...).
 * ``commutative`` -- operand order does not matter (pictures number the operands of the
   others).
+* ``min_batch(node) -> int`` -- the smallest batch size a call may bind for this node
+  (``x[3]`` on the batch axis needs B > 3); compiled functions check it at call time.
 
 Each backend keeps one rule table keyed by op name (``rules`` in its package) and a test
 checks that every registered op has a rule or a declared refusal in each of them.
@@ -70,6 +72,7 @@ class Op:
     moves_values: bool = False              # integer values pass through unchanged
     linear: bool = False                    # linear in each operand
     commutative: bool = False               # operand order does not matter (drawings)
+    min_batch: Callable | None = None       # node -> smallest batch size a call may bind
     extra: dict = field(default_factory=dict)
 
     @property
@@ -90,6 +93,18 @@ class Op:
 
 
 REGISTRY: dict[str, Op] = {}
+
+
+def min_batch(nodes) -> tuple[int, Node | None]:
+    """``(B, node)``: the smallest batch size that every node of ``nodes`` accepts, and the
+    node that needs the most (None when any batch size will do)."""
+    need, who = 0, None
+    for n in nodes:
+        rule = REGISTRY[n.op].min_batch
+        k = rule(n) if rule is not None else 0
+        if k > need:
+            need, who = k, n
+    return need, who
 
 
 class Env:

@@ -149,3 +149,7 @@ def element_cost(node: Node) -> int:
         return 1 + 4 * calls
     spec = REGISTRY.get(node.op)
     return spec.cost if spec is not None else 1
+
+
+# map rules kept in their own modules (they add themselves to MAP_RULES)
+from . import moves  # noqa: E402,F401  (slice, pad, concatenate)
