@@ -194,3 +194,12 @@ def test_ptxas_accepts_batched_products():
     f = aj.compile(outs, backend="ptx")
     for arch in ("sm_80", "sm_90"):
         assemble(f.ptx_for(arch), arch)
+
+
+def test_second_order_through_batched_products():
+    """The VJP is made of products, sums and transposes: it differentiates again."""
+    a, b = aj.input("a", (None, 3, 4)), aj.input("b", (4, 2))
+    g = aj.grad(aj.sum(aj.tanh(a @ b)), [a, b])
+    loss = aj.sum(g[0] * g[0]) + aj.sum(g[1] * g[1])
+    report = aj.check_grads(loss, [a, b], _values({"a": (None, 3, 4), "b": (4, 2)}), rtol=1e-6)
+    assert report.ok and report.checked > 0
