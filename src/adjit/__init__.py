@@ -23,6 +23,7 @@ from .nancheck import NonFiniteError
 from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
 from .ops.moves import concatenate, pad
 from .ops.shaping import expand_dims, moveaxis, repeat, split, squeeze, stack, swapaxes, tile
+from .ops.products import einsum
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -32,7 +33,7 @@ globals().update(_RECORD_FUNCTIONS := record_functions())
 
 __all__ = sorted(_RECORD_FUNCTIONS) + [
     "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy",
-    "equal", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
+    "einsum", "equal", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "not_equal", "one_hot", "param",
     "reshape", "softmax", "stop_gradient", "sum", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",

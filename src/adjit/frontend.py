@@ -295,20 +295,9 @@ def transpose(x, axes: Sequence[int] | None = None) -> Node:
 
 
 def matmul(a, b) -> Node:
-    """Matrix product; 1-D operands are treated as row/column vectors like numpy."""
-    a, b = _lift(a), _lift(b)
-    if a.ndim in (1, 2) and b.ndim in (1, 2) and a.shape[-1] != b.shape[0]:
-        # checked here so 1-D operands are named as the user wrote them, not reshape(...)
-        raise ShapeError(f"{label(a)} @ {label(b)}: inner sizes {a.shape[-1]} and {b.shape[0]} "
-                         f"differ (shapes {shape_str(a.shape)} and {shape_str(b.shape)})")
-    if a.ndim == 1 and b.ndim == 1:
-        return sum(a * b)
-    if a.ndim == 1:
-        return reshape(matmul(reshape(a, (1,) + a.shape), b), (b.shape[1],))
-    if b.ndim == 1:
-        return reshape(matmul(a, reshape(b, b.shape + (1,))), (a.shape[0],))
-    a, b = _promote([a, b], f"{label(a)} @ {label(b)}")
-    return make("matmul", (a, b))
+    """Matrix product with numpy's N-D rules (see :func:`adjit.ops.products.matmul`)."""
+    from .ops.products import matmul as _matmul
+    return _matmul(a, b)
 
 
 def one_hot(labels: Node, depth: int, dtype: str = "float64") -> Node:

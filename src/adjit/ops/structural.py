@@ -174,32 +174,77 @@ register(Op("max", _reduce_rule("max"),
 
 
 # --- matmul -----------------------------------------------------------------------------
+# The primitive is numpy's matmul over operands of equal rank >= 2: the last two axes are
+# the matrices, the leading ones batch axes that broadcast (equal, or 1 on one side; None,
+# the batch size, matches None or 1).  1-D operands and unequal ranks are the public
+# function's (ops/products.py: matmul), which reshapes into this form.
+def batch_broadcast(a_batch: tuple, b_batch: tuple, where: str) -> tuple | None:
+    """The broadcast of two equal-length batch shapes (None when they do not match)."""
+    out = []
+    for x, y in zip(a_batch, b_batch):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            return None
+    return tuple(out)
+
+
 def _matmul_rule(inputs, attrs):
     a, b = inputs
     where = f"{label(a)} @ {label(b)}"
-    if a.ndim != 2 or b.ndim != 2:
-        raise ShapeError(f"{where}: matmul takes 2-D operands, got shapes "
-                         f"{shape_str(a.shape)} and {shape_str(b.shape)}")
-    if a.shape[1] != b.shape[0]:
-        raise ShapeError(f"{where}: inner sizes {a.shape[1]} and {b.shape[0]} differ "
+    if a.ndim != b.ndim or a.ndim < 2:
+        raise ShapeError(f"{where}: the matmul op takes operands of equal rank >= 2, got "
+                         f"shapes {shape_str(a.shape)} and {shape_str(b.shape)}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"{where}: inner sizes {a.shape[-1]} and {b.shape[-2]} differ "
                          f"(shapes {shape_str(a.shape)} and {shape_str(b.shape)})")
+    batch = batch_broadcast(a.shape[:-2], b.shape[:-2], where)
+    if batch is None:
+        raise ShapeError(f"{where}: batch dimensions {shape_str(a.shape[:-2])} and "
+                         f"{shape_str(b.shape[:-2])} do not broadcast")
     if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
         raise DTypeError(f"{where}: needs one float dtype, got {a.dtype} and {b.dtype}")
-    return TensorType((a.shape[0], b.shape[1]), a.dtype)
+    return TensorType(batch + (a.shape[-2], b.shape[-1]), a.dtype)
+
+
+def swap_last(x):
+    """x with its last two axes swapped (the matrices transposed)."""
+    n = x.ndim
+    return _F().transpose(x, tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+def _stretched(operand, node):
+    """Batch axes the product broadcast ``operand`` along (what its cotangent sums)."""
+    return tuple(i for i, d in enumerate(operand.shape[:-2]) if d == 1 and node.shape[i] != 1)
+
+
+def _sum_to(g, operand, node):
+    axes = _stretched(operand, node)
+    if not axes:
+        return g
+    return _F().reshape(_F().sum(g, axis=axes), operand.shape)
+
+
+def _matmul_cts(node, g, needs, a, b):
+    F = _F()
+    return [_sum_to(F.matmul(g, swap_last(b)), node.inputs[0], node) if needs[0] else None,
+            _sum_to(F.matmul(swap_last(a), g), node.inputs[1], node) if needs[1] else None]
 
 
 def _matmul_vjp(node, g, needs):
-    F, (a, b) = _F(), node.inputs
-    return [F.matmul(g, F.transpose(b)) if needs[0] else None,
-            F.matmul(F.transpose(a), g) if needs[1] else None]
+    return _matmul_cts(node, g, needs, *node.inputs)
 
 
 def _matmul_support(node, k, m):
-    # A's cotangent G Bᵀ is zero on the rows where G is; B's, Aᵀ G, on G's zero columns
-    F, (a, b) = _F(), node.inputs
-    hit = any_over(m, (1 - k,), node.dtype)
-    operand = node.inputs[k]
-    kept = (a.shape[0], 1) if k == 0 else (1, b.shape[1])
+    # A's cotangent G Bᵀ is zero on the rows where G is (in every batch it is summed over);
+    # B's, Aᵀ G, on G's zero columns
+    F, operand = _F(), node.inputs[k]
+    n = node.ndim
+    axes = (n - 1 if k == 0 else n - 2,) + _stretched(operand, node)
+    hit = any_over(m, axes, node.dtype)
+    kept = tuple(1 if i in axes else d for i, d in enumerate(node.shape))
     return F.broadcast_to(F.reshape(hit, kept), operand.shape)
 
 
@@ -216,8 +261,7 @@ def _matmul_masked_vjp(node, g, needs, supports):
         out = F.where(s, v, 0.0)
         out.meta["rewrite"] = "double_where"
         return out
-    return [F.matmul(g, F.transpose(zeroed(b, supports[1]))) if needs[0] else None,
-            F.matmul(F.transpose(zeroed(a, supports[0])), g) if needs[1] else None]
+    return _matmul_cts(node, g, needs, zeroed(a, supports[0]), zeroed(b, supports[1]))
 
 
 register(Op("matmul", _matmul_rule, lambda args, node, env: np.matmul(args[0], args[1]),

@@ -31,7 +31,6 @@ from ..lowering.loops import (REDUCE_FLAGS, add, broadcast_access, c64, contiguo
 from ..lowering.plan import ONE, ZERO, Plan, dim, numel
 from ..lowering.printer import LLVM_TYPES, intrinsic
 from ..lowering.target import compile_threads
-from .library import declare_gemm
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
 
@@ -303,24 +302,10 @@ class Lowering:
         b.ret_void()
         return fn, [x]
 
-    # -- matmul -----------------------------------------------------------------------------
+    # -- matmul: batched calls of the packed GEMM (see .matmul) ------------------------------
     def _matmul(self, node: Node):
-        a, bnode = node.inputs
-        ta = a.op == "transpose" and self.plan.storage[a.id].kind == "view"
-        tb = bnode.op == "transpose" and self.plan.storage[bnode.id].kind == "view"
-        (M, K), N = a.shape, node.shape[1]   # op(A) is M x K whether or not it is stored transposed
-        lda = (a.inputs[0] if ta else a).shape[1]
-        ldb = (bnode.inputs[0] if tb else bnode).shape[1]
-        dt = "f32" if node.dtype == "float32" else "f64"
-        gemm = declare_gemm(self.module, dt)
-        fn, b = self._new_kernel(node, [a, bnode], workspace=True)
-        out, pa, pb, work, batch = fn.args
-        sv = lambda d: size_value(b, numel((d,)), batch)
-        b.call(gemm, [ir.Constant(I32, int(ta)), ir.Constant(I32, int(tb)), sv(M), sv(N), sv(K),
-                      pa, sv(lda), pb, sv(ldb), out, sv(N), ir.Constant(I32, 0),
-                      b.bitcast(work, pa.type)])
-        b.ret_void()
-        return fn, [a, bnode]
+        from .matmul import lower_matmul
+        return lower_matmul(self, node)
 
     # -- output copies ----------------------------------------------------------------------
     def _copy(self, b, node: Node, slot: int):

@@ -7,8 +7,8 @@ Every value gets a storage class:
   per batch size with lifetime-based reuse, see :func:`arena_offsets`);
 * ``const`` -- an LLVM global holding a constant array;
 * ``batch`` -- the batch size itself (a ``batch_size`` node);
-* ``view``  -- the storage of another node (reshape, stop_gradient, and a 2-D transpose
-  whose every user is a matmul, which reads it through the GEMM's transpose flag).
+* ``view``  -- the storage of another node (reshape, stop_gradient, and a transpose of
+  the last two axes whose every user is a matmul, which reads it through the GEMM's transpose flag).
 
 Sizes are symbolic in the batch size B: :class:`Size` is ``static · B**power``.
 """
@@ -62,6 +62,15 @@ def row_major_strides(shape) -> list[Size]:
     return strides[::-1]
 
 
+def batch_strides(operand: Node, stored: Node, out: Node) -> list[Size]:
+    """Elements between consecutive matrices of a matmul operand along each batch axis of
+    the product ``out`` (``stored``: the node whose memory it reads, itself or a transpose
+    view's base); ZERO along an axis it is broadcast over."""
+    strides = row_major_strides(stored.shape)[:-2]
+    return [ZERO if d == 1 and o != 1 else s
+            for d, o, s in zip(operand.shape[:-2], out.shape[:-2], strides)]
+
+
 @dataclass
 class Storage:
     kind: str            # "slot" | "const" | "batch" | "view"
@@ -69,9 +78,16 @@ class Storage:
     base: Node | None = None
 
 
+def swaps_last_two(node: Node) -> bool:
+    """A transpose that swaps the last two axes only (the matrices of a stack)."""
+    n = node.ndim
+    return (node.op == "transpose" and n >= 2
+            and node.attr("perm") == tuple(range(n - 2)) + (n - 1, n - 2))
+
+
 def is_gemm_transpose(graph: Graph, node: Node) -> bool:
     users = graph.users(node)
-    return (node.op == "transpose" and node.ndim == 2 and bool(users)
+    return (swaps_last_two(node) and bool(users)
             and all(o is not node for o in graph.outputs)
             and all(u.op == "matmul" for u in users))
 

@@ -1,8 +1,12 @@
-"""Matrix products with shared-memory tiles: C[M, N] = op(A)[M, K] @ op(B)[K, N].
+"""Matrix products with shared-memory tiles: C[..., M, N] = op(A)[..., M, K] @ op(B)[..., K, N].
 
 ``op`` is a transpose when the operand is a transpose *view* (the plan's GEMM flag), which is
 how the backward pass's products (G @ W^T, X^T @ G) arrive; an operand is then read through
 strides, never copied.
+
+A stack of products (batch axes, broadcast ones read with stride 0) is one launch: the
+tiles of every matrix of the stack are numbered together, and a tile's number gives its
+matrix (hence each operand's offset) and its place in it.
 
 Each block computes one BM x BN tile of C (tiles are handed out grid-stride) with NTID = 256
 threads, each owning TM x TN = 4 x 4 outputs at rows ty + 16i, columns tx + 16j (so the shared
@@ -18,8 +22,8 @@ from llvmlite import ir
 
 from ...ir import Node, shape_str
 from ..lowering.irkit import c64
-from ..lowering.loops import size_value
-from ..lowering.plan import numel
+from ..lowering.loops import merge_dims, size_value
+from ..lowering.plan import batch_strides, numel, row_major_strides
 from ..lowering.printer import intrinsic
 from .lower import ELEM_TYPES, MAX_GRID, NTID, Launch, accumulate
 
@@ -35,7 +39,12 @@ def lower_matmul(lw, name: str, node: Node) -> None:
     a, bnode = node.inputs
     view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
     ta, tb = view(a), view(bnode)
-    (M, K), N = a.shape, node.shape[1]
+    M, K, N = a.shape[-2], a.shape[-1], node.shape[-1]
+    batch_shape = node.shape[:-2]
+    strides = [row_major_strides(node.shape)[:-2],
+               batch_strides(a, a.inputs[0] if ta else a, node),
+               batch_strides(bnode, bnode.inputs[0] if tb else bnode, node)]
+    batch_sizes, strides = merge_dims(batch_shape, strides)
     T = ELEM_TYPES[node.dtype]
     k, refs, (pa, pb) = lw.kernel(name, node.dtype, [a, bnode])
     if pa is None or pb is None:
@@ -51,7 +60,10 @@ def lower_matmul(lw, name: str, node: Node) -> None:
     a_sh, b_sh = k.shared(T, BK * BM), k.shared(T, BK * BN)
     acc = k.private(T, TM * TN)
     tiles_n = b.udiv(b.add(n, c64(BN - 1)), c64(BN))
-    tiles = b.mul(b.udiv(b.add(m, c64(BM - 1)), c64(BM)), tiles_n)
+    tiles_mat = b.mul(b.udiv(b.add(m, c64(BM - 1)), c64(BM)), tiles_n)
+    tiles = tiles_mat
+    for s_ in batch_sizes:
+        tiles = b.mul(tiles, size_value(b, s_, k.batch))
 
     def fetch(ptr, row, col, rows, cols, s_row, s_col):
         """ptr[row*s_row + col*s_col], or 0 outside the rows x cols matrix (clamped address)."""
@@ -73,6 +85,17 @@ def lower_matmul(lw, name: str, node: Node) -> None:
             b.store(v, b.gep(sh, [b.add(b.mul(l, c64(W)), x)]))
 
     with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
+        # the tile's matrix in the stack (batch index, innermost axis last), then its place
+        mat = b.udiv(t, tiles_mat)
+        t = b.sub(t, b.mul(mat, tiles_mat))
+        offs = [c64(0)] * 3
+        for d in reversed(range(len(batch_sizes))):
+            size = size_value(b, batch_sizes[d], k.batch)
+            idx = b.urem(mat, size)
+            mat = b.udiv(mat, size)
+            offs = [b.add(o, b.mul(idx, size_value(b, st[d], k.batch)))
+                    for o, st in zip(offs, strides)]
+        pc, pa_t, pb_t = (b.gep(p, [o]) for p, o in zip((k.ptrs[0], pa, pb), offs))
         tm = b.udiv(t, tiles_n)
         m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
         with k.threads():
@@ -81,9 +104,9 @@ def lower_matmul(lw, name: str, node: Node) -> None:
         with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
             with k.threads() as tid:
                 stage(tid, a_sh, BM, m0, k0, ta,          # op(A)[m0 + x, k0 + l]
-                      lambda x, l: fetch(pa, x, l, m, kk_total, sa_i, sa_l))
+                      lambda x, l: fetch(pa_t, x, l, m, kk_total, sa_i, sa_l))
                 stage(tid, b_sh, BN, n0, k0, not tb,      # op(B)[k0 + l, n0 + x]
-                      lambda x, l: fetch(pb, l, x, kk_total, n, sb_l, sb_j))
+                      lambda x, l: fetch(pb_t, l, x, kk_total, n, sb_l, sb_j))
             k.barrier()
             with k.threads() as tid:
                 ty, tx = b.udiv(tid, c64(THREADS_N)), b.urem(tid, c64(THREADS_N))
@@ -105,11 +128,12 @@ def lower_matmul(lw, name: str, node: Node) -> None:
                 col = b.add(n0, b.add(tx, c64(THREADS_N * (q % TN))))
                 inside = b.and_(b.icmp_unsigned("<", row, m), b.icmp_unsigned("<", col, n))
                 with b.if_then(inside):
-                    b.store(b.load(acc.at(q)), b.gep(k.ptrs[0], [b.add(b.mul(row, n), col)]))
+                    b.store(b.load(acc.at(q)), b.gep(pc, [b.add(b.mul(row, n), col)]))
     k.finish()
     out = ("slot", lw.plan.storage[node.id].slot)
     mt, nt = numel((M,)), numel((N,))
-    n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN)
+    nb = numel(batch_shape)
+    n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN) * nb.eval(B)
     lw.launches.append(Launch(
         name, (out, *refs), grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
         when=lambda B: n_tiles(B) > 0,
