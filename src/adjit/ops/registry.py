@@ -35,6 +35,11 @@ What the rest of adjit reads instead of keeping lists of op names:
 * ``linear`` -- linear in each operand taken alone (add, matmul, sum, broadcast, ...).
 * ``commutative`` -- operand order does not matter (pictures number the operands of the
   others).
+* ``index_range(node, k)`` -- for an op reading integer operand ``k`` as indices (one_hot,
+  take, ...): ``(lo, hi, what)``, the values ``lo <= v < hi`` it accepts and what reads
+  them (for error messages), or None (not an index operand, or a range only known at
+  call time).  An integer *input* reaching it (through ``moves_values`` ops) is checked at
+  call time (:func:`adjit.binding.label_limits`); computed indices are not.
 
 Each backend keeps one rule table keyed by op name (``rules`` in its package) and a test
 checks that every registered op has a rule or a declared refusal in each of them.
@@ -70,6 +75,7 @@ class Op:
     moves_values: bool = False              # integer values pass through unchanged
     linear: bool = False                    # linear in each operand
     commutative: bool = False               # operand order does not matter (drawings)
+    index_range: Callable | None = None     # (node, k) -> (lo, hi, what) of index operand k
     extra: dict = field(default_factory=dict)
 
     @property
