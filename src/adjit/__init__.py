@@ -21,6 +21,8 @@ from .gradcheck import GradCheckReport, GradientCheckError, check_grads
 from .ir import AdjitError, DTypeError, Graph, Node, ShapeError, TensorType
 from .nancheck import NonFiniteError
 from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
+from .ops.gathers import take, take_along_axis
+from .ops.reductions import argmax, argmin, min, prod, std, var
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -37,3 +39,4 @@ __all__ = sorted(_RECORD_FUNCTIONS) + [
     "Node", "ShapeError", "TensorType", "NonFiniteError",
 ]
 __all__ += ["nn", "optim", "train"]
+__all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]

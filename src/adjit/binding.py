@@ -182,7 +182,7 @@ def label_limits(graph: Graph) -> dict[str, tuple[int, int, str]]:
                 src = src.inputs[0]
             if src.op in ("input", "param"):
                 have = limits.get(src.name, got)
-                what = got[2] if got[1] <= have[1] else have[2]
+                what = got[2] if got[1] < have[1] else have[2]
                 limits[src.name] = (max(got[0], have[0]), min(got[1], have[1]), what)
             elif src.op == "const":
                 who = ("constant labels of one_hot" if got[2].startswith("one_hot")
