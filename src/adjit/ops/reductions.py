@@ -77,7 +77,8 @@ def _arg_numpy(fn):
         x, axes = args[0], node.attr("axes")
         rest = [a for a in range(x.ndim) if a not in axes]
         moved = np.transpose(x, rest + list(axes))
-        flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+        r = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        flat = moved.reshape(moved.shape[:len(rest)] + (r,))
         if flat.shape[-1] == 0:
             return np.zeros(flat.shape[:-1], dtype=np.int64)
         return fn(flat, axis=-1).astype(np.int64)

@@ -35,6 +35,7 @@ from ..lowering.target import compile_threads
 from .library import declare_gemm
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
+from .scatter import lower_scatter
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -352,7 +353,8 @@ class _ElemCtx:
 
 
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
-KERNELS = {"matmul": Lowering._matmul, **{op: Lowering._reduce for op in REDUCERS}}
+KERNELS = {"matmul": Lowering._matmul, **{op: Lowering._reduce for op in REDUCERS},
+           "scatter_add": lower_scatter}
 REFUSED: dict[str, str] = {}      # op -> why the llvm backend cannot lower it
 
 

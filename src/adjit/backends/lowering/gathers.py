@@ -156,3 +156,17 @@ MAP_RULES.update({
     "argmax": MapRule(_arg, gathers=True),
     "argmin": MapRule(_arg, gathers=True),
 })
+
+
+# --- scatter_add (not map-shaped: the kernels live in each backend) --------------------------
+def scatter_sizes(node: Node):
+    """``(P, I, Q, N)`` of a scatter_add: its values ``g`` read as ``[P, I, Q]`` row-major
+    (``P`` the dims before the axis, ``I`` the positions along it, ``Q`` the dims after)
+    and the output as ``[P, N, Q]``.  Element ``(p, i, q)`` of ``g`` is added at
+    ``(p, j, q)`` with ``j`` the wrapped index at ``i`` (take) or at ``(p, i, q)``
+    (``along``: the indices are shaped like ``g``)."""
+    g, idx = node.inputs
+    shape, axis = node.attr("shape"), node.attr("axis")
+    inner = idx.shape[axis] if node.attr("along") else None
+    positions = dim(inner) if node.attr("along") else numel(idx.shape)
+    return numel(shape[:axis]), positions, numel(shape[axis + 1:]), dim(shape[axis])

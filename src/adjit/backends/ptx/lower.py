@@ -329,7 +329,13 @@ def _matmul(lw: Lowering, name: str, node: Node) -> None:
     lower_matmul(lw, name, node)
 
 
-KERNELS = {"matmul": _matmul, **{op: Lowering._reduce for op in REDUCERS}}
+def _scatter(lw: Lowering, name: str, node: Node) -> None:
+    from .scatter import lower_scatter
+    lower_scatter(lw, name, node)
+
+
+KERNELS = {"matmul": _matmul, **{op: Lowering._reduce for op in REDUCERS},
+           "scatter_add": _scatter}
 REFUSED: dict[str, str] = {}      # op -> why the ptx backend cannot lower it
 
 
