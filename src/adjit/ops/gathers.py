@@ -14,7 +14,7 @@ in numpy.  Indices read from an integer input are checked at call time against
 ``-n <= i < n`` (``Op.index_range``; a ``DTypeError`` names the input); indices computed
 in the graph, and along an axis whose size is the batch size, are clamped into
 ``[0, n - 1]`` after wrapping (JAX's ``mode="clip"``), so no kernel ever reads outside
-the array.
+the array; reading along the batch axis at batch size 0 gives zeros.
 """
 from __future__ import annotations
 
@@ -66,6 +66,8 @@ def _take_rule(inputs, attrs):
 def _take_numpy(args, node, env):
     a, idx = args
     axis = node.attr("axis")
+    if a.shape[axis] == 0:      # the batch axis at batch size 0: nothing to read
+        return np.zeros(node.type.concrete(env.batch), dtype=node.dtype)
     return np.take(a, normalize(idx, a.shape[axis]), axis=axis)
 
 
@@ -98,6 +100,8 @@ def _along_rule(inputs, attrs):
 def _along_numpy(args, node, env):
     a, idx = args
     axis = node.attr("axis")
+    if a.shape[axis] == 0:      # the batch axis at batch size 0: nothing to read
+        return np.zeros(idx.shape, dtype=node.dtype)
     return np.take_along_axis(a, normalize(idx, a.shape[axis]), axis=axis)
 
 
@@ -138,6 +142,8 @@ def _scatter_numpy(args, node, env):
     axis, along = node.attr("axis"), node.attr("along")
     shape = node.type.concrete(env.batch)
     out = np.zeros(shape, dtype=node.dtype)
+    if shape[axis] == 0:        # nothing was read (the batch axis at batch size 0)
+        return out
     i = normalize(idx, shape[axis])
     if along:
         grid = list(np.indices(i.shape, sparse=True))
