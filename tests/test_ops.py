@@ -74,6 +74,18 @@ STRUCTURAL = {
     "fused": ["test_elementwise_forward", "test_passes.py::test_fuse_sigmoid_backward"],
     # --- moves: slices, pads, joins (their tests live in tests/ops/test_moves.py) ---
     # --- gathers and reductions (tests/ops/test_gathers.py, tests/ops/test_reductions.py) ---
+    "take": ["ops/test_gathers.py::test_take", "ops/test_gathers.py::test_backends_agree"],
+    "take_along_axis": ["ops/test_gathers.py::test_take_along_axis",
+                        "ops/test_gathers.py::test_backends_agree"],
+    "scatter_add": ["ops/test_gathers.py::test_scatter_adds_repeated_indices",
+                    "ops/test_gathers.py::test_second_order_through_the_scatter"],
+    "min": ["ops/test_reductions.py::test_forward_matches_numpy",
+            "ops/test_reductions.py::test_gradients",
+            "ops/test_reductions.py::test_min_ties_share_the_gradient"],
+    "prod": ["ops/test_reductions.py::test_gradients",
+             "ops/test_reductions.py::test_prod_gradient_with_zeros_in_the_slice"],
+    "argmax": ["ops/test_reductions.py::test_arg_matches_numpy"],
+    "argmin": ["ops/test_reductions.py::test_arg_matches_numpy"],
     # --- products (tests/ops/test_products.py) ---
     # --- random numbers (tests/ops/test_random.py) ---
 }

@@ -6,7 +6,8 @@ None, negative) and ``keepdims``.
 * ``prod``: its gradient is the product of the *other* elements of the slice, zeros
   included, with no division by zero: from the product ``p`` of the nonzero elements and
   the number ``c`` of zeros in the slice, an element gets ``p / x`` when ``c = 0``, ``p``
-  when it is the only zero, and 0 otherwise.
+  when it is the only zero, and 0 otherwise.  Second derivatives are exact with at most
+  one zero in the slice; with two or more they miss the terms of the zero pairs.
 * ``argmax``/``argmin``: int64 positions (flattened over the reduced axes, as numpy's
   ``axis=None``), ties and NaN as numpy: the first maximum, and the first NaN where there
   is one.  An empty slice (only possible along the batch axis at batch size 0) gives 0.
@@ -38,13 +39,19 @@ def _min_vjp(node, g, needs):
 
 
 def _prod_vjp(node, g, needs):
+    # product of the others: p / x without zeros (p: product of the nonzero elements); with
+    # one zero z, p at z and x_z · p / x elsewhere (x_z is 0, but carries its derivative, so
+    # the second derivative is exact too); with two or more zeros, 0 (second derivatives
+    # there are not: documented)
     F, x, axes = _F(), node.inputs[0], node.attr("axes")
     zero = F.equal(x, 0.0)
     nonzero = F.where(zero, F.const(1.0, x.dtype), x)
     zeros = _unreduce(F.sum(F.where(zero, F.const(1.0, x.dtype), 0.0), axis=axes), x, axes)
     p = _unreduce(make("prod", (nonzero,), {"axes": axes}), x, axes)
+    the_zero = _unreduce(F.sum(F.where(zero, x, 0.0), axis=axes), x, axes)
     others = F.where(F.equal(zeros, 0.0), p / nonzero,
-                     F.where(F.equal(zeros, 1.0), F.where(zero, p, 0.0), 0.0))
+                     F.where(F.equal(zeros, 1.0), F.where(zero, p, the_zero * p / nonzero),
+                             0.0))
     return [_unreduce(g, x, axes) * others]
 
 
