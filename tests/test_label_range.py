@@ -190,7 +190,7 @@ def test_labels_reach_one_hot_through_an_integer_cast():
     """(The interpreter only: llvm and ptx lower no integer cast.)"""
     y = aj.input("y", (None,), "int32")
     f = aj.compile(aj.sum(aj.one_hot(aj.cast(y, "int64"), 3)), backend="interp")
-    assert f._binder.limits == {"y": 3}
+    assert f._binder.limits == {"y": (0, 3, "one_hot with 3 classes")}
     assert f(y=np.array([0, 2], np.int32)) == 2.0
     expect_label_error(lambda: f(y=np.array([0, 3], np.int32)))
 

@@ -83,6 +83,18 @@ STRUCTURAL = {
                     "ops/test_moves.py::test_llvm_matches_the_interpreter",
                     "ops/test_moves.py::test_ptx_emulation_matches_the_interpreter"],
     # --- gathers and reductions (tests/ops/test_gathers.py, tests/ops/test_reductions.py) ---
+    "take": ["ops/test_gathers.py::test_take", "ops/test_gathers.py::test_backends_agree"],
+    "take_along_axis": ["ops/test_gathers.py::test_take_along_axis",
+                        "ops/test_gathers.py::test_backends_agree"],
+    "scatter_add": ["ops/test_gathers.py::test_scatter_adds_repeated_indices",
+                    "ops/test_gathers.py::test_second_order_through_the_scatter"],
+    "min": ["ops/test_reductions.py::test_forward_matches_numpy",
+            "ops/test_reductions.py::test_gradients",
+            "ops/test_reductions.py::test_min_ties_share_the_gradient"],
+    "prod": ["ops/test_reductions.py::test_gradients",
+             "ops/test_reductions.py::test_prod_gradient_with_zeros_in_the_slice"],
+    "argmax": ["ops/test_reductions.py::test_arg_matches_numpy"],
+    "argmin": ["ops/test_reductions.py::test_arg_matches_numpy"],
     # --- products (tests/ops/test_products.py) ---
     "matmul": ["test_matmul", "ops/test_products.py::test_matmul_matches_numpy_with_gradients",
                "ops/test_products.py::test_llvm_matches_the_interpreter",
@@ -434,7 +446,8 @@ def test_nondifferentiable_flags():
     # the registry marks exactly the ops whose derivative is zero wherever it exists
     flagged = sorted(n for n, op in REGISTRY.items() if not op.differentiable)
     assert flagged == sorted(["sign", "greater", "greater_equal", "less", "less_equal",
-                              "equal", "not_equal", "stop_gradient", "one_hot"])
+                              "equal", "not_equal", "stop_gradient", "one_hot"]
+                             + ["argmax", "argmin"])    # gathers and reductions
 
 
 # --- composites -------------------------------------------------------------------------------

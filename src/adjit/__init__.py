@@ -24,6 +24,8 @@ from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
 from .ops.moves import concatenate, pad
 from .ops.shaping import expand_dims, moveaxis, repeat, split, squeeze, stack, swapaxes, tile
 from .ops.products import einsum
+from .ops.gathers import take, take_along_axis
+from .ops.reductions import argmax, argmin, min, prod, std, var
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -42,3 +44,4 @@ __all__ = sorted(_RECORD_FUNCTIONS) + [
 __all__ += ["nn", "optim", "train"]
 __all__ += ["concatenate", "expand_dims", "moveaxis", "pad", "repeat", "split", "squeeze",
             "stack", "swapaxes", "tile"]
+__all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]

@@ -11,10 +11,10 @@ Nothing reaches a backend (and no pointer reaches native code) before these chec
   the bound batch size) and the shape given;
 * arrays handed on are plain numpy arrays, C-contiguous and aligned (copies are made when
   a caller's array is not); the caller's arrays are only ever read;
-* an integer input whose values ``one_hot`` reads (``cross_entropy`` with integer labels)
-  holds class indices ``0 <= label < n`` for the smallest ``n`` of those ``one_hot`` nodes,
-  or a ``DTypeError`` names the input and the first label out of range
-  (:func:`label_limits`, :func:`check_labels`).
+* an integer input read as indices (``one_hot``'s labels, as in ``cross_entropy`` with
+  integer labels: ``0 <= label < n``; ``take``'s positions: ``-n <= i < n``) holds values
+  in the range of every op reading it, or a ``DTypeError`` names the input, the op and the
+  first value out of range (:func:`label_limits`, :func:`check_labels`).
 
 The arrays of a bound function (``f.bind``) are checked at bind time and again, cheaply,
 at every call (:class:`Pinned`): the caller keeps them and may change them in place.
@@ -48,7 +48,7 @@ _ndarray = np.ndarray
 class Binder:
     """Validates keyword arguments against a graph's declared inputs."""
 
-    def __init__(self, inputs: list[Node], limits: dict[str, int] | None = None):
+    def __init__(self, inputs: list[Node], limits: dict[str, tuple] | None = None):
         by_name: dict[str, Node] = {}
         for n in inputs:
             other = by_name.setdefault(n.name, n)
@@ -60,7 +60,7 @@ class Binder:
         # (name, declared shape, dtype, is float, position of the first batch dim or -1)
         self.specs = [(n.name, n.shape, np.dtype(n.dtype), n.dtype in FLOAT_DTYPES,
                        n.shape.index(None) if None in n.shape else -1) for n in self.inputs]
-        # integer inputs read by one_hot: name -> number of classes (see label_limits)
+        # integer inputs read as indices: name -> (lo, hi, what) (see label_limits)
         self.limits = {k: v for k, v in (limits or {}).items() if k in by_name}
         self._labels = sorted(self.limits.items())
 
@@ -97,8 +97,8 @@ class Binder:
                         raise ShapeError(f"input {name!r}: expected shape "
                                          f"{_bound(shape, batch)}, got {got}")
             values[name] = arr
-        for name, n in self._labels:
-            check_labels(f"input {name!r}", values[name], n)
+        for name, limit in self._labels:
+            check_labels(f"input {name!r}", values[name], limit)
         return values, batch
 
     def _name_error(self, kwargs):
@@ -168,46 +168,63 @@ def too_small(batch: int, need: int, node: Node) -> str:
             f"{shape_str(node.inputs[0].shape)}) needs a batch size of at least {need}")
 
 
-def label_limits(graph: Graph) -> dict[str, int]:
-    """``{input name: number of classes}`` for each integer input that ``one_hot`` reads
-    (directly or through reshape, transpose, broadcast, stop_gradient or an int -> int
-    cast); the smallest class count where several ``one_hot`` nodes read it.  Constant
-    labels are checked here, once.  Labels computed in the graph (a float cast to int)
-    are not checked: ``one_hot`` gives an all-zero row for a value out of range."""
-    limits: dict[str, int] = {}
+def label_limits(graph: Graph) -> dict[str, tuple[int, int, str]]:
+    """``{input name: (lo, hi, what)}`` for each integer input read as indices by an op
+    with an :attr:`~adjit.ops.registry.Op.index_range` (one_hot's class indices, take's
+    positions), directly or through reshape, transpose, broadcast, stop_gradient or an
+    int -> int cast: its values must satisfy ``lo <= v < hi`` (the intersection where
+    several ops read it; ``what`` names the one giving the upper end).  Constant indices
+    are checked here, once.  Indices computed in the graph (a float cast to int) are not
+    checked: ``one_hot`` gives an all-zero row for a value out of range, gathers clamp."""
+    limits: dict[str, tuple[int, int, str]] = {}
     for node in graph.order():
-        if node.op != "one_hot":
+        rng = get_op(node.op).index_range
+        if rng is None:
             continue
-        n, src = node.attr("depth"), node.inputs[0]
-        # through ops that move integer values without changing them (Op.moves_values; an
-        # int -> int cast changes none of the values that pass the label check)
-        while get_op(src.op).moves_values and src.inputs[0].dtype in INT_DTYPES:
-            src = src.inputs[0]
-        if src.op in ("input", "param"):
-            limits[src.name] = min(n, limits.get(src.name, n))
-        elif src.op == "const":
-            check_labels("constant labels of one_hot", src.attr("value").array, n)
+        for k, src in enumerate(node.inputs):
+            if src.dtype not in INT_DTYPES or (got := rng(node, k)) is None:
+                continue
+            # through ops that move integer values without changing them (Op.moves_values;
+            # an int -> int cast changes none of the values that pass the check)
+            while get_op(src.op).moves_values and src.inputs[0].dtype in INT_DTYPES:
+                src = src.inputs[0]
+            if src.op in ("input", "param"):
+                have = limits.get(src.name, got)
+                what = got[2] if got[1] < have[1] else have[2]
+                limits[src.name] = (max(got[0], have[0]), min(got[1], have[1]), what)
+            elif src.op == "const":
+                who = ("constant labels of one_hot" if got[2].startswith("one_hot")
+                       else "constant indices")
+                check_labels(who, src.attr("value").array, got)
     return limits
 
 
-def check_labels(who: str, arr: np.ndarray, n: int) -> None:
+def check_labels(who: str, arr: np.ndarray, limit: tuple[int, int, str]) -> None:
     """Raise ``DTypeError`` (naming ``who``, e.g. ``"input 'y'"``) unless every value of
-    the integer array ``arr`` is a class index ``0 <= label < n`` (one reduction: negative
-    labels, seen unsigned, are huge)."""
+    the integer array ``arr`` lies in ``lo <= v < hi`` for ``limit = (lo, hi, what)`` (one
+    reduction: ``v - lo`` seen unsigned is huge for a value below ``lo``)."""
+    lo, hi, what = limit
     if not arr.size:
         return
     unsigned = np.uint64 if arr.dtype.itemsize == 8 else np.uint32
-    if arr.view(unsigned).max() < n:         # (a view of the same item size: any layout)
+    with np.errstate(over="ignore"):
+        shifted = arr.view(unsigned) - unsigned(lo % (1 << (8 * arr.dtype.itemsize)))
+    if hi > lo and shifted.max() < hi - lo:       # (a view of the same item size)
         return
     flat = arr.reshape(-1)
-    bad = np.flatnonzero((flat < 0) | (flat >= n))
+    bad = np.flatnonzero((flat < lo) | (flat >= hi))
     first = np.unravel_index(bad[0], arr.shape) if arr.ndim else ()
-    lo, hi = flat.min(), flat.max()
-    hint = " (1-based labels? subtract 1)" if lo >= 1 and hi == n else ""
-    raise DTypeError(f"{who}: labels must be class indices 0 to {n - 1} "
-                     f"(one_hot with {n} classes), got {flat[bad[0]]} at index "
-                     f"{tuple(int(i) for i in first)} ({bad.size} of {flat.size} labels out "
-                     f"of range, values {lo} to {hi}){hint}")
+    vmin, vmax = flat.min(), flat.max()
+    if what.startswith("one_hot"):
+        hint = " (1-based labels? subtract 1)" if vmin >= 1 and vmax == hi else ""
+        need, noun = f"labels must be class indices 0 to {hi - 1}", "labels"
+    else:
+        hint, noun = "", "indices"
+        need = (f"indices must lie in {lo} to {hi - 1}" if hi > lo
+                else "indices cannot select from an empty axis")
+    raise DTypeError(f"{who}: {need} ({what}), got {flat[bad[0]]} at index "
+                     f"{tuple(int(i) for i in first)} ({bad.size} of {flat.size} {noun} out "
+                     f"of range, values {vmin} to {vmax}){hint}")
 
 
 class Pinned:
@@ -222,9 +239,9 @@ class Pinned:
     back) is accepted, and every backend reads the array's current data pointer.
     """
 
-    def __init__(self, values: dict[str, np.ndarray], limits: dict[str, int],
+    def __init__(self, values: dict[str, np.ndarray], limits: dict[str, tuple],
                  updated: list[str]):
-        # (name, array, shape, dtype, the flags it needs, class count or None)
+        # (name, array, shape, dtype, the flags it needs, index range or None)
         self.rows = [(name, arr, arr.shape, arr.dtype,
                       _C_CONTIGUOUS | _ALIGNED | (_WRITEABLE if name in updated else 0),
                       limits.get(name)) for name, arr in sorted(values.items())]

@@ -24,7 +24,10 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            "sum": ["test_reductions_every_path"], "max": ["test_reductions_every_path"],
            "matmul": ["test_matmul_tiles_and_transposed_products"],
            # --- moves (and tests/ops/test_moves.py) ---
-           "slice": ["test_moves"], "pad": ["test_moves"], "concatenate": ["test_moves"]}
+           "slice": ["test_moves"], "pad": ["test_moves"], "concatenate": ["test_moves"],
+           # gathers and reductions (more in tests/ops/test_gathers.py, test_reductions.py)
+           **{op: ["test_gathers_and_reductions"] for op in (
+               "take", "take_along_axis", "scatter_add", "min", "prod", "argmax", "argmin")}}
 
 
 def test_every_registered_op_is_covered():
@@ -207,3 +210,21 @@ def test_sin_cos_of_huge_arguments(dtype):
             ok = ~np.isnan(want)
             ulps = np.abs(y[ok].astype(ref_dt) - want[ok]) / np.spacing(np.abs(want[ok]))
             assert ulps.max() <= 2, (dtype, opt, ulps.max(), x[ok][np.argmax(ulps)])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gathers_and_reductions(dtype):
+    E = aj.param("E", (6, 3), dtype)
+    ids = aj.input("ids", (None, 2), "int64")
+    x = aj.input("x", (None, 70), dtype)
+    best = aj.take_along_axis(x, aj.argmin(x, axis=1, keepdims=True), 1)
+    loss = (aj.sum(aj.take(E, ids, axis=0) ** 2) + aj.sum(best) + aj.sum(aj.min(x, axis=0))
+            + aj.sum(aj.prod(x, axis=1)))
+    outs = [loss, aj.argmax(x, axis=1), aj.min(x), aj.prod(x, axis=0)] + aj.grad(loss, [E, x])
+    f = emulated(outs)
+    rng = np.random.default_rng(3)
+    for batch in (0, 1, 9):
+        args = {"E": rng.standard_normal((6, 3)).astype(dtype),
+                "ids": rng.integers(-6, 6, size=(batch, 2)),
+                "x": rng.uniform(0.9, 1.1, size=(batch, 70)).astype(dtype)}
+        compare(f, outs, args, dtype)

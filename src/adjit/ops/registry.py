@@ -37,6 +37,11 @@ What the rest of adjit reads instead of keeping lists of op names:
   others).
 * ``min_batch(node) -> int`` -- the smallest batch size a call may bind for this node
   (``x[3]`` on the batch axis needs B > 3); compiled functions check it at call time.
+* ``index_range(node, k)`` -- for an op reading integer operand ``k`` as indices (one_hot,
+  take, ...): ``(lo, hi, what)``, the values ``lo <= v < hi`` it accepts and what reads
+  them (for error messages), or None (not an index operand, or a range only known at
+  call time).  An integer *input* reaching it (through ``moves_values`` ops) is checked at
+  call time (:func:`adjit.binding.label_limits`); computed indices are not.
 
 Each backend keeps one rule table keyed by op name (``rules`` in its package) and a test
 checks that every registered op has a rule or a declared refusal in each of them.
@@ -73,6 +78,7 @@ class Op:
     linear: bool = False                    # linear in each operand
     commutative: bool = False               # operand order does not matter (drawings)
     min_batch: Callable | None = None       # node -> smallest batch size a call may bind
+    index_range: Callable | None = None     # (node, k) -> (lo, hi, what) of index operand k
     extra: dict = field(default_factory=dict)
 
     @property

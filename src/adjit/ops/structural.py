@@ -299,4 +299,6 @@ def _one_hot_rule(inputs, attrs):
 register(Op("one_hot", _one_hot_rule,
             lambda args, node, env: (args[0][..., None] == np.arange(node.attr("depth"))
                                      ).astype(node.dtype),
-            lambda node, g, needs: [None], arity=1, differentiable=False, display="onehot"))
+            lambda node, g, needs: [None], arity=1, differentiable=False, display="onehot",
+            index_range=lambda node, k: (0, node.attr("depth"),
+                                         f"one_hot with {node.attr('depth')} classes")))

@@ -26,13 +26,15 @@ from llvmlite import ir
 from ...ir import Node
 from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
-from ..lowering.loops import (REDUCE_FLAGS, add, broadcast_access, c64, contiguous, emit_nest, for_range,
+from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                     merge_dims, mul, reduce_range, size_value, transpose_access)
 from ..lowering.plan import ONE, ZERO, Plan, dim, numel
-from ..lowering.printer import LLVM_TYPES, intrinsic
+from ..lowering.printer import LLVM_TYPES
+from ..lowering.reducers import REDUCERS
 from ..lowering.target import compile_threads
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
+from .scatter import lower_scatter
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -264,7 +266,7 @@ class Lowering:
     def _reduce(self, node: Node):
         x = node.inputs[0]
         axes = node.attr("axes")
-        is_max = node.op == "max"
+        reducer = REDUCERS[node.op]
         T = _ty(node.dtype)
         out_strides = contiguous(node.shape)
         it = iter(out_strides)
@@ -272,7 +274,7 @@ class Lowering:
         sizes, (oacc, xacc) = merge_dims(x.shape, [out_acc, contiguous(x.shape)])
         fn, b = self._new_kernel(node, [x])
         out, xin, batch = fn.args
-        init = ir.Constant(T, float("-inf") if is_max else 0.0)
+        init = ir.Constant(T, reducer.init)
         # Reduced dims all innermost (merged into the last): each output element is one
         # register reduction, started at ``init``; otherwise the output is set first.
         reduced_inner = bool(sizes) and oacc[-1] == ZERO
@@ -282,9 +284,7 @@ class Lowering:
                 b.store(init, b.gep(out, [i]))
 
         def combine(b, acc, v):
-            if is_max:
-                return b.call(intrinsic(self.module, "maximum", T, 2), [acc, v])
-            return b.fadd(acc, v, flags=REDUCE_FLAGS)
+            return reducer.combine(self.module, b, acc, v, True)
 
         def body(offsets, indices):
             p = b.gep(out, [offsets[0]])
@@ -338,7 +338,8 @@ class _ElemCtx:
 
 
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
-KERNELS = {"matmul": Lowering._matmul, "sum": Lowering._reduce, "max": Lowering._reduce}
+KERNELS = {"matmul": Lowering._matmul, **{op: Lowering._reduce for op in REDUCERS},
+           "scatter_add": lower_scatter}
 REFUSED: dict[str, str] = {}      # op -> why the llvm backend cannot lower it
 
 

@@ -207,7 +207,7 @@ def make_fastcall(native, fallback, binder, single: bool, bound=None):
         return None     # (updates are the last outputs, never returned)
     if len(specs) + len(fixed) > fir.MAX_INPUTS:
         return None
-    limits = binder.limits      # label inputs: name -> class count
+    limits = binder.limits      # index inputs: name -> (lo, hi, what)
     ctx = Context()
     keep = ctx.__dict__
     keep["names"] = names = [sys.intern(s[0]) for s in specs]
@@ -237,7 +237,9 @@ def make_fastcall(native, fallback, binder, single: bool, bound=None):
                "dims": ctypes.addressof(dims[-1]),
                "flags": ALIGNED | C_CONTIGUOUS | (WRITEABLE if updated else 0),
                "out_slot": in_place.get(name, -1) & (2 ** 64 - 1),
-               "label_limit": limit or 0,
+               # valid: (v - lo) seen unsigned < hi - lo
+               "label_low": 0 if limit is None else limit[0] & (2 ** 64 - 1),
+               "label_limit": 0 if limit is None else max(limit[1] - limit[0], 0),
                "label_bytes": 0 if limit is None else dt.itemsize}
         for j, field in enumerate(fir.REC_FIELDS):
             recs[fir.REC * k + j] = rec[field] or None

@@ -110,10 +110,11 @@ def check_inputs(e: _Emitter, inobj, table, fake, fail, n):
 
 def check_labels(e: _Emitter, inobj, n, fail):
     """Every label array among the first ``n`` input objects (a record with a nonzero
-    ``label_bytes``: 4 or 8) holds class indices ``0 <= v < label_limit`` only; else
-    ``fail`` (the Python path, which raises naming the input).  One unsigned compare per
-    value: a negative label is a huge unsigned one.  The objects were checked before
-    (exact ndarrays of the record's rank, dims and integer dtype, C-contiguous)."""
+    ``label_bytes``: 4 or 8) holds values ``label_low <= v < label_low + label_limit``
+    only; else ``fail`` (the Python path, which raises naming the input).  One unsigned
+    compare per value: ``v - label_low`` below 0 is a huge unsigned one.  The objects were
+    checked before (exact ndarrays of the record's rank, dims and integer dtype,
+    C-contiguous)."""
     b, fn = e.b, e.fn
     i64p, i32p = I64.as_pointer(), I32.as_pointer()
     recs = b.bitcast(e.ptr("inputs"), I8PP)
@@ -127,7 +128,7 @@ def check_labels(e: _Emitter, inobj, n, fail):
         has = fn.append_basic_block("labels")
         b.cbranch(b.icmp_unsigned("==", elem, c64(0)), next_in, has)
         b.position_at_end(has)
-        limit = field("label_limit")
+        limit, low = field("label_limit"), field("label_low")
         obj = b.load(e.word(inobj, i))
         nd = b.sext(e.at(obj, nd_off, I32), I64)
         dims = e.at(obj, dims_off, i64p)
@@ -140,10 +141,10 @@ def check_labels(e: _Emitter, inobj, n, fail):
         b.cbranch(b.icmp_unsigned("==", elem, c64(8)), wide, narrow)
         b.position_at_end(wide)
         with e.each(count, "l64") as (k, nxt):
-            v = b.load(b.gep(b.bitcast(data, i64p), [k]))
+            v = b.sub(b.load(b.gep(b.bitcast(data, i64p), [k])), low)
             b.cbranch(b.icmp_unsigned(">=", v, limit), fail, nxt)
         b.branch(next_in)
         b.position_at_end(narrow)
         with e.each(count, "l32") as (k, nxt):
-            v = b.sext(b.load(b.gep(b.bitcast(data, i32p), [k])), I64)
+            v = b.sub(b.sext(b.load(b.gep(b.bitcast(data, i32p), [k])), I64), low)
             b.cbranch(b.icmp_unsigned(">=", v, limit), fail, nxt)

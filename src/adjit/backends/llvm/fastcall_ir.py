@@ -61,10 +61,11 @@ F = {name: k for k, name in enumerate(CTX_FIELDS)}
 # declared rank and its dims (int64[nd], -1 for the batch dim), the array flags it needs
 # (ALIGNED | C_CONTIGUOUS, and WRITEABLE for an input ``updates=`` writes), the slot
 # of the output written into it in place (-1: none), and for labels (integer inputs that
-# one_hot reads) the class count and the element size (label_bytes 0: not a label).
+# an op reads as indices) the range: valid values v have (v - label_low) < label_limit
+# unsigned; and the element size (label_bytes 0: not a label).
 # ``n_in`` records for the keyword arguments, then ``n_fixed`` for the fixed arrays.
 REC_FIELDS = ("name", "descr", "scalar_a", "scalar_b", "value_off", "slot", "nd", "dims",
-              "flags", "out_slot", "label_limit", "label_bytes")
+              "flags", "out_slot", "label_limit", "label_bytes", "label_low")
 REC = len(REC_FIELDS)
 # per output: dtype object, rank, dims (int64[nd], -1 for the batch dim)
 OUT_FIELDS = ("descr", "nd", "dims")

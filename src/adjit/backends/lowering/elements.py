@@ -117,6 +117,9 @@ MAP_RULES: dict[str, MapRule] = {
 }
 
 
+from . import gathers as _gathers  # noqa: E402,F401  (adds the rules of take, argmax, ...)
+
+
 def map_rule(op: str) -> MapRule | None:
     """The map rule of ``op``, or None when it is not map-shaped."""
     spec = REGISTRY.get(op)

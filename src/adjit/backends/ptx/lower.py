@@ -6,7 +6,7 @@ flavours (GPU and CPU grid emulation):
 * **map** (every op with a map rule in :mod:`adjit.backends.lowering.elements`, and output
   copies): one thread per element in a grid-stride loop; the element's value comes from the
   same rule the CPU backend uses;
-* **reduce** (sum, max): a reduction of static length <= ``SERIAL_MAX`` runs one thread per
+* **reduce** (sum, max, min, prod: :mod:`adjit.backends.lowering.reducers`): a reduction of static length <= ``SERIAL_MAX`` runs one thread per
   output; longer ones run one block per output (each thread a strided partial, then a tree in
   shared memory), and when there are few outputs each reduction is split over several blocks
   whose partials a second kernel reduces (block level, then grid level);
@@ -30,7 +30,8 @@ from ..lowering.loops import (broadcast_access, contiguous, merge_dims, reduce_r
 from ..lowering.plan import ONE, ZERO, Plan, Size, numel
 from ..lowering.elements import element_fn, map_rule
 from ..lowering.plan import dim
-from ..lowering.printer import F32, F64, intrinsic
+from ..lowering.printer import F32, F64
+from ..lowering.reducers import REDUCERS
 from .kernel import Kernel
 from .support import UnsupportedOnTarget
 
@@ -221,12 +222,11 @@ class Lowering:
         m_size, r_size = numel(node.shape), ONE
         for d in red:
             r_size = r_size * sizes[d]
-        init = ir.Constant(T, float("-inf") if node.op == "max" else 0.0)
+        reducer = REDUCERS[node.op]
+        init = ir.Constant(T, reducer.init)
 
         def combine(b, acc, v):
-            if node.op == "max":
-                return b.call(intrinsic(self.module, "maximum", T, 2), [acc, v])
-            return b.fadd(acc, v)
+            return reducer.combine(self.module, b, acc, v, False)
 
         def x_offset(k, o, r):
             b = k.b
@@ -329,7 +329,13 @@ def _matmul(lw: Lowering, name: str, node: Node) -> None:
     lower_matmul(lw, name, node)
 
 
-KERNELS = {"matmul": _matmul, "sum": Lowering._reduce, "max": Lowering._reduce}
+def _scatter(lw: Lowering, name: str, node: Node) -> None:
+    from .scatter import lower_scatter
+    lower_scatter(lw, name, node)
+
+
+KERNELS = {"matmul": _matmul, **{op: Lowering._reduce for op in REDUCERS},
+           "scatter_add": _scatter}
 REFUSED: dict[str, str] = {}      # op -> why the ptx backend cannot lower it
 
 
