@@ -21,6 +21,8 @@ from .gradcheck import GradCheckReport, GradientCheckError, check_grads
 from .ir import AdjitError, DTypeError, Graph, Node, ShapeError, TensorType
 from .nancheck import NonFiniteError
 from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
+from . import random  # random numbers in the graph (aj.random.uniform, ...)
+from .random import dropout
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -29,11 +31,11 @@ __version__ = "0.1.0"
 globals().update(_RECORD_FUNCTIONS := record_functions())
 
 __all__ = sorted(_RECORD_FUNCTIONS) + [
-    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy",
+    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy", "dropout",
     "equal", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "not_equal", "one_hot", "param",
     "reshape", "softmax", "stop_gradient", "sum", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",
     "Node", "ShapeError", "TensorType", "NonFiniteError",
 ]
-__all__ += ["nn", "optim", "train"]
+__all__ += ["nn", "optim", "random", "train"]
