@@ -22,13 +22,28 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            "transpose": ["test_structural_ops"], "cast": ["test_structural_ops"],
            "stop_gradient": ["test_structural_ops"], "one_hot": ["test_structural_ops"],
            "sum": ["test_reductions_every_path"], "max": ["test_reductions_every_path"],
-           "matmul": ["test_matmul_tiles_and_transposed_products"]}
+           "matmul": ["test_matmul_tiles_and_transposed_products"],
+           "philox": ["test_random_numbers"]}   # (and tests/ops/test_random.py)
 
 
 def test_every_registered_op_is_covered():
     assert sorted(COVERED) == sorted(REGISTRY), set(REGISTRY) ^ set(COVERED)
     for tests in COVERED.values():
         assert all(t in globals() for t in tests), tests
+
+
+def test_random_numbers():
+    """Philox draws: the interpreter's (numpy's) bits exactly, over partial blocks."""
+    key = aj.random.key_input()
+    x = aj.input("rx", (None, 3), "float32")
+    outs = [aj.random.bits(key, (None, 5)), aj.random.uniform(key, (None, 3), "float32") + x,
+            aj.random.uniform(key, (7,)), aj.dropout(x, 0.5, key)]
+    f = emulated(outs)
+    for batch in (0, 1, 37):
+        args = {"key": np.array([batch, 2 ** 32 - 1], np.uint32),
+                "rx": np.ones((batch, 3), np.float32)}
+        for got, want in zip(f(**args), aj.compile(outs, backend="interp")(**args)):
+            np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
