@@ -26,6 +26,8 @@ from .ops.shaping import expand_dims, moveaxis, repeat, split, squeeze, stack, s
 from .ops.products import einsum
 from .ops.gathers import take, take_along_axis
 from .ops.reductions import argmax, argmin, min, prod, std, var
+from . import random  # random numbers in the graph (aj.random.uniform, ...)
+from .random import dropout
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -34,14 +36,14 @@ __version__ = "0.1.0"
 globals().update(_RECORD_FUNCTIONS := record_functions())
 
 __all__ = sorted(_RECORD_FUNCTIONS) + [
-    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy",
+    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy", "dropout",
     "einsum", "equal", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "not_equal", "one_hot", "param",
     "reshape", "softmax", "stop_gradient", "sum", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",
     "Node", "ShapeError", "TensorType", "NonFiniteError",
 ]
-__all__ += ["nn", "optim", "train"]
+__all__ += ["nn", "optim", "random", "train"]
 __all__ += ["concatenate", "expand_dims", "moveaxis", "pad", "repeat", "split", "squeeze",
             "stack", "swapaxes", "tile"]
 __all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]

@@ -28,7 +28,9 @@ import numpy as np
 
 FLOAT_DTYPES = ("float32", "float64")
 INT_DTYPES = ("int32", "int64")
-DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+# uint32 holds random keys and random bits only (adjit.random); no arithmetic takes it
+UINT_DTYPES = ("uint32",)
+DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",) + UINT_DTYPES
 
 
 class AdjitError(Exception):

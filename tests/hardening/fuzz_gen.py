@@ -87,7 +87,8 @@ class Gen:
                 and e.attrs["role"] == role and all(e.attrs.get(k) == v for k, v in attrs.items())]
         if same and (len(same) >= 2 or self.chance(0.5)):
             return self.pick(same)
-        prefix = {"float": "x", "int_exp": "k", "labels": "lab", "mask": "mask"}[role]
+        prefix = {"float": "x", "int_exp": "k", "labels": "lab", "mask": "mask",
+                  "key": "key"}[role]
         name = f"{prefix}{len(c.leaves)}"
         kind = "input" if None in shape or role != "float" or self.chance(0.5) else "param"
         e = leaf(name, shape, dtype, kind, role, **attrs)
@@ -132,7 +133,8 @@ class Gen:
         else:
             kinds = ["unary"] * 3 + ["binary"] * 3 + ["pow"] * 2 + ["where"] * 2 + \
                     ["reduce"] * 2 + ["composite"] * 2 + ["guard", "reshape", "matmul",
-                                                          "repeat", "step", "cast", "bcast"]
+                                                          "repeat", "step", "cast", "bcast",
+                                                          "dropout"]
             if len(shape) >= 2:
                 kinds += ["transpose"] * 2
             if shape == ():
@@ -230,6 +232,13 @@ class Gen:
         if broadcast(c.shape, a.shape, b.shape) != shape or a.op == b.op == "num":
             a = self.expr(shape, d)
         return E("where", (c, a, b), {}, shape, self.c.dtype)
+
+    def k_dropout(self, shape, d):
+        """aj.dropout(x, rate, key): a random mask (a key input) times a scale."""
+        self.tag("dropout")
+        x, key = self.expr(shape, d), self.leaf((2,), "key", "uint32")
+        return E("dropout", (x, key), {"rate": self.pick([0.0, 0.25, 0.5, 1.0])}, shape,
+                 self.c.dtype)
 
     def k_step(self, shape, d):
         """cast(a <op> b, float): a step function (zero derivative, kinks at ties)."""
@@ -421,6 +430,8 @@ def draw_values(case: Case, rng):
             if keep is not None and rng.random() < 0.9 and v.ndim == 2:
                 lab = vals[keep]
                 v[np.arange(v.shape[0]), lab] = True
+        elif role == "key":
+            v = rng.integers(0, 2 ** 32, shape, dtype=np.uint64).astype(np.uint32)
         elif role == "int_exp":
             v = rng.integers(-3, 5, shape).astype(e.dtype)
         elif case.grid:

@@ -149,7 +149,27 @@ def _eval1(n, a, values, batch, ft, smooth):
         return (a[0][..., None] == np.arange(at["depth"])).astype(ft)
     if op == "to_float":
         return a[0].astype(ft)
+    if op == "dropout":
+        rate = at["rate"]
+        if rate == 0.0:
+            return a[0]
+        keep = dropout_mask(a[1], np.shape(a[0]), n.dtype, rate)
+        return np.where(keep, a[0] * (0.0 if rate == 1.0 else 1.0 / (1.0 - rate)), 0.0).astype(ft)
     raise KeyError(f"no reference for {op}")
+
+
+def dropout_mask(key, shape, dtype, rate):
+    """The kept elements of aj.dropout: numpy's Philox stream of the key (adjit's
+    documented mapping), uniform in the model's dtype, >= rate."""
+    k0, k1 = (int(v) for v in key)
+    n = int(np.prod(shape, dtype=np.int64))
+    w = np.random.Philox(key=np.array([k0 | k1 << 32, 0], np.uint64),
+                         counter=np.zeros(4, np.uint64)).random_raw(n) if n else \
+        np.zeros(0, np.uint64)
+    if dtype == "float32":
+        u = (w >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
+        return (u >= np.float32(rate)).reshape(shape)
+    return ((w >> np.uint64(11)).astype(np.float64) * 2.0 ** -53 >= rate).reshape(shape)
 
 
 # --- building the adjit graph ------------------------------------------------------------------
@@ -201,6 +221,8 @@ def _build1(n, a):
         return aj.one_hot(a[0], at["depth"], n.dtype)
     if op == "to_float":
         return aj.cast(a[0], n.dtype)
+    if op == "dropout":
+        return aj.dropout(a[0], at["rate"], a[1])
     raise KeyError(op)
 
 
@@ -263,4 +285,6 @@ def _src1(n, a):
         return f"aj.one_hot({a[0]}, {at['depth']}, {n.dtype!r})"
     if op == "to_float":
         return f"aj.cast({a[0]}, {n.dtype!r})"
+    if op == "dropout":
+        return f"aj.dropout({a[0]}, {at['rate']!r}, {a[1]})"
     raise KeyError(op)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fuzz_ir import COMPARE_OPS, E, evaluate
+from fuzz_ir import COMPARE_OPS, E, dropout_mask, evaluate
 
 KINK_OPS = {"relu", "abs", "sign"}
 
@@ -106,6 +106,9 @@ def _propagate(n, L, a, live, v):
         give(n.args[0], np.transpose(L, np.argsort(perm)))
     elif op in ("cast", "to_float"):
         give(n.args[0], L)
+    elif op == "dropout":                              # the kept elements; not the key
+        keep = dropout_mask(a[1], L.shape, n.dtype, at["rate"]) if at["rate"] else True
+        give(n.args[0], L & keep)
     elif op in ("broadcast_to",) or len(n.args) and np.shape(v) == L.shape and op not in (
             "matmul", "softmax", "log_softmax", "logsumexp", "mse", "xent", "one_hot"):
         for c, x in zip(n.args, a):

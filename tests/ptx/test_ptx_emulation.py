@@ -27,13 +27,30 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            "slice": ["test_moves"], "pad": ["test_moves"], "concatenate": ["test_moves"],
            # gathers and reductions (more in tests/ops/test_gathers.py, test_reductions.py)
            **{op: ["test_gathers_and_reductions"] for op in (
-               "take", "take_along_axis", "scatter_add", "min", "prod", "argmax", "argmin")}}
+               "take", "take_along_axis", "scatter_add", "min", "prod", "argmax", "argmin")},
+           "philox": ["test_random_numbers"]}   # (and tests/ops/test_random.py)
+
+           "philox": ["test_random_numbers"]}   # (and tests/ops/test_random.py)
 
 
 def test_every_registered_op_is_covered():
     assert sorted(COVERED) == sorted(REGISTRY), set(REGISTRY) ^ set(COVERED)
     for tests in COVERED.values():
         assert all(t in globals() for t in tests), tests
+
+
+def test_random_numbers():
+    """Philox draws: the interpreter's (numpy's) bits exactly, over partial blocks."""
+    key = aj.random.key_input()
+    x = aj.input("rx", (None, 3), "float32")
+    outs = [aj.random.bits(key, (None, 5)), aj.random.uniform(key, (None, 3), "float32") + x,
+            aj.random.uniform(key, (7,)), aj.dropout(x, 0.5, key)]
+    f = emulated(outs)
+    for batch in (0, 1, 37):
+        args = {"key": np.array([batch, 2 ** 32 - 1], np.uint32),
+                "rx": np.ones((batch, 3), np.float32)}
+        for got, want in zip(f(**args), aj.compile(outs, backend="interp")(**args)):
+            np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -9,7 +9,7 @@
 """
 from .init import (INITIALIZERS, get_initializer, glorot_normal, glorot_uniform, he_normal,
                    he_uniform, rng_from, zeros)
-from .layers import ACTIVATIONS, MLP, Dense, get_activation
+from .layers import ACTIVATIONS, MLP, Dense, Dropout, get_activation
 
-__all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "Dense", "get_activation", "get_initializer",
+__all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "Dense", "Dropout", "get_activation", "get_initializer",
            "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "rng_from", "zeros"]

@@ -18,6 +18,7 @@ graph the user would have written by hand.  Initial values are numpy arrays from
 """
 from __future__ import annotations
 
+import zlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -130,3 +131,49 @@ class MLP:
         for layer in self.layers:
             values.update(layer.init(rng))
         return values
+
+
+class Dropout:
+    """Inverted dropout (``torch.nn.Dropout``): zeroes each element with probability
+    ``rate`` and scales the kept ones by ``1 / (1 - rate)`` (:func:`adjit.dropout`).
+
+    The random mask comes from ``key`` (a ``(2,)`` uint32 node), by default the model's
+    key input ``aj.random.key_input()`` named ``"key"``, which :class:`adjit.train.Trainer`
+    feeds a fresh key at every step.  Each application draws from its own key,
+    ``aj.random.fold_in(key, h)`` with ``h`` a hash of the layer's ``name`` and of the
+    structure of the node it is applied to (its ops and input names, not node ids), so
+    masks at different places in a model are independent, and a model built again (in
+    this process or another) draws the same masks from the same key.  Two layers applied
+    to the very same node share a mask unless their names differ.
+    ``layer(x, train=False)`` is ``x`` (evaluation: PyTorch's ``model.eval()``); build the
+    evaluation graph with it.  No parameters.
+    """
+
+    def __init__(self, rate: float = 0.5, *, key: Node | None = None, name: str = ""):
+        from .. import random as R
+        if not isinstance(rate, (int, float, np.integer, np.floating)) \
+                or not 0.0 <= float(rate) <= 1.0:
+            raise ValueError(f"Dropout: rate must be a number in [0, 1], got {rate!r}")
+        self.rate, self.name = float(rate), str(name)
+        self.key = key if key is not None else R.key_input()
+
+    @property
+    def params(self) -> list[Node]:
+        """None: dropout has no parameters."""
+        return []
+
+    def key_for(self, x: Node) -> Node:
+        """The key this layer draws its mask for ``x`` from."""
+        from .. import random as R
+        from ..ir import Graph, fingerprint
+        h = zlib.crc32(f"{self.name}|{fingerprint(Graph([x]))}".encode())
+        return R.fold_in(self.key, h)
+
+    def __call__(self, x: Node, train: bool = True) -> Node:
+        from .. import random as R
+        if not train or self.rate == 0.0:
+            return x
+        return R.dropout(x, self.rate, self.key_for(x))
+
+    def init(self, seed=0) -> dict[str, np.ndarray]:
+        return {}

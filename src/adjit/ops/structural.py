@@ -273,6 +273,9 @@ register(Op("matmul", _matmul_rule, lambda args, node, env: np.matmul(args[0], a
 def _cast_rule(inputs, attrs):
     if attrs["dtype"] not in DTYPES:
         raise DTypeError(f"cast of {label(inputs[0])}: unknown dtype {attrs['dtype']!r}")
+    if attrs["dtype"] == "uint32" and inputs[0].dtype != "uint32":
+        raise DTypeError(f"cast of {label(inputs[0])} to uint32: uint32 holds random keys and "
+                         "bits only (adjit.random); nothing else converts to it")
     return TensorType(inputs[0].shape, attrs["dtype"])
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..compiled import compile as _compile
 from ..ir import Graph, Node
+from ..random import is_key
 from .batches import check_data, minibatches
 from .checkpoint import copy_into, load_npz, save_npz
 from .progress import Progress, resolve_mode
@@ -83,10 +84,21 @@ class Trainer:
     targets : the input accuracy compares against; inferred when the loss has exactly
         one data input that ``predictions`` does not use.
     backend, compile options : passed to :func:`adjit.compile`.
+    key_seed : seed of the random keys the Trainer feeds (see below).
+
+    Random keys: every *key input* of the model -- an input of dtype uint32 and shape
+    ``(2,)``, as :func:`adjit.random.key_input` declares (``nn.Dropout`` uses one named
+    ``"key"``) -- is fed by the Trainer, not by the data: step ``n`` (counted from 1 over
+    the Trainer's life, ``trainer.steps`` so far) gets
+    ``np.random.SeedSequence([key_seed, k, n]).generate_state(2, np.uint32)`` for the
+    ``k``-th key input in name order, so every step draws fresh random numbers (dropout
+    masks) and a run is reproducible from ``key_seed``.  ``evaluate`` and ``predict`` use
+    the fixed key of ``n = 0``.  ``step(**batch)`` uses a key the caller passes instead.
     """
 
     def __init__(self, loss: Node, params: dict, optimizer, *, predictions: Node | None = None,
-                 targets: str | None = None, backend: str = "llvm", **compile_options):
+                 targets: str | None = None, backend: str = "llvm", key_seed: int = 0,
+                 **compile_options):
         if not isinstance(loss, Node) or loss.shape != ():
             raise TypeError(f"Trainer: loss must be a scalar node, got {loss!r}")
         self.loss, self.optimizer, self.predictions = loss, optimizer, predictions
@@ -112,8 +124,12 @@ class Trainer:
             if arr.shape != declared[k].shape:
                 raise ValueError(f"Trainer: param {k!r} has shape {arr.shape}, "
                                  f"declared {declared[k].shape}")
+        self.key_names = sorted(k for k, n in leaves.items() if is_key(n)
+                                and k not in self.params and k not in optimizer.state)
+        self.key_seed, self.steps = int(key_seed), 0
         self.data_names = sorted(k for k, n in leaves.items()
-                                 if k not in self.params and k not in optimizer.state)
+                                 if k not in self.params and k not in optimizer.state
+                                 and k not in self.key_names)
         self.targets = targets if targets is not None else self._infer_targets(leaves)
         self._step = _compile([loss], backend=backend, updates=optimizer.updates(loss),
                               **compile_options)
@@ -139,9 +155,21 @@ class Trainer:
 
     def step(self, **batch) -> float:
         """One update on one mini-batch (arrays by input name); returns the batch loss
-        (at the parameters from before the update)."""
+        (at the parameters from before the update).  Key inputs not in ``batch`` get the
+        next step's keys."""
+        batch = {**self.next_keys(), **batch}
         (loss,) = self._bound(**batch)
         return float(loss)
+
+    def keys(self, n: int) -> dict[str, np.ndarray]:
+        """The keys fed at step ``n`` (0: evaluation): ``{key input name: (2,) uint32}``."""
+        return {name: np.random.SeedSequence([self.key_seed, k, n]).generate_state(2, np.uint32)
+                for k, name in enumerate(self.key_names)}
+
+    def next_keys(self) -> dict[str, np.ndarray]:
+        """The keys of the next step (and count the step)."""
+        self.steps += 1
+        return self.keys(self.steps)
 
     # -- evaluation ------------------------------------------------------------------------
     def _evaluator(self):
@@ -168,10 +196,11 @@ class Trainer:
         n = check_data(data, "evaluation data")
         f = self._evaluator()
         params = {k: self.params[k] for k in f.input_names if k in self.params}
+        keys = {k: v for k, v in self.keys(0).items() if k in f.input_names}
         total, preds = 0.0, []
         for batch in minibatches(data, batch_size or n, shuffle=False):
             m = len(next(iter(batch.values())))
-            out = f(**{k: batch[k] for k in batch if k in f.input_names}, **params)
+            out = f(**{k: batch[k] for k in batch if k in f.input_names}, **params, **keys)
             total += float(out[0]) * m
             if self.predictions is not None:
                 preds.append(out[1])
@@ -212,7 +241,7 @@ class Trainer:
                 lr = self.optimizer.start_epoch(epoch)
                 total = 0.0
                 for batch in minibatches(data, batch_size, shuffle=shuffle, rng=rng):
-                    (loss,) = self._bound(**batch)
+                    (loss,) = self._bound(**batch, **self.next_keys())
                     total += float(loss) * len(batch[self.data_names[0]])
                 seconds = time.perf_counter() - t0
                 train_loss = total / n

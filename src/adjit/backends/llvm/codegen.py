@@ -65,7 +65,7 @@ def kernel_key(plan: Plan, node: Node):
 def _ty(dtype: str) -> ir.Type:
     if dtype in LLVM_TYPES:
         return LLVM_TYPES[dtype]
-    return {"int32": I32, "int64": I64}[dtype]
+    return {"int32": I32, "int64": I64, "uint32": I32}[dtype]
 
 
 class Lowering:
@@ -158,6 +158,8 @@ class Lowering:
         g = self._consts.get(node.id)
         if g is None:
             arr = np.ascontiguousarray(node.attr("value").array).reshape(-1)
+            if arr.dtype == np.uint32:      # (i32 constants are written signed)
+                arr = arr.view(np.int32)
             T = _ty(node.dtype)
             data = [ir.Constant(T, int(v) if T in (I8, I32, I64) else float(v)) for v in arr] \
                 or [ir.Constant(T, 0)]

@@ -80,7 +80,7 @@ def _cast(node: Node):
         if dst == "bool":
             if src == "bool":
                 return v
-            if src in ("int32", "int64"):
+            if src in ("int32", "int64", "uint32"):
                 return b.icmp_signed("!=", v, ir.Constant(v.type, 0))
             return b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
         T = LLVM_TYPES[dst]
@@ -88,6 +88,8 @@ def _cast(node: Node):
             return b.uitofp(v, T)
         if src in ("int32", "int64"):
             return b.sitofp(v, T)
+        if src == "uint32":
+            return b.uitofp(v, T)
         return v if src == dst else (b.fpext(v, T) if dst == "float64" else b.fptrunc(v, T))
     return convert
 
@@ -156,3 +158,4 @@ def element_cost(node: Node) -> int:
 
 # map rules kept in their own modules (they add themselves to MAP_RULES)
 from . import moves  # noqa: E402,F401  (slice, pad, concatenate)
+from . import philox  # noqa: E402,F401  (adds the philox rule to MAP_RULES)

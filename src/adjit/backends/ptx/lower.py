@@ -36,8 +36,9 @@ from .kernel import Kernel
 from .support import UnsupportedOnTarget
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
-ELEM_TYPES = {"float32": F32, "float64": F64, "bool": I8, "int32": I32, "int64": I64}
-ITEMSIZE = {"float32": 4, "float64": 8, "bool": 1, "int32": 4, "int64": 8}
+ELEM_TYPES = {"float32": F32, "float64": F64, "bool": I8, "int32": I32, "int64": I64,
+              "uint32": I32}
+ITEMSIZE = {"float32": 4, "float64": 8, "bool": 1, "int32": 4, "int64": 8, "uint32": 4}
 
 NTID = 256          # threads per block of every kernel
 MAX_GRID = 4096     # blocks per launch at most (grid-stride loops cover the rest)
