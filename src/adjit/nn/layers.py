@@ -130,3 +130,13 @@ class MLP:
         for layer in self.layers:
             values.update(layer.init(rng))
         return values
+
+
+class Linear(Dense):
+    """``x @ W + b`` with PyTorch's argument names (``torch.nn.Linear(in_features,
+    out_features, bias=True)``): a :class:`Dense` layer without activation."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 name: str = "", dtype: str = "float64", init=None):
+        super().__init__(in_features, out_features, None, name=name, dtype=dtype, init=init,
+                         bias=bias)
