@@ -52,6 +52,9 @@ def build(wl, lam: float | None = None, fwd_only: bool = False):
     (x, t, the parameter names and, for W6, ``v_<param>``).
     """
     dt = wl.dtype
+    if wl.seq:
+        loss, params = build_seq(wl)
+        return [loss] if fwd_only else [loss] + list(aj.grad(loss, params))
     if wl.scalar:
         x, t = aj.input("x", (), dtype=dt), aj.input("t", (), dtype=dt)
         w, b = aj.param("w", (), dtype=dt), aj.param("b", (), dtype=dt)
@@ -84,6 +87,36 @@ def build(wl, lam: float | None = None, fwd_only: bool = False):
     for g, v in zip(grads[1:], dirs[1:]):
         dot = dot + aj.sum(g * v)
     return [loss] + list(aj.grad(dot, params))
+
+
+def build_seq(wl):
+    """(loss, params) of W7 / W8 written with adjit's layers (seq_workloads.py: sizes, and
+    parameter names that are the layers' own)."""
+    from adjit import nn
+    import seq_workloads as S
+    dt = wl.dtype
+    if wl.kind == "w7":
+        c = S.W7
+        x = aj.input("x", (None, c["T"]), dtype="int64")
+        t = aj.input("t", (None, c["classes"]), dtype=dt)
+        emb = nn.Embedding(c["vocab"], c["dim"], dtype=dt)
+        attn = nn.Attention(c["dim"], heads=c["heads"], bias=False, dtype=dt)
+        head = nn.Dense(c["dim"], c["classes"], name="out", dtype=dt)
+        e = emb(x)
+        h = e + attn(e)                                  # residual
+        logits = head(aj.mean(h, axis=1))                # mean over T
+        params = emb.params + attn.params + head.params
+    else:
+        c = S.W8
+        x = aj.input("x", (None, c["T"], c["input"]), dtype=dt)
+        t = aj.input("t", (None, c["classes"]), dtype=dt)
+        rnn = nn.RNN(c["input"], c["hidden"], "tanh", dtype=dt)
+        head = nn.Dense(c["hidden"], c["classes"], name="out", dtype=dt)
+        _, h_last = rnn(x)
+        logits = head(h_last)
+        params = rnn.params + head.params
+    assert [p.name for p in params] == list(S.param_shapes(wl.kind))
+    return aj.cross_entropy(logits, t), params
 
 
 def _shapes(wl):

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+import seq_workloads
 from peers import Impl, Skip
 
 try:
@@ -36,7 +37,41 @@ def _act(name, z):
     return z
 
 
+def _seq_loss_fn(wl):
+    """W7 / W8 (seq_workloads.py) as pure JAX functions of (params, x, one-hot t)."""
+    def xent(logits, t):
+        return -jnp.sum(t * jax.nn.log_softmax(logits, axis=1)) / logits.shape[0]
+
+    if wl.kind == "w7":
+        heads = seq_workloads.W7["heads"]
+
+        def loss(params, x, t):
+            emb, Wq, Wk, Wv, Wo, Wout, bout = params
+            E = jnp.take(emb, x, axis=0)                              # (B, T, D)
+            B, T, D = E.shape
+
+            def split(z):                                             # (B, T, heads, dh)
+                return z.reshape(B, T, heads, D // heads)
+            o = jax.nn.dot_product_attention(split(E @ Wq), split(E @ Wk), split(E @ Wv))
+            h = E + o.reshape(B, T, D) @ Wo
+            return xent(h.mean(axis=1) @ Wout + bout, t)
+        return loss
+
+    def loss(params, x, t):
+        Wx, Wh, b, Wout, bout = params
+        xw = jnp.swapaxes(x @ Wx + b, 0, 1)                           # (T, B, H)
+
+        def step(h, xw_t):
+            h = jnp.tanh(xw_t + h @ Wh)
+            return h, None
+        h, _ = jax.lax.scan(step, jnp.tanh(xw[0]), xw[1:])            # h0 = 0
+        return xent(h @ Wout + bout, t)
+    return loss
+
+
 def _loss_fn(wl, lam=None):
+    if wl.seq:
+        return _seq_loss_fn(wl)
     if wl.scalar:
         def loss(params, x, t):
             w, b = params

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+import seq_workloads
 from peers import Impl, Skip
 
 try:
@@ -36,8 +37,37 @@ def _act(name, z):
     return z
 
 
+def _seq_loss_fn(wl):
+    """W7 / W8 (seq_workloads.py) as pure torch functions of (params, x, labels)."""
+    if wl.kind == "w7":
+        heads = seq_workloads.W7["heads"]
+
+        def loss(params, x, t):
+            emb, Wq, Wk, Wv, Wo, Wout, bout = params
+            E = F.embedding(x, emb)                                   # (B, T, D)
+            B, T, D = E.shape
+
+            def split(z):
+                return z.reshape(B, T, heads, D // heads).transpose(1, 2)
+            o = F.scaled_dot_product_attention(split(E @ Wq), split(E @ Wk), split(E @ Wv))
+            h = E + o.transpose(1, 2).reshape(B, T, D) @ Wo
+            return F.cross_entropy(torch.addmm(bout, h.mean(dim=1), Wout), t)
+        return loss
+
+    def loss(params, x, t):
+        Wx, Wh, b, Wout, bout = params
+        xw = x @ Wx + b                                               # every step at once
+        h = torch.tanh(xw[:, 0])                                      # h0 = 0
+        for s in range(1, x.shape[1]):
+            h = torch.tanh(torch.addmm(xw[:, s], h, Wh))
+        return F.cross_entropy(torch.addmm(bout, h, Wout), t)
+    return loss
+
+
 def _loss_fn(wl, lam=None):
     """loss(params_tuple, x, t) as a pure torch function."""
+    if wl.seq:
+        return _seq_loss_fn(wl)
     if wl.scalar:
         def loss(params, x, t):
             w, b = params

@@ -103,7 +103,7 @@ def targets(results) -> str:
             add(f"W1 {a['name']} ≤ 2× plain Python", f"{x:.2f}×", x <= 2.0, a, py)
         else:
             add("W1 adjit ≤ 2× plain Python", "no adjit entry", None)
-    for key in ("W3", "W5", "W6"):
+    for key in ("W3", "W5", "W6", "W7", "W8"):
         res, a = entry(key)
         if not res:
             continue

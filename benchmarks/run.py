@@ -1,4 +1,4 @@
-"""Run the six reference workloads: adjit beside its peers, in one process.
+"""Run the reference workloads: adjit beside its peers, in one process.
 
     python benchmarks/run.py [--workloads W1,W3] [--repeat N] [--quick]
                              [--threads N] [--peers numpy,jax] [--json out.json]

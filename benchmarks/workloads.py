@@ -1,4 +1,7 @@
-"""The six reference workloads (see WORKLOADS.md): specs, data and FLOP counts.
+"""The reference workloads (see WORKLOADS.md): specs, data and FLOP counts.
+
+W7 and W8 (attention, RNN) keep their sizes, data, FLOP counts and numpy reference in
+``seq_workloads.py``; their ``kind`` is "w7" / "w8" (the MLP workloads' is "mlp").
 
 Conventions shared by every implementation:
   * weights are stored (in, out) and a layer computes z = h @ W + b;
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import seq_workloads
+
 W1_LAMBDA = 0.01  # weight-decay coefficient of W1
 
 
@@ -34,7 +39,12 @@ class Workload:
     loss: str = "mse"             # "mse" | "xent" | "scalar"
     hvp: bool = False             # W6: Hessian-vector product
     seed: int = 0
+    kind: str = "mlp"             # "mlp" | "w7" | "w8" (see seq_workloads.py)
     notes: str = field(default="", compare=False)
+
+    @property
+    def seq(self) -> bool:
+        return self.kind != "mlp"
 
     @property
     def scalar(self) -> bool:
@@ -47,6 +57,8 @@ class Workload:
     def param_names(self) -> list[str]:
         if self.scalar:
             return ["w", "b"]
+        if self.seq:
+            return list(seq_workloads.param_shapes(self.kind))
         names = []
         for i in range(1, len(self.sizes)):
             names += [f"W{i}", f"b{i}"]
@@ -68,6 +80,8 @@ class Workload:
         """
         if self.scalar:
             return None
+        if self.seq:
+            return seq_workloads.flops(self.kind)[0]
         total = 0.0
         for i, (k, n, _) in enumerate(self.layers()):
             unit = 2.0 * self.batch * k * n
@@ -81,6 +95,8 @@ class Workload:
     def forward_flops(self) -> float | None:
         if self.scalar:
             return None
+        if self.seq:
+            return seq_workloads.flops(self.kind)[1]
         return sum(2.0 * self.batch * k * n for k, n, _ in self.layers())
 
 
@@ -102,6 +118,13 @@ def _all() -> list[Workload]:
     wl.append(Workload("W6", "W6", "Hessian-vector product of W3's loss, all parameters",
                        "float32", 32, (64, 128, 64, 10), ("relu", "relu", "linear"),
                        "xent", hvp=True, seed=601))
+    c7, c8 = seq_workloads.W7, seq_workloads.W8
+    wl.append(Workload("W7", "W7", f"embedding {c7['vocab']}x{c7['dim']} + {c7['heads']}-head "
+                       f"self-attention (T={c7['T']}) + mean-pooled linear, cross-entropy",
+                       "float32", c7["B"], loss="xent", seed=701, kind="w7"))
+    wl.append(Workload("W8", "W8", f"Elman RNN T={c8['T']}, input {c8['input']}, hidden "
+                       f"{c8['hidden']}, last h -> linear, cross-entropy",
+                       "float32", c8["B"], loss="xent", seed=801, kind="w8"))
     return wl
 
 
@@ -125,6 +148,8 @@ def make_data(wl: Workload) -> dict:
     Returns {"inputs": {...}, "params": {...} (ordered), "dirs": {...} (W6),
     "consts": {...}, "labels": int array (cross-entropy only)}.
     """
+    if wl.seq:
+        return seq_workloads.make_data(wl.kind, wl.seed, wl.dtype)
     rng = np.random.default_rng(wl.seed)
     dt = np.dtype(wl.dtype)
     if wl.scalar:
@@ -155,8 +180,12 @@ def make_data(wl: Workload) -> dict:
 
 
 def as_float64(data: dict) -> dict:
-    """The same data in float64 (exact widening) for the reference run."""
-    conv = lambda d: {k: np.asarray(v, dtype=np.float64) for k, v in d.items()}  # noqa: E731
+    """The same data in float64 (exact widening) for the reference run; integer arrays
+    (W7's token ids) stay integers."""
+    def widen(v):
+        v = np.asarray(v)
+        return v if v.dtype.kind in "iub" else v.astype(np.float64)
+    conv = lambda d: {k: widen(v) for k, v in d.items()}  # noqa: E731
     out = dict(data)
     for part in ("inputs", "params", "dirs"):
         out[part] = conv(data[part])

@@ -7,9 +7,13 @@
 >>> [p.name for p in layer.params], h.shape
 (['W1', 'b1'], (None, 2))
 """
+from .container import Sequential
 from .init import (INITIALIZERS, get_initializer, glorot_normal, glorot_uniform, he_normal,
                    he_uniform, rng_from, zeros)
-from .layers import ACTIVATIONS, MLP, Dense, Dropout, get_activation
+from .layers import ACTIVATIONS, MLP, Dense, Dropout, Linear, get_activation
+from .norm import BatchNorm, LayerNorm
+from .seq import RNN, Attention, Embedding
 
-__all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "Dense", "Dropout", "get_activation", "get_initializer",
+__all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "Attention", "BatchNorm", "Dense", "Dropout", "Embedding",
+           "LayerNorm", "Linear", "RNN", "Sequential", "get_activation", "get_initializer",
            "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "rng_from", "zeros"]

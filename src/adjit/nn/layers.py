@@ -177,3 +177,11 @@ class Dropout:
 
     def init(self, seed=0) -> dict[str, np.ndarray]:
         return {}
+class Linear(Dense):
+    """``x @ W + b`` with PyTorch's argument names (``torch.nn.Linear(in_features,
+    out_features, bias=True)``): a :class:`Dense` layer without activation."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 name: str = "", dtype: str = "float64", init=None):
+        super().__init__(in_features, out_features, None, name=name, dtype=dtype, init=init,
+                         bias=bias)

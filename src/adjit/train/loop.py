@@ -30,6 +30,7 @@ import numpy as np
 from ..compiled import compile as _compile
 from ..ir import Graph, Node
 from ..random import is_key
+from ..updates import check_updates
 from .batches import check_data, minibatches
 from .checkpoint import copy_into, load_npz, save_npz
 from .progress import Progress, resolve_mode
@@ -80,9 +81,14 @@ class Trainer:
         converted to the declared dtype); e.g. ``mlp.init(seed)``.
     optimizer : an :mod:`adjit.optim` optimizer over (some of) those parameters;
         the others stay fixed.
-    predictions : optional node (scores or probabilities) used for accuracy.
+    predictions : optional node (scores or probabilities) used for accuracy and
+        :meth:`predict` (for a model with BatchNorm, build it in evaluation mode).
     targets : the input accuracy compares against; inferred when the loss has exactly
         one data input that ``predictions`` does not use.
+    updates : extra state updates ``{leaf: new value}`` applied by every step beside the
+        optimizer's, e.g. ``model.updates`` (BatchNorm's running statistics); their
+        leaves' starting arrays go in ``params`` (``model.init(seed)`` has them) and are
+        written in place, like the parameters.
     backend, compile options : passed to :func:`adjit.compile`.
     key_seed : seed of the random keys the Trainer feeds (see below).
 
@@ -97,13 +103,16 @@ class Trainer:
     """
 
     def __init__(self, loss: Node, params: dict, optimizer, *, predictions: Node | None = None,
-                 targets: str | None = None, backend: str = "llvm", key_seed: int = 0,
+                 targets: str | None = None, updates=None, backend: str = "llvm",
+                 key_seed: int = 0,
                  **compile_options):
         if not isinstance(loss, Node) or loss.shape != ():
             raise TypeError(f"Trainer: loss must be a scalar node, got {loss!r}")
         self.loss, self.optimizer, self.predictions = loss, optimizer, predictions
         self.backend, self._options = backend, compile_options
+        extra = check_updates(updates)
         outputs = [loss] + ([predictions] if predictions is not None else [])
+        outputs += [n for pair in extra for n in pair]
         leaves = {n.name: n for n in Graph(outputs).inputs}
         declared = {p.name: p for p in optimizer.params}
         missing = sorted(k for k in declared if k not in leaves)
@@ -131,9 +140,14 @@ class Trainer:
                                  if k not in self.params and k not in optimizer.state
                                  and k not in self.key_names)
         self.targets = targets if targets is not None else self._infer_targets(leaves)
-        self._step = _compile([loss], backend=backend, updates=optimizer.updates(loss),
-                              **compile_options)
-        self._eval = None
+        step_updates = optimizer.updates(loss)
+        clash = sorted(k.name for k, _ in extra if k in step_updates)
+        if clash:
+            raise ValueError(f"Trainer: updates= and the optimizer both update "
+                             f"{', '.join(clash)}")
+        step_updates.update(dict(extra))
+        self._step = _compile([loss], backend=backend, updates=step_updates, **compile_options)
+        self._eval = self._predict = None
         self._fixed = {**self.params, **optimizer.state}
         # parameters and optimizer state are checked once and fixed: each step passes
         # only the batch (the arrays are updated in place, never replaced)
@@ -179,10 +193,30 @@ class Trainer:
         return self._eval
 
     def predict(self, data: dict, batch_size: int | None = None) -> np.ndarray:
-        """The ``predictions`` node's values on ``data``, batch by batch."""
+        """The ``predictions`` node's values on ``data``, batch by batch.
+
+        ``data`` needs only the inputs ``predictions`` reads (no labels); other arrays
+        in it are ignored.
+        """
         if self.predictions is None:
             raise ValueError("Trainer.predict: the Trainer was made without predictions=")
-        return self._evaluate(data, batch_size)[2]
+        if self._predict is None:
+            self._predict = _compile([self.predictions], backend=self.backend, **self._options)
+        f = self._predict
+        needed = [k for k in f.input_names if k not in self.params]
+        missing = [k for k in needed if k not in data]
+        if missing:
+            raise KeyError(f"Trainer.predict: data lacks {', '.join(missing)} (the predictions "
+                           f"read {', '.join(needed)})")
+        inputs = {k: data[k] for k in needed}
+        params = {k: self.params[k] for k in f.input_names if k in self.params}
+        n = check_data(inputs, "prediction data") if inputs else None
+        batched = self.predictions.ndim > 0 and self.predictions.shape[0] is None
+        if n is None or not batched:      # no data, or no batch axis to split: one call
+            (out,) = f(**inputs, **params)
+            return out
+        return np.concatenate([f(**batch, **params)[0]
+                               for batch in minibatches(inputs, batch_size or n, shuffle=False)])
 
     def evaluate(self, data: dict, batch_size: int | None = None) -> dict:
         """``{"loss": mean loss, "accuracy": fraction or None}`` on ``data``.
