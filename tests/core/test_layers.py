@@ -23,7 +23,7 @@ def _layer(parts):
 
 def _imports(path: pathlib.Path):
     rel = path.relative_to(ROOT).parts
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if not isinstance(node, ast.ImportFrom):
             continue
         if node.level:
