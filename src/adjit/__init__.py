@@ -21,6 +21,7 @@ from .gradcheck import GradCheckReport, GradientCheckError, check_grads
 from .ir import AdjitError, DTypeError, Graph, Node, ShapeError, TensorType
 from .nancheck import NonFiniteError
 from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
+from .ops.elementwise_more import clip, elu, gelu, leaky_relu
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 globals().update(_RECORD_FUNCTIONS := record_functions())
 
 __all__ = sorted(_RECORD_FUNCTIONS) + [
-    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy",
+    "abs", "broadcast_to", "cast", "check_grads", "clip", "compile", "elu", "gelu", "leaky_relu", "const", "cross_entropy",
     "equal", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "not_equal", "one_hot", "param",
     "reshape", "softmax", "stop_gradient", "sum", "transpose", "where",
