@@ -51,6 +51,16 @@ real_floor = _real_fn("floor", "floor")
 real_ceil = _real_fn("ceil", "ceil")
 real_rint = _real_fn("rint", "rint")        # numpy's round: half to even
 
+
+class real_clip(_Real):
+    """``numpy.clip(x, lo, hi)`` = min(max(x, lo), hi), opaque: sympy's Min(Max(x, 1), -1)
+    is -1, also where x is NaN."""
+    nargs, _name, _numpy = 3, "clip", "clip"
+
+    @classmethod
+    def eval(cls, x, lo, hi):
+        return _over_numbers(np.clip, x, lo, hi)
+
 LN2 = math.log(2.0)
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 TWO_OVER_SQRTPI = 2.0 / math.sqrt(math.pi)
@@ -132,7 +142,7 @@ def _clip_kinks(x, lo, hi):
     return np.minimum(np.minimum(np.abs(x - lo), np.abs(x - hi)), np.abs(lo - hi))
 
 
-_declare("clip", lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi),
+_declare("clip", real_clip,
          (lambda x, lo, hi, y, g: _where(x >= lo, _clip_inside(x, lo, hi, g), 0.0),
           lambda x, lo, hi, y, g: _where(x >= lo, 0.0, _clip_inside(x, lo, hi, g)),
           lambda x, lo, hi, y, g: _where(_F().maximum(x, lo) <= hi, 0.0, g)),

@@ -15,7 +15,7 @@ from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
 from ...ops.elementwise import is_boolean
-from ...ops.elementwise_more import (real_ceil, real_exp2, real_expm1, real_floor, real_log1p,
+from ...ops.elementwise_more import (real_ceil, real_clip, real_exp2, real_expm1, real_floor, real_log1p,
                                      real_log2, real_rint)
 from ...ops.realfn import _Compare, ieee_div, ieee_zero, real_log, real_pow, real_sign, real_sqrt
 from .mathfn import get_math_fn
@@ -165,6 +165,10 @@ class ScalarPrinter:
             for v in vals[1:]:
                 out = b.call(fn, [out, v])
             return out
+        if isinstance(e, real_clip):   # numpy's clip: min(max(x, lo), hi), NaN propagating
+            x, lo, hi = (self._value(a) for a in e.args)
+            m = b.call(intrinsic(self.module, "maximum", T, 2), [x, lo])
+            return b.call(intrinsic(self.module, "minimum", T, 2), [m, hi])
         if isinstance(e, sp.Abs):
             return b.call(self.module.declare_intrinsic("llvm.fabs", [T]), [self._value(e.args[0])])
         if isinstance(e, (sp.sign, real_sign)):
