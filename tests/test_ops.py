@@ -451,7 +451,9 @@ def test_nondifferentiable_flags():
     # the registry marks exactly the ops whose derivative is zero wherever it exists
     flagged = sorted(n for n, op in REGISTRY.items() if not op.differentiable)
     assert flagged == sorted(["sign", "greater", "greater_equal", "less", "less_equal",
-                              "equal", "not_equal", "stop_gradient", "one_hot"])
+                              "equal", "not_equal", "stop_gradient", "one_hot"]
+                             + ["floor", "ceil", "round", "logical_and", "logical_or",
+                                "logical_xor", "logical_not"])   # more elementwise ops
 
 
 # --- composites -------------------------------------------------------------------------------
