@@ -1,10 +1,10 @@
 """Elementwise transcendental throughput: adjit's inline functions vs the alternatives.
 
-For exp, log, tanh, sin over 1e6 contiguous elements, float32 and float64, times the loop
+For exp, log, tanh, sin, tan, erf, log2, exp2 over 1e6 contiguous elements, float32 and float64, times the loop
 ``y[i] = f(x[i])`` done four ways, all single-threaded on the same arrays:
 
   adjit     ``adjit.backends.lowering.mathfn`` inlined into the loop (vectorized by LLVM)
-  numpy     ``np.<f>(x, out=y)``
+  numpy     ``np.<f>(x, out=y)`` (erf: scipy.special.erf)
   llvm-intr ``llvm.<f>`` intrinsics in the same loop: LLVM vectorizes the loop but calls
             scalar libm once per lane
   libmvec   scalar libm call carrying the ``vector-function-abi-variant`` call-site attribute,
@@ -35,13 +35,42 @@ import numpy as np
 from adjit.backends.lowering.mathfn import get_math_fn
 from adjit.backends.lowering.target import compile_ir, host_info, load_library
 
-FUNCS = ("exp", "log", "tanh", "sin")
+FUNCS = ("exp", "log", "tanh", "sin", "tan", "erf", "log2", "exp2")
 # Inputs: ranges a model would see (exp over the whole softmax/sigmoid range, log over
 # probabilities to large values, tanh through saturation, sin a few hundred periods).
 INPUTS = {"exp": lambda r, n: r.uniform(-50, 50, n),
           "log": lambda r, n: np.exp(r.uniform(np.log(1e-6), np.log(1e6), n)),
           "tanh": lambda r, n: r.uniform(-6, 6, n),
-          "sin": lambda r, n: r.uniform(-400, 400, n)}
+          "sin": lambda r, n: r.uniform(-400, 400, n),
+          "tan": lambda r, n: r.uniform(-400, 400, n),
+          "erf": lambda r, n: r.uniform(-5, 5, n),
+          "log2": lambda r, n: np.exp(r.uniform(np.log(1e-6), np.log(1e6), n)),
+          "exp2": lambda r, n: r.uniform(-70, 70, n)}
+_math_erf = np.frompyfunc(__import__("math").erf, 1, 1)
+
+
+def _numpy_fn(fname):
+    """numpy's function (erf, which numpy lacks: scipy.special.erf, else math.erf per element)."""
+    if fname != "erf":
+        return getattr(np, fname)
+    try:
+        from scipy.special import erf
+        return erf
+    except ImportError:
+        return lambda x, out=None: np.copyto(out, _math_erf(x).astype(out.dtype)) \
+            if out is not None else _math_erf(x).astype(x.dtype)
+
+
+def _available(kind: str, fname: str, dtype: str) -> bool:
+    """Whether a comparison variant exists: LLVM has no llvm.erf; libmvec lacks some."""
+    if kind == "llvm-intr":
+        return fname != "erf"
+    if kind == "libmvec":
+        import llvmlite.binding as llvm
+        lanes = 8 if dtype == "float32" else 4
+        return llvm.address_of_symbol(f"_ZGVdN{lanes}v_{fname}{'f' if dtype == 'float32' else ''}") \
+            is not None
+    return True
 
 _LOOP = """
 define void @run(ptr noalias %x, ptr noalias %y, i64 %n) {{
@@ -133,12 +162,15 @@ def main() -> None:
             x = INPUTS[fname](rng, args.n).astype(dtype)
             y = np.empty_like(x)
             with np.errstate(all="ignore"):
-                ref = getattr(np, fname)(x.astype(np.float64)).astype(dtype)
+                ref = np.asarray((np.vectorize(__import__("math").erf) if fname == "erf"
+                                  else getattr(np, fname))(x.astype(np.float64))).astype(dtype)
             runners, notes = {}, {}
-            npf = getattr(np, fname)
+            npf = _numpy_fn(fname)
             runners["numpy"] = lambda npf=npf, x=x, y=y: npf(x, out=y)
             xa, ya = x.ctypes.data, y.ctypes.data
             for kind in ("adjit",) + kinds[2:]:
+                if not _available(kind, fname, dtype):
+                    continue
                 text, marker = _ir_variant(kind, fname, dtype)
                 jm = compile_ir(text, opt_level=3, cache=False)
                 keep.append(jm)
@@ -146,22 +178,23 @@ def main() -> None:
                 notes[kind] = "" if marker in body else " (NOT vectorized)"
                 f = proto(jm.address("run"))
                 runners[kind] = lambda f=f, xa=xa, ya=ya, n=args.n: f(xa, ya, n)
+            here = [k for k in kinds if k in runners]
             acc = {}
-            for kind in kinds:
+            for kind in here:
                 y.fill(np.nan)
                 runners[kind]()
                 acc[kind] = _ulp_distance(y, ref)
-            times = {k: [] for k in kinds}
-            for k in kinds:                       # warm-up
+            times = {k: [] for k in here}
+            for k in here:                        # warm-up
                 runners[k]()
             for _ in range(args.rounds):
-                for k in kinds:
+                for k in here:
                     t0 = time.perf_counter()
                     runners[k]()
                     times[k].append((time.perf_counter() - t0) * 1e3 * 1e6 / args.n)
             rows.append((f"{fname} {dtype[5:]}", {k: (statistics.median(times[k]),
                                                       min(times[k]), acc[k],
-                                                      notes.get(k, "")) for k in kinds}))
+                                                      notes.get(k, "")) for k in here}))
     floor = {}
     for dtype in ("float32", "float64"):          # memory floor: same traffic, no math
         x = np.ones(args.n, dtype)
@@ -179,6 +212,9 @@ def main() -> None:
     for label, cells in rows:
         line = f"{label:9s}"
         for k in kinds:
+            if k not in cells:
+                line += f"{'n/a':>24s}"
+                continue
             med, mn, ulp, note = cells[k]
             line += f"{f'{med:6.3f} ({mn:5.3f}) [{ulp:g}]{note}':>24s}"
         print(line)

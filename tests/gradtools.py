@@ -91,15 +91,18 @@ def each_elementwise_op(x, y, c):
     for name in sorted(n for n, op in REGISTRY.items() if op.elementwise):
         spec = REGISTRY[name]
         lo, hi = spec.domain
-        xs = [lo + (hi - lo) * aj.sigmoid(x), lo + (hi - lo) * aj.sigmoid(y)]
+        xs = [lo + (hi - lo) * aj.sigmoid(x), lo + (hi - lo) * aj.sigmoid(y),
+              lo + (hi - lo) * aj.sigmoid(x * y)]
+        if spec.extra.get("operands", "").startswith("bool"):   # logical ops
+            xs = [c, x > y][:spec.arity]
         if name == "where":
             out = aj.where(c, xs[0], xs[1])
         elif name == "neg":
             out = -xs[0]
-        elif spec.arity == 1:
+        elif spec.arity == 1 and hasattr(aj.frontend, name):
             out = getattr(aj.frontend, name)(xs[0])
         else:
-            out = aj.frontend._elementwise(name, *xs)
+            out = aj.frontend._elementwise(name, *xs[:spec.arity])
         yield name, out, xs
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import zlib
 
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,11 @@ from gradtools import RTOL, check_model, rel_err, run
 
 def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))   # a different formula from adjit's 1/(1+e^-x)
+
+
+def _mp(fn, x):
+    """An mpmath function elementwise (a reference independent of numpy and math)."""
+    return np.vectorize(lambda v: float(fn(v)), otypes=[np.float64])(x)
 
 
 # name: (front-end call, numpy reference, operand kinds: f = float, b = bool)
@@ -53,6 +59,29 @@ ELEMENTWISE = {
     "not_equal": (operator.ne, np.not_equal, "ff"),
     "where": (aj.where, np.where, "bff"),
     # --- more elementwise ops (tests/test_ops.py entries of the elementwise work) ---
+    "tan": (aj.tan, np.tan, "f"),
+    "log1p": (aj.log1p, np.log1p, "f"),
+    "expm1": (aj.expm1, np.expm1, "f"),
+    "erf": (aj.erf, lambda x: _mp(mpmath.erf, x), "f"),
+    "log2": (aj.log2, lambda x: np.log(x) / np.log(2.0), "f"),
+    "exp2": (aj.exp2, lambda x: np.power(2.0, x), "f"),
+    "square": (aj.square, lambda x: x * x, "f"),
+    "reciprocal": (aj.reciprocal, lambda x: 1.0 / x, "f"),
+    "silu": (aj.silu, lambda x: x * _sigmoid(x), "f"),
+    "gelu": (aj.gelu, lambda x: 0.5 * x * (1.0 + _mp(mpmath.erf, x / np.sqrt(2.0))), "f"),
+    "gelu_tanh": (lambda x: aj.gelu(x, approximate="tanh"),
+                  lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3))),
+                  "f"),
+    "leaky_relu": (aj.leaky_relu, lambda x, s: np.where(x > 0, x, s * x), "ff"),
+    "elu": (aj.elu, lambda x, a: np.where(x > 0, x, a * np.expm1(x)), "ff"),
+    "clip": (aj.clip, np.clip, "fff"),
+    "floor": (aj.floor, np.floor, "f"),
+    "ceil": (aj.ceil, np.ceil, "f"),
+    "round": (aj.round, np.round, "f"),
+    "logical_and": (operator.and_, np.logical_and, "bb"),
+    "logical_or": (operator.or_, np.logical_or, "bb"),
+    "logical_xor": (operator.xor, np.logical_xor, "bb"),
+    "logical_not": (operator.invert, np.logical_not, "b"),
 }
 
 # Every non-elementwise op, with the tests (in this module unless a module is named) that
@@ -223,12 +252,13 @@ def test_nondifferentiable_elementwise_has_zero_gradient(name, shapes):
     floats = [nd for nd, kind in zip(nodes, kinds) if kind == "f"]
     values = dict(zip(names, args))
     u_val = np.random.default_rng(1).standard_normal(np.shape(run(out, None, **values)))
-    grads = run(aj.grad(loss, floats), None, u=u_val, **values)
-    for g, a in zip(grads, args):
-        assert g.shape == a.shape and not np.any(g)
+    if floats:                # (logical ops have bool operands only)
+        grads = run(aj.grad(loss, floats), None, u=u_val, **values)
+        for g, a in zip(grads, args):
+            assert g.shape == a.shape and not np.any(g)
     if out.dtype == "bool":   # a bool result cannot be differentiated at all
         with pytest.raises(aj.DTypeError):
-            aj.grad(aj.sum(out), floats)
+            aj.grad(aj.sum(out), floats or nodes)
 
 
 def test_sign_is_zero_at_zero_and_grad_of_abs_is_sign():
@@ -452,8 +482,9 @@ def test_nondifferentiable_flags():
     assert flagged == sorted(["sign", "greater", "greater_equal", "less", "less_equal",
                               "equal", "not_equal", "stop_gradient", "one_hot"]
                              + ["argmax", "argmin"]
-                             + ["philox"])   # random numbers: no gradient to the key
-
+                             + ["philox"]   # random numbers: no gradient to the key
+                             + ["floor", "ceil", "round", "logical_and", "logical_or",
+                                "logical_xor", "logical_not"])   # more elementwise ops
 
 
 # --- composites -------------------------------------------------------------------------------
@@ -552,6 +583,12 @@ EDGE = np.array([-np.inf, -1e30, -700.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3
                  1e30, np.inf, np.nan])
 EDGE_BACKENDS = {"interp": {}, "llvm": {"opt_level": 1, "cache": False},
                  "ptx": {"emulate": True, "opt_level": 0, "cache": False}}
+def _clip_subgradient(x, lo, hi):
+    """clip's derivatives where x, lo, hi tie: those of minimum(maximum(x, lo), hi) with
+    the first operand of maximum/minimum taking a tie (x gets it for lo <= x <= hi)."""
+    inside = max(x, lo) <= hi
+    return (float(inside and x >= lo), float(inside and x < lo), float(not inside))
+
 
 # The derivative adjit takes at each op's kinks and ties (where finite differences measure
 # none), by op: (mask of the points, the partial derivatives there).  Ops not listed are
@@ -566,14 +603,26 @@ SUBGRADIENT = {
     "pow": (lambda a, b: (a == 0) & (b == 0), lambda a, b: (0.0, None)),   # d/da a**0 = 0
     **{c: (lambda a, b: np.isfinite(a) & np.isfinite(b), lambda a, b: (0.0, 0.0))
        for c in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
+    # --- more elementwise ops ---
+    "leaky_relu": (lambda x, s: x == 0, lambda x, s: (s, 0.0)),    # PyTorch: the slope at 0
+    "elu": (lambda x, a: x == 0, lambda x, a: (a, 0.0)),           # alpha at 0 (PyTorch)
+    "clip": (lambda x, lo, hi: (x == lo) | (x == hi) | (lo == hi), _clip_subgradient),
+    **{c: (lambda x: np.isfinite(x), lambda x: (0.0,)) for c in ("floor", "ceil", "round")},
+    **{c: (lambda *a: True, lambda *a: ()) for c in ("logical_and", "logical_or",
+                                                     "logical_xor", "logical_not")},
 }
 
 
-def _edge_operands(arity):
-    if arity == 1:
+def _edge_operands(kinds):
+    if set(kinds) == {"b"}:                # logical ops: every combination of truth values
+        return [g.ravel() for g in np.meshgrid(*[[False, True]] * len(kinds), indexing="ij")]
+    if kinds == "fff":                     # clip: every triple
+        return [g.ravel() for g in np.meshgrid(EDGE, EDGE, EDGE, indexing="ij")]
+    if len(kinds) == 1:
         return [EDGE]
     a, b = np.meshgrid(EDGE, EDGE, indexing="ij")
-    return [a.ravel(), b.ravel()] if arity == 2 else [a.ravel() > 0, a.ravel(), b.ravel()]
+    return [a.ravel(), b.ravel()] if len(kinds) == 2 else [a.ravel() > 0, a.ravel(), b.ravel()]
+
 
 
 def test_every_elementwise_op_declares_its_kinks():
@@ -592,7 +641,7 @@ def _edge_cases():
 @pytest.mark.parametrize("name, backend", _edge_cases())
 def test_elementwise_over_the_whole_domain(name, backend):
     call, ref, kinds = ELEMENTWISE[name]
-    args = _edge_operands(len(kinds))
+    args = _edge_operands(kinds)
     names = [f"a{k}" for k in range(len(args))]
     nodes = [aj.input(n, (len(args[0]),), "bool" if kind == "b" else "float64")
              for n, kind in zip(names, kinds)]

@@ -28,6 +28,7 @@ from .ops.gathers import take, take_along_axis
 from .ops.reductions import argmax, argmin, min, prod, std, var
 from . import random  # random numbers in the graph (aj.random.uniform, ...)
 from .random import dropout
+from .ops.elementwise_more import clip, elu, gelu, leaky_relu
 from . import nn, optim, train  # layers, optimizers, the training loop
 
 __version__ = "0.1.0"
@@ -36,8 +37,8 @@ __version__ = "0.1.0"
 globals().update(_RECORD_FUNCTIONS := record_functions())
 
 __all__ = sorted(_RECORD_FUNCTIONS) + [
-    "abs", "broadcast_to", "cast", "check_grads", "compile", "const", "cross_entropy", "dropout",
-    "einsum", "equal", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
+    "abs", "broadcast_to", "cast", "check_grads", "clip", "compile", "const", "cross_entropy", "dropout",
+    "einsum", "elu", "equal", "gelu", "leaky_relu", "grad", "greater", "greater_equal", "less", "less_equal", "input", "log",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "not_equal", "one_hot", "param",
     "reshape", "softmax", "stop_gradient", "sum", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",

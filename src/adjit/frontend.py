@@ -313,7 +313,8 @@ def _install_operators():
         return lambda self, other: _elementwise(op, self, other)
 
     for name, op in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("truediv", "div"),
-                     ("pow", "pow")):
+                     ("pow", "pow"), ("and", "logical_and"), ("or", "logical_or"),
+                     ("xor", "logical_xor")):   # & | ^ ~: bool nodes only (DTypeError)
         setattr(Node, f"__{name}__", binop(op))
         setattr(Node, f"__r{name}__", binop(op, reflected=True))
     # Comparisons build bool nodes, as numpy arrays and JAX tracers do (``x == 0.0`` is a
@@ -333,6 +334,7 @@ def _install_operators():
 
     Node.__eq__, Node.__ne__ = equality("equal"), equality("not_equal")
     Node.__neg__ = lambda self: _elementwise("neg", self)
+    Node.__invert__ = lambda self: _elementwise("logical_not", self)
     Node.__pos__ = lambda self: self
     Node.__matmul__ = lambda self, other: matmul(self, other)
     Node.__rmatmul__ = lambda self, other: matmul(other, self)

@@ -114,6 +114,7 @@ def every_elementwise_op_fused(dtype, tag=""):
     c = aj.input("c" + tag, (None, 5), "bool")
     total = 0.0
     for _, out, xs in each_elementwise_op(x, y, c):
-        total = total + (aj.where(out, xs[0], xs[1]) if out.dtype == "bool" else out)
+        a, b = (x, y) if xs[0].dtype == "bool" else xs[:2]      # (logical ops: bool operands)
+        total = total + (aj.where(out, a, b) if out.dtype == "bool" else out)
     loss = aj.sum(total)
     return [loss] + aj.grad(loss, [x, y])

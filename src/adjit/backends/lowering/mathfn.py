@@ -41,6 +41,7 @@ every constant):
   chosen with selects.  The reduction is Cody–Waite (three-part pi/2, FMA) below PH_MIN
   (2^14 f32, 2^30 f64) and Payne–Hanek (exact integer product with a window of a 2/pi bit
   table) above: accurate for every finite x; both are computed and one is selected.
+* tan, erf, log2, exp2: :mod:`.mathfn_special`.
 * pow(a, p) (two operands): numpy.power; exp(p log|a|) with the sign of a for odd integer p,
   integer-valued p found with rint (|p| + 2^MANT - 2^MANT), NaN for finite a < 0 and other p.
 
@@ -54,9 +55,10 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from .mathfn_special import SPECIAL, SpecialMixin
 from .mathfn_trig import TrigMixin
 
-SUPPORTED = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sin", "cos"})   # one operand
+SUPPORTED = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sin", "cos"}) | SPECIAL  # one operand
 BINARY = frozenset({"pow"})                                                       # two operands
 
 _DTYPES = {"f32": "f32", "float32": "f32", "f64": "f64", "float64": "f64"}
@@ -151,7 +153,7 @@ def _intrinsic(module: ir.Module, name: str, fnty: ir.FunctionType) -> ir.Functi
     return fn
 
 
-class _Emitter(TrigMixin):
+class _Emitter(TrigMixin, SpecialMixin):
     """Emits straight-line code for one dtype at the position of builder ``self.b``.
 
     Integers are the same width as the float (i32 for f32, i64 for f64) so that every

@@ -15,6 +15,8 @@ from llvmlite import ir
 from sympy.codegen.cfunctions import log1p
 
 from ...ops.elementwise import is_boolean
+from ...ops.elementwise_more import (real_ceil, real_clip, real_exp2, real_expm1, real_floor, real_log1p,
+                                     real_log2, real_rint)
 from ...ops.realfn import _Compare, ieee_div, ieee_zero, real_log, real_pow, real_sign, real_sqrt
 from .mathfn import get_math_fn
 
@@ -163,6 +165,10 @@ class ScalarPrinter:
             for v in vals[1:]:
                 out = b.call(fn, [out, v])
             return out
+        if isinstance(e, real_clip):   # numpy's clip: min(max(x, lo), hi), NaN propagating
+            x, lo, hi = (self._value(a) for a in e.args)
+            m = b.call(intrinsic(self.module, "maximum", T, 2), [x, lo])
+            return b.call(intrinsic(self.module, "minimum", T, 2), [m, hi])
         if isinstance(e, sp.Abs):
             return b.call(self.module.declare_intrinsic("llvm.fabs", [T]), [self._value(e.args[0])])
         if isinstance(e, (sp.sign, real_sign)):
@@ -174,6 +180,8 @@ class ScalarPrinter:
             s = b.fsub(pos, neg)
             isnan = b.fcmp_unordered("uno", x, x)
             return b.select(isnan, x, s)
+        if type(e) in _ROUNDING:      # llvm.floor / ceil / roundeven: one instruction anywhere
+            return b.call(intrinsic(self.module, _ROUNDING[type(e)], T, 1), [self._value(e.args[0])])
         fn_name = _FUNCTIONS.get(type(e))
         if fn_name is not None:
             fn = get_math_fn(self.module, fn_name, self.dtype)
@@ -263,6 +271,8 @@ class ScalarPrinter:
 
 
 _FUNCTIONS = {sp.exp: "exp", sp.log: "log", real_log: "log", sp.sin: "sin", sp.cos: "cos",
-              sp.tanh: "tanh", log1p: "log1p"}
+              sp.tanh: "tanh", log1p: "log1p", real_log1p: "log1p", real_expm1: "expm1",
+              sp.tan: "tan", sp.erf: "erf", real_log2: "log2", real_exp2: "exp2"}
+_ROUNDING = {real_floor: "floor", real_ceil: "ceil", real_rint: "roundeven"}
 _NOT_REAL = (sp.zoo, sp.I)
 MAX_MULTIPLY = 64   # integer exponents up to this square and multiply; beyond, mathfn's pow

@@ -30,6 +30,7 @@ EMITTED = frozenset({
     *(f"llvm.nvvm.read.ptx.sreg.{r}.x" for r in ("tid", "ctaid", "ntid", "nctaid")),
     "llvm.nvvm.barrier0",
     *_per_float("fma", "fabs", "copysign", "sqrt", "maximum", "minimum"),
+    *_per_float("floor", "ceil", "roundeven"),      # cvt.rmi / cvt.rpi / cvt.rni
 })
 
 #: Families LLVM itself introduces (auto-upgrade of barrier0, the optimizer's integer min/max,
