@@ -30,8 +30,6 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
                "take", "take_along_axis", "scatter_add", "min", "prod", "argmax", "argmin")},
            "philox": ["test_random_numbers"]}   # (and tests/ops/test_random.py)
 
-           "philox": ["test_random_numbers"]}   # (and tests/ops/test_random.py)
-
 
 def test_every_registered_op_is_covered():
     assert sorted(COVERED) == sorted(REGISTRY), set(REGISTRY) ^ set(COVERED)
