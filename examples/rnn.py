@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"parity of {args.length} bits: {args.train_size} training and {args.test_size} test "
           f"sequences; compiled the training step in {time.perf_counter() - t0:.2f} s")
     hist = trainer.fit(data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                       progress=False if args.quiet else "lines")
+                       val=test, progress=False if args.quiet else "lines")
     scores = trainer.predict(test)                       # (n, T, 2)
     longer = parity_data(args.test_size, args.test_length, rng)
     _, long_logits, _ = build(args.test_length, args.hidden)   # same parameter names
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     long_accuracy = float(np.mean(long_guess[:, -1] == longer["y"][:, -1]))
     guess = scores.argmax(axis=-1)
     accuracy = float(np.mean(guess[:, -1] == test["y"][:, -1]))
-    per_step = float(np.mean(guess == test["y"]))
+    per_step = hist.val_accuracy[-1]                     # the Trainer's: every prefix
     print(f"loss {hist.loss[0]:.4f} -> {hist.loss[-1]:.4f} after {args.epochs} epochs "
           f"({sum(hist.seconds):.2f} s of training)")
     bits = "".join(str(int(b)) for b in test["x"][0].argmax(axis=-1))
