@@ -121,6 +121,24 @@ def test_classifier_accuracy_uses_the_label_input():
     assert hist.val_accuracy[-1] == train.accuracy(pred, data["labels"]) > 0.8
 
 
+def test_sequence_model_accuracy_per_position():
+    # logits (B, T, k) and labels (B, T): evaluate and fit score every position
+    ids, labels = aj.input("ids", (None, 3), dtype="int64"), aj.input("y", (None, 3), dtype="int64")
+    emb = nn.Embedding(5, 4)
+    logits = emb(ids)                                      # (B, 3, 4): a lookup table
+    rng = np.random.default_rng(0)
+    data = {"ids": rng.integers(0, 5, (40, 3)).astype(np.int64)}
+    data["y"] = data["ids"] % 4
+    trainer = train.Trainer(aj.cross_entropy(logits, labels), emb.init(0),
+                            optim.Adam(emb.params, lr=0.1), predictions=logits, backend="interp")
+    assert trainer.targets == "y"
+    hist = trainer.fit(data, epochs=20, batch_size=8, val=data, progress=False)
+    pred = trainer.predict(data)
+    assert pred.shape == (40, 3, 4)
+    assert hist.val_accuracy[-1] == trainer.evaluate(data)["accuracy"] \
+        == train.accuracy(pred, data["y"]) == 1.0
+
+
 def test_save_and_load_round_trip(tmp_path):
     mlp, y, loss, data = regression()
     a = train.Trainer(loss, mlp.init(0), optim.Adam(mlp.params, lr=0.01), backend="interp")
