@@ -90,6 +90,22 @@ def test_accuracy_by_hand():
     assert train.accuracy(np.array([[0.2], [0.7]]), np.array([[0.0], [0.0]])) == 0.5
 
 
+def test_accuracy_of_sequence_predictions():
+    # (n, T, k) scores against (n, T) integer labels or (n, T, k) one-hot labels: the
+    # fraction of correct positions (it raised on the reshape before)
+    scores = np.array([[[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]],
+                       [[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]]])
+    labels = np.array([[1, 0, 0], [0, 1, 1]])
+    assert train.accuracy(scores, labels) == pytest.approx(4 / 6)      # the tie picks 0
+    assert train.accuracy(scores, np.eye(2)[labels]) == pytest.approx(4 / 6)
+    assert train.accuracy(np.array([[[0.2], [0.7]], [[0.9], [0.1]]]),
+                          np.array([[0, 1], [1, 1]])) == 0.75
+    with pytest.raises(ValueError, match="labels"):
+        train.accuracy(scores, labels[:, :2])
+    with pytest.raises(ValueError, match="differ"):
+        train.accuracy(np.zeros((3, 1)), np.zeros(2))
+
+
 def test_classifier_accuracy_uses_the_label_input():
     x, t = aj.input("x", (None, 2)), aj.input("labels", (None,), dtype="int64")
     mlp = nn.MLP([2, 8, 2], activation="relu")
@@ -103,6 +119,24 @@ def test_classifier_accuracy_uses_the_label_input():
     pred = trainer.predict(data)
     assert pred.shape == (64, 2)
     assert hist.val_accuracy[-1] == train.accuracy(pred, data["labels"]) > 0.8
+
+
+def test_sequence_model_accuracy_per_position():
+    # logits (B, T, k) and labels (B, T): evaluate and fit score every position
+    ids, labels = aj.input("ids", (None, 3), dtype="int64"), aj.input("y", (None, 3), dtype="int64")
+    emb = nn.Embedding(5, 4)
+    logits = emb(ids)                                      # (B, 3, 4): a lookup table
+    rng = np.random.default_rng(0)
+    data = {"ids": rng.integers(0, 5, (40, 3)).astype(np.int64)}
+    data["y"] = data["ids"] % 4
+    trainer = train.Trainer(aj.cross_entropy(logits, labels), emb.init(0),
+                            optim.Adam(emb.params, lr=0.1), predictions=logits, backend="interp")
+    assert trainer.targets == "y"
+    hist = trainer.fit(data, epochs=20, batch_size=8, val=data, progress=False)
+    pred = trainer.predict(data)
+    assert pred.shape == (40, 3, 4)
+    assert hist.val_accuracy[-1] == trainer.evaluate(data)["accuracy"] \
+        == train.accuracy(pred, data["y"]) == 1.0
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -56,18 +56,24 @@ class History:
 
 
 def accuracy(predictions: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> float:
-    """Fraction of correct predictions.
+    """Fraction of correct predictions (over every position of sequence predictions).
 
-    Rows of scores (``(n, k)``, k > 1) are compared by argmax with integer labels or with
-    one-hot rows; single outputs (``(n,)`` or ``(n, 1)``) are thresholded.
+    Scores with a class axis last (``(n, k)`` or ``(n, ..., k)``, k > 1) are compared by
+    argmax over that axis with integer labels of one dimension fewer (``(n, ...)``) or
+    with one-hot labels of the same shape; single outputs (``(n,)``, ``(n, 1)``,
+    ``(n, ..., 1)``) are thresholded against targets of as many elements.
     """
     p, t = np.asarray(predictions), np.asarray(targets)
-    if p.ndim == 2 and p.shape[1] > 1:
-        guess = p.argmax(axis=1)
-        truth = t.argmax(axis=1) if t.ndim == 2 else t
-    else:
-        guess = p.reshape(len(p)) > threshold
-        truth = t.reshape(len(t)) > threshold
+    if p.ndim >= 2 and p.shape[-1] > 1:
+        truth = t.argmax(axis=-1) if t.shape == p.shape else t
+        if truth.shape != p.shape[:-1]:
+            raise ValueError(f"accuracy: scores {p.shape} need integer labels "
+                             f"{p.shape[:-1]} or one-hot labels {p.shape}, got {t.shape}")
+        return float(np.mean(p.argmax(axis=-1) == truth))
+    if p.size != t.size or len(p) != len(t):
+        raise ValueError(f"accuracy: predictions {p.shape} and targets {t.shape} differ in size")
+    guess = p.reshape(len(p), -1) > threshold
+    truth = t.reshape(len(t), -1) > threshold
     return float(np.mean(guess == truth))
 
 
