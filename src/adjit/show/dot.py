@@ -111,7 +111,7 @@ def _label(n: Node, naming: Naming) -> str:
 
 def op_label(n: Node) -> str:
     """The op as a picture names it, with the attributes that matter: ``slice [:, 0:1]``,
-    ``take axis 0``, ``concatenate axis 1``, ``philox stream 1``, ``min axis1``."""
+    ``take axis 0``, ``concatenate axis 1``, ``philox stream 1``."""
     spec = REGISTRY.get(n.op)
     if spec is None:
         return n.op
@@ -123,10 +123,6 @@ def op_label(n: Node) -> str:
         if shown.note:
             words.append(shown.note)
         return " ".join(words)
-    axes = n.attr("axes")
-    if axes is not None and len(n.inputs) == 1 and not spec.elementwise:
-        return f"{n.op} " + ",".join("batch" if n.inputs[0].shape[a] is None else f"axis{a}"
-                                     for a in axes)
     return n.op
 
 
