@@ -88,11 +88,15 @@ def _philox_numpy(args, node, env):
 
 
 def _philox_shown(node, dropped=()) -> Shown:
-    """``uniform(key)`` (floats on [0, 1)) or ``bits(key)``, and the stream when not 0."""
+    """``uniform(key)`` (floats on [0, 1)) or ``bits(key)``, the stream when not 0; the
+    keys of ``aj.random.split`` and ``fold_in`` as ``split(key; 1)``, ``fold_in(key; 7)``."""
     s = node.attr("stream")
-    note = ("" if s == 0 else f"stream {s}" if s < SPLIT_STREAM else
-            f"split {s - SPLIT_STREAM}" if s < FOLD_STREAM else f"fold_in {s - FOLD_STREAM}")
-    return Shown(name="bits" if node.dtype == "uint32" else "uniform", note=note)
+    if s >= FOLD_STREAM:
+        return Shown(name="fold_in", note=str(s - FOLD_STREAM))
+    if s >= SPLIT_STREAM:
+        return Shown(name="split", note=str(s - SPLIT_STREAM))
+    return Shown(name="bits" if node.dtype == "uint32" else "uniform",
+                 note="" if s == 0 else f"stream {s}")
 
 
 register(Op("philox", _philox_rule, _philox_numpy, lambda node, g, needs: [None], arity=1,

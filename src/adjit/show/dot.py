@@ -111,13 +111,13 @@ def _label(n: Node, naming: Naming) -> str:
 
 def op_label(n: Node) -> str:
     """The op as a picture names it, with the attributes that matter: ``slice [:, 0:1]``,
-    ``take axis 0``, ``concatenate axis 1``, ``philox stream 1``."""
+    ``take axis 0``, ``concatenate axis 1``, ``philox uniform stream 1``."""
     spec = REGISTRY.get(n.op)
     if spec is None:
         return n.op
     if spec.shown is not None:
         shown = spec.shown(n, ())
-        words = [n.op]
+        words = [n.op] + ([shown.name] if shown.name not in (None, n.op, spec.shown_as) else [])
         if shown.index and not shown.into and not any(isinstance(p, int) for p in shown.index):
             words.append("[" + ", ".join(shown.index) + "]")
         if shown.note:
