@@ -134,7 +134,8 @@ def _pad_shown(node, dropped=()) -> Shown:
     (x,), shape = node.inputs, node.shape
     start, step, value = node.attr("start"), node.attr("step"), node.attr("value")
     index = placement_index(shape, x.shape, start, step, dropped)
-    plain = all(st == 1 and (n is None) == (L is None) for n, L, st in zip(shape, x.shape, step))
+    plain = not dropped and all(st == 1 and (n is None) == (L is None)
+                                for n, L, st in zip(shape, x.shape, step))
     if plain:          # numpy's pad_width: (before, after) per axis
         widths = [(0, 0) if n is None else (s, n - s - L) for n, L, s in zip(shape, x.shape, start)]
         note = ", ".join(f"({a}, {b})" for a, b in widths)
@@ -142,7 +143,8 @@ def _pad_shown(node, dropped=()) -> Shown:
         note = "at [" + ", ".join(index) + "]"
     if value != 0:
         note += f"; value {value}"
-    return Shown(index=index, into=value == 0, note=note)
+    # the index (where the operand goes) is shown only as an accumulation into zeros
+    return Shown(index=index if value == 0 else (), into=value == 0, note=note)
 
 
 # --- slice -------------------------------------------------------------------------------------
