@@ -28,11 +28,10 @@ import numbers
 
 from . import frontend as F
 from .ir import FLOAT_DTYPES, DTypeError, Node, label
-from .ops.random import KEY_DTYPE, check_key
+from .ops.random import FOLD_STREAM, KEY_DTYPE, SPLIT_STREAM, check_key
 from .ops.registry import make
 
 _KEYS: dict[str, Node] = {}
-SPLIT_STREAM, FOLD_STREAM = 2 ** 32, 2 ** 33
 
 
 def key_input(name: str = "key") -> Node:

@@ -83,7 +83,7 @@ unary("erf", sp.erf, lambda x, y, g: g * TWO_OVER_SQRTPI * _F().exp(-(x * x)), c
       latex=r"\operatorname{erf}")
 unary("log2", real_log2, lambda x, y, g: g / (x * LN2), domain=(0.2, 3.0), cost=T,
       latex=r"\log_2")
-unary("exp2", real_exp2, lambda x, y, g: g * y * LN2, cost=T, display="2^", latex=r"2^")
+unary("exp2", real_exp2, lambda x, y, g: g * y * LN2, cost=T, display="2^", latex=r"2^{{{0}}}")
 unary("square", lambda x: x ** 2, lambda x, y, g: g * 2.0 * x, latex=r"\operatorname{square}")
 unary("reciprocal", lambda x: divide(1, x), lambda x, y, g: -(g * y * y), domain=(0.3, 2.0),
       display="1/", latex=r"\operatorname{recip}")
@@ -111,7 +111,8 @@ def _gelu_tanh_grad(x):
 
 
 # floor, ceil, round: piecewise constant, a zero gradient (as numpy/JAX users expect)
-for _name, _form, _latex in (("floor", real_floor, r"\lfloor"), ("ceil", real_ceil, r"\lceil"),
+for _name, _form, _latex in (("floor", real_floor, r"\left\lfloor {0} \right\rfloor"),
+                             ("ceil", real_ceil, r"\left\lceil {0} \right\rceil"),
                              ("round", real_rint, r"\operatorname{round}")):
     _declare(_name, _form, (None,), 1, _float_rule(_name), (-2.0, 2.0), differentiable=False,
              public=_name, latex=_latex)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..ir import INT_DTYPES, FLOAT_DTYPES, DTypeError, Node, ShapeError, TensorType, label, \
     shape_str
-from .registry import Op, make, register
+from .registry import Op, Shown, make, register
 
 
 def _F():
@@ -78,6 +78,8 @@ def _take_vjp(node, g, needs):
 
 register(Op("take", _take_rule, _take_numpy, _take_vjp, arity=2, zero_preserving=True,
             display="take",
+            shown=lambda node, dropped=(): Shown(index=(":",) * node.attr("axis") + (1,),
+                                                 note=f"axis {node.attr('axis')}"),
             index_range=lambda node, k: _range(node, k, node.inputs[0].shape[node.attr("axis")],
                                                "take")))
 
@@ -112,7 +114,8 @@ def _along_vjp(node, g, needs):
 
 
 register(Op("take_along_axis", _along_rule, _along_numpy, _along_vjp, arity=2,
-            zero_preserving=True, display="take_along",
+            zero_preserving=True, display="take_along_axis",
+            shown=lambda node, dropped=(): Shown(note=f"axis {node.attr('axis')}"),
             index_range=lambda node, k: _range(node, k, node.inputs[0].shape[node.attr("axis")],
                                                "take_along_axis")))
 
@@ -164,8 +167,14 @@ def _scatter_vjp(node, g, needs):
     return [make(op, (g, idx), {"axis": axis}), None]
 
 
+def _scatter_shown(node, dropped=()) -> Shown:
+    axis, along = node.attr("axis"), node.attr("along")
+    return Shown(into=True, name="scatter_along_axis" if along else "scatter", args=(1, 0),
+                 note=f"axis {axis}" if axis or along else "")
+
+
 register(Op("scatter_add", _scatter_rule, _scatter_numpy, _scatter_vjp, arity=2,
-            zero_preserving=True, linear=True, display="scatter",
+            zero_preserving=True, linear=True, display="scatter", shown=_scatter_shown,
             index_range=lambda node, k: _range(node, k, node.attr("shape")[node.attr("axis")],
                                                "scatter_add")))
 

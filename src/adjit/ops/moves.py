@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import DTYPES, DTypeError, ShapeError, TensorType, label, shape_str
-from .registry import Op, make, register
+from .registry import Op, Shown, make, register
 
 
 def _F():
@@ -93,6 +93,60 @@ def _min_batch(node) -> int:
                 zip(full, moved, node.attr("start"), node.attr("step"))), default=0)
 
 
+# --- how the views write them -----------------------------------------------------------------
+def axis_part(n, L, start: int, step: int, dropped: bool = False) -> str:
+    """numpy's index text for one axis's placement (the shortest form): ``':'``, ``'0'``,
+    ``'1:3'``, ``'::-1'``, ``'-2:'``, ``'0:6:2'``; ``dropped``: a size-1 range written as
+    the int index."""
+    if dropped and L == 1:
+        return str(start)
+    if L == 0:
+        return "0:0"
+    if L == n and step in (1, -1) and start == (0 if step > 0 else (-1 if n is None else n - 1)):
+        return ":" if step == 1 else "::-1"
+    stop = start + L * step
+    default = 0 if step > 0 else (-1 if n is None else n - 1)
+    first = "" if start == default else str(start)
+    if n is None:       # the batch axis: from the back runs to its end when stop reaches 0
+        last = "" if (start < 0 and step > 0 and stop == 0) or (start >= 0 and stop < 0) \
+            else str(stop)
+    else:
+        last = "" if stop >= n or stop < 0 else str(stop)
+    return f"{first}:{last}" + ("" if step == 1 else f":{step}")
+
+
+def placement_index(full, moved, start, step, dropped=()) -> tuple:
+    """The index text of a placement per axis, trailing ``:`` left out (numpy's ``x[0]``
+    is ``x[0, :]``)."""
+    parts = [axis_part(n, L, s, st, a in dropped)
+             for a, (n, L, s, st) in enumerate(zip(full, moved, start, step))]
+    while len(parts) > 1 and parts[-1] == ":":
+        parts.pop()
+    return tuple(parts)
+
+
+def _slice_shown(node, dropped=()) -> Shown:
+    return Shown(index=placement_index(node.inputs[0].shape, node.shape, node.attr("start"),
+                                       node.attr("step"), dropped))
+
+
+def _pad_shown(node, dropped=()) -> Shown:
+    (x,), shape = node.inputs, node.shape
+    start, step, value = node.attr("start"), node.attr("step"), node.attr("value")
+    index = placement_index(shape, x.shape, start, step, dropped)
+    plain = not dropped and all(st == 1 and (n is None) == (L is None)
+                                for n, L, st in zip(shape, x.shape, step))
+    if plain:          # numpy's pad_width: (before, after) per axis
+        widths = [(0, 0) if n is None else (s, n - s - L) for n, L, s in zip(shape, x.shape, start)]
+        note = ", ".join(f"({a}, {b})" for a, b in widths)
+    else:
+        note = "at [" + ", ".join(index) + "]"
+    if value != 0:
+        note += f"; value {value}"
+    # the index (where the operand goes) is shown only as an accumulation into zeros
+    return Shown(index=index if value == 0 else (), into=value == 0, note=note)
+
+
 # --- slice -------------------------------------------------------------------------------------
 def _slice_rule(inputs, attrs):
     (x,), shape = inputs, attrs["shape"]
@@ -142,7 +196,7 @@ register(Op("slice", _slice_rule,
             support=lambda node, k, m: embed(m, node.attr("start"), node.attr("step"),
                                              node.inputs[0].shape, False),
             zero_preserving=True, linear=True, moves_values=True, display="slice",
-            doc="x[start + i·step] along each axis (basic indexing)",
+            doc="x[start + i·step] along each axis (basic indexing)", shown=_slice_shown,
             min_batch=_min_batch))
 
 
@@ -171,7 +225,7 @@ register(Op("pad", _pad_rule, _pad_numpy,
             arity=1,
             support=lambda node, k, m: slice_(m, node.attr("start"), node.attr("step"),
                                               node.inputs[0].shape),
-            zero_preserving=True, display="pad",
+            zero_preserving=True, display="pad", shown=_pad_shown,
             doc="the operand at positions start + i·step of each axis, a constant elsewhere",
             min_batch=_min_batch))
 
@@ -222,7 +276,8 @@ def _concat_support(node, k, m):
 register(Op("concatenate", _concat_rule,
             lambda args, node, env: np.concatenate(args, axis=node.attr("axis")),
             _concat_vjp, support=_concat_support, zero_preserving=True, linear=True,
-            display="concat", doc="numpy's concatenate along a static axis"))
+            display="concat", doc="numpy's concatenate along a static axis",
+            shown=lambda node, dropped=(): Shown(note=f"axis {node.attr('axis')}")))
 
 
 # --- public functions ---------------------------------------------------------------------------

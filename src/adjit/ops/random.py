@@ -33,11 +33,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import DTypeError, ShapeError, TensorType, label, shape_str
-from .registry import Op, register
+from .registry import Op, Shown, register
 
 KEY_DTYPE = "uint32"
 RANDOM_DTYPES = ("uint32", "float32", "float64")
 STREAM_LIMIT = 2 ** 64
+SPLIT_STREAM, FOLD_STREAM = 2 ** 32, 2 ** 33    # aj.random.split / fold_in's streams
 
 
 def check_key(key, who: str) -> None:
@@ -86,6 +87,18 @@ def _philox_numpy(args, node, env):
     return words_to(stream_words(args[0], n, node.attr("stream")), node.dtype).reshape(shape)
 
 
+def _philox_shown(node, dropped=()) -> Shown:
+    """``uniform(key)`` (floats on [0, 1)) or ``bits(key)``, the stream when not 0; the
+    keys of ``aj.random.split`` and ``fold_in`` as ``split(key; 1)``, ``fold_in(key; 7)``."""
+    s = node.attr("stream")
+    if s >= FOLD_STREAM:
+        return Shown(name="fold_in", note=str(s - FOLD_STREAM))
+    if s >= SPLIT_STREAM:
+        return Shown(name="split", note=str(s - SPLIT_STREAM))
+    return Shown(name="bits" if node.dtype == "uint32" else "uniform",
+                 note="" if s == 0 else f"stream {s}")
+
+
 register(Op("philox", _philox_rule, _philox_numpy, lambda node, g, needs: [None], arity=1,
-            differentiable=False, cost=40, display="philox",
+            differentiable=False, cost=40, display="philox", shown=_philox_shown,
             doc="random numbers from a key: Philox4x64-10, numpy's stream"))

@@ -58,10 +58,10 @@ def _prod_vjp(node, g, needs):
 register(Op("min", _reduce_rule("min"),
             lambda args, node, env: np.min(args[0], axis=node.attr("axes"), initial=np.inf
                                            ).astype(node.dtype),
-            _min_vjp, arity=1, support=_reduce_support))
+            _min_vjp, arity=1, support=_reduce_support, latex=r"\min"))
 register(Op("prod", _reduce_rule("prod"),
             lambda args, node, env: np.prod(args[0], axis=node.attr("axes")).astype(node.dtype),
-            _prod_vjp, arity=1, support=_reduce_support, display="Π"))
+            _prod_vjp, arity=1, support=_reduce_support, display="Π", latex=r"\prod"))
 
 
 # --- argmax / argmin ------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def _arg_numpy(fn):
 
 for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
     register(Op(_name, _arg_rule(_name), _arg_numpy(_fn), lambda node, g, needs: [None],
-                arity=1, differentiable=False))
+                arity=1, differentiable=False, latex=rf"\operatorname{{{_name}}}"))
 
 
 # --- public functions ----------------------------------------------------------------------

@@ -23,7 +23,11 @@ What the rest of adjit reads instead of keeping lists of op names:
 
 * ``public`` -- the name of the front-end function made from the record (elementwise ops:
   ``aj.<public>``), or None when the front end writes the function by hand.
-* ``display`` / ``latex`` -- how the equations view names the op (``σ``, ``\\sigma``).
+* ``display`` / ``latex`` -- how the equations view names the op (``σ``, ``\\sigma``).  A
+  ``latex`` holding ``{0}`` is a template over the operands (``\\lfloor {0} \\rfloor``).
+* ``shown(node, dropped) -> Shown`` -- how the views write a node whose attributes matter (slices,
+  gathers, joins, random draws): see :class:`Shown`.  Ops without it are written
+  ``display(operands)``.
 * ``cost`` -- rough work per output element (1 for arithmetic, 5 for a transcendental
   function); the llvm backend splits steps over threads by it.
 * ``view`` -- the result is the operand's memory read another way (reshape,
@@ -54,6 +58,34 @@ from typing import Callable
 from ..ir import AdjitError, Node, TensorType, building, freeze_attrs
 
 
+@dataclass(frozen=True)
+class Shown:
+    """How the views (equations, pictures) write one node (``Op.shown(node)``).
+
+    * ``index`` -- numpy indexing parts, one per axis (trailing ``:`` may be left out):
+      text (``":"``, ``"0"``, ``"1:3"``, ``"::-1"``), or an int ``k`` standing for the
+      values of operand ``k`` (``take``: ``E[:, ids]``).  Without ``into`` the node reads
+      ``operand0[index]``; with ``into`` it writes its operand 0 at ``[index]`` of an
+      array of zeros (``pad``), which a backward pass writes ``x̄[index] += ḡ``.
+      ``Op.shown(node, dropped)``: ``dropped`` names the axes of a size-1 range that the
+      reshape around the node drops (or, for ``pad``, that the reshape of its operand
+      adds); they are written as one index (``x[:, 0]`` is a slice ``[:, 0:1]`` and a
+      reshape).
+    * ``into`` -- the node adds its operands into zeros (``pad`` with 0, ``scatter_add``):
+      a backward pass writes it as an accumulation, ``Ē += scatter(ids, ȳ)``.
+    * ``name`` -- the function written (default: the op's ``display``/name).
+    * ``note`` -- the attributes written after the operands: ``concat(a, b; axis 1)``
+      (and after the name in pictures).
+    * ``args`` -- the operands' order as written (``scatter(ids, ȳ)``), default as stored.
+    """
+
+    index: tuple = ()
+    into: bool = False
+    name: str | None = None
+    note: str = ""
+    args: tuple | None = None
+
+
 @dataclass
 class Op:
     name: str
@@ -79,6 +111,7 @@ class Op:
     commutative: bool = False               # operand order does not matter (drawings)
     min_batch: Callable | None = None       # node -> smallest batch size a call may bind
     index_range: Callable | None = None     # (node, k) -> (lo, hi, what) of index operand k
+    shown: Callable | None = None           # (node, dropped=()) -> Shown, for the views
     extra: dict = field(default_factory=dict)
 
     @property
@@ -177,4 +210,4 @@ def ops_where(**flags) -> frozenset[str]:
                      if all(getattr(op, k) == v for k, v in flags.items()))
 
 
-__all__ = ["Env", "Op", "ops_where", "REGISTRY", "register", "get_op", "make", "rebuild", "building"]
+__all__ = ["Env", "Op", "Shown", "ops_where", "REGISTRY", "register", "get_op", "make", "rebuild", "building"]

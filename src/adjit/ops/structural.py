@@ -170,7 +170,7 @@ register(Op("sum", _reduce_rule("sum"),
 register(Op("max", _reduce_rule("max"),
             lambda args, node, env: np.max(args[0], axis=node.attr("axes"), initial=-np.inf
                                            ).astype(node.dtype),
-            _max_vjp, arity=1, support=_reduce_support))
+            _max_vjp, arity=1, support=_reduce_support, latex=r"\max"))
 
 
 # --- matmul -----------------------------------------------------------------------------

@@ -41,10 +41,10 @@ _STYLE = {
 }
 _LEGEND = ("blue: inputs · yellow: parameters · white: forward values · red: adjoint values "
            "(error signals) · green: fused regions · double border: outputs")
-def _ordered(op: str) -> bool:
-    """Whether a picture numbers the op's operands (their order matters)."""
-    spec = REGISTRY.get(op)
-    return spec is not None and (spec.arity or 0) >= 2 and not spec.commutative
+def _ordered(n: Node) -> bool:
+    """Whether a picture numbers the node's operands (their order matters)."""
+    spec = REGISTRY.get(n.op)
+    return spec is not None and len(n.inputs) >= 2 and not spec.commutative
 
 
 _SYMPY_OPS = {"Add": "+", "Mul": "×", "Pow": "pow", "log": "ln", "real_log": "ln",
@@ -83,7 +83,7 @@ def graph_dot(graph: Graph, title: str | None = None, forward=None) -> str:
         lines.append(f"  {nid} [label={_quote(_label(n, naming))}, {_style(n, naming)}"
                      f"{', peripheries=2' if n.id in outs else ''}];")
         for k, i in enumerate(n.inputs):
-            slot = f" [label={_quote(str(k))}, fontsize=9]" if _ordered(n.op) else ""
+            slot = f" [label={_quote(str(k))}, fontsize=9]" if _ordered(n) else ""
             lines.append(f"  {ids[i.id]} -> {nid}{slot};")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -106,7 +106,24 @@ def _label(n: Node, naming: Naming) -> str:
         return "B"
     name = naming.name(n)
     head = f"{name.unicode()} = " if name is not None else ""
-    return f"{head}{n.op}\n{shape_str(n.shape)}"
+    return f"{head}{op_label(n)}\n{shape_str(n.shape)}"
+
+
+def op_label(n: Node) -> str:
+    """The op as a picture names it, with the attributes that matter: ``slice [:, 0:1]``,
+    ``take axis 0``, ``concatenate axis 1``, ``philox uniform stream 1``."""
+    spec = REGISTRY.get(n.op)
+    if spec is None:
+        return n.op
+    if spec.shown is not None:
+        shown = spec.shown(n, ())
+        words = [n.op] + ([shown.name] if shown.name not in (None, n.op, spec.shown_as) else [])
+        if shown.index and not shown.into and not any(isinstance(p, int) for p in shown.index):
+            words.append("[" + ", ".join(shown.index) + "]")
+        if shown.note:
+            words.append(shown.note)
+        return " ".join(words)
+    return n.op
 
 
 def _fused_cluster(n: Node, nid: str, ids: dict, naming: Naming, is_output: bool) -> list[str]:

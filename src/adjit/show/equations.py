@@ -135,14 +135,15 @@ def _unicode(title: str, p: Plan) -> str:
         leaves = _leaves(p, op, latex=False)
         if leaves:
             out.append(f"{label}  " + ", ".join(f"{n} {s}" for n, s in leaves))
-    rows = [(ln, ln.lhs.unicode(), u(ln.rhs)) for ln in p.lines]
-    lhs_w = max((width(lhs) for _, lhs, _ in rows), default=0)
+    rows = [(ln, u(ln.at) if ln.at else ln.lhs.unicode(), u(ln.rhs)) for ln in p.lines]
+    # an indexed accumulation (x̄[::−1, 1:3] += z̄) does not widen the names' column
+    lhs_w = max((width(lhs) for ln, lhs, _ in rows if ln.at is None), default=0)
     for section, lines in _sections(p):
         out.append(section)
         for ln, lhs, rhs in rows:
             if ln not in lines:
                 continue
-            eq = f"  {lhs}{' ' * (lhs_w - width(lhs))} = {rhs}"
+            eq = f"  {lhs}{' ' * max(0, lhs_w - width(lhs))} {ln.op} {rhs}"
             pad = max(2, _SHAPE_COLUMN - width(eq))
             out.append(f"{eq}{' ' * pad}{shape_str(ln.node.shape)}")
     return "\n".join(out)
@@ -155,7 +156,13 @@ def latex_space(shape: tuple) -> str:
     return r"\mathbb{R}^{" + r" \times ".join("B" if d is None else str(d) for d in shape) + "}"
 
 
+def _lhs_latex(ln: Line, lx: Printer) -> str:
+    return lx(ln.at) if ln.at is not None else ln.lhs.latex()
+
+
 def _latex_line(ln: Line, lx: Printer) -> str:
+    if ln.op != "=":            # x̄ += ...: the += under the other lines' =
+        return f"{_lhs_latex(ln, lx)} &\\mathrel{{+}}= {lx(ln.rhs)} && \\in {latex_space(ln.node.shape)}"
     return f"{ln.lhs.latex()} &= {lx(ln.rhs)} && \\in {latex_space(ln.node.shape)}"
 
 
@@ -187,6 +194,10 @@ def _markdown(title: str, p: Plan) -> str:
     out = [f"**Equations ({title})** · {given}" if given else f"**Equations ({title})**"]
     for section, lines in _sections(p):
         out += ["", f"| {section} | shape |", "|---|---|"]
-        out.extend(f"| {math(ln.lhs.latex() + ' = ' + lx(ln.rhs))} | {shape_str(ln.node.shape)} |"
-                   for ln in lines)
+        out.extend(f"| {math(_lhs_latex(ln, lx) + _latex_op(ln) + lx(ln.rhs))} | "
+                   f"{shape_str(ln.node.shape)} |" for ln in lines)
     return "\n".join(out)
+
+
+def _latex_op(ln: Line) -> str:
+    return " = " if ln.op == "=" else r" \mathrel{+}= "

@@ -1,7 +1,7 @@
 """Print :class:`~adjit.show.terms.Term` trees as Unicode (terminal) or LaTeX.
 
-Precedence, loosest first: sums/differences, reductions (Σ, max), products and
-quotients, powers, transposes, atoms.  A reduction reaches as far right as it can, so it
+Precedence, loosest first: sums/differences, reductions (Σ, max, Π, ...), products and
+quotients, powers, transposes, atoms (names, calls, indexing ``x[:, 0]``).  A reduction reaches as far right as it can, so it
 is parenthesized wherever something follows it.
 """
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 from ..ops.registry import REGISTRY
 from .terms import Term
 
-_PREC = {"add": 1.0, "sum": 1.5, "max": 1.5, "mul": 2.0, "div": 2.0, "neg": 2.0, "pow": 3.0,
+_PREC = {"add": 1.0, "sum": 1.5, "reduce": 1.5, "mul": 2.0, "div": 2.0, "neg": 2.0, "pow": 3.0,
          "T": 4.0}
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _LATEX_FUNCS = {"max": r"\max", "min": r"\min"}   # besides each op record's ``latex``
-_LATEX_RELS = {"≥": r"\geq", "≤": r"\leq"}
+_LATEX_RELS = {"≥": r"\geq", "≤": r"\leq", "≠": r"\neq"}
+_REDUCTIONS = ("sum", "reduce")
 
 
 def _latex_of(shown: str) -> str | None:
@@ -78,6 +79,8 @@ class Printer:
             if fn == "abs":
                 return rf"\left|{args[0]}\right|"
             head = _LATEX_FUNCS.get(fn) or _latex_of(fn) or rf"\operatorname{{{fn}}}"
+            if "{0}" in head:                  # a template: \lfloor {0} \rfloor, 2^{{{0}}}
+                return head.format(*args)
             return head + self.paren(", ".join(args))
         if fn == "abs":
             return f"|{args[0]}|"
@@ -85,10 +88,32 @@ class Printer:
             return "√" + (args[0] if prec(t.args[0]) >= 5 else self.paren(args[0]))
         return fn + self.paren(", ".join(args))
 
+    def _note(self, t):
+        """A call with its attributes after a semicolon: ``concat(a, b; axis 1)``."""
+        fn, note = t.info
+        args = ", ".join(self(a) for a in t.args)
+        if self.latex:
+            head = _latex_of(fn) or rf"\operatorname{{{_tex_name(fn)}}}"
+            return head + self.paren(rf"{args};\ \text{{{_tex_text(note)}}}")
+        return f"{fn}({args}; {note.replace('-', '−')})"
+
+    def _index(self, t):
+        """numpy indexing: ``x[:, 0]``, ``E[ids]`` (an int part is an operand term)."""
+        base, extra = t.args[0], t.args[1:]
+        parts = []
+        for p in t.info:
+            if isinstance(p, int):
+                parts.append(self(extra[p - 1]))
+            elif self.latex:
+                parts.append(p.replace(":", "{:}"))
+            else:
+                parts.append(p.replace("-", "−"))
+        return f"{self.operand(base, prec(base) >= 5)}[{', '.join(parts)}]"
+
     # -- operators ------------------------------------------------------------------------------
     def _add(self, t):
         a, b = t.args
-        left = self.operand(a, prec(a) >= 1 and a.kind not in ("sum", "max"))
+        left = self.operand(a, prec(a) >= 1 and a.kind not in _REDUCTIONS)
         sign = t.info
         if b.kind == "neg":                      # a + (−b) reads a − b
             b, sign = b.args[0], "-" if sign == "+" else "+"
@@ -126,7 +151,7 @@ class Printer:
     def _neg(self, t):
         (a,) = t.args
         ok = (prec(a) >= 2 and a.kind != "neg" and not (a.kind == "num" and prec(a) == 2)
-              or a.kind in ("sum", "max"))
+              or a.kind in _REDUCTIONS)
         return ("-" if self.latex else "−") + self.operand(a, ok)
 
     def _pow(self, t):
@@ -142,21 +167,22 @@ class Printer:
         base = self.operand(t.args[0], prec(t.args[0]) >= 5)
         return f"{{{base}}}^{{\\top}}" if self.latex else base + "ᵀ"
 
-    def _reduce(self, t, symbol_u, symbol_l):
+    def _reduction(self, t, symbol_u, symbol_l, axes):
         (a,) = t.args
         if self.latex:
-            sub = "" if t.info is None else "_{" + ",".join(
+            sub = "" if axes is None else "_{" + ",".join(
                 r"\text{batch}" if p == "batch" else rf"\text{{axis }}{p[4:]}"
-                for p in t.info.split(",")) + "}"
+                for p in axes.split(",")) + "}"
             return f"{symbol_l}{sub} {self.operand(a, _reduce_ok(a))}"
-        sub = "" if t.info is None else "_" + t.info
+        sub = "" if axes is None else "_" + axes
         return f"{symbol_u}{sub} {self.operand(a, _reduce_ok(a))}"
 
     def _sum(self, t):
-        return self._reduce(t, "Σ", r"\sum")
+        return self._reduction(t, "Σ", r"\sum", t.info)
 
-    def _max(self, t):
-        return self._reduce(t, "max", r"\max")
+    def _reduce(self, t):
+        fn, head, axes = t.info
+        return self._reduction(t, fn, head or rf"\operatorname{{{_tex_name(fn)}}}", axes)
 
 
 def _mixed(inner: Term, outer: Term) -> bool:
@@ -174,4 +200,12 @@ def _ends_in_div(t: Term) -> bool:
 
 def _reduce_ok(operand: Term) -> bool:
     """What a Σ or max reaches over without parentheses: products, quotients, negations."""
-    return prec(operand) >= 2 or operand.kind in ("sum", "max")
+    return prec(operand) >= 2 or operand.kind in _REDUCTIONS
+
+
+def _tex_name(fn: str) -> str:
+    return fn.replace("_", r"\_")
+
+
+def _tex_text(note: str) -> str:
+    return note.replace("_", r"\_")

@@ -7,11 +7,18 @@ printer (:mod:`adjit.show.render`) writes them in Unicode or LaTeX.  This module
 Display conventions: ``broadcast``, ``reshape`` and ``cast`` are invisible (they move
 or convert the same values); a product with a scalar factor is a scaling, a product of
 two tensors of equal shape is the elementwise (Hadamard) product ``∘``, and ``matmul``
-is juxtaposition (``x W1``); ``batch_size`` is ``B``; ``Σ_batch`` sums over the batch.
+is juxtaposition (``x W1``); ``batch_size`` is ``B``; ``Σ_batch`` sums over the batch;
+other reductions are written the same way (``min_axis1 x``, ``Π_axis1 x``, ``argmax_axis1
+x``), a transpose of the last two axes is ``ᵀ`` (``q kᵀ``), and ops with attributes are
+written as their record's :class:`~adjit.ops.registry.Shown` says: numpy indexing
+(``x[:, 0]``, ``E[ids]``) or a call with the attributes after a semicolon
+(``concat(a, b; axis 1)``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
 from typing import Any, Callable
 
 import numpy as np
@@ -35,7 +42,10 @@ BINARY = {"add": "+", "sub": "-", "div": "/", "pow": "^"}
 
 @dataclass(frozen=True)
 class Term:
-    """``kind`` is one of: name, num, add, mul, div, pow, neg, call, T, sum, max, rel."""
+    """``kind`` is one of: name, num, add, mul, div, pow, neg, call, T, sum, rel; and
+    ``reduce`` (info: function, LaTeX head, axes), ``index`` (args: the indexed term then
+    index operands; info: parts, text or the position of an operand in args) and ``note``
+    (a call with attributes; info: function, note)."""
 
     kind: str
     args: tuple = ()
@@ -93,6 +103,11 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
         return r
     op, ins = node.op, node.inputs
     sub = [from_node(i, ref) for i in ins]
+    if op == "reshape" and ref(ins[0]) is None:   # x[:, 0]: a slice and a reshape
+        dropped = read_dropped(ins[0], node.shape)
+        if dropped:
+            return shown_term(ins[0], [from_node(i, ref) for i in ins[0].inputs],
+                              REGISTRY[ins[0].op].shown(ins[0], dropped))
     if op in INVISIBLE:
         return sub[0]
     if op == "const":
@@ -114,23 +129,106 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
     if op == "transpose":
         perm = node.attr("perm")
         perm = tuple(int(p) for p in perm)
-        return Term("T", (sub[0],)) if len(perm) == 2 else Term("call", tuple(sub), ("T", perm))
-    if op in ("sum", "max"):
+        last_two = perm[:-2] == tuple(range(len(perm) - 2)) and perm[-2:] == (len(perm) - 1,
+                                                                             len(perm) - 2)
+        return Term("T", (sub[0],)) if last_two else Term("call", tuple(sub), ("T", perm))
+    if op == "sum":
         return Term(op, (sub[0],), axes_label(ins[0], node.attr("axes")))
+    spec = REGISTRY.get(op)
+    if spec is not None and node.attr("axes") is not None and len(ins) == 1 \
+            and not spec.elementwise:
+        return Term("reduce", (sub[0],), (spec.shown_as, spec.latex,
+                                          axes_label(ins[0], node.attr("axes"))))
     if op == "fused":
         leaves = {f"x{k}": (t, scalarish(i)) for k, (t, i) in enumerate(zip(sub, ins))}
         return from_sympy(node.attr("expr"), leaves)
+    if spec is not None and spec.shown is not None:
+        dropped = written_dropped(node) if op == "pad" else ()
+        return shown_term(node, sub, spec.shown(node, dropped))
     return Term("call", tuple(sub), shown_as(op))
+
+
+# --- ops written as their records say (Op.shown) ----------------------------------------------
+def shown_term(node: Node, sub: list, shown) -> Term:
+    """The term of ``node`` (operand terms ``sub``) from its record's ``Shown``."""
+    if shown.index and not shown.into:
+        base, extra, parts = sub[0], [], []
+        for p in shown.index:
+            if isinstance(p, int):
+                extra.append(sub[p])
+                p = len(extra)
+            parts.append(p)
+        return Term("index", (base, *extra), tuple(parts))
+    fn = shown.name or shown_as(node.op)
+    args = tuple(sub[k] for k in (shown.args or range(len(sub))))
+    return Term("note", args, (fn, shown.note)) if shown.note else Term("call", args, fn)
+
+
+def dropped_axes(full: tuple, kept: tuple, prefer=()) -> tuple | None:
+    """The size-1 axes of ``full`` whose removal leaves ``kept`` (those in ``prefer``
+    first), or None when no such axes exist."""
+    ones = [a for a, d in enumerate(full) if d == 1]
+    k = len(full) - len(kept)
+    if k <= 0 or k > len(ones):
+        return None
+    best = None
+    for axes in combinations(ones, k):
+        if tuple(d for a, d in enumerate(full) if a not in axes) == kept:
+            score = sum(a in prefer for a in axes)
+            if best is None or score > best[0]:
+                best = (score, axes)
+    return None if best is None else best[1]
+
+
+def _ranges(node: Node, moved: tuple) -> set:
+    """Axes where a slice or pad takes part of the axis (a range, not the whole axis)."""
+    full = node.inputs[0].shape if node.op == "slice" else node.shape
+    return {a for a, (n, L) in enumerate(zip(full, moved)) if n != L}
+
+
+def read_dropped(node: Node, shape: tuple) -> tuple:
+    """The axes of a slice ``node`` that a reshape to ``shape`` drops (``x[:, 0]``)."""
+    if node.op != "slice":
+        return ()
+    return dropped_axes(node.shape, shape, _ranges(node, node.shape)) or ()
+
+
+def written_dropped(node: Node) -> tuple:
+    """The axes of a pad's operand that a reshape added (``x̄[:, 0] += ȳ``, ȳ of rank 1)."""
+    r = node.inputs[0]
+    if r.op != "reshape":
+        return ()
+    return dropped_axes(r.shape, r.inputs[0].shape, _ranges(node, r.shape)) or ()
 
 
 # --- fused regions: sympy expressions over leaf symbols x0, x1, ... -------------------------------
 _U = sp.Wild("u")
-_PATTERNS = [(op, REGISTRY[op].scalar(_U)) for op in ("sigmoid", "softplus") if op in REGISTRY]
+_PATTERNS = [(op, REGISTRY[op].scalar(_U)) for op in ("sigmoid", "softplus", "silu", "gelu",
+                                                    "gelu_tanh") if op in REGISTRY]
 _SYMPY_FUNCS = {sp.exp: "exp", sp.log: "ln", real_log: "ln", real_sqrt: "sqrt", sp.sin: "sin",
                 sp.cos: "cos", sp.tanh: "tanh",
-                sp.Abs: "abs", sp.sign: "sgn", real_sign: "sgn", sp.Max: "max", sp.Min: "min", ieee_ne: "Ne"}
+                sp.Abs: "abs", sp.sign: "sgn", real_sign: "sgn", sp.Max: "max", sp.Min: "min"}
 _SYMPY_RELS = {ieee_gt: ">", ieee_ge: "≥", ieee_lt: "<", ieee_le: "≤", ieee_eq: "=",
-               sp.Equality: "="}
+               ieee_ne: "≠", sp.Equality: "="}
+
+
+@lru_cache(maxsize=None)
+def record_functions() -> dict:
+    """The sympy function of each elementwise record whose scalar form is one function
+    application (``floor(x)``, ``clip(x, lo, hi)``), mapped to the name the views write for
+    the op, so a fused region names it as the unfused op does."""
+    out = dict(_SYMPY_FUNCS)
+    syms = sp.symbols("s0:3", real=True)
+    for op in REGISTRY.values():
+        if not (op.elementwise and op.scalar is not None and op.arity):
+            continue
+        try:
+            e = op.scalar(*syms[:op.arity])
+        except Exception:   # noqa: BLE001 - a form that needs other operand kinds
+            continue
+        if e.args == syms[:op.arity] and not (e.is_Add or e.is_Mul or e.is_Pow):
+            out.setdefault(e.func, op.shown_as)
+    return out
 
 
 def from_sympy(e, leaves: dict) -> Term:
@@ -184,7 +282,7 @@ class _Sympy:
         for cls, sym in _SYMPY_RELS.items():
             if isinstance(e, cls):
                 return Term("rel", (self.term(e.lhs), self.term(e.rhs)), sym)
-        fname = _SYMPY_FUNCS.get(e.func, str(e.func))
+        fname = record_functions().get(e.func, str(e.func))
         return Term("call", tuple(self.term(a) for a in e.args), fname)
 
     def add(self, e) -> Term:
