@@ -22,7 +22,7 @@ import numpy as np
 from ..ir import FLOAT_DTYPES, INT_DTYPES, DTypeError, Node, ShapeError, TensorType, label, \
     shape_str
 from .registry import Op, make, register
-from .structural import _reduce_rule, _reduce_support, _unreduce, kept_shape
+from .structural import _reduce_rule, _reduce_support, _unreduce, extremum_vjp, kept_shape
 
 
 def _F():
@@ -31,13 +31,6 @@ def _F():
 
 
 # --- min and prod ---------------------------------------------------------------------------
-def _min_vjp(node, g, needs):
-    F, x, axes = _F(), node.inputs[0], node.attr("axes")
-    mask = F.cast(F.equal(x, _unreduce(node, x, axes)), x.dtype)
-    count = F.sum(mask, axis=axes)
-    return [mask * _unreduce(g / count, x, axes)]
-
-
 def _prod_vjp(node, g, needs):
     # product of the others: p / x without zeros (p: product of the nonzero elements); with
     # one zero z, p at z and x_z · p / x elsewhere (x_z is 0, but carries its derivative, so
@@ -58,7 +51,7 @@ def _prod_vjp(node, g, needs):
 register(Op("min", _reduce_rule("min"),
             lambda args, node, env: np.min(args[0], axis=node.attr("axes"), initial=np.inf
                                            ).astype(node.dtype),
-            _min_vjp, arity=1, support=_reduce_support, latex=r"\min"))
+            extremum_vjp, arity=1, support=_reduce_support, latex=r"\min"))
 register(Op("prod", _reduce_rule("prod"),
             lambda args, node, env: np.prod(args[0], axis=node.attr("axes")).astype(node.dtype),
             _prod_vjp, arity=1, support=_reduce_support, display="Π", latex=r"\prod"))

@@ -149,8 +149,8 @@ def _sum_vjp(node, g, needs):
     return [_unreduce(g, node.inputs[0], node.attr("axes"))]
 
 
-def _max_vjp(node, g, needs):
-    # Subgradient shared equally among tied maxima (what JAX does).
+def extremum_vjp(node, g, needs):
+    """max's and min's VJP: the subgradient shared equally among tied extremes (as JAX)."""
     F, x, axes = _F(), node.inputs[0], node.attr("axes")
     mask = F.cast(F.equal(x, _unreduce(node, x, axes)), x.dtype)
     count = F.sum(mask, axis=axes)
@@ -170,7 +170,7 @@ register(Op("sum", _reduce_rule("sum"),
 register(Op("max", _reduce_rule("max"),
             lambda args, node, env: np.max(args[0], axis=node.attr("axes"), initial=-np.inf
                                            ).astype(node.dtype),
-            _max_vjp, arity=1, support=_reduce_support, latex=r"\max"))
+            extremum_vjp, arity=1, support=_reduce_support, latex=r"\max"))
 
 
 # --- matmul -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                     merge_dims, mul, reduce_range, size_value, transpose_access)
 from ..lowering.plan import ONE, ZERO, Plan, dim, numel
+from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
 from ..lowering.target import compile_threads
@@ -342,31 +343,8 @@ class _ElemCtx:
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
 KERNELS = {"matmul": Lowering._matmul, **{op: Lowering._reduce for op in REDUCERS},
            "scatter_add": lower_scatter}
-REFUSED: dict[str, str] = {}      # op -> why the llvm backend cannot lower it
-
-
-def rule_for(op: str):
-    """The kernel builder of ``op`` (``Lowering -> (fn, operands)``); raises
-    NotImplementedError for an op with no rule."""
-    if op in KERNELS:
-        return KERNELS[op]
-    if map_rule(op) is not None:
-        return Lowering._map
-    why = REFUSED.get(op, "no rule in its table")
-    raise NotImplementedError(f"the llvm backend has no lowering for op {op!r}: {why}")
-
-
-def coverage(op: str) -> str:
-    """How this backend handles ``op``: 'kernel', 'no kernel' (leaves and views, handled
-    by the plan) or 'refused: why'."""
-    from ...ops.registry import get_op
-    spec = get_op(op)
-    if spec.leaf or spec.view:
-        return "no kernel"
-    if op in REFUSED:
-        return f"refused: {REFUSED[op]}"
-    rule_for(op)
-    return "kernel"
+RULES = RuleTable("llvm", KERNELS, Lowering._map)
+rule_for, coverage = RULES.rule_for, RULES.coverage
 
 
 def operands_of(node: Node) -> list[Node]:

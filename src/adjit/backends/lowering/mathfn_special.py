@@ -67,24 +67,12 @@ class SpecialMixin:
 
     # ---- tan -----------------------------------------------------------------------------
     def tan(self, x):
-        from .mathfn_trig import PH
-        b, k = self.b, self.k
+        b = self.b
         if self.it.width == 32:     # float32: in float64 (the quotient would cost 3 ulp)
             wide = type(self)(self.module, "f64")
             wide.b = b
             return b.fptrunc(wide.tan(b.fpext(x, ir.DoubleType())), self.ft)
-        r_cw, q_cw = self.reduce_cw(x)
-        r_ph, q_ph = self.reduce_ph(x)
-        r_ph = b.fadd(r_ph, b.fsub(x, x))                  # ±inf: NaN (x - x is 0 otherwise)
-        big = self.fcmp(">=", b.call(self._fabs, [x]),
-                        self.c(PH["f32" if self.it.width == 32 else "f64"]["PH_MIN"]))
-        r, q = self.sel(big, r_ph, r_cw), self.sel(big, q_ph, q_cw)
-        z = b.fmul(r, r)
-        sin_r = self.fma(b.fmul(r, z), self.poly(z, k["S"]), r)
-        hz = b.fmul(self.c(0.5), z)
-        w = b.fsub(self.c(1.0), hz)
-        corr = b.fsub(b.fsub(self.c(1.0), w), hz)          # exact rounding error of w
-        cos_r = b.fadd(w, self.fma(b.fmul(z, z), self.poly(z, k["CC"]), corr))
+        sin_r, cos_r, q = self.sincos_reduced(x)
         odd = b.icmp_signed("!=", b.and_(q, self.ci(1)), self.ci(0))
         y = self.sel(odd, b.fneg(b.fdiv(cos_r, sin_r)), b.fdiv(sin_r, cos_r))
         return self.sel(self.fcmp("==", x, self.c(0.0)), x, y)   # keeps the sign of -0

@@ -172,7 +172,9 @@ class TrigMixin:
         return self.sel(neg, b.fneg(r), r), self.sel(neg, b.neg(q), q)
 
     # ---- sin / cos -----------------------------------------------------------------------
-    def _sincos(self, x, quadrant_offset):
+    def sincos_reduced(self, x):
+        """(sin r, cos r, q) with x = r + q·π/2, |r| ≤ π/4 (Cody–Waite for small |x|,
+        Payne–Hanek beyond); r is NaN for ±inf.  sin, cos and tan share it."""
         b, k = self.b, self.k
         r_cw, q_cw = self.reduce_cw(x)
         r_ph, q_ph = self.reduce_ph(x)
@@ -186,6 +188,11 @@ class TrigMixin:
         w = b.fsub(self.c(1.0), hz)
         corr = b.fsub(b.fsub(self.c(1.0), w), hz)          # exact rounding error of w
         cos_r = b.fadd(w, self.fma(b.fmul(z, z), self.poly(z, k["CC"]), corr))
+        return sin_r, cos_r, q
+
+    def _sincos(self, x, quadrant_offset):
+        b = self.b
+        sin_r, cos_r, q = self.sincos_reduced(x)
         n = b.add(q, self.ci(quadrant_offset))             # quadrant = n mod 4
         odd = b.icmp_signed("!=", b.and_(n, self.ci(1)), self.ci(0))
         neg = b.icmp_signed("!=", b.and_(n, self.ci(2)), self.ci(0))

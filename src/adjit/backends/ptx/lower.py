@@ -30,6 +30,7 @@ from ..lowering.loops import (broadcast_access, contiguous, merge_dims, reduce_r
 from ..lowering.plan import ONE, ZERO, Plan, Size, numel
 from ..lowering.elements import element_fn, map_rule
 from ..lowering.plan import dim
+from ..lowering.rules import RuleTable
 from ..lowering.printer import F32, F64
 from ..lowering.reducers import REDUCERS
 from .kernel import Kernel
@@ -337,27 +338,5 @@ def _scatter(lw: Lowering, name: str, node: Node) -> None:
 
 KERNELS = {"matmul": _matmul, **{op: Lowering._reduce for op in REDUCERS},
            "scatter_add": _scatter}
-REFUSED: dict[str, str] = {}      # op -> why the ptx backend cannot lower it
-
-
-def rule_for(op: str):
-    """The kernel builder of ``op`` (``(Lowering, name, node) -> None``); raises
-    NotImplementedError for an op with no rule."""
-    if op in KERNELS:
-        return KERNELS[op]
-    if map_rule(op) is not None:
-        return Lowering._map_node
-    raise NotImplementedError(f"no rule for op {op!r}: {REFUSED.get(op, 'not in its table')}")
-
-
-def coverage(op: str) -> str:
-    """How this backend handles ``op``: 'kernel', 'no kernel' (leaves and views, handled
-    by the plan) or 'refused: why'."""
-    from ...ops.registry import get_op
-    spec = get_op(op)
-    if spec.leaf or spec.view:
-        return "no kernel"
-    if op in REFUSED:
-        return f"refused: {REFUSED[op]}"
-    rule_for(op)
-    return "kernel"
+RULES = RuleTable("ptx", KERNELS, Lowering._map_node)
+rule_for, coverage = RULES.rule_for, RULES.coverage
