@@ -34,6 +34,7 @@ from ..lowering.reducers import REDUCERS
 from ..lowering.target import compile_threads
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
+from .concat import lower_concatenate
 from .scatter import lower_scatter
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -341,7 +342,7 @@ class _ElemCtx:
 
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
 KERNELS = {"matmul": Lowering._matmul, **{op: Lowering._reduce for op in REDUCERS},
-           "scatter_add": lower_scatter}
+           "scatter_add": lower_scatter, "concatenate": lower_concatenate}
 REFUSED: dict[str, str] = {}      # op -> why the llvm backend cannot lower it
 
 
