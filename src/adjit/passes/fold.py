@@ -10,6 +10,7 @@ import numpy as np
 from ..ir import Graph, Node
 from ..ops.elementwise import literal, splat
 from ..ops.registry import Env, get_op, make
+from .pads import join_pads
 from .rewrite import rewrite
 
 FOLD_MAX_ELEMENTS = 4096   # larger constant results stay as ops (keeps graphs and code small)
@@ -95,4 +96,5 @@ def _fold_constant(node: Node, ins: list[Node]):
 
 def fold(graph: Graph) -> Graph:
     """Fold constant subexpressions and apply algebraic identities."""
-    return rewrite(graph, lambda n, ins: _fold_constant(n, ins) or _identity(n, ins), "fold")
+    return rewrite(graph, lambda n, ins: (_fold_constant(n, ins) or _identity(n, ins)
+                                              or join_pads(n, ins)), "fold")

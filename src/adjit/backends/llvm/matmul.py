@@ -10,18 +10,27 @@ offset by its batch strides -- 0 along an axis it is broadcast over.  When ``B``
 matrix for every batch element and ``A`` is stored untransposed and not broadcast, the
 whole stack is one GEMM with ``M·batch`` rows (``(None, T, D) @ (D, E)``, a linear layer
 over a sequence), which also lets the GEMM share a large product with the pool's worker.
-The GEMMs run one after another in the caller's thread and share the step's workspace.
+Otherwise, when the pool's worker thread exists and the stack holds enough work
+(``SPLIT_MNK`` multiply-adds in all, known at run time), both threads take products from
+a shared counter (the caller with the step's workspace, the worker with its own,
+:func:`.pool.declare_workspace`); each product is computed by one thread exactly as
+alone, so the results do not depend on the split.  Below that, or without the worker,
+the caller runs them all one after another.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
 from ...ir import Node
-from ..lowering.loops import emit_nest, merge_dims, size_value
+from . import pool
+from ..lowering.irkit import c32, c64
+from ..lowering.loops import add, emit_nest, merge_dims, mul, size_value
 from ..lowering.plan import ZERO, batch_strides, numel, row_major_strides
 from .library import declare_gemm
 
-I32 = ir.IntType(32)
+I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+I8P = I8.as_pointer()
+SPLIT_MNK = 1 << 19      # multiply-adds in the whole stack: below, one thread does all
 
 
 def lower_matmul(lw, node: Node):
@@ -53,8 +62,93 @@ def lower_matmul(lw, node: Node):
 
     if one_gemm:
         emit_nest(b, [], [[], [], []], batch, call)
-    else:
-        sizes, accs = merge_dims(batch_shape, [acc_out, acc_a, acc_b])
+        b.ret_void()
+        return fn, [a, bnode]
+    sizes, accs = merge_dims(batch_shape, [acc_out, acc_a, acc_b])
+    if not sizes or not pool.available():
         emit_nest(b, sizes, accs, batch, call)
-    b.ret_void()
+        b.ret_void()
+        return fn, [a, bnode]
+    items = _items(lw, fn, gemm, node, sizes, accs,
+                   lambda b, batch: [ir.Constant(I32, int(ta)), ir.Constant(I32, int(tb)),
+                                     size_value(b, rows, batch), size_value(b, numel((N,)), batch),
+                                     size_value(b, numel((K,)), batch)],
+                   lambda b, batch: [size_value(b, numel((lda,)), batch),
+                                     size_value(b, numel((ldb,)), batch),
+                                     size_value(b, numel((N,)), batch)])
+    _split_items(lw.module, b, fn, items, sizes, numel((M, N, K)))
     return fn, [a, bnode]
+
+
+# A job for the worker: out, a, b, batch, the shared counter.
+_JOB = lambda T: ir.LiteralStructType([T.as_pointer()] * 3 + [I64, I64.as_pointer()])  # noqa
+
+
+def _items(lw, step, gemm, node, sizes, accs, dims, lds):
+    """``void items(T* out, T* a, T* b, T* work, i64 batch, i64* counter)``: take product
+    indices from ``counter`` until none are left, calling the GEMM for each."""
+    T = step.args[0].type
+    fty = ir.FunctionType(ir.VoidType(), [T, T, T, T, I64, I64.as_pointer()])
+    fn = ir.Function(lw.module, fty, name=f"{step.name}.items")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    out, pa, pb, work, batch, counter = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    n = size_value(b, numel(()) if not sizes else _prod(sizes), batch)
+    c, head, done = pool.take_each(b, counter, n, "prod")
+    offs, rest = [c64(0)] * 3, c
+    for k in reversed(range(len(sizes))):
+        cnt = size_value(b, sizes[k], batch)
+        i = b.urem(rest, cnt) if k else rest
+        rest = b.udiv(rest, cnt) if k else rest
+        offs = [add(b, o, mul(b, i, size_value(b, acc[k], batch))) for o, acc in zip(offs, accs)]
+    (o, oa, ob), (lda, ldb, ldc) = offs, lds(b, batch)
+    b.call(gemm, dims(b, batch) + [b.gep(pa, [oa]), lda, b.gep(pb, [ob]), ldb,
+                                   b.gep(out, [o]), ldc, ir.Constant(I32, 0), work])
+    b.branch(head)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn
+
+
+def _prod(sizes):
+    out = sizes[0]
+    for s in sizes[1:]:
+        out = out * s
+    return out
+
+
+def _split_items(module, b, step, items, sizes, mnk):
+    """The step's body: ``items`` on this thread alone, or shared with the worker."""
+    out, pa, pb, work, batch = step.args
+    T = out.type
+    counter = b.alloca(I64, name="counter")
+    b.store(c64(0), counter)
+    mine = b.bitcast(work, T)
+    n = size_value(b, _prod(sizes), batch)
+    total = b.mul(n, size_value(b, mnk, batch))
+    alone = b.or_(b.icmp_signed("<", total, c64(SPLIT_MNK)), b.icmp_signed("<", n, c64(2)))
+    with b.if_then(alone):
+        b.call(items, [out, pa, pb, mine, batch, counter])
+        b.ret_void()
+    JOB = _JOB(T.pointee)
+    job = b.alloca(JOB, name="job")
+    for i, v in enumerate([out, pa, pb, batch, counter]):
+        b.store(v, b.gep(job, [c32(0), c32(i)]))
+    runner = _worker_job(module, step, items, JOB)
+    pool.share(module, b, runner, b.bitcast(job, I8P),
+               lambda: b.call(items, [out, pa, pb, mine, batch, counter]))
+    b.ret_void()
+
+
+def _worker_job(module, step, items, JOB):
+    """``void job(i8* arg)``: the worker's share, with the worker's own workspace."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P]), name=f"{step.name}.job")
+    fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    job = b.bitcast(fn.args[0], JOB.as_pointer())
+    f = [b.load(b.gep(job, [c32(0), c32(i)])) for i in range(5)]
+    work = b.bitcast(b.call(pool.declare_workspace(module), []), f[0].type)
+    b.call(items, f[:3] + [work] + f[3:])
+    b.ret_void()
+    return fn

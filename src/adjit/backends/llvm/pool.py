@@ -45,6 +45,7 @@ I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
 JOB = ir.FunctionType(ir.VoidType(), [I8P]).as_pointer()
 OFFLOAD, WAIT = "adjit_pool_offload", "adjit_pool_wait"
+WORKSPACE = "adjit_pool_workspace"   # i8* (): the worker's own GEMM workspace
 SPIN = 20000             # worker: pause iterations before sleeping (~50-100 us)
 YIELD_AFTER = 4000       # caller: pause iterations before yielding its CPU (~10-20 us)
 PIN = os.environ.get("ADJIT_POOL_PIN", "1") != "0"
@@ -93,8 +94,8 @@ def ensure_pool():
         return str(module)
     with _lock:
         if _pool is None:
-            jit = compile_once(f"adjit_pool_pin{int(PIN)}", make_ir, opt_level=2)
-            for name in (OFFLOAD, WAIT):
+            jit = compile_once(f"adjit_pool2_pin{int(PIN)}", make_ir, opt_level=2)
+            for name in (OFFLOAD, WAIT, WORKSPACE):
                 add_symbol(name, jit.address(name))
             _pool = jit     # kept for the life of the process: the worker runs this code
     return _pool
@@ -146,8 +147,23 @@ def _global(module, name, ty, init=0):
     return g
 
 
+def declare_workspace(module: ir.Module) -> ir.Function:
+    """``i8* adjit_pool_workspace()``: the worker thread's GEMM workspace (64-byte aligned,
+    :func:`.gemm.gemm_workspace_elems` float64 elements; only a job running on the worker
+    may use it)."""
+    return declare(module, WORKSPACE, ir.FunctionType(I8P, []))
+
+
 def emit_pool(module: ir.Module) -> tuple[ir.Function, ir.Function]:
-    """Define ``adjit_pool_offload`` / ``adjit_pool_wait`` in ``module`` (once per module)."""
+    """Define ``adjit_pool_offload`` / ``adjit_pool_wait`` / ``adjit_pool_workspace`` in
+    ``module`` (once per module)."""
+    from .gemm import gemm_workspace_elems
+    ws_fn = declare_workspace(module)
+    ws_fn.linkage = ""
+    ws_ty = ir.ArrayType(I8, gemm_workspace_elems("f64") * 8)
+    ws = _global(module, "pool.workspace", ws_ty, None)
+    b = ir.IRBuilder(ws_fn.append_basic_block("entry"))
+    b.ret(b.bitcast(ws, I8P))
     offload, wait = declare_pool(module)
     offload.linkage = wait.linkage = ""     # exported
     g = {n: _global(module, f"pool.{n}", I32)
