@@ -52,7 +52,7 @@ class Failure:
 
 def _norm(msg: str) -> str:
     msg = msg.splitlines()[0] if msg else ""
-    msg = re.sub(r"\b(x|k|lab|mask|t|v_x|u_ct)\d+\b", "N", msg)
+    msg = re.sub(r"\b(x|k|lab|mask|t|v_x|u_ct|idx|key)\d+\b", "N", msg)
     msg = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", msg)
     return msg[:90]
 

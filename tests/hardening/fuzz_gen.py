@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from adjit.ops import REGISTRY
+from fuzz_gen_more import MoreKinds
 from fuzz_ir import COMPARE_OPS, E, leaf
 
-UNARY = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 1)
-BINARY = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 2
+# (ops of bool operands, the logical ones, are drawn by MoreKinds.logical; clip by k_clip)
+_FLOAT = {n: op for n, op in REGISTRY.items() if op.elementwise and "operands" not in op.extra}
+UNARY = sorted(n for n, op in _FLOAT.items() if op.arity == 1)
+BINARY = sorted(n for n, op in _FLOAT.items() if op.arity == 2
                 and n not in COMPARE_OPS and op.differentiable)
-COMPARE = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 2
-                 and not op.differentiable)
+COMPARE = sorted(n for n, op in _FLOAT.items() if op.arity == 2 and not op.differentiable)
 GRID = np.array([-2.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 1.5, 2.0])
 NUMBERS = [0.0, 1.0, -1.0, 0.5, 2.0, -2.0, 3.0]
 INT_POWERS = [0, 1, 2, 3, 4, -1, -2, 2.0, 3.0, -1.0, 17, 18, -16, 9]
@@ -66,7 +68,7 @@ def broadcast(*shapes):
     return tuple(reversed(out))
 
 
-class Gen:
+class Gen(MoreKinds):
     def __init__(self, case: Case, rng):
         self.c, self.r = case, rng
 
@@ -88,7 +90,7 @@ class Gen:
         if same and (len(same) >= 2 or self.chance(0.5)):
             return self.pick(same)
         prefix = {"float": "x", "int_exp": "k", "labels": "lab", "mask": "mask",
-                  "key": "key"}[role]
+                  "key": "key", "index": "idx"}[role]
         name = f"{prefix}{len(c.leaves)}"
         kind = "input" if None in shape or role != "float" or self.chance(0.5) else "param"
         e = leaf(name, shape, dtype, kind, role, **attrs)
@@ -134,7 +136,7 @@ class Gen:
             kinds = ["unary"] * 3 + ["binary"] * 3 + ["pow"] * 2 + ["where"] * 2 + \
                     ["reduce"] * 2 + ["composite"] * 2 + ["guard", "reshape", "matmul",
                                                           "repeat", "step", "cast", "bcast",
-                                                          "dropout"]
+                                                          "dropout"] + self.KINDS
             if len(shape) >= 2:
                 kinds += ["transpose"] * 2
             if shape == ():
@@ -210,6 +212,8 @@ class Gen:
         return out
 
     def cond(self, shape, d, full=False):
+        if d > 0 and self.chance(0.2):
+            return self.logical(shape, d - 1)
         if self.chance(0.2):
             if full:
                 return self.leaf(shape, "mask", "bool")
@@ -332,8 +336,8 @@ class Gen:
         return self.expr(shape, d)
 
     def k_matmul(self, shape, d):
-        if len(shape) > 2:
-            return self.k_binary(shape, d)
+        if len(shape) > 2 or (len(shape) == 2 and self.chance(0.3)):
+            return self.matmul_nd(shape, d)
         self.tag("matmul")
         k = self.size(None not in shape)
         if len(shape) == 2:
@@ -430,6 +434,8 @@ def draw_values(case: Case, rng):
             if keep is not None and rng.random() < 0.9 and v.ndim == 2:
                 lab = vals[keep]
                 v[np.arange(v.shape[0]), lab] = True
+        elif role == "index":                     # valid indices, negative ones too
+            v = rng.integers(-e.attrs["depth"], e.attrs["depth"], shape).astype(e.dtype)
         elif role == "key":
             v = rng.integers(0, 2 ** 32, shape, dtype=np.uint64).astype(np.uint32)
         elif role == "int_exp":
