@@ -28,11 +28,11 @@ UNARY = sorted(n for n, op in _FLOAT.items() if op.arity == 1)
 BINARY = sorted(n for n, op in _FLOAT.items() if op.arity == 2
                 and n not in COMPARE_OPS and op.differentiable)
 COMPARE = sorted(n for n, op in _FLOAT.items() if op.arity == 2 and not op.differentiable)
-GRID = np.array([-2.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 1.5, 2.0])
+GRID = np.array([-2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 1.5, 2.0])      # ties, ±0
 NUMBERS = [0.0, 1.0, -1.0, 0.5, 2.0, -2.0, 3.0]
 INT_POWERS = [0, 1, 2, 3, 4, -1, -2, 2.0, 3.0, -1.0, 17, 18, -16, 9]
 FRAC_POWERS = [0.5, 1.5, -0.5, 2.5, 1 / 3]
-SPECIALS = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e6, -3e5]
+SPECIALS = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e6, -3e5, 1e-300, -5e-310, -0.0]
 
 
 @dataclass

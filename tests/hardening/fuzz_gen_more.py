@@ -91,7 +91,7 @@ class MoreKinds:
                 continue
             lo = int(self.r.integers(0, s + 1))
             hi = int(self.r.integers(0, s - lo + 1))
-            if lo + hi == s and self.chance(0.7):     # keep the operand non-empty, mostly
+            if lo + hi == s and s and self.chance(0.7):     # keep the operand non-empty, mostly
                 lo, hi = (lo - 1, hi) if lo else (lo, hi - 1)
             widths.append((lo, hi))
             child.append(s - lo - hi)
