@@ -366,57 +366,6 @@ class Gen(MoreKinds):
                 if len(child) >= len(shape) - shape.index(None) - 1 else shape
         return E("broadcast_to", (self.expr(child, d),), {}, shape, self.c.dtype)
 
-    def logits(self, shape, d):
-        z = self.expr(shape, d)
-        return z
-
-    def k_composite(self, shape, d):
-        dt = self.c.dtype
-        opts = ["logsumexp"]
-        if shape:
-            opts += ["softmax", "log_softmax"]
-        if shape == ():
-            opts += ["mse", "mse", "xent", "xent", "xent", "xent"]
-        if len(shape) == 2 and shape[1] == self.c.classes:
-            opts += ["one_hot"]
-        kind = self.pick(opts)
-        self.tag(kind)
-        if kind in ("softmax", "log_softmax"):
-            axis = int(self.r.integers(-len(shape), len(shape)))
-            return E(kind, (self.expr(shape, d),), {"axis": axis}, shape, dt)
-        if kind == "logsumexp":
-            keep = bool(shape) and 1 in shape and self.chance(0.5)
-            if keep:
-                p = self.pick([i for i, s in enumerate(shape) if s == 1])
-                child = shape[:p] + (self.size(None not in shape),) + shape[p + 1:]
-            else:
-                p = int(self.r.integers(len(shape) + 1))
-                child = shape[:p] + (self.size(None not in shape),) + shape[p:]
-            return E("logsumexp", (self.expr(child, d),), {"axis": p, "keepdims": keep}, shape, dt)
-        if kind == "mse":
-            s = self.pick([(None, self.c.n), (self.c.n,), (None,)])
-            return E("mse", (self.expr(s, d), self.expr(s, d)), {}, shape, dt)
-        if kind == "one_hot":
-            lab = self.leaf(shape[:1], "labels", "int64", depth=shape[1])
-            return E("one_hot", (lab,), {"depth": shape[1]}, shape, dt)
-        rows = self.pick([None, None, self.c.n])
-        c = self.c.classes
-        z = self.expr((rows, c), d)
-        labels = self.pick(["int", "int", "onehot", "probs"])
-        self.tag("xent_" + labels)
-        lab = self.leaf((rows,), "labels", "int64", depth=c)
-        if labels == "int":
-            t = lab
-        elif labels == "onehot":
-            t = E("one_hot", (lab,), {"depth": c}, (rows, c), dt)
-        else:
-            t = E("softmax", (self.expr((rows, c), d),), {"axis": -1}, (rows, c), dt)
-        if labels != "probs" and self.chance(0.5):
-            self.tag("xent_masked")
-            mask = self.leaf((rows, c), "mask", "bool", keep=lab.attrs["name"])
-            z = E("where", (mask, z, E("num", (), {"value": -np.inf}, (), dt)), {}, (rows, c), dt)
-        return E("xent", (z, t), {}, shape, dt)
-
 
 def draw_values(case: Case, rng):
     vals = {}
