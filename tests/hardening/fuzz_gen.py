@@ -189,7 +189,7 @@ class Gen(MoreKinds):
         elif kind == "carr":
             cs = tuple(1 if x is None else x for x in sb)
             vals = self.r.integers(-2, 5, cs).astype(float)
-            if self.chance(0.3):
+            if self.chance(0.3) and vals.size:        # (a zero-size part of a concatenate)
                 vals.flat[0] = 0.5
             p = E("carr", (), {"value": vals}, cs, self.c.dtype)
             if None in sb:

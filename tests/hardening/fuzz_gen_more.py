@@ -56,6 +56,10 @@ class MoreKinds:
             if s is None:
                 key.append(slice(None, None, -1) if self.chance(0.4) else slice(None))
                 child.append(None)
+            elif s == 0:                              # (a zero-size part of a concatenate)
+                n = int(self.r.integers(0, 3))
+                key.append(slice(n, None))
+                child.append(n)
             elif s == 1 and self.chance(0.3):
                 key.append(None)                      # a new axis
                 self.tag("getitem_newaxis")
