@@ -350,6 +350,9 @@ def nan_limits(root: E, vals_list, live) -> set:
       unselected operand gets a cotangent of exactly 0, and where its own derivative is
       infinite (exp of 985 is inf, its derivative too) the chain rule makes 0 · inf = NaN.
       This only happens where the unselected operand's subtree holds a non-finite value.
+    * the exponent's gradient of ``a ** p`` at an infinite base: ``a**p · log|a|`` is
+      0 · inf = NaN for p < 0 (docs/api.md's formula, as JAX), although inf**p is 0 on
+      p < 0.
     * std where the variance is 0 (documented in adjit/ops/reductions.py, as in JAX and
       PyTorch): sqrt's derivative 1/(2·0) meets a zero derivative of the variance, NaN,
       also where the slice has one element and std is identically 0.
@@ -365,6 +368,10 @@ def nan_limits(root: E, vals_list, live) -> set:
     for n in root.walk():
         L = np.asarray(live[id(n)])
         v = np.asarray(vals_list[0][id(n)])
+        if n.op == "pow" and L.any() and n.args[1].op not in ("num", "carr"):
+            base = np.broadcast_to(np.asarray(vals_list[0][id(n.args[0])], float), L.shape)
+            if np.any(np.isinf(base)[L]):   # d/dp = a**p log|a| = 0 · inf at a = ±inf, p < 0
+                out |= _leaves(n.args[1])   # (documented in docs/api.md, as JAX)
         if n.op == "std" and np.any(v[L] == 0):
             out |= _leaves(n)           # documented: std's gradient at var = 0 is 0/0 (JAX)
         if n.op in ZERO_COTANGENT and L.any():
