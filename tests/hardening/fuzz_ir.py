@@ -126,7 +126,9 @@ def _eval1(n, a, values, batch, ft, smooth):
     if op in ("sum", "mean", "max"):
         fn = {"sum": np.sum, "mean": np.mean, "max": np.max}[op]
         kw = {"initial": -np.inf} if op == "max" else {}
-        return _fl(fn(a[0], axis=at["axis"], keepdims=at["keepdims"], **kw), ft)
+        r = fn(a[0], axis=at["axis"], keepdims=at["keepdims"], **kw)
+        return _fl(more.zero_ties(op, a[0], r, at["axis"], at["keepdims"]) if op == "max" else r,
+                   ft)
     if op == "reshape":
         return np.reshape(a[0], _concrete(n.shape, batch))
     if op == "broadcast_to":

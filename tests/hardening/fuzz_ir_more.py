@@ -58,6 +58,19 @@ REDUCE_MORE = {"min", "prod", "var", "std", "argmax", "argmin"}
 MOVES = {"getitem", "pad", "concat", "take", "take_along"}
 OPS = MOVES | REDUCE_MORE | {"einsum", "uniform"}
 EINSUM_OPTIMIZE = False     # fuzz_check.other_order: numpy's other evaluation order
+ZERO_TIES = False           # fuzz_check.other_order: IEEE 754-2019 signs of tied zeros
+
+
+def zero_ties(op, x, res, axis, keepdims):
+    """min/max with IEEE 754-2019 minimum/maximum's zeros (-0 < +0) when ZERO_TIES: numpy's
+    reductions return either sign among tied zeros (the last one), the native backends
+    -0.0 for min; the sign is not part of adjit's contract, but it flips a later 1/x."""
+    if not ZERO_TIES or not np.size(res):
+        return res
+    want_neg = op == "min"
+    x = np.asarray(x)
+    hit = np.any((x == 0) & (np.signbit(x) == want_neg), axis=axis, keepdims=keepdims)
+    return np.where((res == 0) & hit, -0.0 if want_neg else 0.0, res).astype(np.asarray(res).dtype)
 
 
 def _concrete(shape, batch):
@@ -105,7 +118,8 @@ def reference(n, a, batch, ft, fl):
     if op in ("min", "prod"):
         kw = {"initial": np.inf} if op == "min" else {}
         fn = np.min if op == "min" else np.prod
-        return fl(fn(a[0], axis=at["axis"], keepdims=at["keepdims"], **kw), ft)
+        r = fn(a[0], axis=at["axis"], keepdims=at["keepdims"], **kw)
+        return fl(zero_ties(op, a[0], r, at["axis"], at["keepdims"]) if op == "min" else r, ft)
     if op in ("var", "std"):
         fn = np.var if op == "var" else np.std
         return fl(fn(a[0], axis=at["axis"], ddof=at["ddof"], keepdims=at["keepdims"]), ft)
