@@ -101,3 +101,26 @@ def test_native_special_values(dtype):
                 same = (g == w) | (np.isnan(g) & np.isnan(w)) | \
                     (np.abs(g - w) <= 4 * np.spacing(np.abs(w).astype(dtype)))
             assert same.all(), (backend, k, list(zip(X[~same], g[~same], w[~same])))
+
+
+@pytest.mark.parametrize("backend", [dict(backend="interp"), dict(backend="llvm", cache=False),
+                                     dict(backend="ptx", emulate=True, cache=False)])
+def test_activation_of_a_where_over_a_logical_condition_compiles(backend):
+    """Found by the fuzzer: elu/leaky_relu (a Piecewise whose condition holds x) of a where
+    whose condition is logical_xor, or a comparison of bools, with a comparison of numbers
+    inside crashed the fuse pass (sympy's piecewise_fold rewrites the nested condition to
+    negation normal form, which it cannot do for IEEE comparisons)."""
+    t = aj.input("t", (None,))
+    m = aj.input("m", (None,), "bool")
+    v = np.array([0.0, 1.0, -1.0, np.nan, 2.0, 1.5, -4.0, np.inf])
+    mv = np.array([True, False, True, False, True, True, False, False])
+    for cond in (aj.logical_xor(t > 1.0, t > 0.0), aj.logical_xor(m, t > 0.0),
+                 aj.greater(m, t > 0.0), aj.not_equal(m, t > 1.0),
+                 aj.logical_xor(aj.equal(t, t), t > 0.0)):
+        for out in (aj.elu(aj.where(cond, t, 2 * t), 0.5),
+                    aj.leaky_relu(aj.where(cond, t, 2 * t), 0.1),
+                    aj.where(aj.where(cond, t, 2 * t) > 0.5, 1.0, -1.0)):
+            f = aj.compile(out, **backend)
+            args = {k: {"t": v, "m": mv}[k] for k in f.input_names}
+            want = aj.compile(out, backend="interp", passes=[])(**args)
+            np.testing.assert_allclose(f(**args), want, rtol=1e-12, equal_nan=True)

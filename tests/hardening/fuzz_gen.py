@@ -19,18 +19,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from adjit.ops import REGISTRY
+from fuzz_gen_more import MoreKinds
 from fuzz_ir import COMPARE_OPS, E, leaf
 
-UNARY = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 1)
-BINARY = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 2
+# (ops of bool operands, the logical ones, are drawn by MoreKinds.logical; clip by k_clip)
+_FLOAT = {n: op for n, op in REGISTRY.items() if op.elementwise and "operands" not in op.extra}
+UNARY = sorted(n for n, op in _FLOAT.items() if op.arity == 1)
+BINARY = sorted(n for n, op in _FLOAT.items() if op.arity == 2
                 and n not in COMPARE_OPS and op.differentiable)
-COMPARE = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 2
-                 and not op.differentiable)
-GRID = np.array([-2.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 1.5, 2.0])
+COMPARE = sorted(n for n, op in _FLOAT.items() if op.arity == 2 and not op.differentiable)
+GRID = np.array([-2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 1.5, 2.0])      # ties, ±0
 NUMBERS = [0.0, 1.0, -1.0, 0.5, 2.0, -2.0, 3.0]
 INT_POWERS = [0, 1, 2, 3, 4, -1, -2, 2.0, 3.0, -1.0, 17, 18, -16, 9]
 FRAC_POWERS = [0.5, 1.5, -0.5, 2.5, 1 / 3]
-SPECIALS = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e6, -3e5]
+SPECIALS = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e6, -3e5, 1e-300, -5e-310, -0.0]
 
 
 @dataclass
@@ -66,7 +68,7 @@ def broadcast(*shapes):
     return tuple(reversed(out))
 
 
-class Gen:
+class Gen(MoreKinds):
     def __init__(self, case: Case, rng):
         self.c, self.r = case, rng
 
@@ -88,7 +90,7 @@ class Gen:
         if same and (len(same) >= 2 or self.chance(0.5)):
             return self.pick(same)
         prefix = {"float": "x", "int_exp": "k", "labels": "lab", "mask": "mask",
-                  "key": "key"}[role]
+                  "key": "key", "index": "idx"}[role]
         name = f"{prefix}{len(c.leaves)}"
         kind = "input" if None in shape or role != "float" or self.chance(0.5) else "param"
         e = leaf(name, shape, dtype, kind, role, **attrs)
@@ -134,7 +136,7 @@ class Gen:
             kinds = ["unary"] * 3 + ["binary"] * 3 + ["pow"] * 2 + ["where"] * 2 + \
                     ["reduce"] * 2 + ["composite"] * 2 + ["guard", "reshape", "matmul",
                                                           "repeat", "step", "cast", "bcast",
-                                                          "dropout"]
+                                                          "dropout"] + self.KINDS
             if len(shape) >= 2:
                 kinds += ["transpose"] * 2
             if shape == ():
@@ -187,7 +189,7 @@ class Gen:
         elif kind == "carr":
             cs = tuple(1 if x is None else x for x in sb)
             vals = self.r.integers(-2, 5, cs).astype(float)
-            if self.chance(0.3):
+            if self.chance(0.3) and vals.size:        # (a zero-size part of a concatenate)
                 vals.flat[0] = 0.5
             p = E("carr", (), {"value": vals}, cs, self.c.dtype)
             if None in sb:
@@ -210,6 +212,8 @@ class Gen:
         return out
 
     def cond(self, shape, d, full=False):
+        if d > 0 and self.chance(0.2):
+            return self.logical(shape, d - 1)
         if self.chance(0.2):
             if full:
                 return self.leaf(shape, "mask", "bool")
@@ -332,8 +336,8 @@ class Gen:
         return self.expr(shape, d)
 
     def k_matmul(self, shape, d):
-        if len(shape) > 2:
-            return self.k_binary(shape, d)
+        if len(shape) > 2 or (len(shape) == 2 and self.chance(0.3)):
+            return self.matmul_nd(shape, d)
         self.tag("matmul")
         k = self.size(None not in shape)
         if len(shape) == 2:
@@ -362,57 +366,6 @@ class Gen:
                 if len(child) >= len(shape) - shape.index(None) - 1 else shape
         return E("broadcast_to", (self.expr(child, d),), {}, shape, self.c.dtype)
 
-    def logits(self, shape, d):
-        z = self.expr(shape, d)
-        return z
-
-    def k_composite(self, shape, d):
-        dt = self.c.dtype
-        opts = ["logsumexp"]
-        if shape:
-            opts += ["softmax", "log_softmax"]
-        if shape == ():
-            opts += ["mse", "mse", "xent", "xent", "xent", "xent"]
-        if len(shape) == 2 and shape[1] == self.c.classes:
-            opts += ["one_hot"]
-        kind = self.pick(opts)
-        self.tag(kind)
-        if kind in ("softmax", "log_softmax"):
-            axis = int(self.r.integers(-len(shape), len(shape)))
-            return E(kind, (self.expr(shape, d),), {"axis": axis}, shape, dt)
-        if kind == "logsumexp":
-            keep = bool(shape) and 1 in shape and self.chance(0.5)
-            if keep:
-                p = self.pick([i for i, s in enumerate(shape) if s == 1])
-                child = shape[:p] + (self.size(None not in shape),) + shape[p + 1:]
-            else:
-                p = int(self.r.integers(len(shape) + 1))
-                child = shape[:p] + (self.size(None not in shape),) + shape[p:]
-            return E("logsumexp", (self.expr(child, d),), {"axis": p, "keepdims": keep}, shape, dt)
-        if kind == "mse":
-            s = self.pick([(None, self.c.n), (self.c.n,), (None,)])
-            return E("mse", (self.expr(s, d), self.expr(s, d)), {}, shape, dt)
-        if kind == "one_hot":
-            lab = self.leaf(shape[:1], "labels", "int64", depth=shape[1])
-            return E("one_hot", (lab,), {"depth": shape[1]}, shape, dt)
-        rows = self.pick([None, None, self.c.n])
-        c = self.c.classes
-        z = self.expr((rows, c), d)
-        labels = self.pick(["int", "int", "onehot", "probs"])
-        self.tag("xent_" + labels)
-        lab = self.leaf((rows,), "labels", "int64", depth=c)
-        if labels == "int":
-            t = lab
-        elif labels == "onehot":
-            t = E("one_hot", (lab,), {"depth": c}, (rows, c), dt)
-        else:
-            t = E("softmax", (self.expr((rows, c), d),), {"axis": -1}, (rows, c), dt)
-        if labels != "probs" and self.chance(0.5):
-            self.tag("xent_masked")
-            mask = self.leaf((rows, c), "mask", "bool", keep=lab.attrs["name"])
-            z = E("where", (mask, z, E("num", (), {"value": -np.inf}, (), dt)), {}, (rows, c), dt)
-        return E("xent", (z, t), {}, shape, dt)
-
 
 def draw_values(case: Case, rng):
     vals = {}
@@ -430,6 +383,8 @@ def draw_values(case: Case, rng):
             if keep is not None and rng.random() < 0.9 and v.ndim == 2:
                 lab = vals[keep]
                 v[np.arange(v.shape[0]), lab] = True
+        elif role == "index":                     # valid indices, negative ones too
+            v = rng.integers(-e.attrs["depth"], e.attrs["depth"], shape).astype(e.dtype)
         elif role == "key":
             v = rng.integers(0, 2 ** 32, shape, dtype=np.uint64).astype(np.uint32)
         elif role == "int_exp":

@@ -22,11 +22,13 @@ from adjit import frontend as F
 from adjit.ops import REGISTRY
 
 DEFAULT_DOMAIN = (-2.0, 2.0)
-UNARY = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 1)
-BINARY = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 2
-                and op.differentiable)
-COMPARE = sorted(n for n, op in REGISTRY.items() if op.elementwise and op.arity == 2
-                 and not op.differentiable)
+# float operands only; the logical ops (bool operands) combine comparisons in ``where``
+_FLOAT = {n: op for n, op in REGISTRY.items() if op.elementwise and "operands" not in op.extra}
+UNARY = sorted(n for n, op in _FLOAT.items() if op.arity == 1)
+BINARY = sorted(n for n, op in _FLOAT.items() if op.arity == 2 and op.differentiable)
+COMPARE = sorted(n for n, op in _FLOAT.items() if op.arity == 2 and not op.differentiable)
+LOGICAL = sorted(n for n, op in REGISTRY.items() if op.elementwise and "operands" in op.extra)
+STEPS = {"floor": 0.0, "ceil": 0.0, "round": 0.5}     # piecewise constant: jumps at k + this
 MAX_DEPTH = 4
 CONSTANTS = [0.0, 1.0, -1.0, 0.5, 2.0, 3.0]     # the identities fold knows, and others
 
@@ -73,7 +75,7 @@ def expr(data, case: Case, shape: tuple, depth: int):
     if shape == (None, 1) and n != 1:             # a column, broadcast along the features
         return aj.reshape(expr(data, case, (None,), depth), (None, 1))
     kinds = ["leaf"] if depth <= 0 else ["leaf", "unary", "unary", "binary", "binary",
-                                         "where", "structural", "cast"]
+                                         "where", "structural", "cast", "clip"]
     kind = data.draw(st.sampled_from(kinds))
     if kind == "leaf":
         return _leaf(data, case, shape)
@@ -99,9 +101,18 @@ def expr(data, case: Case, shape: tuple, depth: int):
             cmp = data.draw(st.sampled_from(COMPARE))
             cond = F._elementwise(cmp, expr(data, case, shape, depth - 2),
                                   expr(data, case, shape, depth - 2))
+            logical = data.draw(st.sampled_from([None, None] + LOGICAL))
+            if logical == "logical_not":
+                cond = aj.logical_not(cond)
+            elif logical:
+                cond = F._elementwise(logical, cond, expr(data, case, shape, depth - 2) > 0.0)
         return aj.where(cond, expr(data, case, shape, depth - 1),
                         expr(data, case, data.draw(st.sampled_from(_broadcastable(shape, n))),
                              depth - 1))
+    if kind == "clip":
+        lo = data.draw(st.sampled_from([-1.0, -0.5, 0.0]))
+        return aj.clip(expr(data, case, shape, depth - 1), lo,
+                       data.draw(st.sampled_from([0.5, 1.0, lo])))
     if kind == "cast":
         other = "float32" if case.dtype == "float64" else "float64"
         return aj.cast(aj.cast(expr(data, case, shape, depth - 1), other), case.dtype)
@@ -178,8 +189,13 @@ def near_kink(graph: aj.Graph, vals: dict, eps: float) -> bool:
         spec = REGISTRY[n.op]
         if n.op in COMPARE or n.op in ("maximum", "minimum"):
             gap = np.abs(ins[0] - ins[1])
-        elif spec.extra.get("kinks") is not None or n.op == "sign":
+        elif spec.extra.get("kinks") is not None:
+            gap = np.abs(spec.extra["kinks"](*ins))
+        elif n.op == "sign":
             gap = np.abs(ins[0])
+        elif n.op in STEPS:
+            q = ins[0] - STEPS[n.op]
+            gap = np.abs(q - np.round(q))
         elif n.op == "max":
             if all(u.op == "stop_gradient" for u in graph.users(n)):
                 continue                         # the max-shift of a stable softmax

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import adjit as aj
+import fuzz_ir_more as more
 from adjit import frontend as F
 
 
@@ -57,6 +58,7 @@ ELEMENTWISE_REF = {
     "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "greater": np.greater,
     "greater_equal": np.greater_equal, "less": np.less, "less_equal": np.less_equal,
     "equal": np.equal, "not_equal": np.not_equal, "where": np.where,
+    **more.ELEMENTWISE_MORE,
 }
 COMPARE_OPS = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"}
 
@@ -124,7 +126,9 @@ def _eval1(n, a, values, batch, ft, smooth):
     if op in ("sum", "mean", "max"):
         fn = {"sum": np.sum, "mean": np.mean, "max": np.max}[op]
         kw = {"initial": -np.inf} if op == "max" else {}
-        return _fl(fn(a[0], axis=at["axis"], keepdims=at["keepdims"], **kw), ft)
+        r = fn(a[0], axis=at["axis"], keepdims=at["keepdims"], **kw)
+        return _fl(more.zero_ties(op, a[0], r, at["axis"], at["keepdims"]) if op == "max" else r,
+                   ft)
     if op == "reshape":
         return np.reshape(a[0], _concrete(n.shape, batch))
     if op == "broadcast_to":
@@ -149,6 +153,8 @@ def _eval1(n, a, values, batch, ft, smooth):
         return (a[0][..., None] == np.arange(at["depth"])).astype(ft)
     if op == "to_float":
         return a[0].astype(ft)
+    if op in more.OPS:
+        return more.reference(n, a, batch, ft, _fl)
     if op == "dropout":
         rate = at["rate"]
         if rate == 0.0:
@@ -223,6 +229,8 @@ def _build1(n, a):
         return aj.cast(a[0], n.dtype)
     if op == "dropout":
         return aj.dropout(a[0], at["rate"], a[1])
+    if op in more.OPS:
+        return more.build(n, a)
     raise KeyError(op)
 
 
@@ -287,4 +295,6 @@ def _src1(n, a):
         return f"aj.cast({a[0]}, {n.dtype!r})"
     if op == "dropout":
         return f"aj.dropout({a[0]}, {at['rate']!r}, {a[1]})"
+    if op in more.OPS:
+        return more.source(n, a)
     raise KeyError(op)

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
+import fuzz_ir_more as more
 from fuzz_ir import COMPARE_OPS, E, dropout_mask, evaluate
 
-KINK_OPS = {"relu", "abs", "sign"}
+KINK_OPS = {"relu", "abs", "sign", "leaky_relu", "elu"}
+# ops whose VJP hands some operand elements an exact 0 cotangent (a slice's dropped
+# elements, a gather's unread ones, floor's zero derivative, the unselected bound of
+# clip): below them the chain rule meets 0 · inf where the operand's subtree holds an inf
+# (see nan_limits)
+ZERO_COTANGENT = {"getitem", "take", "take_along", "floor", "ceil", "round", "clip",
+                  "leaky_relu", "elu", "min", "argmax", "argmin"}
 
 
 def _unbroadcast(mask, shape):
@@ -47,19 +54,31 @@ def analyze(root: E, vals: dict):
                 g = np.abs(a[0])
             elif n.op in ("maximum", "minimum") or n.op in COMPARE_OPS:
                 g = np.abs(np.asarray(a[0], float) - np.asarray(a[1], float))
-            elif n.op in ("sqrt", "log"):
-                g = np.abs(a[0])
-                singular |= bool(np.any(np.broadcast_to(a[0] == 0, L.shape)[L]))
+            elif n.op in ("sqrt", "log", "log2", "log1p"):
+                z = a[0] + 1.0 if n.op == "log1p" else a[0]
+                g = np.abs(z)
+                singular |= bool(np.any(np.broadcast_to(z == 0, L.shape)[L]))
             elif n.op == "div":
                 g = np.abs(a[1])
+            elif n.op == "reciprocal":
+                g = np.abs(a[0])
+            elif n.op == "clip":
+                x, lo, hi = (np.asarray(t, float) for t in a)
+                g = np.minimum(np.minimum(np.abs(x - lo), np.abs(x - hi)), np.abs(lo - hi))
+            elif n.op in ("floor", "ceil"):
+                g = np.abs(a[0] - np.round(a[0]))
+            elif n.op == "round":
+                g = np.abs(a[0] - np.floor(a[0]) - 0.5)
+            elif n.op == "std":                      # sqrt(var) at var = 0
+                singular |= bool(np.any(np.asarray(v)[L] == 0))
             elif n.op == "pow":
                 b = n.args[1]
                 const_int = b.op in ("num", "carr") and np.all(np.mod(a[1], 1) == 0)
                 if not const_int:
                     g = np.abs(a[0])
                     singular |= bool(np.any(np.broadcast_to(a[0] <= 0, L.shape)[L]))
-            elif n.op == "max":
-                x = a[0]
+            elif n.op in ("max", "min", "argmax", "argmin"):
+                x = a[0] if n.op in ("max", "argmax") else -np.asarray(a[0], float)
                 axis = n.attrs["axis"]
                 s = np.sort(x, axis=axis if axis is not None else None)
                 if axis is None:
@@ -70,13 +89,35 @@ def analyze(root: E, vals: dict):
                     g = top
             if g is not None and np.size(g):
                 gb = np.broadcast_to(np.asarray(g, float), np.broadcast(g, L).shape) \
-                    if n.op != "max" else np.asarray(g, float)
-                sel = gb[np.broadcast_to(L, gb.shape)] if n.op != "max" else gb.reshape(-1)
+                    if n.op not in REDUCE_KINKS else np.asarray(g, float)
+                sel = gb[np.broadcast_to(L, gb.shape)] if n.op not in REDUCE_KINKS \
+                    else gb.reshape(-1)
                 sel = sel[~np.isnan(sel)]
                 if sel.size:
                     gap = min(gap, float(np.min(sel)))
         _propagate(n, L, a, live, v)
     return gap, nonfinite, singular, live
+
+
+REDUCE_KINKS = {"max", "min", "argmax", "argmin"}
+REDUCTIONS = {"sum", "mean", "max", "min", "prod", "var", "std", "argmax", "argmin"}
+
+
+def _moved_ids(n, a):
+    """Element ids of the operands (numbered over all float operands in turn) at each
+    output element of a value-moving node; -1 where none."""
+    if n.op in ("take", "take_along"):
+        ids = np.arange(np.size(a[0])).reshape(np.shape(a[0]))
+        if n.op == "take":
+            return np.take(ids, a[1], axis=n.attrs["axis"]) if ids.size else None
+        if np.shape(a[0])[n.attrs["axis"]] == 0:
+            return None
+        return np.take_along_axis(ids, a[1], axis=n.attrs["axis"])
+    ids, k = [], 0
+    for x in a:
+        ids.append(np.arange(k, k + np.size(x)).reshape(np.shape(x)))
+        k += np.size(x)
+    return more.moved_ids(n, ids, None)
 
 
 def _propagate(n, L, a, live, v):
@@ -90,7 +131,23 @@ def _propagate(n, L, a, live, v):
         give(n.args[0], _unbroadcast(L, np.shape(a[0])))
         give(n.args[1], _unbroadcast(L & c, np.shape(a[1])))
         give(n.args[2], _unbroadcast(L & ~c, np.shape(a[2])))
-    elif op in ("sum", "mean", "max"):
+    elif op in more.MOVES:
+        out = _moved_ids(n, a)
+        floats = n.args if op in ("getitem", "pad", "concat") else n.args[:1]
+        total = sum(np.size(x) for x in a[:len(floats)])
+        hit = np.zeros(total, bool)
+        if out is not None:
+            sel = np.broadcast_to(out, L.shape)[L]
+            hit[sel[sel >= 0]] = True
+        k = 0
+        for c, x in zip(floats, a):
+            give(c, hit[k:k + np.size(x)].reshape(np.shape(x)))
+            k += np.size(x)
+        for c, x in zip(n.args[len(floats):], a[len(floats):]):
+            give(c, np.full(np.shape(x), bool(L.any())))
+    elif op == "uniform":
+        pass                                           # the key: not differentiable
+    elif op in REDUCTIONS:
         m = L
         if at["axis"] is None:
             m = np.broadcast_to(L.any(), np.shape(a[0]))
@@ -110,7 +167,7 @@ def _propagate(n, L, a, live, v):
         keep = dropout_mask(a[1], L.shape, n.dtype, at["rate"]) if at["rate"] else True
         give(n.args[0], L & keep)
     elif op in ("broadcast_to",) or len(n.args) and np.shape(v) == L.shape and op not in (
-            "matmul", "softmax", "log_softmax", "logsumexp", "mse", "xent", "one_hot"):
+            "matmul", "softmax", "log_softmax", "logsumexp", "mse", "xent", "one_hot", "einsum"):
         for c, x in zip(n.args, a):
             give(c, _unbroadcast(L, np.shape(x)))
     else:                                              # matmul, composites: all or nothing
@@ -219,10 +276,16 @@ def matmul_limits(root: E, vals_list, live) -> set:
     evaluations to look for non-finite operands in (the smooth and the plain one)."""
     out = set()
     for n in root.walk():
-        if n.op != "matmul":
+        if n.op not in ("matmul", "einsum"):
             continue
         L = np.asarray(live[id(n)])
         if not L.any() or L.all():
+            continue
+        if n.op == "einsum" or max(np.ndim(vals_list[0][id(c)]) for c in n.args) > 2:
+            # batched products and einsum (compositions of them): any operand with an inf
+            # or NaN may meet a zero of the cotangent
+            if any(_has_nonfinite(c, vals_list) for c in n.args):
+                out |= set().union(*(_leaves(c) for c in n.args))
             continue
         shapes = [np.shape(vals_list[0][id(c)]) for c in n.args]
         Lm = L.reshape(shapes[0][0] if len(shapes[0]) == 2 else 1,
@@ -287,6 +350,14 @@ def nan_limits(root: E, vals_list, live) -> set:
       unselected operand gets a cotangent of exactly 0, and where its own derivative is
       infinite (exp of 985 is inf, its derivative too) the chain rule makes 0 · inf = NaN.
       This only happens where the unselected operand's subtree holds a non-finite value.
+    * the exponent's gradient of ``a ** p`` at an infinite base: ``a**p · log|a|`` is
+      0 · inf = NaN for p < 0 (docs/api.md's formula, as JAX), although inf**p is 0 on
+      p < 0.
+    * std where the variance is 0 (documented in adjit/ops/reductions.py, as in JAX and
+      PyTorch): sqrt's derivative 1/(2·0) meets a zero derivative of the variance, NaN,
+      also where the slice has one element and std is identically 0.
+    * ops that hand operand elements a zero cotangent (ZERO_COTANGENT) above a subtree
+      holding an inf: 0 · inf, as for minimum/maximum.
     * an operand broadcast into an empty result (batch 0) gets a cotangent summed over no
       element, exactly 0; a non-finite local derivative below it (0 ** -0.5) makes NaN.
       The output is not empty, so the checks of an empty output do not cover this.
@@ -297,6 +368,16 @@ def nan_limits(root: E, vals_list, live) -> set:
     for n in root.walk():
         L = np.asarray(live[id(n)])
         v = np.asarray(vals_list[0][id(n)])
+        if n.op == "pow" and L.any() and n.args[1].op not in ("num", "carr"):
+            base = np.broadcast_to(np.asarray(vals_list[0][id(n.args[0])], float), L.shape)
+            if np.any(np.isinf(base)[L]):   # d/dp = a**p log|a| = 0 · inf at a = ±inf, p < 0
+                out |= _leaves(n.args[1])   # (documented in docs/api.md, as JAX)
+        if n.op == "std" and np.any(v[L] == 0):
+            out |= _leaves(n)           # documented: std's gradient at var = 0 is 0/0 (JAX)
+        if n.op in ZERO_COTANGENT and L.any():
+            for c in n.args:
+                if _has_nonfinite(c, vals_list):
+                    out |= _leaves(c)
         if n.op in ("maximum", "minimum") and L.any():
             a, b = (np.asarray(vals_list[0][id(c)], float) for c in n.args)
             with np.errstate(all="ignore"):

@@ -5,6 +5,7 @@ block reductions), ptxas, and the Node methods."""
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,32 @@ def test_ddof_and_the_batch_axis(name, ddof):
     x = RNG.standard_normal((5, 3))
     node = _fn(name)(aj.input("x", (None, 3)), axis=0, ddof=ddof)
     np.testing.assert_allclose(run(node, x=x), NUMPY[name](x, axis=0, ddof=ddof), rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", [dict(backend="interp"), dict(backend="llvm", cache=False),
+                                     dict(backend="ptx", emulate=True, cache=False)])
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_ddof_at_least_the_count_divides_by_zero(name, backend):
+    """Found by the fuzzer: numpy divides by max(n - ddof, 0), so ddof >= n gives NaN (a
+    zero sum of squares) or inf, never the -0.0 or negative variance of dividing by
+    n - ddof < 0: batch 0 with ddof 1, one row with ddof 2, two rows with ddof 3."""
+    rng = np.random.default_rng(7)     # (its own: the module's RNG feeds later tests)
+    x = aj.input("x", (None, 3))
+    for ddof in (1, 2, 3):
+        f = aj.compile(_fn(name)(x, axis=0, ddof=ddof), **backend)
+        for rows in range(ddof + 1):
+            v = rng.standard_normal((rows, 3))
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                want = NUMPY[name](v, axis=0, ddof=ddof)
+            np.testing.assert_array_equal(f(x=v), want, err_msg=f"ddof {ddof}, {rows} rows")
+    y, v = aj.input("y", (2, 3)), rng.standard_normal((2, 3))    # a static axis
+    v[:, 0] = 1.0                                                   # a zero sum of squares
+    for ddof in (2, 3):
+        f = aj.compile(_fn(name)(y, axis=0, ddof=ddof), **backend)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.testing.assert_array_equal(f(y=v), NUMPY[name](v, axis=0, ddof=ddof))
 
 
 @pytest.mark.parametrize("name", ["argmax", "argmin"])

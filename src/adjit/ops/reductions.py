@@ -11,7 +11,7 @@ None, negative) and ``keepdims``.
 * ``argmax``/``argmin``: int64 positions (flattened over the reduced axes, as numpy's
   ``axis=None``), ties and NaN as numpy: the first maximum, and the first NaN where there
   is one.  An empty slice (only possible along the batch axis at batch size 0) gives 0.
-* ``var(x, axis, ddof)`` = ``sum((x - mean(x))**2) / (n - ddof)``, ``std = sqrt(var)``
+* ``var(x, axis, ddof)`` = ``sum((x - mean(x))**2) / max(n - ddof, 0)``, ``std = sqrt(var)``
   (``n - ddof <= 0`` gives inf or NaN, as numpy; the gradient of ``std`` where ``var``
   is 0 is not finite, as in JAX).
 """
@@ -111,14 +111,17 @@ def prod(x, axis=None, keepdims: bool = False) -> Node:
 
 
 def var(x, axis=None, ddof: int = 0, keepdims: bool = False) -> Node:
-    """Variance over ``axis``, ``sum((x - mean)**2) / (n - ddof)`` (numpy's ``np.var``);
+    """Variance over ``axis``, ``sum((x - mean)**2) / max(n - ddof, 0)`` (numpy's ``np.var``);
     over the batch axis ``n`` is the bound batch size."""
     F = _F()
     x = F._lift(x)
     axes = F._axes(x, axis)
     d = x - F.mean(x, axes, keepdims=True)
     n = F.count(x, axes)
-    return F.sum(d * d, axes, keepdims) / (n - ddof)
+    # numpy's divisor max(n - ddof, 0): ddof >= n gives inf or NaN, never a negative variance
+    dof = n - ddof if ddof <= 0 else \
+        max(n - ddof, 0) if isinstance(n, int) else F.maximum(n - ddof, 0.0)
+    return F.sum(d * d, axes, keepdims) / dof
 
 
 def std(x, axis=None, ddof: int = 0, keepdims: bool = False) -> Node:

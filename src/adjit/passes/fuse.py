@@ -80,6 +80,10 @@ _PROPAGATING = frozenset({"add", "sub", "mul", "div"})
 _NOT_REAL = {sp.zoo: sp.nan, sp.I: sp.nan}
 
 
+# what sympy raises where its logic rewrites meet a proposition they cannot look into
+_SYMPY_REFUSALS = (ValueError, TypeError, NotImplementedError)
+
+
 def _fusable(node: Node) -> bool:
     spec = REGISTRY.get(node.op)
     return spec is not None and spec.elementwise
@@ -99,13 +103,13 @@ def fuse(graph: Graph) -> Graph:
         if not _fusable(node) or absorbed(node):
             return None
         leaves: list[Node] = []
-        count = [0]
+        count, alone = [0], [False]
 
         def expr(n: Node, new: Node):
             num = _number(n, new)
             if num is not None:
                 return num
-            if n is not node and not absorbed(n) or count[0] >= MAX_REGION_OPS:
+            if n is not node and (alone[0] or not absorbed(n)) or count[0] >= MAX_REGION_OPS:
                 leaf = new.inputs[0] if new.op == "broadcast" else new
                 for k, known in enumerate(leaves):
                     if known is leaf:
@@ -116,7 +120,17 @@ def fuse(graph: Graph) -> Graph:
             args = [expr(i, mapped[i.id]) for i in n.inputs]
             return _compose(n, args)
 
-        e = expr(node, node)
+        try:
+            e = expr(node, node)
+        except _SYMPY_REFUSALS:
+            # sympy could not compose the region: a Piecewise nested in a condition (elu(x) of
+            # x = where(c, ...)) is folded by sympy, which rewrites an ITE condition (logical
+            # xor, comparisons of bools) in negation normal form and refuses the IEEE
+            # comparisons inside.  The node is fused alone; its operands stay unfused nodes
+            # (they were absorbed, so the rewrite left them as they are).
+            leaves.clear()
+            count[0], alone[0] = 0, True
+            e = expr(node, node)
         e = e.xreplace({**_NOT_REAL, **{f: numeric(f) for f in e.atoms(sp.Float)}})
         # leaves sympy cancelled ((a*b + a) - a*b -> a) are dropped, so they stay dead code
         used = [k for k, leaf in enumerate(leaves) if leaf_symbol(k, leaf.dtype) in e.free_symbols]
