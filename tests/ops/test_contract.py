@@ -174,3 +174,105 @@ def test_bad_operands_are_refused():
         matmul_sum(aj.input("d", (3, 4)), aj.input("e", (4, 5)))
     with pytest.raises(DTypeError):
         matmul_sum(a, aj.input("f", (None, 4, 5), dtype="float32"))
+
+
+# --- sums of products aᵀb fold into one matmul_sum (passes/products.py) ------------------
+def _rnn(T, H=3, I=2, dtype="float64"):
+    x = aj.input("x", (None, T, I), dtype=dtype)
+    wx, wh = aj.input("wx", (I, H), dtype=dtype), aj.input("wh", (H, H), dtype=dtype)
+    h = None
+    for t in range(T):
+        z = x[:, t] @ wx
+        h = aj.tanh(z if h is None else z + h @ wh)
+    return x, wx, wh, aj.sum(h * h)
+
+
+def _rnn_numpy(X, Wx, Wh):
+    h = None
+    for t in range(X.shape[1]):
+        z = X[:, t] @ Wx
+        h = np.tanh(z if h is None else z + h @ Wh)
+    return np.sum(h * h)
+
+
+def _optimized_ops(outputs):
+    return [n.op for n in aj.compile(outputs, backend="interp").graph.nodes]
+
+
+def test_recurrent_weight_gradient_is_one_product():
+    """Σ_t h_{t-1}ᵀ ḡ_t over T = 6 steps: the 5 products become one matmul_sum (with the
+    input weight's, which the pad sums fold to); no rank-2 (H, H) matmul is left."""
+    x, wx, wh, loss = _rnn(6)
+    gwh = aj.grad(loss, [wh])[0]
+    g = aj.compile(gwh, backend="interp").graph
+    sums = [n for n in g.nodes if n.op == "matmul_sum"]
+    assert len(sums) == 1 and sums[0].inputs[0].shape == (5, 3, None)
+    assert not [n for n in g.nodes if n.op == "matmul" and n.shape == (3, 3)]
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_recurrent_weight_gradient_against_finite_differences(batch):
+    rng = np.random.default_rng(batch)
+    X, Wx, Wh = rng.standard_normal((batch, 5, 2)), rng.standard_normal((2, 3)), \
+        rng.standard_normal((3, 3)) * 0.5
+    x, wx, wh, loss = _rnn(5)
+    gx, gwx, gwh = aj.grad(loss, [x, wx, wh])
+
+    def fd(f, P, h=1e-6):
+        out = np.zeros_like(P)
+        for i in np.ndindex(P.shape):
+            up, dn = P.copy(), P.copy()
+            up[i] += h
+            dn[i] -= h
+            out[i] = (f(up) - f(dn)) / (2 * h)
+        return out
+    want = [fd(lambda v: _rnn_numpy(v, Wx, Wh), X), fd(lambda v: _rnn_numpy(X, v, Wh), Wx),
+            fd(lambda v: _rnn_numpy(X, Wx, v), Wh)]
+    vals = dict(x=X, wx=Wx, wh=Wh)
+    for got in (aj.compile([gx, gwx, gwh], backend="interp")(**vals),
+                aj.compile([gx, gwx, gwh], backend="llvm", cache=False)(**vals)):
+        for g_, w_ in zip(got, want):
+            np.testing.assert_allclose(g_, w_, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_recurrent_gradients_llvm_and_ptx_against_unoptimized_interp(dtype, batch):
+    """Against the interpreter with no passes (products then adds, numpy's order)."""
+    x, wx, wh, loss = _rnn(7, H=5, I=3, dtype=dtype)
+    grads = aj.grad(loss, [x, wx, wh])
+    rng = np.random.default_rng(batch)
+    vals = dict(x=rng.standard_normal((batch, 7, 3)).astype(dtype),
+                wx=rng.standard_normal((3, 5)).astype(dtype),
+                wh=(rng.standard_normal((5, 5)) * 0.5).astype(dtype))
+    want = aj.compile(grads, backend="interp", passes=())(**vals)
+    for got in (aj.compile(grads, backend="llvm", cache=False)(**vals),
+                emulated(grads)(**vals)):
+        for g_, w_ in zip(got, want):
+            assert_close(g_, w_, dtype)
+
+
+def test_sums_of_static_products_and_ones_that_do_not_join():
+    """aᵀb + cᵀd + eᵀf with a static K joins; a term of another K, a product whose left
+    operand is not a transpose, and a rank-3 product stay as written; all equal numpy."""
+    rng = np.random.default_rng(7)
+    names = dict(a=(4, 3), b=(4, 2), c=(4, 3), d=(4, 2), e=(4, 3), f=(4, 2), p=(6, 3),
+                 q=(6, 2), r=(3, 4), s=(4, 2))
+    n = {k: aj.input(k, s) for k, s in names.items()}
+    v = {k: rng.standard_normal(s) for k, s in names.items()}
+    v["c"][1] = [np.inf, -0.0, 2.0]
+    T = aj.transpose
+    joined = T(n["a"]) @ n["b"] + T(n["c"]) @ n["d"] + T(n["e"]) @ n["f"]
+    mixed = T(n["a"]) @ n["b"] + T(n["p"]) @ n["q"] + n["r"] @ n["s"]
+    want = [v["a"].T @ v["b"] + v["c"].T @ v["d"] + v["e"].T @ v["f"],
+            v["a"].T @ v["b"] + v["p"].T @ v["q"] + v["r"] @ v["s"]]
+    assert _optimized_ops(joined).count("matmul_sum") == 1
+    assert "matmul" not in _optimized_ops(joined)
+    assert "matmul_sum" not in _optimized_ops(mixed)
+    for backend in ("interp", "llvm"):
+        got = aj.compile([joined, mixed], backend=backend)(**v)
+        for g_, w_ in zip(got, want):
+            np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12)
+    got = emulated([joined, mixed])(**{k: x.astype("float32") for k, x in v.items()})
+    for g_, w_ in zip(got, want):
+        np.testing.assert_allclose(g_, w_, rtol=1e-5, atol=1e-5)
