@@ -276,3 +276,28 @@ def test_sums_of_static_products_and_ones_that_do_not_join():
     got = emulated([joined, mixed])(**{k: x.astype("float32") for k, x in v.items()})
     for g_, w_ in zip(got, want):
         np.testing.assert_allclose(g_, w_, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_product_of_a_row_broadcast_is_a_broadcast_product(batch):
+    """matmul(broadcast(x) along rows, w) -> broadcast(matmul(x, w)): the same dot
+    products, so equal to numpy; gradients against finite differences; llvm and ptx
+    emulation against the interpreter."""
+    rng = np.random.default_rng(batch)
+    vals = dict(x=rng.standard_normal((batch, 1, 4)), w=rng.standard_normal((4, 3)))
+    vals["x"][..., 1] = -0.0
+    build = lambda x, w: aj.tanh(aj.broadcast_to(x, (None, 6, 4)) @ w)
+    ref = lambda x, w: np.tanh(np.broadcast_to(x, (x.shape[0], 6, 4)) @ w)
+    if batch:
+        check_model(build, ref, vals, {"x": (None, 1, 4), "w": (4, 3)})
+    x, w = aj.input("x", (None, 1, 4)), aj.input("w", (4, 3))
+    out = build(x, w)
+    products = [n for n in aj.compile(out, backend="interp").graph.nodes if n.op == "matmul"]
+    assert len(products) == 1 and products[0].shape[-2] == 1
+    want = ref(**vals)
+    np.testing.assert_allclose(aj.compile(out, backend="llvm", cache=False)(**vals), want,
+                               rtol=1e-12, atol=1e-12)
+    v32 = {k: v.astype("float32") for k, v in vals.items()}
+    x, w = aj.input("x", (None, 1, 4), "float32"), aj.input("w", (4, 3), "float32")
+    out = build(x, w)
+    compare(emulated(out), out, v32, "float32")

@@ -10,6 +10,12 @@ is read transposed: on llvm, ONE GEMM with ``K = T·K`` (the stacks are one
 ``matmul_sum(swap(stack([a, c])), stack([b, d]))``; a side that is already such a
 matmul_sum of stacks adds its terms, so a chain of adds becomes one product.  Equal up
 to rounding: the GEMM sums the T·K terms in another order than T products then adds.
+
+Also: a product whose left operand is a broadcast along its rows (``broadcast(x)`` with
+``x: (..., 1, K)``: a mean pool's gradient spread over the time axis) is the product of
+``x`` broadcast: ``matmul(broadcast(x), b) -> broadcast(matmul(x, b))`` (and likewise a
+right operand broadcast along its columns).  Exact: every element is the same dot
+product, computed once instead of once per row.
 """
 from __future__ import annotations
 
@@ -52,3 +58,28 @@ def join_products(node: Node, ins: list[Node]):
                                   for _, b in terms), {"axis": 0})
     At = make("transpose", (A,), {"perm": (0, 2, 1)})
     return make("matmul_sum", (At, B)), "aᵀb+cᵀd=matmul_sum"
+
+
+def _spread(x: Node, axis: int) -> Node | None:
+    """The operand of ``x`` when ``x`` is a broadcast along ``axis`` only (of equal rank)."""
+    if x.op != "broadcast":
+        return None
+    y = x.inputs[0]
+    if y.ndim != x.ndim or y.shape[axis] != 1 or x.shape[axis] == 1:
+        return None
+    if any(d != e for k, (d, e) in enumerate(zip(y.shape, x.shape)) if k != x.ndim + axis):
+        return None
+    return y
+
+
+def spread_products(node: Node, ins: list[Node]):
+    """``matmul(broadcast(x), b)`` with x broadcast along the rows only, or ``matmul(a,
+    broadcast(y))`` along the columns only: the product of the small operand, broadcast."""
+    if node.op != "matmul":
+        return None
+    a, b = ins
+    x, y = _spread(a, -2), _spread(b, -1)
+    if x is None and y is None:
+        return None
+    small = make("matmul", (a if x is None else x, b if y is None else y))
+    return make("broadcast", (small,), {"shape": node.shape}), "matmul(broadcast)=broadcast"
