@@ -129,6 +129,10 @@ STRUCTURAL = {
                "ops/test_products.py::test_llvm_matches_the_interpreter",
                "ops/test_products.py::test_ptx_emulation_matches_the_interpreter",
                "ops/test_products.py::test_einsum_matches_numpy_with_gradients"],
+    "matmul_sum": ["ops/test_contract.py::test_forward_every_operand_form",
+                   "ops/test_contract.py::test_ptx_emulation_every_operand_form",
+                   "ops/test_contract.py::test_gradient_against_finite_differences",
+                   "ops/test_contract.py::test_second_order_through_the_weight_gradient"],
     # --- random numbers (tests/ops/test_random.py) ---
     "philox": ["ops/test_random.py::test_bits_are_numpys_philox_stream",
                "ops/test_random.py::test_backends_give_the_interpreters_bits",

@@ -23,6 +23,7 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            "stop_gradient": ["test_structural_ops"], "one_hot": ["test_structural_ops"],
            "sum": ["test_reductions_every_path"], "max": ["test_reductions_every_path"],
            "matmul": ["test_matmul_tiles_and_transposed_products"],
+           "matmul_sum": ["test_summed_products"],   # (and tests/ops/test_contract.py)
            # --- moves (and tests/ops/test_moves.py) ---
            "slice": ["test_moves"], "pad": ["test_moves"], "concatenate": ["test_moves"],
            # gathers and reductions (more in tests/ops/test_gathers.py, test_reductions.py)
@@ -35,6 +36,23 @@ def test_every_registered_op_is_covered():
     assert sorted(COVERED) == sorted(REGISTRY), set(REGISTRY) ^ set(COVERED)
     for tests in COVERED.values():
         assert all(t in globals() for t in tests), tests
+
+
+@pytest.mark.parametrize("batch", [0, 1, 5])
+def test_summed_products(batch):
+    """matmul_sum: the weight gradient over a sequence (left operand a transpose view) and
+    the other operand forms; each tile loops over the stack."""
+    from adjit.ops.contract import matmul_sum
+    x = aj.input("sx", (None, 9, 70), "float32")
+    y = aj.input("sy", (None, 9, 66), "float32")
+    w = aj.param("sw", (70, 5), "float32")
+    outs = [matmul_sum(aj.swapaxes(x, -1, -2), y), matmul_sum(x, aj.swapaxes(x, -1, -2)),
+            aj.grad(aj.sum(aj.tanh(x @ w)), w)]
+    rng = np.random.default_rng(batch)
+    args = {"sx": rng.standard_normal((batch, 9, 70)).astype("float32"),
+            "sy": rng.standard_normal((batch, 9, 66)).astype("float32"),
+            "sw": rng.standard_normal((70, 5)).astype("float32")}
+    compare(emulated(outs), outs, args, "float32")
 
 
 def test_random_numbers():

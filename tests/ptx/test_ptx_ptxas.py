@@ -11,6 +11,7 @@ import pytest
 import adjit as aj
 from adjit.backends.ptx import ARCHES, assemble, split_kernels
 from adjit.backends.ptx.sources import ptxas_path, registers
+from adjit.ops.contract import matmul_sum
 from ptx_helpers import every_elementwise_op_fused, mlp, softmax_regression
 
 needs_ptxas = pytest.mark.skipif(ptxas_path() is None,
@@ -31,6 +32,12 @@ def _every_op():
     w = aj.param("w", (12, 6), "float64")
     xv = aj.reshape(aj.cast(x, "float64"), (None, 12))
     outs += [aj.transpose(w) @ aj.transpose(xv), aj.grad(aj.sum(aj.tanh(xv @ w)), w)]
+    # matmul_sum: a weight gradient over a sequence (left operand transposed), the other
+    # operand forms, and a sum of products aᵀb folded into one
+    w3 = aj.param("w3", (4, 5), "float32")
+    y = aj.input("y", (None, 3, 4), "float32")
+    outs += [aj.grad(aj.sum(aj.tanh(x @ w3)), w3), matmul_sum(x, aj.swapaxes(y, -1, -2)),
+             aj.transpose(x[:, 0]) @ y[:, 1] + aj.transpose(x[:, 2]) @ y[:, 0]]
     return outs
 
 

@@ -1,5 +1,5 @@
 """Primitive ops (declared once each in the registry) and composite functions."""
-from . import (elementwise, elementwise_more, fused, gathers, moves, random,  # noqa: F401
+from . import (contract, elementwise, elementwise_more, fused, gathers, moves, random,  # noqa: F401
                reductions, structural)  # (declaring registers the ops)
 from .registry import REGISTRY, Op, get_op, make
 

@@ -227,10 +227,23 @@ def _sum_to(g, operand, node):
     return _F().reshape(_F().sum(g, axis=axes), operand.shape)
 
 
+def _product_to(x, y, operand, other, node):
+    """``x @ y`` summed to ``operand``'s shape.  When ``operand`` is broadcast over every
+    batch axis and ``other`` over none (``W`` in ``(B, T, D) @ (D, E)``), the sum over the
+    batch is part of the product: one ``matmul_sum`` (ops/contract.py), which the llvm
+    backend runs as one GEMM with the batch folded into K."""
+    F, nb = _F(), node.ndim - 2
+    if (nb and _stretched(operand, node) == tuple(range(nb))
+            and other.shape[:-2] == node.shape[:-2]):
+        from .contract import matmul_sum
+        return F.reshape(matmul_sum(x, y), operand.shape)
+    return _sum_to(F.matmul(x, y), operand, node)
+
+
 def _matmul_cts(node, g, needs, a, b):
-    F = _F()
-    return [_sum_to(F.matmul(g, swap_last(b)), node.inputs[0], node) if needs[0] else None,
-            _sum_to(F.matmul(swap_last(a), g), node.inputs[1], node) if needs[1] else None]
+    (a0, b0) = node.inputs
+    return [_product_to(g, swap_last(b), a0, b0, node) if needs[0] else None,
+            _product_to(swap_last(a), g, b0, a0, node) if needs[1] else None]
 
 
 def _matmul_vjp(node, g, needs):

@@ -11,6 +11,7 @@ from ..ir import Graph, Node
 from ..ops.elementwise import literal, splat
 from ..ops.registry import Env, get_op, make
 from .pads import join_pads
+from .products import join_products, spread_products
 from .rewrite import rewrite
 
 FOLD_MAX_ELEMENTS = 4096   # larger constant results stay as ops (keeps graphs and code small)
@@ -97,4 +98,6 @@ def _fold_constant(node: Node, ins: list[Node]):
 def fold(graph: Graph) -> Graph:
     """Fold constant subexpressions and apply algebraic identities."""
     return rewrite(graph, lambda n, ins: (_fold_constant(n, ins) or _identity(n, ins)
-                                              or join_pads(n, ins)), "fold")
+                                              or join_pads(n, ins) or join_products(n, ins)
+                                              or spread_products(n, ins)),
+                   "fold")

@@ -28,7 +28,7 @@ from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                     merge_dims, mul, reduce_range, size_value, transpose_access)
-from ..lowering.plan import ONE, ZERO, Plan, dim, numel
+from ..lowering.plan import GEMM_OPS, ONE, ZERO, Plan, dim, numel
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
@@ -55,7 +55,7 @@ def kernel_key(plan: Plan, node: Node):
     (views).  None when an attribute cannot be hashed (the step gets its own kernel).
     """
     views = tuple(i.op == "transpose" and plan.storage[i.id].kind == "view"
-                  for i in node.inputs) if node.op == "matmul" else ()
+                  for i in node.inputs) if node.op in GEMM_OPS else ()
     key = (node.op, node.attrs, node.type, tuple(i.type for i in node.inputs), views)
     try:
         hash(key)
@@ -311,6 +311,10 @@ class Lowering:
         from .matmul import lower_matmul
         return lower_matmul(self, node)
 
+    def _matmul_sum(self, node: Node):
+        from .matmul_sum import lower_matmul_sum
+        return lower_matmul_sum(self, node)
+
     # -- output copies ----------------------------------------------------------------------
     def _copy(self, b, node: Node, slot: int):
         T = _ty(node.dtype)
@@ -342,7 +346,8 @@ class _ElemCtx:
 
 
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
-KERNELS = {"matmul": Lowering._matmul, **{op: Lowering._reduce for op in REDUCERS},
+KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
+           **{op: Lowering._reduce for op in REDUCERS},
            "scatter_add": lower_scatter, "concatenate": lower_concatenate}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage

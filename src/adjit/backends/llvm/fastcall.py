@@ -52,6 +52,7 @@ from . import fastcall_ir as fir
 from .fastcall_probe import (ALIGNED, C_CONTIGUOUS, METH_FASTCALL_KEYWORDS, SCALARS, WRITEABLE,
                              Context, MethodDef, pyapi)
 from . import fastcall_probe as fprobe
+from ..lowering.plan import GEMM_OPS
 from ..lowering.target import compile_ir
 from ..lowering.target.forksafe import Lock
 
@@ -91,7 +92,7 @@ def mode_and_reason(native) -> tuple[str | None, str | None]:
     values = list(plan.graph.inputs) + list(plan.graph.outputs)
     if any(len(n.shape) > fir.MAX_ND for n in values):
         return None, f"an input or output of rank above {fir.MAX_ND}"
-    if (all(n.shape == () for n in values) and not any(n.op == "matmul" for n in plan.steps)
+    if (all(n.shape == () for n in values) and not any(n.op in GEMM_OPS for n in plan.steps)
             and plan.arena_offsets(0)[1] <= fir.ARENA_BYTES):
         return "stack", None
     if os.environ.get("ADJIT_FASTCALL_ARRAYS", "1").strip() == "0":

@@ -25,7 +25,7 @@ import numpy as np
 
 from .gemm import gemm_workspace_elems
 from ...binding import require_memory
-from ..lowering.plan import ALIGN, Plan, numel
+from ..lowering.plan import ALIGN, GEMM_OPS, Plan, numel
 from ..protocol import Runner
 from .profile import counters, format_profile, profile_table
 
@@ -97,7 +97,7 @@ class _State:
                         for o in plan.graph.outputs)
         require_memory(size + out_bytes, batch, "a call (temporaries and outputs)")
         self.arena = aligned_empty(max(size, ALIGN))
-        needs_gemm = any(n.op == "matmul" for n in plan.steps)   # 4.5 MB, only if used
+        needs_gemm = any(n.op in GEMM_OPS for n in plan.steps)   # 4.5 MB, only if used
         self.workspace = (aligned_empty(ALIGN) if not needs_gemm else
                           aligned_empty(_GEMM_WORKSPACE_BYTES) if own_workspace else
                           _thread_workspace())

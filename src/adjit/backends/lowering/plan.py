@@ -78,6 +78,9 @@ class Storage:
     base: Node | None = None
 
 
+GEMM_OPS = frozenset({"matmul", "matmul_sum"})   # steps that call the GEMM
+
+
 def swaps_last_two(node: Node) -> bool:
     """A transpose that swaps the last two axes only (the matrices of a stack)."""
     n = node.ndim
@@ -89,7 +92,7 @@ def is_gemm_transpose(graph: Graph, node: Node) -> bool:
     users = graph.users(node)
     return (swaps_last_two(node) and bool(users)
             and all(o is not node for o in graph.outputs)
-            and all(u.op == "matmul" for u in users))
+            and all(u.op in GEMM_OPS for u in users))
 
 
 class Plan:

@@ -336,7 +336,12 @@ def _scatter(lw: Lowering, name: str, node: Node) -> None:
     lower_scatter(lw, name, node)
 
 
-KERNELS = {"matmul": _matmul, **{op: Lowering._reduce for op in REDUCERS},
+def _matmul_sum(lw: Lowering, name: str, node: Node) -> None:
+    from .matmul import lower_matmul
+    lower_matmul(lw, name, node, summed=True)
+
+
+KERNELS = {"matmul": _matmul, "matmul_sum": _matmul_sum, **{op: Lowering._reduce for op in REDUCERS},
            "scatter_add": _scatter}
 RULES = RuleTable("ptx", KERNELS, Lowering._map_node)
 rule_for, coverage = RULES.rule_for, RULES.coverage

@@ -23,7 +23,7 @@ from llvmlite import ir
 from ...ir import Node, shape_str
 from ..lowering.irkit import c64
 from ..lowering.loops import merge_dims, size_value
-from ..lowering.plan import batch_strides, numel, row_major_strides
+from ..lowering.plan import Size, batch_strides, numel, row_major_strides
 from ..lowering.printer import intrinsic
 from .lower import ELEM_TYPES, MAX_GRID, NTID, Launch, accumulate
 
@@ -34,16 +34,20 @@ THREADS_M, THREADS_N = BM // TM, BN // TN    # 16 x 16 threads over a tile
 assert THREADS_M * THREADS_N == NTID
 
 
-def lower_matmul(lw, name: str, node: Node) -> None:
-    """Add the kernel and launch computing ``node`` (a matmul) to the Lowering ``lw``."""
+def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
+    """Add the kernel and launch computing ``node`` (a matmul) to the Lowering ``lw``.
+
+    ``summed``: ``node`` is a ``matmul_sum`` (ops/contract.py), one output matrix summed
+    over the operands' batch axes: each tile loops over the stack's matrices as well as
+    over K, in its accumulators."""
     a, bnode = node.inputs
     view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
     ta, tb = view(a), view(bnode)
     M, K, N = a.shape[-2], a.shape[-1], node.shape[-1]
-    batch_shape = node.shape[:-2]
-    strides = [row_major_strides(node.shape)[:-2],
-               batch_strides(a, a.inputs[0] if ta else a, node),
-               batch_strides(bnode, bnode.inputs[0] if tb else bnode, node)]
+    batch_shape = a.shape[:-2] if summed else node.shape[:-2]
+    strides = [[Size(0)] * len(batch_shape) if summed else row_major_strides(node.shape)[:-2],
+               batch_strides(a, a.inputs[0] if ta else a, a if summed else node),
+               batch_strides(bnode, bnode.inputs[0] if tb else bnode, a if summed else node)]
     batch_sizes, strides = merge_dims(batch_shape, strides)
     T = ELEM_TYPES[node.dtype]
     k, refs, (pa, pb) = lw.kernel(name, node.dtype, [a, bnode])
@@ -61,9 +65,21 @@ def lower_matmul(lw, name: str, node: Node) -> None:
     acc = k.private(T, TM * TN)
     tiles_n = b.udiv(b.add(n, c64(BN - 1)), c64(BN))
     tiles_mat = b.mul(b.udiv(b.add(m, c64(BM - 1)), c64(BM)), tiles_n)
-    tiles = tiles_mat
+    mats = c64(1)
     for s_ in batch_sizes:
-        tiles = b.mul(tiles, size_value(b, s_, k.batch))
+        mats = b.mul(mats, size_value(b, s_, k.batch))
+    tiles = tiles_mat if summed else b.mul(tiles_mat, mats)
+
+    def offsets(mat):
+        """The offsets of matrix ``mat`` of the stack in C, A and B."""
+        offs = [c64(0)] * 3
+        for d in reversed(range(len(batch_sizes))):
+            size = size_value(b, batch_sizes[d], k.batch)
+            idx = b.urem(mat, size)
+            mat = b.udiv(mat, size)
+            offs = [b.add(o, b.mul(idx, size_value(b, st[d], k.batch)))
+                    for o, st in zip(offs, strides)]
+        return [b.gep(p, [o]) for p, o in zip((k.ptrs[0], pa, pb), offs)]
 
     def fetch(ptr, row, col, rows, cols, s_row, s_col):
         """ptr[row*s_row + col*s_col], or 0 outside the rows x cols matrix (clamped address)."""
@@ -84,23 +100,8 @@ def lower_matmul(lw, name: str, node: Node) -> None:
             v = get(b.add(x0, x), b.add(k0, l))
             b.store(v, b.gep(sh, [b.add(b.mul(l, c64(W)), x)]))
 
-    with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
-        # the tile's matrix in the stack (batch index, innermost axis last), then its place
-        mat = b.udiv(t, tiles_mat)
-        t = b.sub(t, b.mul(mat, tiles_mat))
-        offs = [c64(0)] * 3
-        for d in reversed(range(len(batch_sizes))):
-            size = size_value(b, batch_sizes[d], k.batch)
-            idx = b.urem(mat, size)
-            mat = b.udiv(mat, size)
-            offs = [b.add(o, b.mul(idx, size_value(b, st[d], k.batch)))
-                    for o, st in zip(offs, strides)]
-        pc, pa_t, pb_t = (b.gep(p, [o]) for p, o in zip((k.ptrs[0], pa, pb), offs))
-        tm = b.udiv(t, tiles_n)
-        m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
-        with k.threads():
-            for q in range(TM * TN):
-                b.store(zero, acc.at(q))
+    def products(pa_t, pb_t, m0, n0):
+        """Add op(A) @ op(B) of one matrix pair to the tile's accumulators."""
         with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
             with k.threads() as tid:
                 stage(tid, a_sh, BM, m0, k0, ta,          # op(A)[m0 + x, k0 + l]
@@ -121,6 +122,24 @@ def lower_matmul(lw, name: str, node: Node) -> None:
                 for q in range(TM * TN):
                     b.store(c[q], acc.at(q))
             k.barrier()
+
+    with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
+        # the tile's matrix in the stack (batch index, innermost axis last), then its place
+        mat = c64(0) if summed else b.udiv(t, tiles_mat)
+        t = b.sub(t, b.mul(mat, tiles_mat))
+        # (summed: no stack offsets here, the stack may be empty and its sizes 0)
+        pc, pa_t, pb_t = (k.ptrs[0], pa, pb) if summed else offsets(mat)
+        tm = b.udiv(t, tiles_n)
+        m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
+        with k.threads():
+            for q in range(TM * TN):
+                b.store(zero, acc.at(q))
+        if summed:
+            with k.uniform_loop(c64(0), mats, c64(1), "mat") as mat:
+                _, pa_t, pb_t = offsets(mat)
+                products(pa_t, pb_t, m0, n0)
+        else:
+            products(pa_t, pb_t, m0, n0)
         with k.threads() as tid:
             ty, tx = b.udiv(tid, c64(THREADS_N)), b.urem(tid, c64(THREADS_N))
             for q in range(TM * TN):
@@ -132,10 +151,10 @@ def lower_matmul(lw, name: str, node: Node) -> None:
     k.finish()
     out = ("slot", lw.plan.storage[node.id].slot)
     mt, nt = numel((M,)), numel((N,))
-    nb = numel(batch_shape)
+    nb = numel(()) if summed else numel(batch_shape)
     n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN) * nb.eval(B)
     lw.launches.append(Launch(
         name, (out, *refs), grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
         when=lambda B: n_tiles(B) > 0,
-        what=f"matmul {'T' if ta else ''}{shape_str(a.shape)} @ {'T' if tb else ''}"
+        what=f"{node.op} {'T' if ta else ''}{shape_str(a.shape)} @ {'T' if tb else ''}"
              f"{shape_str(bnode.shape)}"))
