@@ -165,9 +165,9 @@ def log(x):
     """
     x = _lift(x)
     if x.op == "sigmoid":
-        out, rule = -softplus(-x.inputs[0]), "log_sigmoid"
+        out, rule = -_elementwise("softplus", -x.inputs[0]), "log_sigmoid"
     elif x.op == "sub" and x.inputs[1].op == "sigmoid" and _all_ones(x.inputs[0]):
-        out, rule = -softplus(x.inputs[1].inputs[0]), "log1m_sigmoid"
+        out, rule = -_elementwise("softplus", x.inputs[1].inputs[0]), "log1m_sigmoid"
     else:
         return _elementwise("log", x)
     out.meta["rewrite"] = rule

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import AdjitError, Graph
+from ..ir import Graph
 from ..ops.registry import Env, get_op  # noqa: F401  (Env: what a reference reads)
 from .protocol import Backend, Runner
 

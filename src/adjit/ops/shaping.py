@@ -7,8 +7,6 @@ The batch axis (``None``) stays one axis of size B: functions that would change 
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 from .. import frontend as F

@@ -27,7 +27,7 @@ from ...ir import Node
 from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
-                    merge_dims, mul, reduce_range, size_value, transpose_access)
+                              merge_dims, mul, reduce_range, size_value)
 from ..lowering.plan import GEMM_OPS, ONE, ZERO, Plan, dim, numel
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES

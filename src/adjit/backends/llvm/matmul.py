@@ -33,20 +33,27 @@ I8P = I8.as_pointer()
 SPLIT_MNK = 1 << 19      # multiply-adds in the whole stack: below, one thread does all
 
 
-def lower_matmul(lw, node: Node):
-    """Build the kernel of one matmul step for the llvm ``Lowering`` ``lw``."""
+def gemm_operands(lw, node: Node):
+    """What every product kernel starts with: ``(a, b, ta, tb, sa, sb, (M, K, N), (lda, ldb),
+    gemm, fn, builder)`` -- the operands, whether each is a transpose view read through the
+    GEMM's flag, the nodes whose storage they read, the sizes, the leading dimensions, the
+    GEMM declared in the kernel's module, and the kernel taking the workspace."""
     a, bnode = node.inputs
     view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
     ta, tb = view(a), view(bnode)
     sa, sb = (a.inputs[0] if ta else a), (bnode.inputs[0] if tb else bnode)
-    M, K, N = a.shape[-2], a.shape[-1], node.shape[-1]
-    lda, ldb = sa.shape[-1], sb.shape[-1]
+    dims = (a.shape[-2], a.shape[-1], node.shape[-1])
+    gemm = declare_gemm(lw.module, "f32" if node.dtype == "float32" else "f64")
+    fn, b = lw._new_kernel(node, [a, bnode], workspace=True)
+    return a, bnode, ta, tb, sa, sb, dims, (sa.shape[-1], sb.shape[-1]), gemm, fn, b
+
+
+def lower_matmul(lw, node: Node):
+    """Build the kernel of one matmul step for the llvm ``Lowering`` ``lw``."""
+    a, bnode, ta, tb, sa, sb, (M, K, N), (lda, ldb), gemm, fn, b = gemm_operands(lw, node)
     batch_shape = node.shape[:-2]
     acc_out = row_major_strides(node.shape)[:-2]
     acc_a, acc_b = batch_strides(a, sa, node), batch_strides(bnode, sb, node)
-    dt = "f32" if node.dtype == "float32" else "f64"
-    gemm = declare_gemm(lw.module, dt)
-    fn, b = lw._new_kernel(node, [a, bnode], workspace=True)
     out, pa, pb, work, batch = fn.args
     sv = lambda s: size_value(b, s, batch)
     one_gemm = not ta and all(s == ZERO for s in acc_b) and all(

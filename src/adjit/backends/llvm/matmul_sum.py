@@ -15,23 +15,15 @@ from llvmlite import ir
 from ...ir import Node
 from ..lowering.loops import emit_nest, merge_dims, size_value
 from ..lowering.plan import batch_strides, numel
-from .library import declare_gemm
+from .matmul import gemm_operands
 
 I32 = ir.IntType(32)
 
 
 def lower_matmul_sum(lw, node: Node):
     """Build the kernel of one matmul_sum step for the llvm ``Lowering`` ``lw``."""
-    a, bnode = node.inputs
-    view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
-    ta, tb = view(a), view(bnode)
-    sa, sb = (a.inputs[0] if ta else a), (bnode.inputs[0] if tb else bnode)
-    M, K, N = a.shape[-2], a.shape[-1], node.shape[-1]
-    lda, ldb = sa.shape[-1], sb.shape[-1]
+    a, bnode, ta, tb, sa, sb, (M, K, N), (lda, ldb), gemm, fn, b = gemm_operands(lw, node)
     batch_shape = a.shape[:-2]
-    dt = "f32" if node.dtype == "float32" else "f64"
-    gemm = declare_gemm(lw.module, dt)
-    fn, b = lw._new_kernel(node, [a, bnode], workspace=True)
     out, pa, pb, work, batch = fn.args
     sv = lambda s: size_value(b, s, batch)
 

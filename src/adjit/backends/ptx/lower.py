@@ -25,8 +25,8 @@ from llvmlite import ir
 
 from ...ir import Node, shape_str
 from ..lowering.irkit import c64, loop
-from ..lowering.loops import (broadcast_access, contiguous, merge_dims, reduce_range, size_value,
-                          transpose_access)
+from ..lowering.loops import (broadcast_access, contiguous, merge_dims, reduce_range,
+                              size_value)
 from ..lowering.plan import ONE, ZERO, Plan, Size, numel
 from ..lowering.elements import element_fn, map_rule
 from ..lowering.plan import dim
