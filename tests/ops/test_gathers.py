@@ -5,7 +5,6 @@ batch sizes 0 and 1, and the cost of an embedding's backward."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -225,12 +224,11 @@ def test_embedding_backward_is_proportional_to_the_ids():
     f = aj.compile(g, backend="llvm")
     args = {"E": np.zeros((V, D), "float32"), "ids": RNG.integers(0, V, size=(B, T)),
             "u": RNG.standard_normal((B, T, D)).astype("float32")}
-    f(**args)
-    t0 = time.perf_counter()
-    for _ in range(10):
-        got = f(**args)
-    ms = (time.perf_counter() - t0) / 10 * 1e3
-    print(f"\nembedding backward, vocab {V} x dim {D}, {B * T} ids: {ms:.2f} ms per call")
+    got = f(**args)
+    # the gradient is one scatter-add of the B·T rows (no one-hot, no product with the
+    # vocabulary): its time is measured in benchmarks/embedding_bench.py
+    steps = f.graph.op_counts()
+    assert steps.get("scatter_add") == 1 and "one_hot" not in steps and "matmul" not in steps
     want = np.zeros((V, D), "float32")
     np.add.at(want, args["ids"], args["u"])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
