@@ -159,8 +159,6 @@ def _convert(name: str, value, dtype: np.dtype, is_float: bool) -> np.ndarray:
     return arr
 
 
-
-
 def too_small(batch: int, need: int, node: Node) -> str:
     """The message for a batch size below what ``node`` needs (:attr:`Op.min_batch`)."""
     written = node.meta.get("written") or f"{node.op} of {label(node.inputs[0])}"

@@ -50,7 +50,8 @@ class Compiled:
         traced = Graph(outs + [v for _, v in self.updates], "traced")
         traced.rewrites = recorded_rewrites(traced.order())  # double_where, ...
         self._traced, self._passes, self._stages = traced, passes, None
-        # integer inputs one_hot reads, with their class counts (checked every call)
+        # integer inputs read as indices (one_hot, take, ...), with their ranges (checked
+        # every call)
         self._limits = label_limits(traced)
         self._binder = Binder(_arguments(traced) + [k for k, _ in self.updates], self._limits)
         check_batch_bound(traced.order(), self._binder.inputs)

@@ -38,6 +38,14 @@ def _positive(layer: str, what: str, n) -> int:
     return int(n)
 
 
+
+def _check_sequence(where: str, x, dim: int) -> None:
+    """A layer's input must be a float node (B, T, dim)."""
+    if not isinstance(x, Node) or x.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"{where}: expected float inputs (B, T, {dim}), got {x!r}")
+    if x.ndim != 3 or x.shape[2] != dim:
+        raise ShapeError(f"{where}: expected inputs (B, T, {dim}), got {x!r}")
+
 class Embedding:
     """``weight[ids]``: rows of a ``(num_embeddings, embedding_dim)`` table, as
     ``torch.nn.Embedding`` (weight named ``f"{name}_weight"``, initialized N(0, 1)).
@@ -105,10 +113,7 @@ class RNN:
     def __call__(self, x: Node, h0: Node | None = None) -> tuple[Node, Node]:
         aj = _ops()
         where = f"RNN {self.name!r}"
-        if not isinstance(x, Node) or x.dtype not in FLOAT_DTYPES:
-            raise DTypeError(f"{where}: expected float inputs (B, T, {self.input_size}), got {x!r}")
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            raise ShapeError(f"{where}: expected inputs (B, T, {self.input_size}), got {x!r}")
+        _check_sequence(where, x, self.input_size)
         T = x.shape[1]
         if T is None or T == 0:
             raise ShapeError(f"{where}: the time axis of {x!r} must have a static length >= 1")
@@ -178,10 +183,7 @@ class Attention:
     def __call__(self, x: Node) -> Node:
         aj = _ops()
         where = f"Attention {self.name!r}"
-        if not isinstance(x, Node) or x.dtype not in FLOAT_DTYPES:
-            raise DTypeError(f"{where}: expected float inputs (B, T, {self.dim}), got {x!r}")
-        if x.ndim != 3 or x.shape[2] != self.dim:
-            raise ShapeError(f"{where}: expected inputs (B, T, {self.dim}), got {x!r}")
+        _check_sequence(where, x, self.dim)
         B, T, D = x.shape
         if T is None:
             raise ShapeError(f"{where}: the time axis of {x!r} must have a static length")

@@ -148,15 +148,22 @@ def _pad_shown(node, dropped=()) -> Shown:
 
 
 # --- slice -------------------------------------------------------------------------------------
-def _slice_rule(inputs, attrs):
+def _placement_rule(inputs, attrs, where: str, slicing: bool):
+    """slice's and pad's shape rule: the smaller array's positions ``start + i·step`` lie
+    in the larger one, along every axis (slice reads them from x; pad writes x there)."""
     (x,), shape = inputs, attrs["shape"]
     start, step = attrs["start"], attrs["step"]
-    where = f"slice of {label(x)} {shape_str(x.shape)}"
     if not len(shape) == len(start) == len(step) == x.ndim:
         raise ShapeError(f"{where}: needs one start, step and size per axis")
-    for n, L, s, st in zip(x.shape, shape, start, step):
+    big, small = (x.shape, shape) if slicing else (shape, x.shape)
+    for n, L, s, st in zip(big, small, start, step):
         check_placement(n, L, s, st, where)
     return TensorType(tuple(shape), x.dtype)
+
+
+def _slice_rule(inputs, attrs):
+    x = inputs[0]
+    return _placement_rule(inputs, attrs, f"slice of {label(x)} {shape_str(x.shape)}", True)
 
 
 def slice_(x, start, step, shape):
@@ -202,14 +209,9 @@ register(Op("slice", _slice_rule,
 
 # --- pad ---------------------------------------------------------------------------------------
 def _pad_rule(inputs, attrs):
-    (x,), shape = inputs, attrs["shape"]
-    start, step = attrs["start"], attrs["step"]
-    where = f"pad of {label(x)} {shape_str(x.shape)} to {shape_str(shape)}"
-    if not len(shape) == len(start) == len(step) == x.ndim:
-        raise ShapeError(f"{where}: needs one start, step and size per axis")
-    for n, L, s, st in zip(shape, x.shape, start, step):
-        check_placement(n, L, s, st, where)
-    return TensorType(tuple(shape), x.dtype)
+    x = inputs[0]
+    where = f"pad of {label(x)} {shape_str(x.shape)} to {shape_str(attrs['shape'])}"
+    return _placement_rule(inputs, attrs, where, False)
 
 
 def _pad_numpy(args, node, env):

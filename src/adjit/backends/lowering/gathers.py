@@ -14,6 +14,7 @@ from llvmlite import ir
 from ...ir import Node
 from .elements import MAP_RULES, MapRule, linear_offset
 from .irkit import c64
+from .loops import accumulate
 from .plan import dim, numel, row_major_strides
 
 I1, I64 = ir.IntType(1), ir.IntType(64)
@@ -80,29 +81,6 @@ def _take_along(node: Node):
 
 
 # --- argmax / argmin: each output element scans its slice ------------------------------------
-def scan(b: ir.IRBuilder, n: ir.Value, inits: list, update) -> list:
-    """``accs = inits; for r in range(n): accs = update(r, accs)``; returns the final accs
-    (phis of the loop header: registers)."""
-    pre = b.block
-    head, body, done = (b.append_basic_block(f"scan.{s}") for s in ("head", "body", "done"))
-    b.branch(head)
-    b.position_at_end(head)
-    r = b.phi(I64, "r")
-    accs = [b.phi(v.type, "acc") for v in inits]
-    r.add_incoming(c64(0), pre)
-    for acc, v in zip(accs, inits):
-        acc.add_incoming(v, pre)
-    b.cbranch(b.icmp_signed("<", r, n), body, done)
-    b.position_at_end(body)
-    nxt = update(r, accs)
-    r.add_incoming(b.add(r, c64(1)), b.block)
-    for acc, v in zip(accs, nxt):
-        acc.add_incoming(v, b.block)
-    b.branch(head)
-    b.position_at_end(done)
-    return accs
-
-
 def _arg(node: Node):
     x, axes = node.inputs[0], node.attr("axes")
     biggest = node.op == "argmax"
@@ -137,7 +115,7 @@ def _arg(node: Node):
             take = better(b, v, best)
             return [b.select(take, v, best), b.select(take, r, at)]
         init = _start(x.dtype, biggest, bits)
-        return scan(b, total, [init, c64(0)], update)[1]
+        return accumulate(b, c64(0), total, c64(1), [init, c64(0)], update)[1]
     return elem
 
 

@@ -145,3 +145,26 @@ def reduce_range(b: ir.IRBuilder, n: ir.Value, start: ir.Value, step) -> ir.Valu
     b.branch(head)
     b.position_at_end(done)
     return acc
+
+
+def accumulate(b, start, stop, step, inits: list, update) -> list:
+    """``accs = inits; for r in range(start, stop, step): accs = update(r, accs)``; returns the
+    final accs.  The accumulators are phis of the loop header (registers, no memory)."""
+    pre = b.block
+    head, body, done = (b.append_basic_block(f"acc.{s}") for s in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    r = b.phi(I64, "r")
+    accs = [b.phi(v.type, "acc") for v in inits]
+    r.add_incoming(start, pre)
+    for a, v in zip(accs, inits):
+        a.add_incoming(v, pre)
+    b.cbranch(b.icmp_unsigned("<", r, stop), body, done)
+    b.position_at_end(body)
+    nxt = update(r, accs)
+    r.add_incoming(b.add(r, step), b.block)
+    for a, v in zip(accs, nxt):
+        a.add_incoming(v, b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    return accs

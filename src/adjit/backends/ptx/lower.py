@@ -25,8 +25,8 @@ from llvmlite import ir
 
 from ...ir import Node, shape_str
 from ..lowering.irkit import c64, loop
-from ..lowering.loops import (broadcast_access, contiguous, merge_dims, reduce_range,
-                              size_value)
+from ..lowering.loops import (accumulate, broadcast_access, contiguous, merge_dims,
+                              reduce_range, size_value)
 from ..lowering.plan import ONE, ZERO, Plan, Size, numel
 from ..lowering.elements import element_fn, map_rule
 from ..lowering.plan import dim
@@ -95,29 +95,6 @@ def dot(b: ir.IRBuilder, idx: list[ir.Value], strides: list[ir.Value]) -> ir.Val
     for i, s in zip(idx, strides):
         out = b.add(out, b.mul(i, s))
     return out
-
-
-def accumulate(b, start, stop, step, inits: list, update) -> list:
-    """``accs = inits; for r in range(start, stop, step): accs = update(r, accs)``; returns the
-    final accs.  The accumulators are phis of the loop header (registers, no memory)."""
-    pre = b.block
-    head, body, done = (b.append_basic_block(f"acc.{s}") for s in ("head", "body", "done"))
-    b.branch(head)
-    b.position_at_end(head)
-    r = b.phi(I64, "r")
-    accs = [b.phi(v.type, "acc") for v in inits]
-    r.add_incoming(start, pre)
-    for a, v in zip(accs, inits):
-        a.add_incoming(v, pre)
-    b.cbranch(b.icmp_unsigned("<", r, stop), body, done)
-    b.position_at_end(body)
-    nxt = update(r, accs)
-    r.add_incoming(b.add(r, step), b.block)
-    for a, v in zip(accs, nxt):
-        a.add_incoming(v, b.block)
-    b.branch(head)
-    b.position_at_end(done)
-    return accs
 
 
 class Lowering:

@@ -22,10 +22,10 @@ from llvmlite import ir
 
 from ...ir import Node, shape_str
 from ..lowering.irkit import c64
-from ..lowering.loops import merge_dims, size_value
+from ..lowering.loops import accumulate, merge_dims, size_value
 from ..lowering.plan import Size, batch_strides, numel, row_major_strides
 from ..lowering.printer import intrinsic
-from .lower import ELEM_TYPES, MAX_GRID, NTID, Launch, accumulate
+from .lower import ELEM_TYPES, MAX_GRID, NTID, Launch
 
 BM = BN = 64
 BK = 16
