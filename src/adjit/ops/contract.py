@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import DTypeError, FLOAT_DTYPES, Node, ShapeError, TensorType, label, shape_str
+from ..ir import Node, ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
+from .structural import check_product
 
 
 def _F():
@@ -26,17 +27,10 @@ def _F():
 def _rule(inputs, attrs):
     a, b = inputs
     where = f"matmul_sum({label(a)}, {label(b)})"
-    if a.ndim != b.ndim or a.ndim < 3:
-        raise ShapeError(f"{where}: takes operands of equal rank >= 3 (batch axes, then the "
-                         f"matrices), got shapes {shape_str(a.shape)} and {shape_str(b.shape)}")
+    check_product(where, a, b, 3)     # batch axes, then the matrices
     if a.shape[:-2] != b.shape[:-2]:
         raise ShapeError(f"{where}: batch dimensions {shape_str(a.shape[:-2])} and "
                          f"{shape_str(b.shape[:-2])} differ")
-    if a.shape[-1] != b.shape[-2]:
-        raise ShapeError(f"{where}: inner sizes {a.shape[-1]} and {b.shape[-2]} differ "
-                         f"(shapes {shape_str(a.shape)} and {shape_str(b.shape)})")
-    if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
-        raise DTypeError(f"{where}: needs one float dtype, got {a.dtype} and {b.dtype}")
     return TensorType((a.shape[-2], b.shape[-1]), a.dtype)
 
 

@@ -191,21 +191,27 @@ def batch_broadcast(a_batch: tuple, b_batch: tuple, where: str) -> tuple | None:
     return tuple(out)
 
 
-def _matmul_rule(inputs, attrs):
-    a, b = inputs
-    where = f"{label(a)} @ {label(b)}"
-    if a.ndim != b.ndim or a.ndim < 2:
-        raise ShapeError(f"{where}: the matmul op takes operands of equal rank >= 2, got "
+def check_product(where: str, a, b, min_rank: int) -> None:
+    """What every product op requires (matmul, matmul_sum): equal ranks of at least
+    ``min_rank``, equal inner sizes, one float dtype."""
+    if a.ndim != b.ndim or a.ndim < min_rank:
+        raise ShapeError(f"{where}: takes operands of equal rank >= {min_rank}, got "
                          f"shapes {shape_str(a.shape)} and {shape_str(b.shape)}")
     if a.shape[-1] != b.shape[-2]:
         raise ShapeError(f"{where}: inner sizes {a.shape[-1]} and {b.shape[-2]} differ "
                          f"(shapes {shape_str(a.shape)} and {shape_str(b.shape)})")
+    if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"{where}: needs one float dtype, got {a.dtype} and {b.dtype}")
+
+
+def _matmul_rule(inputs, attrs):
+    a, b = inputs
+    where = f"{label(a)} @ {label(b)}"
+    check_product(where, a, b, 2)
     batch = batch_broadcast(a.shape[:-2], b.shape[:-2], where)
     if batch is None:
         raise ShapeError(f"{where}: batch dimensions {shape_str(a.shape[:-2])} and "
                          f"{shape_str(b.shape[:-2])} do not broadcast")
-    if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
-        raise DTypeError(f"{where}: needs one float dtype, got {a.dtype} and {b.dtype}")
     return TensorType(batch + (a.shape[-2], b.shape[-1]), a.dtype)
 
 
