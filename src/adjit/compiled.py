@@ -13,7 +13,7 @@ from .autodiff import recorded_rewrites
 from .ir import VIEWS, Graph, Node, ShapeError, check_batch_bound
 from .nancheck import NanCheck
 from .ops.registry import min_batch
-from .passes import PIPELINE, run_pipeline
+from .passes import PIPELINE, expand, needs_expand, run_pipeline
 
 DEFAULT_BACKEND = "llvm"
 
@@ -70,6 +70,8 @@ class Compiled:
             self._lowered, self._impl = hit
         else:
             self._lowered = self.stages[-1]
+            if needs_expand(self._lowered):   # passes= without "expand": backends need it
+                self._lowered = expand(self._lowered)
         check_update_sources(self._lowered, self._n_returned, self._update_names)
         if hit is None:
             self._impl = module.build(self._lowered, **options)

@@ -39,6 +39,10 @@ What the rest of adjit reads instead of keeping lists of op names:
 * ``linear`` -- linear in each operand taken alone (add, matmul, sum, broadcast, ...).
 * ``commutative`` -- operand order does not matter (pictures number the operands of the
   others).
+* ``expand(node, inputs) -> Node`` -- the op computed from other ops (a convolution as a
+  matrix product of its unfolded windows).  The pass ``passes.expand`` applies it before
+  a backend lowers the graph, so backends need no rule of their own; the traced graph,
+  and so the equations view, keeps the op.
 * ``min_batch(node) -> int`` -- the smallest batch size a call may bind for this node
   (``x[3]`` on the batch axis needs B > 3); compiled functions check it at call time.
 * ``index_range(node, k)`` -- for an op reading integer operand ``k`` as indices (one_hot,
@@ -112,6 +116,7 @@ class Op:
     min_batch: Callable | None = None       # node -> smallest batch size a call may bind
     index_range: Callable | None = None     # (node, k) -> (lo, hi, what) of index operand k
     shown: Callable | None = None           # (node, dropped=()) -> Shown, for the views
+    expand: Callable | None = None          # (node, inputs) -> the node from other ops
     extra: dict = field(default_factory=dict)
 
     @property

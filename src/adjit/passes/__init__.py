@@ -11,13 +11,16 @@ from typing import Callable, Sequence
 from ..ir import Graph
 from ..ops.registry import get_op
 from .cse import cse
+from .expand import expand, needs_expand
 from .fold import fold
 from .fuse import fuse
 
 Pass = Callable[[Graph], Graph]
 
-#: The default pipeline, in order.  Backends that lower elementwise regions need "fuse" last.
+#: The default pipeline, in order.  Backends that lower elementwise regions need "fuse" last;
+#: "expand" (ops computed from other ops) runs first so the later passes see what they compute.
 PIPELINE: tuple[tuple[str, Pass], ...] = (
+    ("expand", expand),
     ("fold", fold),
     ("cse", cse),
     ("fold-again", fold),   # CSE exposes new identities (e.g. transpose∘transpose)
@@ -44,4 +47,5 @@ def run_pipeline(graph: Graph, passes: Sequence[tuple[str, Pass]] = PIPELINE) ->
     return stages
 
 
-__all__ = ["PIPELINE", "run_pipeline", "verify", "cse", "fold", "fuse"]
+__all__ = ["PIPELINE", "run_pipeline", "verify", "cse", "expand", "fold", "fuse",
+           "needs_expand"]

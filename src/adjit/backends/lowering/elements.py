@@ -159,3 +159,4 @@ def element_cost(node: Node) -> int:
 # map rules kept in their own modules (they add themselves to MAP_RULES)
 from . import moves  # noqa: E402,F401  (slice, pad, concatenate)
 from . import philox  # noqa: E402,F401  (adds the philox rule to MAP_RULES)
+from . import windows  # noqa: E402,F401  (unfold, fold)

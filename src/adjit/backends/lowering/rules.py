@@ -22,6 +22,9 @@ class RuleTable:
         """The kernel builder of ``op``; NotImplementedError for an op with no rule."""
         if op in self.kernels:
             return self.kernels[op]
+        if get_op(op).expand is not None:
+            raise NotImplementedError(f"op {op!r} is computed from other ops: run "
+                                      f"passes.expand before the {self.backend} backend")
         if map_rule(op) is not None:
             return self.map_builder
         why = self.refused.get(op, "no rule in its table")
@@ -32,6 +35,8 @@ class RuleTable:
         """'kernel', 'no kernel' (leaves and views) or 'refused: why'."""
         spec = get_op(op)
         if spec.leaf or spec.view:
+            return "no kernel"
+        if spec.expand is not None:
             return "no kernel"
         if op in self.refused:
             return f"refused: {self.refused[op]}"
