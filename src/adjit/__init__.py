@@ -24,6 +24,7 @@ from .ops.composite import cross_entropy, log_softmax, logsumexp, mse, softmax
 from .ops.moves import concatenate, pad
 from .ops.shaping import expand_dims, moveaxis, repeat, split, squeeze, stack, swapaxes, tile
 from .ops.products import einsum
+from .ops.conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d
 from .ops.gathers import take, take_along_axis
 from .ops.reductions import argmax, argmin, min, prod, std, var
 from . import random  # random numbers in the graph (aj.random.uniform, ...)
@@ -47,4 +48,5 @@ __all__ = sorted(_RECORD_FUNCTIONS) + [
 __all__ += ["nn", "optim", "random", "train"]
 __all__ += ["concatenate", "expand_dims", "moveaxis", "pad", "repeat", "split", "squeeze",
             "stack", "swapaxes", "tile"]
+__all__ += ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d"]
 __all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]
