@@ -29,7 +29,8 @@ What the rest of adjit reads instead of keeping lists of op names:
   gathers, joins, random draws): see :class:`Shown`.  Ops without it are written
   ``display(operands)``.
 * ``cost`` -- rough work per output element (1 for arithmetic, 5 for a transcendental
-  function); the llvm backend splits steps over threads by it.
+  function), or ``cost(node) -> int`` when it depends on the attributes (``fold`` sums
+  one element per kernel tap); the llvm backend splits steps over threads by it.
 * ``view`` -- the result is the operand's memory read another way (reshape,
   stop_gradient): no kernel, no buffer.
 * ``zero_preserving`` -- the VJP is zero wherever the cotangent is (±g, or sums, copies and
@@ -107,7 +108,7 @@ class Op:
     public: str | None = None               # front-end function made from the record
     display: str | None = None              # equations view: function name ("σ")
     latex: str | None = None                # equations view, LaTeX form
-    cost: int = 1                           # work per output element (transcendental: 5)
+    cost: int | Callable = 1                # work per output element (transcendental: 5)
     view: bool = False                      # result aliases the operand's memory
     zero_preserving: bool = False           # VJP is zero wherever the cotangent is
     moves_values: bool = False              # integer values pass through unchanged

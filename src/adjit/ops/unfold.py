@@ -16,6 +16,8 @@ order.  Attributes: ``kernel``, ``stride``, ``dilation``, ``pad`` (ops/window.py
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir import ShapeError, TensorType, label, shape_str
@@ -97,4 +99,5 @@ register(Op("unfold", _unfold_rule, _unfold_np,
 register(Op("fold", _fold_rule, _fold_np,
             lambda node, g, needs: [make("unfold", (g,), geometry(node))],
             arity=1, linear=True, display="fold",
+            cost=lambda node: math.prod(node.attr("kernel")),   # a load per kernel tap
             doc="columns added back at their window positions (col2im), unfold's adjoint"))

@@ -236,11 +236,19 @@ class Lowering:
             accesses = (rule.access(node) if rule.access is not None
                         else [broadcast_access(o.shape, out_shape) for o in operands])
             sizes, accs = merge_dims(out_shape, [contiguous(out_shape)] + accesses)
-        part, b = self._new_kernel(node, operands, extra=(I64,), suffix=".part")
-        out, ins, (batch, rows) = part.args[0], part.args[1:-2], part.args[-2:]
+        # a gathering rule reads its operands at offsets of the full output index: its part
+        # is also told its first row (the operands' pointers are not moved, the output's is)
+        first = rule.gathers and bool(sizes)
+        extra = (I64, I64) if first else (I64,)
+        part, b = self._new_kernel(node, operands, extra=extra, suffix=".part")
+        n_args = len(part.args) - len(extra) - 1
+        out, ins = part.args[0], part.args[1:n_args]
+        batch, rows = part.args[n_args], part.args[n_args + 1]
         ctx = _ElemCtx(b, batch, operands, ins)
 
         def body(offsets, indices):
+            if first:
+                indices = [add(b, indices[0], part.args[-1])] + indices[1:]
             vals = [] if rule.gathers else [ctx.load(k, off) for k, off in enumerate(offsets[1:])]
             res = elem(b, vals, indices, ctx)
             if node.dtype == "bool":
@@ -251,11 +259,9 @@ class Lowering:
         b.ret_void()
         fn, b = self._new_kernel(node, operands)
         strides = [a[0] for a in accs] if sizes else [ZERO] * len(accs)
-        # a gathering rule reads its operands at offsets of the full output index: its
-        # rows are not split (each part would start its index at 0)
         strides += [ZERO] * (1 + len(operands) - len(strides))
         emit_step(self.module, b, fn, part, sizes[0] if sizes else ONE, numel(out_shape),
-                  element_cost(node), strides, split=not rule.gathers)
+                  element_cost(node), strides, first=first)
         return fn, operands
 
     def _scalar_fn(self, node: Node):

@@ -33,13 +33,17 @@ JOB = ir.LiteralStructType([BODY.as_pointer(), I64, I64, I64, I64, I8P.as_pointe
 
 def emit_step(module: ir.Module, b: ir.IRBuilder, step: ir.Function, part: ir.Function,
               outer: Size, elems: Size, cost: int, strides: list[Size],
-              split: bool = True) -> None:
+              split: bool = True, first: bool = False) -> None:
     """Fill ``step``'s body (``b`` at its entry): call ``part`` over all rows, or split.
 
     ``part(ptrs..., batch, n)`` computes the first n rows of its outermost loop from the
     pointers it is given; ``strides`` are each pointer's elements per row, so rows lo..hi
     are ``part(ptr + lo * stride..., batch, hi - lo)``.  Every part's loop thus starts at
     0, which LLVM optimizes measurably faster than a loop from lo to hi.
+
+    ``first``: the part takes one more argument, the index of its first row
+    (``part(ptrs..., batch, n, lo)``), for a part that computes its operands' offsets from
+    the full output index (a gathering map rule: its operands' strides are then 0).
 
     Compile time: a loop costs LLVM ~5-10 ms to optimize and compile, straight-line code
     far less, so everything but the kernel's own pointers lives in two helpers written
@@ -52,25 +56,27 @@ def emit_step(module: ir.Module, b: ir.IRBuilder, step: ir.Function, part: ir.Fu
     rows = size_value(b, outer, batch)
     never = not split or outer.power == 0 and (
         outer.static < 2 or elems.power == 0 and elems.static * cost < THRESHOLD)
+    start = [c64(0)] if first else []
     if never or not pool.available():     # static sizes below the threshold: no split code
-        b.call(part, ptrs + [batch, rows])
+        b.call(part, ptrs + [batch, rows] + start)
         b.ret_void()
         return
     table = b.alloca(ir.ArrayType(I8P, len(ptrs)), name="ptrs")
     work = b.mul(size_value(b, elems, batch), c64(cost))
     small = b.or_(b.icmp_signed("<", work, c64(THRESHOLD)), b.icmp_signed("<", rows, c64(2)))
     with b.if_then(small):
-        b.call(part, ptrs + [batch, rows])
+        b.call(part, ptrs + [batch, rows] + start)
         b.ret_void()
     for i, p in enumerate(ptrs):
         b.store(b.bitcast(p, I8P), b.gep(table, [c32(0), c32(i)]))
-    b.call(_split(module), [_emit_body(module, part, strides), rows, batch,
+    b.call(_split(module), [_emit_body(module, part, strides, first), rows, batch,
                             b.gep(table, [c32(0), c32(0)])])
     b.ret_void()
 
 
-def _emit_body(module, part, strides) -> ir.Function:
-    """``void body(i8* job, i64 lo, i64 hi)``: the part over rows lo..hi of the job."""
+def _emit_body(module, part, strides, first=False) -> ir.Function:
+    """``void body(i8* job, i64 lo, i64 hi)``: the part over rows lo..hi of the job (told
+    ``lo`` when ``first``)."""
     fn = ir.Function(module, BODY, name=f"{part.name}.body")
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -84,7 +90,7 @@ def _emit_body(module, part, strides) -> ir.Function:
         if stride.static:
             p = b.gep(p, [mul(b, lo, size_value(b, stride, batch))])
         ptrs.append(p)
-    b.call(part, ptrs + [batch, b.sub(hi, lo)])
+    b.call(part, ptrs + [batch, b.sub(hi, lo)] + ([lo] if first else []))
     b.ret_void()
     return fn
 

@@ -153,7 +153,9 @@ def element_cost(node: Node) -> int:
                     or (isinstance(e, sp.Pow) and not e.exp.is_Integer))
         return 1 + 4 * calls
     spec = REGISTRY.get(node.op)
-    return spec.cost if spec is not None else 1
+    if spec is None:
+        return 1
+    return spec.cost(node) if callable(spec.cost) else spec.cost
 
 
 # map rules kept in their own modules (they add themselves to MAP_RULES)
