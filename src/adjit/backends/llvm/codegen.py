@@ -36,6 +36,7 @@ from ..lowering.target import compile_threads
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
 from .concat import lower_concatenate
+from .windows import lower_fold, lower_unfold
 from .scatter import lower_scatter
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -354,7 +355,8 @@ class _ElemCtx:
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
 KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
            **{op: Lowering._reduce for op in REDUCERS},
-           "scatter_add": lower_scatter, "concatenate": lower_concatenate}
+           "scatter_add": lower_scatter, "concatenate": lower_concatenate, "fold": lower_fold,
+           "unfold": lower_unfold}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
 

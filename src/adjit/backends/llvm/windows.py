@@ -1,0 +1,165 @@
+"""The llvm kernels of ``unfold`` (im2col) and ``fold`` (col2im), ops/unfold.py, in the
+``"cols"`` layout: row copies instead of the map rules' per-element index arithmetic
+(the map rule of fold tests and loads all ``Πkernel`` taps per output element, ~20
+integer operations per tap).
+
+unfold: for every image, channel and tap, the column row ``cols[n, c, k, :]`` is the
+input plane read at ``o·s + shift`` inside the tap's box of windows (see below) and 0
+outside it: per row a zero run, a copy (contiguous at stride 1) and a zero run.
+
+fold: each column row added into the output plane it was read from.
+
+For every image ``n``, channel ``c`` and kernel tap ``k``, the windows ``o`` whose input
+position ``p = o·stride - lo + k·dilation`` lies inside the image form one box of ``o``
+(bounds computed per tap, axis by axis), so the kernel is
+
+    out[n, c] = 0
+    for k in taps: for o in box(k): out[n, c, o·s - lo + k·d] += cols[n, c, k, o]
+
+whose innermost loop reads a contiguous column row and, at stride 1, adds it into a
+contiguous output row (vectorized).  Per output element the taps are added in the same
+order as the map rule's (k in row-major order), so both give the same sums.  Rows of the
+batch are split over the pool's threads (:func:`.parallel.emit_step`).  The ``"rows"``
+layout keeps the map rule.  The ptx backend keeps the map rule (a gather suits a grid).
+"""
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from ...ir import Node
+from ..lowering.irkit import c64, imax, imin, loop
+from ..lowering.plan import Size, dim, numel
+from .parallel import emit_step
+
+I64 = ir.IntType(64)
+
+
+def lower_fold(lw, node: Node):
+    """``Lowering -> (fn, operands)`` for a fold step."""
+    if (node.attr("layout") or "cols") != "cols":
+        return lw._map(node)
+    cols = node.inputs[0]
+    kernel, spatial = tuple(node.attr("kernel")), tuple(node.attr("spatial"))
+    stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")
+    nd, C = len(kernel), node.shape[1]
+    outs = tuple(cols.shape[2 + nd:])
+    plane, window = math.prod(spatial), math.prod(outs)
+    part, b = lw._new_kernel(node, [cols], extra=(I64,), suffix=".part")
+    out, src, batch, rows = part.args
+    T = out.type.pointee
+    zero = ir.Constant(T, 0.0)
+    with loop(b, 0, b.mul(rows, c64(C * plane)), 1, "zero") as i:
+        b.store(zero, b.gep(out, [i]))
+    o_strides = [math.prod(outs[a + 1:]) for a in range(nd)]
+    p_strides = [math.prod(spatial[a + 1:]) for a in range(nd)]
+    with loop(b, 0, b.mul(rows, c64(C)), 1, "nc") as nc:
+        obase = b.mul(nc, c64(plane))
+        cbase = b.mul(nc, c64(math.prod(kernel) * window))
+        _taps(b, nd, kernel, outs, spatial, stride, dil, pad, o_strides, p_strides,
+              out, src, obase, cbase)
+    b.ret_void()
+    fn, b = lw._new_kernel(node, [cols])
+    emit_step(lw.module, b, fn, part, dim(node.shape[0]), numel(cols.shape), 1,
+              [Size(C * plane), Size(math.prod(cols.shape[1:]))])
+    return fn, [cols]
+
+
+def lower_unfold(lw, node: Node):
+    """``Lowering -> (fn, operands)`` for an unfold step."""
+    if (node.attr("layout") or "cols") != "cols":
+        return lw._map(node)
+    x = node.inputs[0]
+    kernel, spatial = tuple(node.attr("kernel")), tuple(x.shape[2:])
+    stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")
+    nd, C = len(kernel), x.shape[1]
+    outs = tuple(node.shape[2 + nd:])
+    plane, window, taps = math.prod(spatial), math.prod(outs), math.prod(kernel)
+    part, b = lw._new_kernel(node, [x], extra=(I64,), suffix=".part")
+    out, src, batch, rows = part.args
+    zero = ir.Constant(out.type.pointee, 0.0)
+    o_strides = [math.prod(outs[a + 1:]) for a in range(nd)]
+    p_strides = [math.prod(spatial[a + 1:]) for a in range(nd)]
+
+    def fill(start, count):
+        with loop(b, 0, count, 1, "z") as i:
+            b.store(zero, b.gep(out, [b.add(start, i)]))
+
+    def box_level(a, ks, xo, co):
+        k, s, d, (lo, _), n, on = ks[a], stride[a], dil[a], pad[a], spatial[a], outs[a]
+        shift = b.sub(b.mul(k, c64(d)), c64(lo))
+        first, last = _box(b, shift, s, n, on)
+        if a + 1 == nd:      # a zero run, a copy, a zero run
+            fill(co, first)
+            with loop(b, first, last, 1, f"o{a}") as o:
+                p = b.add(b.mul(o, c64(s)), shift)
+                b.store(b.load(b.gep(src, [b.add(xo, p)])), b.gep(out, [b.add(co, o)]))
+            fill(b.add(co, last), b.sub(c64(on), last))
+            return
+        with loop(b, 0, on, 1, f"o{a}") as o:
+            co2 = b.add(co, b.mul(o, c64(o_strides[a])))
+            inside = b.and_(b.icmp_signed(">=", o, first), b.icmp_signed("<", o, last))
+            with b.if_else(inside) as (yes, no):
+                with yes:
+                    p = b.add(b.mul(o, c64(s)), shift)
+                    box_level(a + 1, ks, b.add(xo, b.mul(p, c64(p_strides[a]))), co2)
+                with no:
+                    fill(co2, c64(o_strides[a]))
+
+    def tap_level(a, ks, t, xo, co):
+        if a == nd:
+            box_level(0, ks, xo, b.add(co, b.mul(t, c64(window))))
+            return
+        with loop(b, 0, kernel[a], 1, f"k{a}") as k:
+            tap_level(a + 1, ks + [k], b.add(b.mul(t, c64(kernel[a])), k), xo, co)
+
+    with loop(b, 0, b.mul(rows, c64(C)), 1, "nc") as nc:
+        tap_level(0, [], c64(0), b.mul(nc, c64(plane)), b.mul(nc, c64(taps * window)))
+    b.ret_void()
+    fn, b = lw._new_kernel(node, [x])
+    emit_step(lw.module, b, fn, part, dim(node.shape[0]), numel(node.shape), 1,
+              [Size(C * taps * window), Size(C * plane)])
+    return fn, [x]
+
+
+def _taps(b, nd, kernel, outs, spatial, stride, dil, pad, o_strides, p_strides, out, src,
+          obase, cbase):
+    """The loops over the taps, then over each tap's box of windows."""
+    def tap_level(a, ks, cofs):
+        if a == nd:
+            box_level(0, ks, cofs, obase, cbase_k(cofs))
+            return
+        with loop(b, 0, kernel[a], 1, f"k{a}") as k:
+            tap_level(a + 1, ks + [k], b.add(b.mul(cofs, c64(kernel[a])), k))
+
+    def cbase_k(tap_index):
+        return b.add(cbase, b.mul(tap_index, c64(math.prod(outs))))
+
+    def box_level(a, ks, cofs, po, co):
+        k, s, d, (lo, _), n, on = ks[a], stride[a], dil[a], pad[a], spatial[a], outs[a]
+        shift = b.sub(b.mul(k, c64(d)), c64(lo))       # p = o·s + shift
+        first, last = _box(b, shift, s, n, on)
+        with loop(b, first, last, 1, f"o{a}") as o:
+            p = b.add(b.mul(o, c64(s)), shift)
+            po2 = b.add(po, b.mul(p, c64(p_strides[a])))
+            co2 = b.add(co, b.mul(o, c64(o_strides[a])))
+            if a + 1 < nd:
+                box_level(a + 1, ks, cofs, po2, co2)
+            else:
+                at = b.gep(out, [po2])
+                b.store(b.fadd(b.load(at), b.load(b.gep(src, [co2]))), at)
+
+    tap_level(0, [], c64(0))
+
+
+def _box(b, shift, s: int, n: int, on: int):
+    """``[first, last)``: the windows o in [0, on) with 0 <= o·s + shift < n."""
+    # o >= ceil(-shift / s), o <= floor((n - 1 - shift) / s)
+    neg = b.sub(c64(0), shift)
+    first = b.select(b.icmp_signed(">", neg, c64(0)),
+                     imin(b, b.sdiv(b.add(neg, c64(s - 1)), c64(s)), c64(on)), c64(0))
+    top = b.sub(c64(n - 1), shift)
+    last = b.select(b.icmp_signed(">=", top, c64(0)),
+                    imin(b, b.add(b.sdiv(top, c64(s)), c64(1)), c64(on)), c64(0))
+    return first, imax(b, last, first)
