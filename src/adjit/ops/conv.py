@@ -212,64 +212,8 @@ def _swap(F, t):
     return F.transpose(t, tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2))
 
 
-# --- without groups: the windows as rows, one GEMM for the whole batch ----------------------
-# ``cols (N, ΠO, C·ΠK)`` ("rows" layout of unfold) stacks every image's windows, so each
-# product below is ONE GEMM whose rows (or, for the weight gradient, whose K) run over
-# the batch and the window positions together: z = cols @ Wᵀ, cols̄ = ḡ @ W,
-# W̄ = Σ ḡᵀ cols.  The price is a transpose of z and of ḡ between (N, C_out, *O) and
-# (N, *O, C_out) (the size of the output, ΠK/C_in times smaller than the columns).
-ROWS = False
-
-
-def _channels_last(F, t, nd: int):
-    """``(N, C, *O)`` -> ``(N, ΠO, C)`` (a transposed copy)."""
-    t = F.transpose(t, (0,) + tuple(range(2, 2 + nd)) + (1,))
-    return F.reshape(t, (t.shape[0], math.prod(t.shape[1:-1]), t.shape[-1]))
-
-
-def _rows(F, x, W, attrs: dict):
-    """``(N, ΠO, C·ΠK)``: x's windows as rows."""
-    cols = make("unfold", (x,), dict(_geometry(attrs, W.shape[2:]), layout="rows"))
-    nd = len(W.shape) - 2
-    return F.reshape(cols, (cols.shape[0], math.prod(cols.shape[1:1 + nd]),
-                            math.prod(cols.shape[1 + nd:]))), cols.shape
-
-
-def _rows_conv(F, x, W, node):
-    nd = x.ndim - 2
-    cols, _ = _rows(F, x, W, dict(node.attrs))
-    z = make("matmul", (cols, _swap(F, _weights(F, W, 1))))          # (N, ΠO, C_out)
-    z = F.reshape(z, (z.shape[0],) + tuple(node.shape[2:]) + (W.shape[0],))
-    return F.transpose(z, (0, nd + 1) + tuple(range(1, nd + 1)))
-
-
-def _rows_conv_transpose(F, g, W, node):
-    nd = g.ndim - 2
-    cols = make("matmul", (_channels_last(F, g, nd), _weights(F, W, 1)))   # (N, ΠO, C·ΠK)
-    cols = F.reshape(cols, (g.shape[0],) + tuple(g.shape[2:]) + (node.shape[1],)
-                     + tuple(W.shape[2:]))
-    return make("fold", (cols,), dict(_geometry(dict(node.attrs), W.shape[2:]),
-                                      spatial=node.shape[2:], layout="rows"))
-
-
-def _rows_conv_weight(F, x, g, node):
-    kernel = tuple(node.attr("kernel"))
-    cols, _ = _rows(F, x, _Shape(node.shape), dict(node.attrs))
-    w = make("matmul_sum", (_swap(F, _channels_last(F, g, g.ndim - 2)), cols))
-    return F.reshape(w, node.shape)
-
-
-class _Shape:
-    """Stands for a weight where only its shape is known (conv_weight's result)."""
-
-    def __init__(self, shape):
-        self.shape = tuple(shape)
-
-
 def _expand_conv(node, ins):
     F, (x, W), G = _F(), ins, node.attr("groups")
-    if G == 1 and ROWS:
-        return _rows_conv(F, x, W, node)
     cols = make("unfold", (x,), _geometry(dict(node.attrs), W.shape[2:]))
     L = math.prod(node.shape[2:])
     z = make("matmul", (_weights(F, W, G), _grouped(F, cols, G, L)))
@@ -278,8 +222,6 @@ def _expand_conv(node, ins):
 
 def _expand_conv_transpose(node, ins):
     F, (g, W), G = _F(), ins, node.attr("groups")
-    if G == 1 and ROWS:
-        return _rows_conv_transpose(F, g, W, node)
     a = dict(node.attrs)
     L = math.prod(g.shape[2:])
     cols = make("matmul", (_swap(F, _weights(F, W, G)), _grouped(F, g, G, L)))
@@ -289,8 +231,6 @@ def _expand_conv_transpose(node, ins):
 
 def _expand_conv_weight(node, ins):
     F, (x, g), G = _F(), ins, node.attr("groups")
-    if G == 1 and ROWS:
-        return _rows_conv_weight(F, x, g, node)
     a = dict(node.attrs)
     cols = make("unfold", (x,), _geometry(a, a["kernel"]))
     L = math.prod(g.shape[2:])

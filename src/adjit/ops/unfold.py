@@ -11,10 +11,7 @@ out as columns, so a convolution is a matrix product (the lowering of ops/conv.p
 
 Both are linear and each one's VJP is the other, so convolutions differentiate to any
 order.  Attributes: ``kernel``, ``stride``, ``dilation``, ``pad`` (ops/window.py);
-``fold`` also ``spatial``, the shape it restores; optionally ``layout``: ``"cols"`` (the
-default, above) or ``"rows"`` (im2row): the columns laid out ``(N, *O, C, *kernel)``,
-i.e. ``(N, ΠO, C·Πkernel)`` once reshaped, the left operand of ``cols @ Wᵀ`` whose
-batch folds into the GEMM's rows (one product for the whole batch).  One map rule each
+``fold`` also ``spatial``, the shape it restores.  One map rule each
 (backends/lowering/windows.py) serves both native backends.
 """
 from __future__ import annotations
@@ -35,17 +32,7 @@ def _taps(kernel, stride, dilation, out):
                          for k, d, s, o in zip(tap, dilation, stride, out))
 
 
-def layout_perm(nd: int, layout: str = "cols") -> tuple:
-    """The axes of the ``"cols"`` layout ``(N, C, *kernel, *O)`` in the order ``layout``
-    stores them (the columns of that layout are ``cols_std.transpose(perm)``)."""
-    if layout == "cols":
-        return tuple(range(2 + 2 * nd))
-    if layout == "rows":
-        return (0,) + tuple(range(2 + nd, 2 + 2 * nd)) + (1,) + tuple(range(2, 2 + nd))
-    raise ValueError(f"unfold: unknown layout {layout!r} (expected 'cols' or 'rows')")
-
-
-def unfold_numpy(x: np.ndarray, kernel, stride, dilation, pad, layout="cols") -> np.ndarray:
+def unfold_numpy(x: np.ndarray, kernel, stride, dilation, pad) -> np.ndarray:
     nd = len(kernel)
     out = out_shape(x.shape[2:], kernel, stride, dilation, pad, "unfold")
     xp = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pad])
@@ -54,13 +41,11 @@ def unfold_numpy(x: np.ndarray, kernel, stride, dilation, pad, layout="cols") ->
     for tap, rows in _taps(kernel, stride, dilation, out):
         res[lead + tap] = xp[lead + rows]
     assert res.ndim == 2 + 2 * nd
-    return np.ascontiguousarray(res.transpose(layout_perm(nd, layout)))
+    return res
 
 
-def fold_numpy(cols: np.ndarray, spatial, kernel, stride, dilation, pad,
-               layout="cols") -> np.ndarray:
+def fold_numpy(cols: np.ndarray, spatial, kernel, stride, dilation, pad) -> np.ndarray:
     nd = len(kernel)
-    cols = cols.transpose(np.argsort(layout_perm(nd, layout)))
     out = cols.shape[2 + nd:]
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pad))
     xp = np.zeros(cols.shape[:2] + padded, cols.dtype)
@@ -78,36 +63,24 @@ def _unfold_rule(inputs, attrs):
     if x.ndim != len(k) + 2 or any(s is None for s in x.shape[1:]):
         raise ShapeError(f"{where}: needs (N, C, +{len(k)} static axes), got {shape_str(x.shape)}")
     out = out_shape(x.shape[2:], k, attrs["stride"], attrs["dilation"], attrs["pad"], where)
-    std = x.shape[:2] + tuple(k) + out
-    return TensorType(tuple(std[p] for p in layout_perm(len(k), attrs.get("layout", "cols"))),
-                      x.dtype)
+    return TensorType(x.shape[:2] + tuple(k) + out, x.dtype)
 
 
 def _fold_rule(inputs, attrs):
     (c,) = inputs
     k, spatial = attrs["kernel"], attrs["spatial"]
     nd, where = len(k), f"fold({label(c)})"
-    layout = attrs.get("layout", "cols")
-    want = "(N, C, *kernel, *out)" if layout == "cols" else "(N, *out, C, *kernel)"
-    if c.ndim != 2 + 2 * nd:
-        raise ShapeError(f"{where}: needs {want}, got {shape_str(c.shape)}")
-    std = [None] * c.ndim       # c's axes in the "cols" order
-    for axis, p in enumerate(layout_perm(nd, layout)):
-        std[p] = c.shape[axis]
-    if tuple(std[2:2 + nd]) != tuple(k):
-        raise ShapeError(f"{where}: needs {want} with kernel {k}, got {shape_str(c.shape)}")
+    if c.ndim != 2 + 2 * nd or tuple(c.shape[2:2 + nd]) != tuple(k):
+        raise ShapeError(f"{where}: needs (N, C, *kernel {k}, *out), got {shape_str(c.shape)}")
     out = out_shape(spatial, k, attrs["stride"], attrs["dilation"], attrs["pad"], where)
-    if tuple(std[2 + nd:]) != out:
+    if tuple(c.shape[2 + nd:]) != out:
         raise ShapeError(f"{where}: {spatial} gives {out} windows, the columns hold "
-                         f"{tuple(std[2 + nd:])}")
-    return TensorType(tuple(std[:2]) + tuple(spatial), c.dtype)
+                         f"{tuple(c.shape[2 + nd:])}")
+    return TensorType(c.shape[:2] + tuple(spatial), c.dtype)
 
 
 def geometry(node) -> dict:
-    g = {k: node.attr(k) for k in ("kernel", "stride", "dilation", "pad")}
-    if node.attr("layout") is not None:
-        g["layout"] = node.attr("layout")
-    return g
+    return {k: node.attr(k) for k in ("kernel", "stride", "dilation", "pad")}
 
 
 def _unfold_np(args, node, env):

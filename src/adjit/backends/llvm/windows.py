@@ -1,26 +1,21 @@
-"""The llvm kernels of ``unfold`` (im2col) and ``fold`` (col2im), ops/unfold.py, in the
-``"cols"`` layout: row copies instead of the map rules' per-element index arithmetic
-(the map rule of fold tests and loads all ``Πkernel`` taps per output element, ~20
-integer operations per tap).
+"""The llvm kernels of ``unfold`` (im2col) and ``fold`` (col2im), ops/unfold.py: row
+copies and row adds instead of the map rules' per-element index arithmetic (fold's map
+rule tests and loads every one of the ``Πkernel`` taps per output element).
 
-unfold: for every image, channel and tap, the column row ``cols[n, c, k, :]`` is the
-input plane read at ``o·s + shift`` inside the tap's box of windows (see below) and 0
-outside it: per row a zero run, a copy (contiguous at stride 1) and a zero run.
+For an image ``n``, a channel ``c`` and a kernel tap ``k``, the windows ``o`` whose input
+position ``p = o·stride - lo + k·dilation`` lies inside the image form one box (bounds per
+tap and axis, :func:`_box`), so
 
-fold: each column row added into the output plane it was read from.
+    unfold: cols[n, c, k, o] = x[n, c, o·s + shift(k)] inside the box, 0 outside it
+            (per row: a zero run, a copy, a zero run);
+    fold:   out[n, c] = 0;  for k in taps: for o in box(k): out[n, c, o·s + shift(k)]
+            += cols[n, c, k, o]
 
-For every image ``n``, channel ``c`` and kernel tap ``k``, the windows ``o`` whose input
-position ``p = o·stride - lo + k·dilation`` lies inside the image form one box of ``o``
-(bounds computed per tap, axis by axis), so the kernel is
-
-    out[n, c] = 0
-    for k in taps: for o in box(k): out[n, c, o·s - lo + k·d] += cols[n, c, k, o]
-
-whose innermost loop reads a contiguous column row and, at stride 1, adds it into a
-contiguous output row (vectorized).  Per output element the taps are added in the same
-order as the map rule's (k in row-major order), so both give the same sums.  Rows of the
-batch are split over the pool's threads (:func:`.parallel.emit_step`).  The ``"rows"``
-layout keeps the map rule.  The ptx backend keeps the map rule (a gather suits a grid).
+whose innermost loops read a contiguous column row and, at stride 1, write a contiguous
+row (vectorized).  Per output element fold adds the taps in the map rule's order (k
+row-major), so both give the same sums.  Rows of the batch are split over the pool's
+threads (:func:`.parallel.emit_step`).  The ptx backend keeps the map rules
+(backends/lowering/windows.py: a gather suits a grid).
 """
 from __future__ import annotations
 
@@ -38,8 +33,6 @@ I64 = ir.IntType(64)
 
 def lower_fold(lw, node: Node):
     """``Lowering -> (fn, operands)`` for a fold step."""
-    if (node.attr("layout") or "cols") != "cols":
-        return lw._map(node)
     cols = node.inputs[0]
     kernel, spatial = tuple(node.attr("kernel")), tuple(node.attr("spatial"))
     stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")
@@ -68,8 +61,6 @@ def lower_fold(lw, node: Node):
 
 def lower_unfold(lw, node: Node):
     """``Lowering -> (fn, operands)`` for an unfold step."""
-    if (node.attr("layout") or "cols") != "cols":
-        return lw._map(node)
     x = node.inputs[0]
     kernel, spatial = tuple(node.attr("kernel")), tuple(x.shape[2:])
     stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")

@@ -8,9 +8,6 @@ the llvm and ptx backends lower them with no code of their own.
 * ``fold``: output ``(n, c, p...)`` sums, over every kernel tap ``k``, the column element
   of the window ``o = (p + lo - k·d) / s`` when that is whole and in range (the taps are
   unrolled: the kernel is static and small).
-
-Both read the ``layout`` attribute (ops/unfold.py): the columns' index is permuted to the
-``"cols"`` order before anything else.
 """
 from __future__ import annotations
 
@@ -19,7 +16,6 @@ import itertools
 from llvmlite import ir
 
 from ...ir import Node
-from ...ops.unfold import layout_perm
 from .elements import MAP_RULES, MapRule, linear_offset
 from .irkit import c64
 from .printer import LLVM_TYPES
@@ -33,10 +29,8 @@ def _unfold(node: Node):
     stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")
     spatial = x.shape[2:]
     zero = ir.Constant(LLVM_TYPES[node.dtype], 0.0)
-    perm = layout_perm(nd, node.attr("layout") or "cols")
 
     def element(b, vals, idx, ctx):
-        idx = _standard(idx, perm)
         taps, outs = idx[2:2 + nd], idx[2 + nd:]
         ok, src = ir.Constant(I1, 1), list(idx[:2])
         for k, o, n, s, d, (lo, hi) in zip(taps, outs, spatial, stride, dil, pad):
@@ -58,8 +52,7 @@ def _fold(node: Node):
     kernel = node.attr("kernel")
     nd = len(kernel)
     stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")
-    perm = layout_perm(nd, node.attr("layout") or "cols")
-    outs = _standard(cols.shape, perm)[2 + nd:]
+    outs = cols.shape[2 + nd:]
     zero = ir.Constant(LLVM_TYPES[node.dtype], 0.0)
 
     def element(b, vals, idx, ctx):
@@ -86,19 +79,10 @@ def _fold(node: Node):
                 good, o = axes[a][k]
                 ok = b.and_(ok, good)
                 wins.append(o)
-            v = ctx.load(0, linear_offset(b, ctx, [(src + wins)[p] for p in perm],
-                                          cols.shape))
+            v = ctx.load(0, linear_offset(b, ctx, src + wins, cols.shape))
             acc = b.fadd(acc, b.select(ok, v, zero))
         return acc
     return element
-
-
-def _standard(idx, perm) -> list:
-    """An index (or shape) of the columns' ``layout`` in the ``"cols"`` axis order."""
-    std = [None] * len(perm)
-    for axis, p in enumerate(perm):
-        std[p] = idx[axis]
-    return std
 
 
 MAP_RULES.update({
