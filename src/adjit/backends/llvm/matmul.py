@@ -83,7 +83,7 @@ def lower_matmul(lw, node: Node):
                    lambda b, batch: [size_value(b, numel((lda,)), batch),
                                      size_value(b, numel((ldb,)), batch),
                                      size_value(b, numel((N,)), batch)])
-    _split_items(lw.module, b, fn, items, sizes, numel((M, N, K)))
+    split_items(lw.module, b, fn, items, sizes, numel((M, N, K)))
     return fn, [a, bnode]
 
 
@@ -125,8 +125,9 @@ def _prod(sizes):
     return out
 
 
-def _split_items(module, b, step, items, sizes, mnk):
-    """The step's body: ``items`` on this thread alone, or shared with the worker."""
+def split_items(module, b, step, items, sizes, mnk):
+    """The step's body: ``items`` on this thread alone, or shared with the worker when the
+    ``sizes`` items of ``mnk`` multiply-adds each hold SPLIT_MNK in all."""
     out, pa, pb, work, batch = step.args
     T = out.type
     counter = b.alloca(I64, name="counter")

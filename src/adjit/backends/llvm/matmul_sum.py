@@ -7,17 +7,29 @@ matrix, and the sum is ONE GEMM ``Aᵀ B`` with ``K' = batch·K`` (large enough 
 are then shared with the pool's worker by the GEMM itself).  Otherwise the result is
 zeroed (a GEMM with K = 0) and one GEMM per batch element accumulates into it.  Both
 sum in another order than a product per element followed by a sum: equal up to rounding.
+
+Those per-element products are often too small for the GEMM to share one with the pool's
+worker (a convolution's weight gradient on small images: ``(C_out, L) @ (L, C·ΠK)`` per
+image), so when the stack holds enough work the result is cut into blocks of whole
+columns (or rows, when it has more rows) that both threads take from a shared counter,
+each block summed over the whole stack by one thread: every element is computed exactly
+as without the split, whichever thread takes it.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
 from ...ir import Node
+from . import pool
+from .gemm import THREAD_MNK
+from ..lowering.irkit import c64, imin
 from ..lowering.loops import emit_nest, merge_dims, size_value
-from ..lowering.plan import batch_strides, numel
-from .matmul import gemm_operands
+from ..lowering.plan import Size, batch_strides, numel
+from .matmul import gemm_operands, split_items
 
-I32 = ir.IntType(32)
+I32, I64 = ir.IntType(32), ir.IntType(64)
+BLOCK = 16          # columns (rows) per block: a multiple of every register tile's width
+MAX_BLOCKS = 16
 
 
 def lower_matmul_sum(lw, node: Node):
@@ -37,8 +49,13 @@ def lower_matmul_sum(lw, node: Node):
         gemm_call(sv(numel(batch_shape + (K,))), pa, pb, 0)
         b.ret_void()
         return fn, [a, bnode]
-    gemm_call(ir.Constant(ir.IntType(64), 0), pa, pb, 0)      # C = 0 (K = 0)
     sizes, accs = merge_dims(batch_shape, [batch_strides(a, sa, a), batch_strides(bnode, sb, a)])
+    dt = "f32" if node.dtype == "float32" else "f64"
+    if (sizes and pool.available() and None not in (M, N, K)
+            and M * N * K < THREAD_MNK[dt] and max(M, N) > BLOCK):
+        _blocks(lw, node, fn, b, gemm, sizes, accs)
+        return fn, [a, bnode]
+    gemm_call(ir.Constant(ir.IntType(64), 0), pa, pb, 0)      # C = 0 (K = 0)
 
     def call(offsets, indices):
         oa, ob = offsets
@@ -47,3 +64,54 @@ def lower_matmul_sum(lw, node: Node):
     emit_nest(b, sizes, accs, batch, call)
     b.ret_void()
     return fn, [a, bnode]
+
+
+def _blocks(lw, node, step, b, gemm, sizes, accs):
+    """The step's body: blocks of the result's columns (rows) summed over the stack, taken
+    by this thread and the pool's worker (:func:`.matmul.split_items`)."""
+    a, bnode = node.inputs
+    view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"  # noqa
+    ta, tb = view(a), view(bnode)
+    sa, sb = (a.inputs[0] if ta else a), (bnode.inputs[0] if tb else bnode)
+    M, K, N = a.shape[-2], a.shape[-1], node.shape[-1]
+    lda, ldb = sa.shape[-1], sb.shape[-1]
+    cols = N >= M                       # cut along the longer side
+    side = N if cols else M
+    width = max(BLOCK, -(-side // MAX_BLOCKS) // BLOCK * BLOCK)
+    n_blocks = -(-side // width)
+    T = step.args[0].type
+    fty = ir.FunctionType(ir.VoidType(), [T, T, T, T, I64, I64.as_pointer()])
+    fn = ir.Function(lw.module, fty, name=f"{step.name}.items")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    out, pa, pb, work, batch, counter = fn.args
+    ib = ir.IRBuilder(fn.append_basic_block("entry"))
+    c, head, done = pool.take_each(ib, counter, c64(n_blocks), "block")
+    first = ib.mul(c, c64(width))
+    w = ib.sub(imin(ib, ib.add(first, c64(width)), c64(side)), first)
+    if cols:      # columns first.. of C and of op(B)
+        po, pa0 = ib.gep(out, [first]), pa
+        pb0 = ib.gep(pb, [ib.mul(first, c64(ldb)) if tb else first])
+        m, n = c64(M), w
+    else:         # rows first.. of C and of op(A)
+        po, pb0 = ib.gep(out, [ib.mul(first, c64(N))]), pb
+        pa0 = ib.gep(pa, [first if ta else ib.mul(first, c64(lda))])
+        m, n = w, c64(N)
+
+    def call(k, pa_, pb_, accumulate):
+        ib.call(gemm, [ir.Constant(I32, int(ta)), ir.Constant(I32, int(tb)), m, n, k,
+                       pa_, c64(lda), pb_, c64(ldb), po, c64(N), ir.Constant(I32, accumulate),
+                       work])
+
+    call(c64(0), pa0, pb0, 0)                 # this block of C = 0 (K = 0)
+
+    def each(offsets, indices):
+        oa, ob = offsets
+        call(c64(K), ib.gep(pa0, [oa]), ib.gep(pb0, [ob]), 1)
+
+    emit_nest(ib, sizes, accs, batch, each)
+    ib.branch(head)
+    ib.position_at_end(done)
+    ib.ret_void()
+    per_block = Size(-(-M * N * K // n_blocks)) * numel(a.shape[:-2])
+    split_items(lw.module, b, step, fn, [Size(n_blocks)], per_block)
