@@ -208,4 +208,5 @@ def _tex_name(fn: str) -> str:
 
 
 def _tex_text(note: str) -> str:
-    return note.replace("_", r"\_")
+    """A note inside ``\\text{}``: ``_`` escaped, ``×`` (``kernel 3×3``) set in math."""
+    return note.replace("_", r"\_").replace("×", r"}\times\text{")

@@ -29,6 +29,7 @@ from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, 
                           real_log,
                           real_pow, real_sign, real_sqrt)
 from ..ops.registry import REGISTRY
+from ..ops.window import shown as window_shown
 from .names import INVISIBLE, Name
 
 def shown_as(op: str) -> str:
@@ -142,10 +143,25 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
     if op == "fused":
         leaves = {f"x{k}": (t, scalarish(i)) for k, (t, i) in enumerate(zip(sub, ins))}
         return from_sympy(node.attr("expr"), leaves)
-    if spec is not None and spec.shown is not None:
-        dropped = written_dropped(node) if op == "pad" else ()
-        return shown_term(node, sub, spec.shown(node, dropped))
+    shown = record_shown(node, written_dropped(node) if op == "pad" else ())
+    if shown is not None:
+        return shown_term(node, sub, shown)
     return Term("call", tuple(sub), shown_as(op))
+
+
+def record_shown(node: Node, dropped: tuple = ()):
+    """The record's :class:`~adjit.ops.registry.Shown` for ``node``; a window op (one with
+    ``stride`` and ``pad`` attributes: pools, ...) whose record gives none is written as
+    the convolutions are, its attributes after the operands (``max_pool(x; kernel 2×2,
+    stride 2)``).  None: written ``display(operands)``."""
+    spec = REGISTRY.get(node.op)
+    if spec is None:
+        return None
+    if spec.shown is not None:
+        return spec.shown(node, dropped)
+    if node.attr("stride") is not None and node.attr("pad") is not None:
+        return window_shown(node)
+    return None
 
 
 # --- ops written as their records say (Op.shown) ----------------------------------------------
