@@ -171,7 +171,8 @@ class Printer:
         (a,) = t.args
         if self.latex:
             sub = "" if axes is None else "_{" + ",".join(
-                r"\text{batch}" if p == "batch" else rf"\text{{axis }}{p[4:]}"
+                rf"\text{{axis }}{p[4:]}" if p.startswith("axis") else
+                r"\text{batch}" if p == "batch" else p
                 for p in axes.split(",")) + "}"
             return f"{symbol_l}{sub} {self.operand(a, _reduce_ok(a))}"
         sub = "" if axes is None else "_" + axes

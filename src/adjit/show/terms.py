@@ -78,10 +78,36 @@ def scalarish(node: Node) -> bool:
 
 
 def axes_label(x: Node, axes: tuple) -> str | None:
-    """``'batch'``, ``'axis1'``, ``'batch,axis1'``; None when summing all of a static tensor."""
+    """``'batch'``, ``'axis1'``, ``'batch,axis1'``; None when summing all of a static tensor.
+    The axes of an image (``(N, C, H, W)`` where the graph slides windows over H, W) are
+    ``batch``, ``c`` and ``l`` / ``h,w`` / ``d,h,w``: a conv bias's gradient is
+    ``Σ_batch,h,w z̄``."""
     if len(axes) == x.ndim and None not in x.shape:
         return None
-    return ",".join("batch" if x.shape[a] is None else f"axis{a}" for a in axes)
+    names = _image_axes(x) or ["batch" if d is None else f"axis{a}" for a, d in enumerate(x.shape)]
+    return ",".join(names[a] for a in axes)
+
+
+_SPATIAL = {1: ["l"], 2: ["h", "w"], 3: ["d", "h", "w"]}
+
+
+def _image_axes(x: Node) -> list | None:
+    """The axis names of ``x`` when it is an image: ``(B, C, *spatial)`` (1 to 3 static
+    spatial axes) computed from a window op over as many spatial axes (a convolution,
+    a pool, an unfold: a record with ``stride`` and ``pad`` attributes)."""
+    nd = x.ndim - 2
+    if nd not in _SPATIAL or x.shape[0] is not None or None in x.shape[1:]:
+        return None
+    seen, stack = set(), [x]
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        if window_op(n) and len(n.attr("stride")) == nd:
+            return ["batch", "c"] + _SPATIAL[nd]
+        stack.extend(n.inputs)
+    return None
 
 
 def _const(node: Node) -> Term:
@@ -159,9 +185,12 @@ def record_shown(node: Node, dropped: tuple = ()):
         return None
     if spec.shown is not None:
         return spec.shown(node, dropped)
-    if node.attr("stride") is not None and node.attr("pad") is not None:
-        return window_shown(node)
-    return None
+    return window_shown(node) if window_op(node) else None
+
+
+def window_op(node: Node) -> bool:
+    """A sliding-window op (ops/window.py): its node has ``stride`` and ``pad``."""
+    return node.attr("stride") is not None and node.attr("pad") is not None
 
 
 # --- ops written as their records say (Op.shown) ----------------------------------------------
