@@ -6,8 +6,9 @@ printer (:mod:`adjit.show.render`) writes them in Unicode or LaTeX.  This module
 
 Display conventions: ``broadcast``, ``reshape`` and ``cast`` are invisible (they move
 or convert the same values); a product with a scalar factor is a scaling, a product of
-two tensors of equal shape is the elementwise (Hadamard) product ``∘``, and ``matmul``
-is juxtaposition (``x W1``); ``batch_size`` is ``B``; ``Σ_batch`` sums over the batch;
+two tensors of equal shape is the elementwise (Hadamard) product ``∘``, ``matmul``
+is juxtaposition (``x W1``) and ``matmul_sum`` a sum of such products (``Σ_batch ȳ xᵀ``);
+``batch_size`` is ``B``; ``Σ_batch`` sums over the batch;
 other reductions are written the same way (``min_axis1 x``, ``Π_axis1 x``, ``argmax_axis1
 x``), a transpose of the last two axes is ``ᵀ`` (``q kᵀ``), and ops with attributes are
 written as their record's :class:`~adjit.ops.registry.Shown` says: numpy indexing
@@ -153,6 +154,10 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
         return Term("rel", tuple(sub), REGISTRY[op].display)
     if op == "matmul":
         return Term("mul", tuple(sub), "matmul")
+    if op == "matmul_sum":      # Σ_batch a bᵀ: the products of a stack, summed
+        wide = max(ins, key=lambda i: None in i.shape[:-2])
+        return Term("sum", (Term("mul", tuple(sub), "matmul"),),
+                    axes_label(wide, tuple(range(wide.ndim - 2))))
     if op == "transpose":
         perm = node.attr("perm")
         perm = tuple(int(p) for p in perm)
