@@ -215,7 +215,7 @@ def test_report_names_the_expand_stage_and_what_it_computes_with():
     assert "conv_weight→unfold·matmul·sum×1" in report(grouped)
 
 
-# --- views driven by record fields: a window op without a Shown of its own (pools) -------------------
+# --- views driven by record fields: a window op without a Shown of its own (pools) ---------
 def test_a_window_record_without_shown_is_written_from_its_attributes(monkeypatch):
     f, _ = conv_net()
     before = equations(f).unicode, equations(f, "simplified").unicode, dot(f), dot(f, "traced")
