@@ -243,3 +243,22 @@ def test_trace_of_the_conv_net_agrees_with_the_gradient():
     np.testing.assert_allclose(t.value("W̄1"), gW1, rtol=1e-12)
     np.testing.assert_allclose(t.value("b̄1"), gb1, rtol=1e-12)
     np.testing.assert_allclose(t.value("W̄2"), gW2, rtol=1e-12)
+
+
+class _Window:
+    """A node of a window op, as far as ``window.note`` reads it (an average pool)."""
+
+    def __init__(self, **attrs):
+        self.attrs = attrs
+
+    def attr(self, key, default=None):
+        return self.attrs.get(key, default)
+
+
+def test_the_note_of_a_pool():
+    from adjit.ops.window import note
+    pool = dict(kernel=(2, 2), stride=(2, 2), dilation=(1, 1), pad=((0, 0), (0, 0)))
+    assert note(_Window(**pool)) == "kernel 2×2, stride 2"
+    assert note(_Window(**dict(pool, pad=((1, 1), (0, 1)), include=False))) == \
+        "kernel 2×2, stride 2, pad ((1, 1), (0, 1)), count_include_pad False"
+    assert note(_Window(**dict(pool, include=True)), hide=("kernel",)) == "stride 2"

@@ -108,7 +108,8 @@ def _pad(pad: tuple) -> str:
 def note(node, hide: tuple = ()) -> str:
     """The attributes of a window op that differ from PyTorch's defaults, in PyTorch's
     argument order: ``kernel 2×2, stride 2, pad 1, dilation 2, groups 4`` (the kernel
-    always, where the op has one and does not ``hide`` it: nothing else shows it)."""
+    always, where the op has one and does not ``hide`` it: nothing else shows it), and an
+    average pool's ``count_include_pad False``."""
     parts = []
     kernel = node.attr("kernel")
     if kernel is not None and "kernel" not in hide:
@@ -122,6 +123,8 @@ def note(node, hide: tuple = ()) -> str:
             list(value) if isinstance(value, tuple) else [value]
         if any(v != default for v in flat):
             parts.append(f"{key} {text(value)}")
+    if node.attr("include") is False and "include" not in hide:
+        parts.append("count_include_pad False")   # avg_pool: divide by the real elements
     return ", ".join(parts)
 
 
