@@ -8,10 +8,16 @@ from __future__ import annotations
 import itertools
 import zlib
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-import adjit as aj
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]),
+                str(Path(__file__).resolve().parents[1] / "ptx"), str(Path(__file__).parent)]
+
+import adjit as aj  # noqa: E402
 import conv_oracle as ref
 from adjit.ir import DTypeError, ShapeError
 from adjit.ops import REGISTRY
@@ -135,7 +141,8 @@ def test_forward_matches_the_loop_oracle(case):
             tol = 1e-12 if dtype == "float64" else 1e-5
             for g, w in zip(got, want):
                 assert g.dtype == dtype and g.shape == w.shape
-                np.testing.assert_allclose(g, w, rtol=tol, atol=tol * max(1, np.abs(w).max(initial=0)))
+                scale = max(1.0, np.abs(w).max(initial=0))
+                np.testing.assert_allclose(g, w, rtol=tol, atol=tol * scale)
 
 
 # nd, g spatial, kernel, stride, padding, output_padding, groups, dilation
@@ -230,7 +237,8 @@ def test_second_order_against_finite_differences_of_the_gradient(nd, transpose):
     loss = aj.sum(aj.tanh(build(x, W, b)) ** 2)
     grads = aj.grad(loss, [x, W, b])
     dirs = {k: _rng("dir", nd, k).standard_normal(a.shape) for k, a in v.items()}
-    dv = [aj.input("d" + k, a.shape if k != "x" else (None,) + a.shape[1:]) for k, a in dirs.items()]
+    dv = [aj.input("d" + k, a.shape if k != "x" else (None,) + a.shape[1:])
+          for k, a in dirs.items()]
     hvp = aj.grad(sum(aj.sum(g * d) for g, d in zip(grads, dv)), [x, W, b])
     f = aj.compile(grads + hvp, backend="interp")
     call = {**v, **{"d" + k: a for k, a in dirs.items()}}
@@ -294,7 +302,8 @@ def test_records_are_adjoint(case):
     left = {n.op for n in expand(f.stages[0]).order()}
     assert not left & {"conv", "conv_transpose", "conv_weight"}, left
     assert {"unfold", "fold"} <= left
-    for got, want in zip(aj.compile(outs, backend="interp", passes=())(**v), (zv, xtv, wtv, uv, fov)):
+    bare = aj.compile(outs, backend="interp", passes=())(**v)
+    for got, want in zip(bare, (zv, xtv, wtv, uv, fov)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -324,14 +333,26 @@ def _errors():
          "padding='same' needs stride 1"),
         (lambda: aj.conv2d(x, W, padding=-1), ShapeError, "padding must be >= 0"),
         (lambda: aj.conv2d(x, W, stride=(1, 0)), ShapeError, "stride must be >= 1"),
-        (lambda: aj.conv2d(x, W, stride=(1, 2, 3)), ShapeError, "stride must be an int or a tuple of 2"),
+        (lambda: aj.conv2d(x, W, stride=(1, 2, 3)), ShapeError,
+         "stride must be an int or a tuple of 2"),
         (lambda: aj.conv2d(x, W, dilation=1.5), ShapeError, "dilation must be an int"),
         (lambda: aj.conv2d(x, W, aj.param("bb", (3,))), ShapeError,
          r"the bias bb must have shape \(4,\), got \(3,\)"),
-        (lambda: aj.conv2d(aj.input("xi", (None, 3, 8, 8), "int32"), aj.param("Wi", (4, 3, 3, 3), "int32")),
+        (lambda: aj.conv2d(aj.input("xi", (None, 3, 8, 8), "int32"),
+                           aj.param("Wi", (4, 3, 3, 3), "int32")),
          DTypeError, r"conv2d\(xi, Wi\): needs float operands of one dtype, got xi int32, Wi int32"),
         (lambda: aj.conv_transpose2d(x, aj.param("Wt", (2, 4, 3, 3))), ShapeError,
-         r"conv_transpose\(x, Wt\): x has 3 channels, Wt expects 2"),
+         r"conv_transpose2d\(x, Wt\): x has 3 channels, Wt expects 2"),
+        (lambda: aj.conv_transpose2d(x, aj.param("Wt6", (3, 4, 3))), ShapeError,
+         r"Wt6 must have shape \(C_in, C_out/groups, kH, kW\)"),
+        (lambda: aj.conv_transpose2d(x, aj.param("Wt7", (3, 4, 3, 3)), groups=2), ShapeError,
+         r"conv_transpose2d\(x, Wt7\): Wt7 has 3 input channels, not divisible by groups=2"),
+        (lambda: aj.conv_transpose2d(aj.input("xt", (None, 3, 8, 8), "int32"),
+                                     aj.param("Wt8", (3, 4, 3, 3))), DTypeError,
+         r"conv_transpose2d\(xt, Wt8\): needs float operands of one dtype"),
+        (lambda: aj.conv2d(x, W, aj.param("bi", (4,), "int32")), DTypeError,
+         r"conv2d\(x, W\): the bias bi must be a float vector, got int32"),
+        (lambda: aj.conv2d(x, W, groups=True), ShapeError, "groups must be a positive int"),
         (lambda: aj.conv_transpose2d(x, aj.param("Wt2", (3, 4, 3, 3)), padding="same"),
          ShapeError, "padding must be an int or a tuple"),
         (lambda: aj.conv_transpose2d(x, aj.param("Wt3", (3, 4, 3, 3)), stride=2,
@@ -351,6 +372,14 @@ def test_errors_name_operands_and_rule(k):
         fn()
 
 
-def test_mixed_float_dtypes_promote():
+def test_mixed_float_dtypes_promote_and_numpy_ints_are_sizes():
+    """float32 with float64 gives float64 (numpy's promotion) for conv and conv_transpose
+    alike; numpy integers are accepted wherever an int is (sizes from shape arithmetic)."""
     x, W = aj.input("x", (None, 2, 5), "float32"), aj.param("W", (3, 2, 2), "float64")
     assert aj.conv1d(x, W).dtype == "float64"
+    assert aj.conv_transpose1d(aj.input("g", (None, 3, 4), "float32"), W).dtype == "float64"
+    assert aj.conv1d(x, W, aj.param("b", (3,), "float32")).dtype == "float64"
+    z = aj.conv1d(x, W, stride=np.int64(2), padding=(np.int32(1),), groups=np.int64(1))
+    assert z.shape == (None, 3, 3)
+    assert aj.conv_transpose1d(aj.input("g2", (None, 2, 4)), aj.param("W2", (2, 1, 3)),
+                               stride=np.int64(2), groups=np.int8(2)).shape == (None, 2, 9)
