@@ -134,3 +134,54 @@ def test_inf_and_nan_reach_exactly_the_windows_that_read_them(dtype):
     assert np.isfinite(want[1][0, 1:]).all()
     for f in (aj.compile(outs, backend="llvm"), emulated(outs)):
         compare(f, outs, args, dtype)
+
+
+def test_an_infinite_weight_meets_the_padding_zeros():
+    """Padding is a zero input value (PyTorch pads with zeros, then multiplies): an inf
+    weight tap that reaches the padding gives inf·0 = NaN there, on every backend; the
+    transposed convolution crops instead of padding, so no NaN comes from its border."""
+    x, W = aj.input("x", (None, 2, 5, 4)), aj.param("W", (3, 2, 3, 3))
+    g = aj.input("g", (None, 3, 4, 3))
+    outs = [aj.conv2d(x, W, padding=1), aj.conv_transpose2d(g, W, stride=2, padding=1)]
+    rng = np.random.default_rng(4)
+    args = dict(x=rng.standard_normal((2, 2, 5, 4)), W=rng.standard_normal((3, 2, 3, 3)),
+                g=rng.standard_normal((2, 3, 4, 3)))
+    args["W"][1, 0, 0, 0] = np.inf
+    want = aj.compile(outs, backend="interp")(**args)
+    with np.errstate(invalid="ignore"):
+        padded = ref.conv(np.pad(args["x"], [(0, 0), (0, 0), (1, 1), (1, 1)]), args["W"])
+    np.testing.assert_array_equal(np.isnan(want[0]), np.isnan(padded))
+    assert np.isnan(want[0][:, 1, 0, :]).all() and not np.isnan(want[0][:, 1, 1:, 1:]).any()
+    assert not np.isnan(want[1]).any() and np.isinf(want[1]).any()
+    for f in (aj.compile(outs, backend="llvm"), emulated(outs)):
+        compare(f, outs, args, "float64")
+
+
+def test_records_with_asymmetric_padding_on_the_native_backends():
+    """conv, conv_transpose, conv_weight, unfold and fold made directly (pads (lo, hi) no
+    public function gives), the batch axis None, compiled with and without the pipeline
+    (Compiled expands the records when the user's passes omit it)."""
+    from adjit.ops.conv import conv_node, conv_transpose_node, conv_weight_node
+    from adjit.ops.registry import make
+    outs, shapes = [], {}
+    for tag, (S, K, st, dil, pad, G) in enumerate([
+            ((9,), (3,), (2,), (1,), ((1, 2),), 2),
+            ((6, 5), (3, 2), (1, 2), (2, 1), ((2, 1), (0, 3)), 1),
+            ((3, 4, 5), (2, 2, 2), (1, 2, 1), (1, 1, 2), ((1, 0), (0, 0), (1, 1)), 1)]):
+        a = {"stride": st, "dilation": dil, "pad": pad, "groups": G}
+        x, W = aj.input(f"x{tag}", (None, 2) + S), aj.param(f"W{tag}", (4, 2 // G) + K)
+        z = conv_node(x, W, a)
+        g = aj.input(f"g{tag}", z.shape)
+        geo = {"kernel": K, "stride": st, "dilation": dil, "pad": pad}
+        u = make("unfold", (x,), geo)
+        c = aj.input(f"c{tag}", u.shape)
+        outs += [z, conv_transpose_node(g, W, a, S), conv_weight_node(x, g, a, K), u,
+                 make("fold", (c,), dict(geo, spatial=S))]
+        shapes.update({n.name: n.shape for n in (x, W, g, c)})
+    fs = (aj.compile(outs, backend="llvm", passes=()), emulated(outs))
+    for batch in (0, 3):
+        rng = np.random.default_rng(batch)
+        args = {k: rng.standard_normal(tuple(batch if d is None else d for d in s))
+                for k, s in shapes.items()}
+        for f in fs:
+            compare(f, outs, args, "float64")
