@@ -138,6 +138,21 @@ STRUCTURAL = {
                "ops/test_random.py::test_backends_give_the_interpreters_bits",
                "ops/test_random.py::test_dropout_values_and_gradient",
                "ops/test_random.py::test_no_gradient_reaches_the_key"],
+    # --- convolutions (tests/ops/test_conv.py, tests/ops/test_conv_backends.py) ---
+    "conv": ["ops/test_conv.py::test_forward_matches_the_loop_oracle",
+             "ops/test_conv.py::test_gradients_against_finite_differences",
+             "ops/test_conv.py::test_second_order_against_finite_differences_of_the_gradient",
+             "ops/test_conv.py::test_records_are_adjoint", "ops/test_conv_backends.py::test_backends_match_the_interpreter"],
+    "conv_transpose": ["ops/test_conv.py::test_conv_transpose_matches_the_scatter_loop",
+                       "ops/test_conv.py::test_records_are_adjoint",
+                       "ops/test_conv_backends.py::test_backends_match_the_interpreter"],
+    "conv_weight": ["ops/test_conv.py::test_gradients_against_finite_differences",
+                    "ops/test_conv.py::test_records_are_adjoint",
+                    "ops/test_conv_backends.py::test_records_with_asymmetric_padding_on_the_native_backends"],
+    "unfold": ["ops/test_conv.py::test_records_are_adjoint",
+               "ops/test_conv_backends.py::test_records_with_asymmetric_padding_on_the_native_backends"],
+    "fold": ["ops/test_conv.py::test_records_are_adjoint",
+             "ops/test_conv_backends.py::test_records_with_asymmetric_padding_on_the_native_backends"],
 }
 
 # operand shapes per arity; None is the batch dimension, bound to BATCH at call time

@@ -29,7 +29,10 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            # gathers and reductions (more in tests/ops/test_gathers.py, test_reductions.py)
            **{op: ["test_gathers_and_reductions"] for op in (
                "take", "take_along_axis", "scatter_add", "min", "prod", "argmax", "argmin")},
-           "philox": ["test_random_numbers"]}   # (and tests/ops/test_random.py)
+           "philox": ["test_random_numbers"],   # (and tests/ops/test_random.py)
+           # convolutions (and tests/ops/test_conv_backends.py)
+           **{op: ["test_convolutions"] for op in (
+               "conv", "conv_transpose", "conv_weight", "unfold", "fold")}}
 
 
 def test_every_registered_op_is_covered():
@@ -261,3 +264,23 @@ def test_gathers_and_reductions(dtype):
                 "ids": rng.integers(-6, 6, size=(batch, 2)),
                 "x": rng.uniform(0.9, 1.1, size=(batch, 70)).astype(dtype)}
         compare(f, outs, args, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_convolutions(dtype):
+    """conv2d with stride, padding, dilation and groups, conv_transpose1d, and the gradients
+    (conv_transpose and conv_weight records, all expanded to unfold/fold and products)."""
+    x, W, b = (aj.input("x", (None, 4, 7, 5), dtype), aj.param("W", (6, 2, 3, 2), dtype),
+               aj.param("b", (6,), dtype))
+    g, V = aj.input("g", (None, 3, 4), dtype), aj.param("V", (3, 2, 3), dtype)
+    z = aj.conv2d(x, W, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    t = aj.conv_transpose1d(g, V, stride=2, padding=1, output_padding=1)
+    loss = aj.sum(aj.tanh(z) * z) + aj.sum(t * t)
+    outs = [z, t, loss] + aj.grad(loss, [x, W, b, g, V])
+    f = emulated(outs)
+    rng = np.random.default_rng(8)
+    for batch in (0, 1, 7):
+        args = {"x": rng.standard_normal((batch, 4, 7, 5)), "W": rng.standard_normal((6, 2, 3, 2)),
+                "b": rng.standard_normal(6), "g": rng.standard_normal((batch, 3, 4)),
+                "V": rng.standard_normal((3, 2, 3))}
+        compare(f, outs, {k: v.astype(dtype) for k, v in args.items()}, dtype)

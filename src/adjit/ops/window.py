@@ -13,25 +13,31 @@ ops/pooling.py) keep the normalised values in their attributes (``kernel``, ``st
 """
 from __future__ import annotations
 
+import numbers
+
 from ..ir import ShapeError
 from .registry import Shown
 
 
+def is_int(v) -> bool:
+    """A Python or numpy int (not a bool): sizes often come from shape arithmetic."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 def ints(name: str, value, nd: int, where: str, minimum: int = 1) -> tuple[int, ...]:
     """An int or a tuple of ``nd`` ints, each at least ``minimum``, as a tuple."""
-    vals = (value,) * nd if isinstance(value, int) and not isinstance(value, bool) else value
+    vals = (value,) * nd if is_int(value) else value
     try:
         vals = tuple(vals)
     except TypeError:
         raise ShapeError(f"{where}: {name} must be an int or a tuple of {nd} ints, "
                          f"got {value!r}") from None
-    if len(vals) != nd or not all(isinstance(v, int) and not isinstance(v, bool)
-                                  for v in vals):
+    if len(vals) != nd or not all(is_int(v) for v in vals):
         raise ShapeError(f"{where}: {name} must be an int or a tuple of {nd} ints, "
                          f"got {value!r}")
     if any(v < minimum for v in vals):
         raise ShapeError(f"{where}: {name} must be >= {minimum}, got {value!r}")
-    return vals
+    return tuple(int(v) for v in vals)
 
 
 def padding(value, kernel: tuple, stride: tuple, dilation: tuple, where: str
