@@ -64,13 +64,13 @@ def max_pool_numpy(x: np.ndarray, kernel, stride, dilation, pad):
     """``(values, flat indices)`` of each window's selected element (the rule above)."""
     spatial = x.shape[2:]
     out = out_shape(spatial, kernel, stride, dilation, pad, "max_pool")
-    xf = x.reshape(x.shape[:2] + (-1,))
+    xf = x.reshape(x.shape[:2] + (int(np.prod(spatial)),))
     best = np.zeros(x.shape[:2] + out, x.dtype)
     idx = np.zeros(x.shape[:2] + out, np.int64)
     found = np.zeros(x.shape[:2] + out, bool)
     with np.errstate(invalid="ignore"):
         for flat, inside in _taps(kernel, stride, dilation, pad, spatial, out):
-            v = xf[..., flat.reshape(-1)].reshape(best.shape) if xf.shape[-1] else best
+            v = xf[..., flat.reshape(-1)].reshape(best.shape)
             better = (v > best) | (np.isnan(v) & ~np.isnan(best))
             take = inside & (~found | better)
             best = np.where(take, v, best)
@@ -97,11 +97,10 @@ def divisor(spatial, kernel, stride, pad, include: bool) -> np.ndarray:
 def avg_pool_numpy(x, kernel, stride, pad, include):
     spatial = x.shape[2:]
     out = out_shape(spatial, kernel, stride, (1,) * len(kernel), pad, "avg_pool")
-    xf = x.reshape(x.shape[:2] + (-1,))
+    xf = x.reshape(x.shape[:2] + (int(np.prod(spatial)),))
     acc = np.zeros(x.shape[:2] + out, x.dtype)
     for flat, inside in _taps(kernel, stride, (1,) * len(kernel), pad, spatial, out):
-        if xf.shape[-1]:
-            acc = acc + np.where(inside, xf[..., flat.reshape(-1)].reshape(acc.shape), 0)
+        acc = acc + np.where(inside, xf[..., flat.reshape(-1)].reshape(acc.shape), 0)
     return (acc / divisor(spatial, kernel, stride, pad, include)).astype(x.dtype)
 
 
@@ -110,7 +109,7 @@ def avg_pool_grad_numpy(g, spatial, kernel, stride, pad, include):
     out = g.shape[2:]
     w = (g / divisor(spatial, kernel, stride, pad, include)).astype(g.dtype)
     res = np.zeros(g.shape[:2] + (int(np.prod(spatial)),), g.dtype)
-    wf = w.reshape(g.shape[:2] + (-1,))
+    wf = w.reshape(g.shape[:2] + (int(np.prod(out)),))
     for flat, inside in _taps(kernel, stride, (1,) * nd, pad, spatial, out):
         sel = inside.reshape(-1)
         np.add.at(res, (slice(None), slice(None), flat.reshape(-1)[sel]), wf[..., sel])
