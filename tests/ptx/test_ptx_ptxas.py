@@ -38,6 +38,13 @@ def _every_op():
     y = aj.input("y", (None, 3, 4), "float32")
     outs += [aj.grad(aj.sum(aj.tanh(x @ w3)), w3), matmul_sum(x, aj.swapaxes(y, -1, -2)),
              aj.transpose(x[:, 0]) @ y[:, 1] + aj.transpose(x[:, 2]) @ y[:, 0]]
+    # pooling: max_pool, avg_pool, and their gradients (pool_argmax + scatter_add,
+    # avg_pool_grad) in both float types
+    for dtype in ("float32", "float64"):
+        im = aj.input("im" + dtype[-2:], (None, 2, 5, 6), dtype)
+        pm = aj.max_pool2d(im, 3, 2, 1)
+        pa = aj.avg_pool2d(im, 2, 1, 1, count_include_pad=False)
+        outs += [pm, pa, aj.grad(aj.sum(pm * pm) + aj.sum(pa * pa), im)]
     return outs
 
 
