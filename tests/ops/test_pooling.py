@@ -207,6 +207,23 @@ def test_pool_argmax_is_the_first_maximum():
         np.testing.assert_array_equal(f(x=x), want)
 
 
+def test_a_window_of_padding_only():
+    """Dilation 2 over a 1-wide axis padded by 1 reads (-1, 1): padding only.  Its value is
+    -inf (PyTorch's) and it passes no gradient; the other windows route as usual."""
+    x = np.array([3.0, -1.0, 2.0, 5.0]).reshape(1, 1, 4, 1)
+    xn = aj.input("x", (None, 1, 4, 1))
+    y = aj.max_pool2d(xn, (2, 2), (2, 1), (0, 1), 2)
+    assert y.shape == (None, 1, 1, 1)
+    y2 = aj.max_pool2d(xn, (1, 2), 1, (0, 1), (1, 2))      # every window padding only
+    outs = [y, y2] + aj.grad(aj.sum(y * 3.0) + aj.sum(y2), [xn])
+    for f in (aj.compile(outs, backend="interp"), aj.compile(outs, backend="llvm"),
+              emulated(outs)):
+        got = f(x=x)
+        np.testing.assert_array_equal(got[0], [[[[-np.inf]]]])
+        np.testing.assert_array_equal(got[1], np.full((1, 1, 4, 1), -np.inf))
+        np.testing.assert_array_equal(got[2], np.zeros((1, 1, 4, 1)))
+
+
 def test_overlapping_windows_accumulate():
     """A constant input, kernel 3, stride 1, padding 1: each element is the first maximum of
     every window whose first input element it is, so the corner collects 4 windows."""

@@ -1,14 +1,17 @@
 """Pooling (PyTorch's ``max_pool1d/2d``, ``avg_pool1d/2d``, ``adaptive_*``) as four records.
 
 * ``max_pool(x)``: ``(N, C, *S)`` -> ``(N, C, *O)``, the maximum of each window (padding
-  counts as -inf and is never selected: every window holds an input element, since
-  ``padding <= kernel // 2``).  NaN propagates: a window holding a NaN gives NaN.
+  counts as -inf and is never selected).  NaN propagates: a window holding a NaN gives
+  NaN.  A dilated window may hold padding only (``max_pool2d`` of a 1-wide axis with
+  padding 1, dilation 2): its value is -inf, as in PyTorch, and it passes no gradient.
 * ``pool_argmax(x)``: int64 ``(N, C, *O)``, the flat spatial index (into ``ΠS``) of the
   element ``max_pool`` selects: the FIRST maximum in row-major window order (PyTorch's CPU
   kernel among ties), a NaN counting as larger than every number (so the first NaN of a
-  window).  No gradient.  ``max_pool``'s VJP is the scatter-add of the cotangent at these
-  indices (``scatter_add`` along the flattened spatial axis), so overlapping windows
-  accumulate and second order works (the scatter's VJP is a gather).
+  window); ``ΠS`` for a window of padding only.  No gradient.  ``max_pool``'s VJP is the
+  scatter-add of the cotangent at these indices (``scatter_add`` along the flattened
+  spatial axis, one slot longer when some window holds padding only, that slot dropped),
+  so overlapping windows accumulate and second order works (the scatter's VJP is a
+  gather).
 * ``avg_pool(x)``: the window sums divided by ``Πkernel`` (``count_include_pad``) or by the
   number of input (non-padding) elements of each window.  Linear.
 * ``avg_pool_grad(g)``: its adjoint, ``(N, C, *O)`` -> ``(N, C, *spatial)``: each input
@@ -26,6 +29,7 @@ import numpy as np
 from ..ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
 from .window import attrs as window_attrs, ints, out_shape, spatial_operand
+from .window import out_size as out_size_1
 
 
 def _F():
@@ -65,8 +69,8 @@ def max_pool_numpy(x: np.ndarray, kernel, stride, dilation, pad):
     spatial = x.shape[2:]
     out = out_shape(spatial, kernel, stride, dilation, pad, "max_pool")
     xf = x.reshape(x.shape[:2] + (int(np.prod(spatial)),))
-    best = np.zeros(x.shape[:2] + out, x.dtype)
-    idx = np.zeros(x.shape[:2] + out, np.int64)
+    best = np.full(x.shape[:2] + out, -np.inf, x.dtype)
+    idx = np.full(x.shape[:2] + out, int(np.prod(spatial)), np.int64)
     found = np.zeros(x.shape[:2] + out, bool)
     with np.errstate(invalid="ignore"):
         for flat, inside in _taps(kernel, stride, dilation, pad, spatial, out):
@@ -77,6 +81,15 @@ def max_pool_numpy(x: np.ndarray, kernel, stride, dilation, pad):
             idx = np.where(take, flat, idx)
             found |= inside
     return best, idx
+
+
+def padding_only(spatial, kernel, stride, dilation, pad) -> bool:
+    """Whether some window reads padding only (possible with dilation)."""
+    for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pad):
+        for o in range(out_size_1(n, k, s, d, lo, hi)):
+            if not any(0 <= o * s - lo + t * d < n for t in range(k)):
+                return True
+    return False
 
 
 def divisor(spatial, kernel, stride, pad, include: bool) -> np.ndarray:
@@ -168,9 +181,12 @@ def _max_vjp(node, g, needs):
     idx = make("pool_argmax", (x,), geometry(node))
     rows = int(np.prod(node.shape[2:], dtype=np.int64))
     size = int(np.prod(x.shape[2:], dtype=np.int64))
+    dump = padding_only(x.shape[2:], **geometry(node))     # a slot for padding-only windows
     from .gathers import scatter_add
-    gx = scatter_add(F.reshape(g, (N, C, rows)), F.reshape(idx, (N, C, rows)), (N, C, size),
-                     axis=2, along=True)
+    gx = scatter_add(F.reshape(g, (N, C, rows)), F.reshape(idx, (N, C, rows)),
+                     (N, C, size + dump), axis=2, along=True)
+    if dump:
+        gx = gx[:, :, :size]
     return [F.reshape(gx, x.shape)]
 
 

@@ -66,7 +66,9 @@ def _max_scan(node: Node, want_index: bool):
     T = LLVM_TYPES[x.dtype]
 
     def element(b, vals, idx, ctx):
-        best, where, found = ir.Constant(T, 0.0), c64(0), ir.Constant(I1, 0)
+        # a window of padding only keeps -inf and the index one past the end (ΠS)
+        best, where = ir.Constant(T, float("-inf")), c64(math.prod(x.shape[2:]))
+        found = ir.Constant(I1, 0)
         for ok, pos in _window_taps(b, node, idx):
             v = ctx.load(0, linear_offset(b, ctx, list(idx[:2]) + pos, x.shape))
             better = b.or_(b.fcmp_ordered(">", v, best),
