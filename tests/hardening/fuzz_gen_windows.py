@@ -1,9 +1,10 @@
 """Generator kinds for the window ops (mixed into fuzz_gen.Gen): conv1d/conv2d with stride,
 padding (ints, tuples, "same"), dilation, groups and an optional bias; conv_transpose2d
 with output_padding; max and average pools (1-D and 2-D, padding, stride, dilation,
-count_include_pad).  A window op makes an ``(N, C, *spatial)`` result: the requested shape
-is ``(N, C)`` or ``(N, C, L)`` (N may be the batch), the 2-D ops reshaped to it (a
-spatial axis of size 1 dropped).
+count_include_pad), max pools of masked inputs (-inf where a bool mask says, through
+logical_not).  A window op makes an ``(N, C, *spatial)`` result: the requested shape is
+``(N, C)`` or ``(N, C, L)`` (N may be the batch), the 2-D ops reshaped to it (a spatial
+axis of size 1 dropped).
 """
 from __future__ import annotations
 
@@ -122,5 +123,13 @@ class WindowKinds:
             at["dilation"] = self._spell([a[4] for a in axes], nd)
         else:
             at["include"] = self.chance(0.5)
-        x = self.expr(full[:2] + tuple(a[0] for a in axes), d)
+        xs = full[:2] + tuple(a[0] for a in axes)
+        x = self.expr(xs, d)
+        if op == "maxpool" and self.chance(0.3):
+            # masked max pooling: masked-out elements -inf (whole windows of -inf too)
+            self.tag("masked_pool")
+            self.tag("logical_not")
+            keep = E("logical_not", (self.leaf(xs, "mask", "bool"),), {}, xs, "bool")
+            x = E("where", (keep, x, E("num", (), {"value": -float("inf")}, (), self.c.dtype)),
+                  {}, xs, self.c.dtype)
         return E(op, (x,), at, full, self.c.dtype)
