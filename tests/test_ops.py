@@ -500,7 +500,8 @@ def test_nondifferentiable_flags():
                              + ["argmax", "argmin"]
                              + ["philox"]   # random numbers: no gradient to the key
                              + ["floor", "ceil", "round", "logical_and", "logical_or",
-                                "logical_xor", "logical_not"])   # more elementwise ops
+                                "logical_xor", "logical_not"]    # more elementwise ops
+                             + ["pool_argmax"])   # the index a max pool selects
 
 
 # --- composites -------------------------------------------------------------------------------
