@@ -25,7 +25,6 @@ from .irkit import c64
 from .printer import LLVM_TYPES
 
 I1 = ir.IntType(1)
-I64 = ir.IntType(64)
 
 
 def _axis_taps(b, o, n, k, s, d, lo):
