@@ -32,7 +32,10 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            "philox": ["test_random_numbers"],   # (and tests/ops/test_random.py)
            # convolutions (and tests/ops/test_conv_backends.py)
            **{op: ["test_convolutions"] for op in (
-               "conv", "conv_transpose", "conv_weight", "unfold", "fold")}}
+               "conv", "conv_transpose", "conv_weight", "unfold", "fold"),
+           # --- pooling (and tests/ops/test_pooling.py) ---
+           **{op: ["test_pooling"] for op in (
+               "max_pool", "pool_argmax", "avg_pool", "avg_pool_grad")}}
 
 
 def test_every_registered_op_is_covered():
@@ -56,6 +59,21 @@ def test_summed_products(batch):
             "sy": rng.standard_normal((batch, 9, 66)).astype("float32"),
             "sw": rng.standard_normal((70, 5)).astype("float32")}
     compare(emulated(outs), outs, args, "float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pooling(dtype):
+    """Max and average pools, their gradients (scatter-add at pool_argmax, avg_pool_grad)
+    and a second-order term, with NaN, -inf and ties in the windows."""
+    x = aj.input("px", (None, 2, 5, 6), dtype)
+    y, a = aj.max_pool2d(x, 3, 2, 1), aj.avg_pool2d(x, (2, 3), 1, (1, 0), count_include_pad=False)
+    gx = aj.grad(aj.sum(y ** 3) + aj.sum(aj.tanh(a)), x)
+    outs = [y, a, gx] + aj.grad(aj.sum(gx * gx), [x])
+    for batch in (0, 1, 5):
+        v = np.random.default_rng(batch).standard_normal((batch, 2, 5, 6)).astype(dtype)
+        if batch:
+            v[0, 0, 1, :2], v[-1, 1] = np.nan, -np.inf
+        compare(emulated(outs), outs, {"px": v}, dtype)
 
 
 def test_random_numbers():

@@ -44,6 +44,13 @@ def _every_op():
     outs += [zc] + aj.grad(aj.sum(aj.tanh(zc)), [xc, Wc])
     gc = aj.input("gc", (None, 3, 4), "float64")
     outs += [aj.conv_transpose1d(gc, aj.param("Vc", (3, 2, 3), "float64"), stride=2)]
+    # pooling: max_pool, avg_pool, and their gradients (pool_argmax + scatter_add,
+    # avg_pool_grad) in both float types
+    for dtype in ("float32", "float64"):
+        im = aj.input("im" + dtype[-2:], (None, 2, 5, 6), dtype)
+        pm = aj.max_pool2d(im, 3, 2, 1)
+        pa = aj.avg_pool2d(im, 2, 1, 1, count_include_pad=False)
+        outs += [pm, pa, aj.grad(aj.sum(pm * pm) + aj.sum(pa * pa), im)]
     return outs
 
 
