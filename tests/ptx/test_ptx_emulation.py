@@ -32,7 +32,7 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            "philox": ["test_random_numbers"],   # (and tests/ops/test_random.py)
            # convolutions (and tests/ops/test_conv_backends.py)
            **{op: ["test_convolutions"] for op in (
-               "conv", "conv_transpose", "conv_weight", "unfold", "fold"),
+               "conv", "conv_transpose", "conv_weight", "unfold", "fold")},
            # --- pooling (and tests/ops/test_pooling.py) ---
            **{op: ["test_pooling"] for op in (
                "max_pool", "pool_argmax", "avg_pool", "avg_pool_grad")}}
