@@ -192,3 +192,34 @@ class BatchNorm:
             out[self.weight.name] = np.ones(C, self.weight.dtype)
             out[self.bias.name] = np.zeros(C, self.bias.dtype)
         return out
+
+
+class _BatchNormNd(BatchNorm):
+    """BatchNorm with PyTorch's argument order ``(num_features, eps, momentum, affine)``
+    and a checked input rank."""
+    ranks: tuple[int, ...] = ()
+    layout = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, *, name: str = "bn", dtype: str = "float64"):
+        super().__init__(num_features, momentum=momentum, eps=eps, affine=affine, name=name,
+                         dtype=dtype)
+
+    def __call__(self, x: Node, training: bool | None = None) -> Node:
+        x = _check_float(f"{type(self).__name__} {self.name!r}", x)
+        if x.ndim not in self.ranks:
+            raise ShapeError(f"{type(self).__name__} {self.name!r}: expected inputs "
+                             f"{self.layout} with C = {self.num_features}, got {x!r}")
+        return super().__call__(x, training)
+
+
+class BatchNorm1d(_BatchNormNd):
+    """``torch.nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True)``:
+    :class:`BatchNorm` on ``(N, C)`` or ``(N, C, L)`` inputs."""
+    ranks, layout = (2, 3), "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNormNd):
+    """``torch.nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True)``:
+    :class:`BatchNorm` on ``(N, C, H, W)`` inputs (statistics per channel over N, H, W)."""
+    ranks, layout = (4,), "(N, C, H, W)"
