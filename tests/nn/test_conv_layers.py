@@ -192,6 +192,48 @@ def test_pool1d_layers_match_numpy(layer, red):
     np.testing.assert_allclose(got, np_pool(xv, 3, 2, red), rtol=1e-12)
 
 
+def test_pool_layers_pass_pytorchs_options_through():
+    x = aj.input("x", (None, 2, 5, 5))
+    xv = -np.abs(RNG.standard_normal((3, 2, 5, 5))) - 1        # negative: -inf padding shows
+    mx = nn.MaxPool2d(3, 2, padding=1)
+    (got,) = interp([mx(x)], x=xv)
+    padded = np.pad(xv, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    np.testing.assert_array_equal(got, np_pool(padded, 3, 2, np.max))
+    (got,) = interp([nn.MaxPool2d(2, 1, dilation=2)(x)], x=xv)
+    taps = [xv[:, :, a:a + 3, b:b + 3] for a in (0, 2) for b in (0, 2)]   # dilation 2
+    np.testing.assert_array_equal(got, np.max(taps, axis=0))
+    for include in (True, False):
+        (got,) = interp([nn.AvgPool2d(3, 2, 1, count_include_pad=include)(x)], x=xv)
+        zero = np.pad(xv, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        count = np.pad(np.ones((5, 5)), 1)
+        want = np_pool(zero, 3, 2, np.sum) / (9 if include else np_pool(
+            count[None, None], 3, 2, np.sum))
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert "count_include_pad=False" in repr(nn.AvgPool2d(2, count_include_pad=False))
+    with pytest.raises(aj.ShapeError, match="ceil_mode"):
+        nn.MaxPool2d(2, ceil_mode=True)(x)
+
+
+@pytest.mark.parametrize("layer,size,red", [(nn.AdaptiveAvgPool2d, (2, 3), np.mean),
+                                            (nn.AdaptiveMaxPool2d, 2, np.max)])
+def test_adaptive_pool2d_layers(layer, size, red):
+    x = aj.input("x", (None, 3, 4, 6))
+    xv = RNG.standard_normal((2, 3, 4, 6))
+    o = (size, size) if isinstance(size, int) else size
+    k = (4 // o[0], 6 // o[1])
+    (got,) = interp([layer(size)(x)], x=xv)
+    np.testing.assert_allclose(got, np_pool(xv, k, k, red), rtol=1e-12)
+
+
+@pytest.mark.parametrize("layer,red", [(nn.AdaptiveAvgPool1d, np.mean),
+                                       (nn.AdaptiveMaxPool1d, np.max)])
+def test_adaptive_pool1d_layers(layer, red):
+    x = aj.input("x", (None, 3, 6))
+    xv = RNG.standard_normal((2, 3, 6))
+    (got,) = interp([layer(3)(x)], x=xv)
+    np.testing.assert_allclose(got, np_pool(xv, 2, 2, red), rtol=1e-12)
+
+
 def test_global_average_pooling_layer():
     x = aj.input("x", (None, 5, 3, 4))
     xv = RNG.standard_normal((2, 5, 3, 4))

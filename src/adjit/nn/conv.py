@@ -170,58 +170,96 @@ class _PoolNd(_NoParams):
     nd = 0
     fn = ""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, **options):
         where = type(self).__name__
         self.kernel_size = ints("kernel_size", kernel_size, self.nd, where)
         self.stride = self.kernel_size if stride is None else \
             ints("stride", stride, self.nd, where)
         self.padding = ints("padding", padding, self.nd, where, minimum=0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
             raise ShapeError(f"{where}: padding {self.padding} must be at most half the "
-                             f"kernel {self.kernel_size} (as in PyTorch)")
+                             f"kernel size {self.kernel_size} (as in PyTorch)")
+        self.options = options
 
     def __call__(self, x: Node) -> Node:
-        return getattr(_aj(), self.fn)(x, self.kernel_size, self.stride, self.padding)
+        return getattr(_aj(), self.fn)(x, self.kernel_size, self.stride, self.padding,
+                                       **self.options)
 
     def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding})")
+                f"padding={self.padding}{extra})")
 
 
-class MaxPool1d(_PoolNd):
-    """``torch.nn.MaxPool1d``: the maximum of each window (:func:`adjit.max_pool1d`);
-    ``stride`` defaults to ``kernel_size``."""
+class _MaxPoolNd(_PoolNd):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        super().__init__(kernel_size, stride, padding, dilation=dilation, ceil_mode=ceil_mode)
+
+
+class _AvgPoolNd(_PoolNd):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad)
+
+
+class MaxPool1d(_MaxPoolNd):
+    """``torch.nn.MaxPool1d(kernel_size, stride=None, padding=0, dilation=1)``: the maximum
+    of each window (:func:`adjit.max_pool1d`); ``stride`` defaults to ``kernel_size``."""
     nd, fn = 1, "max_pool1d"
 
 
-class MaxPool2d(_PoolNd):
-    """``torch.nn.MaxPool2d``: the maximum of each window (:func:`adjit.max_pool2d`);
-    ``stride`` defaults to ``kernel_size``; padding is at most half the kernel."""
+class MaxPool2d(_MaxPoolNd):
+    """``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1)``: the maximum
+    of each window (:func:`adjit.max_pool2d`); ``stride`` defaults to ``kernel_size``;
+    padding (at most half the kernel) counts as −∞."""
     nd, fn = 2, "max_pool2d"
 
 
-class AvgPool1d(_PoolNd):
-    """``torch.nn.AvgPool1d``: the mean of each window (:func:`adjit.avg_pool1d`)."""
+class AvgPool1d(_AvgPoolNd):
+    """``torch.nn.AvgPool1d(kernel_size, stride=None, padding=0, count_include_pad=True)``:
+    the mean of each window (:func:`adjit.avg_pool1d`)."""
     nd, fn = 1, "avg_pool1d"
 
 
-class AvgPool2d(_PoolNd):
-    """``torch.nn.AvgPool2d``: the mean of each window (:func:`adjit.avg_pool2d`)."""
+class AvgPool2d(_AvgPoolNd):
+    """``torch.nn.AvgPool2d(kernel_size, stride=None, padding=0, count_include_pad=True)``:
+    the mean of each window (:func:`adjit.avg_pool2d`)."""
     nd, fn = 2, "avg_pool2d"
 
 
-class AdaptiveAvgPool2d(_NoParams):
-    """``torch.nn.AdaptiveAvgPool2d(output_size)``: average pooling to a fixed spatial size
-    (:func:`adjit.adaptive_avg_pool2d`); ``1`` is global average pooling."""
+class _Adaptive(_NoParams):
+    fn = ""
 
     def __init__(self, output_size):
         self.output_size = output_size
 
     def __call__(self, x: Node) -> Node:
-        return _aj().adaptive_avg_pool2d(x, self.output_size)
+        return getattr(_aj(), self.fn)(x, self.output_size)
 
     def __repr__(self):
-        return f"AdaptiveAvgPool2d({self.output_size!r})"
+        return f"{type(self).__name__}({self.output_size!r})"
+
+
+class AdaptiveAvgPool2d(_Adaptive):
+    """``torch.nn.AdaptiveAvgPool2d(output_size)``: average pooling to a fixed spatial size
+    (:func:`adjit.adaptive_avg_pool2d`); ``1`` is global average pooling."""
+    fn = "adaptive_avg_pool2d"
+
+
+class AdaptiveAvgPool1d(_Adaptive):
+    """``torch.nn.AdaptiveAvgPool1d(output_size)`` (:func:`adjit.adaptive_avg_pool1d`)."""
+    fn = "adaptive_avg_pool1d"
+
+
+class AdaptiveMaxPool2d(_Adaptive):
+    """``torch.nn.AdaptiveMaxPool2d(output_size)`` (:func:`adjit.adaptive_max_pool2d`)."""
+    fn = "adaptive_max_pool2d"
+
+
+class AdaptiveMaxPool1d(_Adaptive):
+    """``torch.nn.AdaptiveMaxPool1d(output_size)`` (:func:`adjit.adaptive_max_pool1d`)."""
+    fn = "adaptive_max_pool1d"
 
 
 # --- shape and activation ------------------------------------------------------------------
