@@ -1,7 +1,9 @@
 """adjit_gemm_f32 / adjit_gemm_f64 against numpy, called through ctypes.
 
-Both dtypes are compiled once per module (opt level 3, no disk cache).  Sizes cover the
-empty cases, K == 0, 1, odd sizes around the 6 x 16 / 6 x 8 register tiles, the unpacked
+Both dtypes are compiled once per module (opt level 3, no disk cache), in the blocking of
+this machine (8 x 32 / 8 x 16 register tiles on AVX-512 hosts, else 6 x 16 / 6 x 8) and,
+for a subset of sizes, in the other one.  Sizes cover the
+empty cases, K == 0, 1, odd sizes around the register tiles, the unpacked
 small-product path, the packed path with several K blocks, padded leading dimensions and
 products big enough to be split across two threads (split along N and along M).
 """
@@ -144,6 +146,34 @@ def test_forced_split_small_sizes(forced, M, N, K):
         for tb in (0, 1):
             for acc in (0, 1):
                 check(forced, "f32", M, N, K, ta, tb, acc)
+
+
+@pytest.fixture(scope="module")
+def other_blocking():
+    """Both dtypes in the blocking this machine does not use (flipping ``wide_registers``
+    while emitting): AVX-512 hosts then test the 32-byte tiles too, and others the wide
+    ones (zmm vectors split in two by LLVM: slow, but the results must hold)."""
+    wide = gemm.wide_registers()
+    saved, gemm.wide_registers = gemm.wide_registers, lambda: not wide
+    try:
+        module = ir.Module(name="gemm_other")
+        for dt in DTYPES:
+            gemm.emit_gemm(module, dt)
+        jm = compile_ir(str(module), opt_level=3, cache=False, name="gemm_other")
+        return {dt: Gemm(jm, dt) for dt in DTYPES}
+    finally:
+        gemm.wide_registers = saved
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("M, N, K", [(0, 5, 3), (4, 6, 0), (1, 1, 300), (13, 13, 13),
+                                     (12, 32, 5), (7, 100, 13), (257, 130, 7),
+                                     (13, 300, 600), (300, 10, 600), (50, 70, 40),
+                                     (131, 517, 600), (600, 130, 400)])
+def test_the_other_blocking_matches_numpy(other_blocking, dtype, M, N, K):
+    for ta in (0, 1):
+        for tb in (0, 1):
+            check(other_blocking[dtype], dtype, M, N, K, ta, tb, acc=(ta + tb) % 2)
 
 
 def test_k_zero_gives_zeros(kernels):

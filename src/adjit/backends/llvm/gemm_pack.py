@@ -1,6 +1,6 @@
 """Packing for the GEMM kernels: operand panels copied into contiguous, zero-padded slivers.
 
-Transposed operands are read VL elements at a time and transposed in registers.
+Transposed operands are read 8 (f64: 4) elements at a time and transposed in registers.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def emit_pack(module, dt, p, T, W):
     against 8.8 for a plain numpy copy of 4 MB; 4- or 8-row blocks alike, 16 and 32 slower,
     software prefetch no help).  The partial last sliver uses a plain scalar loop.
     """
-    VL, esz, KB = p["VL"], (4 if dt == "f32" else 8), 8
+    # transposes of 8 x 8 (f64: 4 x 4) blocks, whatever the micro-kernel's vector width
+    VL, esz, KB = min(p["VL"], 8 if dt == "f32" else 4), (4 if dt == "f32" else 8), 8
     tp, vt = T.as_pointer(), ir.VectorType(T, VL)
     fn, b = _function(module, f"adjit_gemm_{dt}.pack{W}", ir.VoidType(),
                       [I32, I64, I64, tp, I64, tp], "w_contig n kc src ld dst".split(),
