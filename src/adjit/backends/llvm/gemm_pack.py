@@ -48,7 +48,9 @@ def emit_pack(module, dt, p, T, W):
     (one write page per sliver) ran at 3.0 Gelem/s, sliver by sliver (one read page per row)
     at 2.3, 8-row blocks at 5.3 (packing W4's 4 MB B as 128-column chunks: 6-7 Gelem/s,
     against 8.8 for a plain numpy copy of 4 MB; 4- or 8-row blocks alike, 16 and 32 slower,
-    software prefetch no help).  The partial last sliver uses a plain scalar loop.
+    software prefetch no help).  The partial last sliver of strided rows takes the same
+    transposes (its rows clamped to the last, then zeroed); of contiguous rows, a plain
+    scalar loop.
     """
     # transposes of 8 x 8 (f64: 4 x 4) blocks, whatever the micro-kernel's vector width
     VL, esz, KB = min(p["VL"], 8 if dt == "f32" else 4), (4 if dt == "f32" else 8), 8
@@ -59,6 +61,10 @@ def emit_pack(module, dt, p, T, W):
     w_contig, n, kc, src, ld, dst = fn.args
     contig = b.icmp_signed("!=", w_contig, _c32(0))
     nfull = b.mul(b.sdiv(n, _c64(W)), _c64(W))     # columns in full slivers
+
+    def zeros(ty):
+        return ir.Constant(ty, [0.0] * ty.count) if isinstance(ty, ir.VectorType) \
+            else ir.Constant(ty, 0.0)
 
     def piece(v, off, ln):   # lanes off..off+ln of vector v
         mask = ir.Constant(ir.VectorType(I32, ln), list(range(off, off + ln)))
@@ -83,14 +89,17 @@ def emit_pack(module, dt, p, T, W):
             kv = b.mul(b.sdiv(kc, _c64(VL)), _c64(VL))
             per = 2 if W > VL else 1    # blocks per step (see below)
             kw = b.mul(b.sdiv(kc, _c64(per * VL)), _c64(per * VL))
-            with _loop(b, 0, nfull, W, "st") as s:
-                rows = [_at(b, src, b.mul(b.add(s, _c64(w)), ld)) for w in range(W)]
-                sl = _at(b, dst, b.mul(s, kc))
+
+            def sliver(rows, sl, valid=None):
+                """Rows ``rows`` (W pointers) into sliver ``sl``; ``valid[w]`` (i1) zeroes
+                row w when false (the partial last sliver, whose rows are clamped)."""
+                def row(w, v):
+                    return v if valid is None else b.select(valid[w], v, zeros(v.type))
 
                 def blocks(k, g, n):   # rows g..g+VL-1, n VL x VL blocks from column k
                     for h in range(n):
                         kh = b.add(k, _c64(h * VL))
-                        tr = _transpose(b, [_vload(b, _at(b, rows[g + r], kh), vt, esz)
+                        tr = _transpose(b, [row(g + r, _vload(b, _at(b, rows[g + r], kh), vt, esz))
                                             if g + r < W else ir.Constant(vt, [0.0] * VL)
                                             for r in range(VL)])
                         for t in range(VL):
@@ -109,16 +118,25 @@ def emit_pack(module, dt, p, T, W):
                             blocks(k, g, 1)
                 with _loop(b, kv, kc, 1, "kr") as k:
                     for w in range(W):
-                        b.store(b.load(_at(b, rows[w], k), align=esz),
+                        b.store(row(w, b.load(_at(b, rows[w], k), align=esz)),
                                 _at(b, sl, b.mul(k, _c64(W)), w), align=esz)
-    rem = b.sub(n, nfull)    # partial last sliver: lanes w >= rem get 0 (loads clamped)
-    with b.if_then(b.icmp_signed(">", rem, _c64(0))):
-        ws, ks = b.select(contig, _c64(1), ld), b.select(contig, ld, _c64(1))
-        base, sl = _at(b, src, b.mul(nfull, ws)), _at(b, dst, b.mul(nfull, kc))
+
+            with _loop(b, 0, nfull, W, "st") as s:
+                sliver([_at(b, src, b.mul(b.add(s, _c64(w)), ld)) for w in range(W)],
+                       _at(b, dst, b.mul(s, kc)))
+            rem = b.sub(n, nfull)   # the partial last sliver: rows clamped, then zeroed
+            with b.if_then(b.icmp_signed(">", rem, _c64(0))):
+                last = b.sub(n, _c64(1))
+                sliver([_at(b, src, b.mul(_min(b, b.add(nfull, _c64(w)), last), ld))
+                        for w in range(W)], _at(b, dst, b.mul(nfull, kc)),
+                       [b.icmp_signed("<", _c64(w), rem) for w in range(W)])
+    rem = b.sub(n, nfull)    # contiguous partial last sliver: lanes w >= rem get 0
+    with b.if_then(b.and_(contig, b.icmp_signed(">", rem, _c64(0)))):
+        base, sl = _at(b, src, nfull), _at(b, dst, b.mul(nfull, kc))
         last = b.sub(rem, _c64(1))
-        cols = [_at(b, base, b.mul(_min(b, _c64(w), last), ws)) for w in range(W)]
+        cols = [_at(b, base, _min(b, _c64(w), last)) for w in range(W)]
         with _loop(b, 0, kc, 1, "ke") as k:
-            koff, out = b.mul(k, ks), _at(b, sl, b.mul(k, _c64(W)))
+            koff, out = b.mul(k, ld), _at(b, sl, b.mul(k, _c64(W)))
             for w in range(W):
                 v = b.load(_at(b, cols[w], koff), align=esz)
                 v = b.select(b.icmp_signed("<", _c64(w), rem), v, ir.Constant(T, 0.0))
