@@ -11,7 +11,8 @@ sum in another order than a product per element followed by a sum: equal up to r
 Those per-element products are often too small for the GEMM to share one with the pool's
 worker (a convolution's weight gradient on small images: ``(C_out, L) @ (L, C·ΠK)`` per
 image), so when the stack holds enough work the result is cut into blocks of whole
-columns (or rows, when it has more rows) that both threads take from a shared counter,
+register tiles' columns (or rows, when it has more rows) that both threads take from a
+shared counter,
 each block summed over the whole stack by one thread: every element is computed exactly
 as without the split, whichever thread takes it.
 """
@@ -21,15 +22,15 @@ from llvmlite import ir
 
 from ...ir import Node
 from . import pool
-from .gemm import THREAD_MNK
+from .gemm import THREAD_MNK, gemm_params
 from ..lowering.irkit import c64, imin
 from ..lowering.loops import emit_nest, merge_dims, size_value
 from ..lowering.plan import Size, batch_strides, numel
 from .matmul import gemm_operands, split_items
 
 I32, I64 = ir.IntType(32), ir.IntType(64)
-BLOCK = 16          # columns (rows) per block: a multiple of every register tile's width
-MAX_BLOCKS = 16
+BLOCK = None        # columns (rows) per block, at least: None = the GEMM's tile width NR
+MAX_BLOCKS = 8
 
 
 def lower_matmul_sum(lw, node: Node):
@@ -51,9 +52,10 @@ def lower_matmul_sum(lw, node: Node):
         return fn, [a, bnode]
     sizes, accs = merge_dims(batch_shape, [batch_strides(a, sa, a), batch_strides(bnode, sb, a)])
     dt = "f32" if node.dtype == "float32" else "f64"
+    block = BLOCK or gemm_params(dt)["NR"]
     if (sizes and pool.available() and None not in (M, N, K)
-            and M * N * K < THREAD_MNK[dt] and max(M, N) > BLOCK):
-        _blocks(lw, node, fn, b, gemm, sizes, accs)
+            and M * N * K < THREAD_MNK[dt] and max(M, N) > block):
+        _blocks(lw, node, fn, b, gemm, sizes, accs, block)
         return fn, [a, bnode]
     gemm_call(ir.Constant(ir.IntType(64), 0), pa, pb, 0)      # C = 0 (K = 0)
 
@@ -66,7 +68,7 @@ def lower_matmul_sum(lw, node: Node):
     return fn, [a, bnode]
 
 
-def _blocks(lw, node, step, b, gemm, sizes, accs):
+def _blocks(lw, node, step, b, gemm, sizes, accs, block):
     """The step's body: blocks of the result's columns (rows) summed over the stack, taken
     by this thread and the pool's worker (:func:`.matmul.split_items`)."""
     a, bnode = node.inputs
@@ -77,7 +79,7 @@ def _blocks(lw, node, step, b, gemm, sizes, accs):
     lda, ldb = sa.shape[-1], sb.shape[-1]
     cols = N >= M                       # cut along the longer side
     side = N if cols else M
-    width = max(BLOCK, -(-side // MAX_BLOCKS) // BLOCK * BLOCK)
+    width = -(-side // MAX_BLOCKS // block) * block      # whole tiles, <= MAX_BLOCKS
     n_blocks = -(-side // width)
     T = step.args[0].type
     fty = ir.FunctionType(ir.VoidType(), [T, T, T, T, I64, I64.as_pointer()])
