@@ -342,8 +342,8 @@ def jax_loss(kind: str):
 
 # ---------------------------------------------------------------- the machine's peak
 
-def measured_peak(n: int = 2048, repeat: int = 5) -> float:
-    """GFLOP/s of numpy's float32 GEMM (OpenBLAS) on n×n×n, best of ``repeat``, with the
+def measured_peak(n: int = 2048, repeat: int = 10) -> float:
+    """GFLOP/s of numpy's float32 GEMM (OpenBLAS) on n×n×n, best of ``repeat`` (the machine is shared), with the
     thread count the runner pinned (all cores by default): what "peak" means in the
     tables."""
     import time
