@@ -61,12 +61,11 @@ class Workload:
     @property
     def rtol(self) -> float:
         if self.kind == "w10":
-            # 4 M ReLUs behind batch norm: float32 rounding flips the few within ~1e-7 of
-            # their kink, each moving the first convolution's gradient by ~1e-4 of its
-            # largest entry (numpy's own float32 run of the reference: 1.1e-4 with
-            # OpenBLAS's native kernels, 4.6e-7 with OPENBLAS_CORETYPE=Haswell; JAX and
-            # adjit 1.1e-4, torch.compile 6.4e-4)
-            return 1e-3
+            # 4 M ReLUs behind batch norm: rounding flips the few within ~1e-7 of their
+            # kink. Perturbing the float64 data by float32-sized noise (6e-8 relative)
+            # moves the exact gradients by up to 4.2e-4 of their largest entry; numpy,
+            # JAX and adjit in float32 measure 1.1e-4 to 4.2e-4, torch.compile 6e-4 to 3e-3
+            return 5e-3
         return 1e-4 if self.dtype == "float32" else 1e-9
 
     def param_names(self) -> list[str]:
