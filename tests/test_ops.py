@@ -133,11 +133,38 @@ STRUCTURAL = {
                    "ops/test_contract.py::test_ptx_emulation_every_operand_form",
                    "ops/test_contract.py::test_gradient_against_finite_differences",
                    "ops/test_contract.py::test_second_order_through_the_weight_gradient"],
+    # --- pooling (tests/ops/test_pooling.py) ---
+    "max_pool": ["ops/test_pooling.py::test_max_pool_forward_and_gradient",
+                 "ops/test_pooling.py::test_max_pool_ties_and_special_values",
+                 "ops/test_pooling.py::test_second_order_max_pool",
+                 "ops/test_pooling.py::test_llvm_and_ptx_emulation_match_the_interpreter"],
+    "pool_argmax": ["ops/test_pooling.py::test_pool_argmax_is_the_first_maximum",
+                    "ops/test_pooling.py::test_max_pool_ties_and_special_values"],
+    "avg_pool": ["ops/test_pooling.py::test_avg_pool_forward_and_gradient",
+                 "ops/test_pooling.py::test_llvm_and_ptx_emulation_match_the_interpreter"],
+    "avg_pool_grad": ["ops/test_pooling.py::test_avg_pool_forward_and_gradient",
+                      "ops/test_pooling.py::test_second_order_avg_pool",
+                      "ops/test_pooling.py::test_overlapping_windows_accumulate"],
     # --- random numbers (tests/ops/test_random.py) ---
     "philox": ["ops/test_random.py::test_bits_are_numpys_philox_stream",
                "ops/test_random.py::test_backends_give_the_interpreters_bits",
                "ops/test_random.py::test_dropout_values_and_gradient",
                "ops/test_random.py::test_no_gradient_reaches_the_key"],
+    # --- convolutions (tests/ops/test_conv.py, tests/ops/test_conv_backends.py) ---
+    "conv": ["ops/test_conv.py::test_forward_matches_the_loop_oracle",
+             "ops/test_conv.py::test_gradients_against_finite_differences",
+             "ops/test_conv.py::test_second_order_against_finite_differences_of_the_gradient",
+             "ops/test_conv.py::test_records_are_adjoint", "ops/test_conv_backends.py::test_backends_match_the_interpreter"],
+    "conv_transpose": ["ops/test_conv.py::test_conv_transpose_matches_the_scatter_loop",
+                       "ops/test_conv.py::test_records_are_adjoint",
+                       "ops/test_conv_backends.py::test_backends_match_the_interpreter"],
+    "conv_weight": ["ops/test_conv.py::test_gradients_against_finite_differences",
+                    "ops/test_conv.py::test_records_are_adjoint",
+                    "ops/test_conv_backends.py::test_records_with_asymmetric_padding_on_the_native_backends"],
+    "unfold": ["ops/test_conv.py::test_records_are_adjoint",
+               "ops/test_conv_backends.py::test_records_with_asymmetric_padding_on_the_native_backends"],
+    "fold": ["ops/test_conv.py::test_records_are_adjoint",
+             "ops/test_conv_backends.py::test_records_with_asymmetric_padding_on_the_native_backends"],
 }
 
 # operand shapes per arity; None is the batch dimension, bound to BATCH at call time
@@ -488,7 +515,8 @@ def test_nondifferentiable_flags():
                              + ["argmax", "argmin"]
                              + ["philox"]   # random numbers: no gradient to the key
                              + ["floor", "ceil", "round", "logical_and", "logical_or",
-                                "logical_xor", "logical_not"])   # more elementwise ops
+                                "logical_xor", "logical_not"]    # more elementwise ops
+                             + ["pool_argmax"])   # the index a max pool selects
 
 
 # --- composites -------------------------------------------------------------------------------

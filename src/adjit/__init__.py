@@ -25,6 +25,8 @@ from .ops.moves import concatenate, pad
 from .ops.shaping import expand_dims, moveaxis, repeat, split, squeeze, stack, swapaxes, tile
 from .ops.products import einsum
 from .ops.conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d
+from .ops.pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d,
+                          adaptive_max_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d)
 from .ops.gathers import take, take_along_axis
 from .ops.reductions import argmax, argmin, min, prod, std, var
 from . import random  # random numbers in the graph (aj.random.uniform, ...)
@@ -49,4 +51,6 @@ __all__ += ["nn", "optim", "random", "train"]
 __all__ += ["concatenate", "expand_dims", "moveaxis", "pad", "repeat", "split", "squeeze",
             "stack", "swapaxes", "tile"]
 __all__ += ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d"]
+__all__ += ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
 __all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from adjit.ops import REGISTRY
 from fuzz_gen_more import MoreKinds
+from fuzz_gen_windows import WindowKinds
 from fuzz_ir import COMPARE_OPS, E, leaf
 
 # (ops of bool operands, the logical ones, are drawn by MoreKinds.logical; clip by k_clip)
@@ -68,7 +69,7 @@ def broadcast(*shapes):
     return tuple(reversed(out))
 
 
-class Gen(MoreKinds):
+class Gen(MoreKinds, WindowKinds):
     def __init__(self, case: Case, rng):
         self.c, self.r = case, rng
 
@@ -136,7 +137,8 @@ class Gen(MoreKinds):
             kinds = ["unary"] * 3 + ["binary"] * 3 + ["pow"] * 2 + ["where"] * 2 + \
                     ["reduce"] * 2 + ["composite"] * 2 + ["guard", "reshape", "matmul",
                                                           "repeat", "step", "cast", "bcast",
-                                                          "dropout"] + self.KINDS
+                                                          "dropout"] + self.KINDS + \
+                WindowKinds.KINDS
             if len(shape) >= 2:
                 kinds += ["transpose"] * 2
             if shape == ():

@@ -18,6 +18,7 @@ import numpy as np
 
 import adjit as aj
 import fuzz_ir_more as more
+import fuzz_ir_windows as windows
 from adjit import frontend as F
 
 
@@ -155,6 +156,8 @@ def _eval1(n, a, values, batch, ft, smooth):
         return a[0].astype(ft)
     if op in more.OPS:
         return more.reference(n, a, batch, ft, _fl)
+    if op in windows.OPS:
+        return windows.reference(n, a, batch, ft, _fl)
     if op == "dropout":
         rate = at["rate"]
         if rate == 0.0:
@@ -231,6 +234,8 @@ def _build1(n, a):
         return aj.dropout(a[0], at["rate"], a[1])
     if op in more.OPS:
         return more.build(n, a)
+    if op in windows.OPS:
+        return windows.build(n, a)
     raise KeyError(op)
 
 
@@ -297,4 +302,6 @@ def _src1(n, a):
         return f"aj.dropout({a[0]}, {at['rate']!r}, {a[1]})"
     if op in more.OPS:
         return more.source(n, a)
+    if op in windows.OPS:
+        return windows.source(n, a)
     raise KeyError(op)

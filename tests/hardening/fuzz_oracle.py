@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import fuzz_ir_more as more
+import fuzz_ir_windows as windows
 from fuzz_ir import COMPARE_OPS, E, dropout_mask, evaluate
 
 KINK_OPS = {"relu", "abs", "sign", "leaky_relu", "elu"}
@@ -18,7 +19,7 @@ KINK_OPS = {"relu", "abs", "sign", "leaky_relu", "elu"}
 # clip): below them the chain rule meets 0 · inf where the operand's subtree holds an inf
 # (see nan_limits)
 ZERO_COTANGENT = {"getitem", "take", "take_along", "floor", "ceil", "round", "clip",
-                  "leaky_relu", "elu", "min", "argmax", "argmin"}
+                  "leaky_relu", "elu", "min", "argmax", "argmin", "maxpool"}
 
 
 def _unbroadcast(mask, shape):
@@ -77,6 +78,8 @@ def analyze(root: E, vals: dict):
                 if not const_int:
                     g = np.abs(a[0])
                     singular |= bool(np.any(np.broadcast_to(a[0] <= 0, L.shape)[L]))
+            elif n.op == "maxpool":                 # ties within a window
+                gap = min(gap, windows.pool_gap(a[0], n.attrs))
             elif n.op in ("max", "min", "argmax", "argmin"):
                 x = a[0] if n.op in ("max", "argmax") else -np.asarray(a[0], float)
                 axis = n.attrs["axis"]
@@ -147,6 +150,9 @@ def _propagate(n, L, a, live, v):
             give(c, np.full(np.shape(x), bool(L.any())))
     elif op == "uniform":
         pass                                           # the key: not differentiable
+    elif op in windows.OPS:                            # window ops: all or nothing
+        for c, x in zip(n.args, a):
+            give(c, np.full(np.shape(x), bool(L.any())))
     elif op in REDUCTIONS:
         m = L
         if at["axis"] is None:
@@ -276,13 +282,14 @@ def matmul_limits(root: E, vals_list, live) -> set:
     evaluations to look for non-finite operands in (the smooth and the plain one)."""
     out = set()
     for n in root.walk():
-        if n.op not in ("matmul", "einsum"):
+        if n.op not in ("matmul", "einsum", "conv", "conv_t"):
             continue
         L = np.asarray(live[id(n)])
         if not L.any() or L.all():
             continue
-        if n.op == "einsum" or max(np.ndim(vals_list[0][id(c)]) for c in n.args) > 2:
-            # batched products and einsum (compositions of them): any operand with an inf
+        if n.op != "matmul" or max(np.ndim(vals_list[0][id(c)]) for c in n.args) > 2:
+            # batched products, einsum and convolutions (compositions of them, and of
+            # unfold, a matmul of its columns): any operand with an inf
             # or NaN may meet a zero of the cotangent
             if any(_has_nonfinite(c, vals_list) for c in n.args):
                 out |= set().union(*(_leaves(c) for c in n.args))

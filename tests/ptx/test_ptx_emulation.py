@@ -29,7 +29,13 @@ COVERED = {**{name: ["test_every_elementwise_op_and_its_gradient"] for name in E
            # gathers and reductions (more in tests/ops/test_gathers.py, test_reductions.py)
            **{op: ["test_gathers_and_reductions"] for op in (
                "take", "take_along_axis", "scatter_add", "min", "prod", "argmax", "argmin")},
-           "philox": ["test_random_numbers"]}   # (and tests/ops/test_random.py)
+           "philox": ["test_random_numbers"],   # (and tests/ops/test_random.py)
+           # convolutions (and tests/ops/test_conv_backends.py)
+           **{op: ["test_convolutions"] for op in (
+               "conv", "conv_transpose", "conv_weight", "unfold", "fold")},
+           # --- pooling (and tests/ops/test_pooling.py) ---
+           **{op: ["test_pooling"] for op in (
+               "max_pool", "pool_argmax", "avg_pool", "avg_pool_grad")}}
 
 
 def test_every_registered_op_is_covered():
@@ -53,6 +59,21 @@ def test_summed_products(batch):
             "sy": rng.standard_normal((batch, 9, 66)).astype("float32"),
             "sw": rng.standard_normal((70, 5)).astype("float32")}
     compare(emulated(outs), outs, args, "float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pooling(dtype):
+    """Max and average pools, their gradients (scatter-add at pool_argmax, avg_pool_grad)
+    and a second-order term, with NaN, -inf and ties in the windows."""
+    x = aj.input("px", (None, 2, 5, 6), dtype)
+    y, a = aj.max_pool2d(x, 3, 2, 1), aj.avg_pool2d(x, (2, 3), 1, (1, 0), count_include_pad=False)
+    gx = aj.grad(aj.sum(y ** 3) + aj.sum(aj.tanh(a)), x)
+    outs = [y, a, gx] + aj.grad(aj.sum(gx * gx), [x])
+    for batch in (0, 1, 5):
+        v = np.random.default_rng(batch).standard_normal((batch, 2, 5, 6)).astype(dtype)
+        if batch:
+            v[0, 0, 1, :2], v[-1, 1] = np.nan, -np.inf
+        compare(emulated(outs), outs, {"px": v}, dtype)
 
 
 def test_random_numbers():
@@ -261,3 +282,23 @@ def test_gathers_and_reductions(dtype):
                 "ids": rng.integers(-6, 6, size=(batch, 2)),
                 "x": rng.uniform(0.9, 1.1, size=(batch, 70)).astype(dtype)}
         compare(f, outs, args, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_convolutions(dtype):
+    """conv2d with stride, padding, dilation and groups, conv_transpose1d, and the gradients
+    (conv_transpose and conv_weight records, all expanded to unfold/fold and products)."""
+    x, W, b = (aj.input("x", (None, 4, 7, 5), dtype), aj.param("W", (6, 2, 3, 2), dtype),
+               aj.param("b", (6,), dtype))
+    g, V = aj.input("g", (None, 3, 4), dtype), aj.param("V", (3, 2, 3), dtype)
+    z = aj.conv2d(x, W, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    t = aj.conv_transpose1d(g, V, stride=2, padding=1, output_padding=1)
+    loss = aj.sum(aj.tanh(z) * z) + aj.sum(t * t)
+    outs = [z, t, loss] + aj.grad(loss, [x, W, b, g, V])
+    f = emulated(outs)
+    rng = np.random.default_rng(8)
+    for batch in (0, 1, 7):
+        args = {"x": rng.standard_normal((batch, 4, 7, 5)), "W": rng.standard_normal((6, 2, 3, 2)),
+                "b": rng.standard_normal(6), "g": rng.standard_normal((batch, 3, 4)),
+                "V": rng.standard_normal((3, 2, 3))}
+        compare(f, outs, {k: v.astype(dtype) for k, v in args.items()}, dtype)

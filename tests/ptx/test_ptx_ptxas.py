@@ -38,6 +38,19 @@ def _every_op():
     y = aj.input("y", (None, 3, 4), "float32")
     outs += [aj.grad(aj.sum(aj.tanh(x @ w3)), w3), matmul_sum(x, aj.swapaxes(y, -1, -2)),
              aj.transpose(x[:, 0]) @ y[:, 1] + aj.transpose(x[:, 2]) @ y[:, 0]]
+    # convolutions: unfold (forward, weight gradient) and fold (input gradient) kernels
+    xc, Wc = aj.input("xc", (None, 4, 7, 5), "float32"), aj.param("Wc", (6, 2, 3, 2), "float32")
+    zc = aj.conv2d(xc, Wc, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    outs += [zc] + aj.grad(aj.sum(aj.tanh(zc)), [xc, Wc])
+    gc = aj.input("gc", (None, 3, 4), "float64")
+    outs += [aj.conv_transpose1d(gc, aj.param("Vc", (3, 2, 3), "float64"), stride=2)]
+    # pooling: max_pool, avg_pool, and their gradients (pool_argmax + scatter_add,
+    # avg_pool_grad) in both float types
+    for dtype in ("float32", "float64"):
+        im = aj.input("im" + dtype[-2:], (None, 2, 5, 6), dtype)
+        pm = aj.max_pool2d(im, 3, 2, 1)
+        pa = aj.avg_pool2d(im, 2, 1, 1, count_include_pad=False)
+        outs += [pm, pa, aj.grad(aj.sum(pm * pm) + aj.sum(pa * pa), im)]
     return outs
 
 
@@ -70,6 +83,8 @@ def test_ptxas_accepts(compiled, which, arch):
     used = registers(report)
     assert set(used) == {L.kernel for L in f.launches}
     assert max(used.values()) <= 255
+    if which == "every_op":     # the window kernels of the convolutions are among them
+        assert {"unfold", "fold"} <= {k.split("_", 1)[1] for k in used if "_" in k}
 
 
 def test_arches_are_checked():

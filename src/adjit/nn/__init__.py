@@ -8,12 +8,18 @@
 (['W1', 'b1'], (None, 2))
 """
 from .container import Sequential
+from .conv import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,
+                   AvgPool1d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool1d,
+                   MaxPool2d, ReLU)
 from .init import (INITIALIZERS, get_initializer, glorot_normal, glorot_uniform, he_normal,
                    he_uniform, rng_from, zeros)
 from .layers import ACTIVATIONS, MLP, Dense, Dropout, Linear, get_activation
-from .norm import BatchNorm, LayerNorm
+from .norm import BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm
 from .seq import RNN, Attention, Embedding
 
-__all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "Attention", "BatchNorm", "Dense", "Dropout", "Embedding",
+__all__ = ["ACTIVATIONS", "INITIALIZERS", "MLP", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+           "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Attention", "AvgPool1d",
+           "AvgPool2d", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "Dense",
+           "Dropout", "Embedding", "Flatten", "MaxPool1d", "MaxPool2d", "ReLU",
            "LayerNorm", "Linear", "RNN", "Sequential", "get_activation", "get_initializer",
            "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "rng_from", "zeros"]

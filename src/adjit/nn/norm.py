@@ -111,11 +111,12 @@ class BatchNorm:
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, *,
                  affine: bool = True, name: str = "bn", dtype: str = "float64"):
-        self.num_features = _positive(f"BatchNorm {name!r}", "num_features", num_features)
+        where = f"{type(self).__name__} {name!r}"
+        self.num_features = _positive(where, "num_features", num_features)
         if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm {name!r}: momentum must be in [0, 1], got {momentum!r}")
+            raise ValueError(f"{where}: momentum must be in [0, 1], got {momentum!r}")
         if not eps >= 0:
-            raise ValueError(f"BatchNorm {name!r}: eps must be >= 0, got {eps!r}")
+            raise ValueError(f"{where}: eps must be >= 0, got {eps!r}")
         self.momentum, self.eps, self.name = float(momentum), float(eps), name
         self.training = True
         C = (self.num_features,)
@@ -150,9 +151,10 @@ class BatchNorm:
         return self.train(False)
 
     def __call__(self, x: Node, training: bool | None = None) -> Node:
-        x = _check_float(f"BatchNorm {self.name!r}", x)
+        where = f"{type(self).__name__} {self.name!r}"
+        x = _check_float(where, x)
         if x.ndim < 2 or x.shape[1] != self.num_features:
-            raise ShapeError(f"BatchNorm {self.name!r}: expected inputs (N, {self.num_features}"
+            raise ShapeError(f"{where}: expected inputs (N, {self.num_features}"
                              f"{', ...' if x.ndim > 2 else ''}), got {x!r}")
         training = self.training if training is None else bool(training)
         axes = (0,) + tuple(range(2, x.ndim))
@@ -166,7 +168,7 @@ class BatchNorm:
             n = F.count(x, axes)
             if isinstance(n, int):
                 if n == 0:
-                    raise ShapeError(f"BatchNorm {self.name!r}: no values per channel in {x!r}")
+                    raise ShapeError(f"{where}: no values per channel in {x!r}")
                 unbias = n / max(n - 1, 1)
             else:
                 n = F.cast(n, dt)
@@ -192,3 +194,34 @@ class BatchNorm:
             out[self.weight.name] = np.ones(C, self.weight.dtype)
             out[self.bias.name] = np.zeros(C, self.bias.dtype)
         return out
+
+
+class _BatchNormNd(BatchNorm):
+    """BatchNorm with PyTorch's argument order ``(num_features, eps, momentum, affine)``
+    and a checked input rank."""
+    ranks: tuple[int, ...] = ()
+    layout = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, *, name: str = "bn", dtype: str = "float64"):
+        super().__init__(num_features, momentum=momentum, eps=eps, affine=affine, name=name,
+                         dtype=dtype)
+
+    def __call__(self, x: Node, training: bool | None = None) -> Node:
+        x = _check_float(f"{type(self).__name__} {self.name!r}", x)
+        if x.ndim not in self.ranks:
+            raise ShapeError(f"{type(self).__name__} {self.name!r}: expected inputs "
+                             f"{self.layout} with C = {self.num_features}, got {x!r}")
+        return super().__call__(x, training)
+
+
+class BatchNorm1d(_BatchNormNd):
+    """``torch.nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True)``:
+    :class:`BatchNorm` on ``(N, C)`` or ``(N, C, L)`` inputs."""
+    ranks, layout = (2, 3), "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNormNd):
+    """``torch.nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True)``:
+    :class:`BatchNorm` on ``(N, C, H, W)`` inputs (statistics per channel over N, H, W)."""
+    ranks, layout = (4,), "(N, C, H, W)"

@@ -1,6 +1,6 @@
 """Primitive ops (declared once each in the registry) and composite functions."""
 from . import (contract, conv, elementwise, elementwise_more, fused, gathers, moves,  # noqa: F401
-               random, reductions, structural, unfold)  # (declaring registers the ops)
+               pooling, random, reductions, structural, unfold)  # (declaring registers the ops)
 from .registry import REGISTRY, Op, get_op, make
 
 __all__ = ["REGISTRY", "Op", "get_op", "make"]

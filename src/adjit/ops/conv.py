@@ -23,13 +23,15 @@ records: the equations view writes ``x̄ = conv_transpose(z̄, W)``.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
 from ..ir import FLOAT_DTYPES, DTypeError, ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
 from .unfold import fold_numpy, unfold_numpy
-from .window import attrs as window_attrs, ints, out_shape, padding, spatial_operand
+from .window import attrs as window_attrs, ints, is_int, out_shape, padding, spatial_operand
+from .window import shown as window_shown
 
 
 def _F():
@@ -51,13 +53,18 @@ def _floats(where: str, *nodes) -> None:
         raise DTypeError(f"{where}: needs float operands of one dtype, got {got}")
 
 
-def _check_weight(where: str, W, nd: int, groups: int, wname: str) -> None:
+def _check_weight(where: str, W, nd: int, groups: int, wname: str,
+                  transposed: bool = False) -> None:
+    """``W (C_out, C_in/groups, *K)``; transposed (PyTorch's ConvTranspose layout):
+    ``(C_in, C_out/groups, *K)``; axis 0 divisible by ``groups`` either way."""
+    first, second = ("C_in", "C_out") if transposed else ("C_out", "C_in")
     if W.ndim != nd + 2 or any(s is None for s in W.shape):
         dims = ", ".join(["kL"] if nd == 1 else ["kH", "kW"] if nd == 2 else ["k"] * nd)
-        raise ShapeError(f"{where}: {wname} must have shape (C_out, C_in/groups, {dims}), "
-                         f"got {shape_str(W.shape)}")
+        raise ShapeError(f"{where}: {wname} must have shape ({first}, {second}/groups, "
+                         f"{dims}), got {shape_str(W.shape)}")
     if W.shape[0] % groups:
-        raise ShapeError(f"{where}: {wname} has {W.shape[0]} output channels, not divisible "
+        what = "input" if transposed else "output"
+        raise ShapeError(f"{where}: {wname} has {W.shape[0]} {what} channels, not divisible "
                          f"by groups={groups}")
 
 
@@ -90,7 +97,7 @@ def _transpose_rule(inputs, attrs):
     nd, G, spatial = len(attrs["stride"]), attrs["groups"], tuple(attrs["spatial"])
     where = f"conv_transpose({label(g)}, {label(W)})"
     spatial_operand(g, nd, where, label(g))
-    _check_weight(where, W, nd, G, label(W))
+    _check_weight(where, W, nd, G, label(W), transposed=True)
     if g.shape[1] != W.shape[0]:
         raise ShapeError(f"{where}: {label(g)} has {g.shape[1]} channels, {label(W)} "
                          f"expects {W.shape[0]}")
@@ -244,25 +251,42 @@ def _expand_conv_weight(node, ins):
 
 _LATEX = r"\operatorname{%s}"
 register(Op("conv", _conv_rule, _conv_np, _conv_vjp, arity=2, linear=True,
-            display="conv", latex=_LATEX % "conv", expand=_expand_conv,
+            display="conv", latex=_LATEX % "conv", expand=_expand_conv, shown=window_shown,
             doc="a convolution (cross-correlation) of x with W"))
 register(Op("conv_transpose", _transpose_rule, _conv_transpose_np, _conv_transpose_vjp,
             arity=2, linear=True, display="conv_transpose",
             latex=_LATEX % "conv\\_transpose", expand=_expand_conv_transpose,
+            shown=window_shown,
             doc="the transposed convolution: conv's adjoint in x"))
 register(Op("conv_weight", _weight_rule, _conv_weight_np, _conv_weight_vjp, arity=2,
             linear=True, display="conv_weight", latex=_LATEX % "conv\\_weight",
-            expand=_expand_conv_weight,
+            expand=_expand_conv_weight, shown=partial(window_shown, hide=("kernel",)),
             doc="the correlation of x with a cotangent: conv's adjoint in W"))
 
 
 # --- the public functions ------------------------------------------------------------------
+def _groups(groups, where: str) -> int:
+    if not is_int(groups) or groups < 1:
+        raise ShapeError(f"{where}: groups must be a positive int, got {groups!r}")
+    return int(groups)
+
+
+def _bias(F, b, z, where: str):
+    """``z + b`` over the channel axis; ``b`` a float vector of ``z``'s channels."""
+    b = F._lift(b, z)
+    if b.shape != (z.shape[1],):
+        raise ShapeError(f"{where}: the bias {label(b)} must have shape ({z.shape[1]},), "
+                         f"got {shape_str(b.shape)}")
+    if b.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"{where}: the bias {label(b)} must be a float vector, got {b.dtype}")
+    return z + F.reshape(b, (z.shape[1],) + (1,) * (z.ndim - 2))
+
+
 def _conv(nd: int, x, W, b, stride, padding_, dilation, groups):
     F = _F()
     x, W = F._lift(x), F._lift(W)
     where = f"conv{nd}d({label(x)}, {label(W)})"
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ShapeError(f"{where}: groups must be a positive int, got {groups!r}")
+    groups = _groups(groups, where)
     if x.dtype != W.dtype and {x.dtype, W.dtype} <= set(FLOAT_DTYPES):
         x, W = F._promote([x, W], where)
     check_conv(where, x, W, groups, nd)
@@ -272,13 +296,7 @@ def _conv(nd: int, x, W, b, stride, padding_, dilation, groups):
     pad = padding(padding_, kernel, st, dil, where)
     out_shape(x.shape[2:], kernel, st, dil, pad, where, label(x))
     z = conv_node(x, W, {"stride": st, "dilation": dil, "pad": pad, "groups": groups})
-    if b is None:
-        return z
-    b = F._lift(b, W)
-    if b.shape != (W.shape[0],):
-        raise ShapeError(f"{where}: the bias {label(b)} must have shape ({W.shape[0]},), "
-                         f"got {shape_str(b.shape)}")
-    return z + F.reshape(b, (W.shape[0],) + (1,) * nd)
+    return z if b is None else _bias(F, b, z, where)
 
 
 def conv1d(x, W, b=None, stride=1, padding=0, dilation=1, groups=1):
@@ -304,9 +322,14 @@ def _conv_transpose(nd, x, W, b, stride, padding_, output_padding, dilation, gro
     x, W = F._lift(x), F._lift(W)
     where = f"conv_transpose{nd}d({label(x)}, {label(W)})"
     spatial_operand(x, nd, where, label(x))
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ShapeError(f"{where}: groups must be a positive int, got {groups!r}")
-    _check_weight(where, W, nd, groups, label(W))
+    groups = _groups(groups, where)
+    _check_weight(where, W, nd, groups, label(W), transposed=True)
+    if x.shape[1] != W.shape[0]:
+        raise ShapeError(f"{where}: {label(x)} has {x.shape[1]} channels, {label(W)} "
+                         f"expects {W.shape[0]}")
+    if x.dtype != W.dtype and {x.dtype, W.dtype} <= set(FLOAT_DTYPES):
+        x, W = F._promote([x, W], where)
+    _floats(where, x, W)
     kernel = W.shape[2:]
     st = ints("stride", stride, nd, where)
     dil = ints("dilation", dilation, nd, where)
@@ -323,13 +346,7 @@ def _conv_transpose(nd, x, W, b, stride, padding_, output_padding, dilation, gro
         raise ShapeError(f"{where}: the output would have spatial size {spatial}")
     z = conv_transpose_node(x, W, {"stride": st, "dilation": dil, "pad": pad,
                                    "groups": groups}, spatial)
-    if b is None:
-        return z
-    b = F._lift(b, W)
-    if b.shape != (z.shape[1],):
-        raise ShapeError(f"{where}: the bias {label(b)} must have shape ({z.shape[1]},), "
-                         f"got {shape_str(b.shape)}")
-    return z + F.reshape(b, (z.shape[1],) + (1,) * nd)
+    return z if b is None else _bias(F, b, z, where)
 
 
 def conv_transpose1d(x, W, b=None, stride=1, padding=0, output_padding=0, groups=1,

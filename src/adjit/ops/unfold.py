@@ -20,7 +20,7 @@ import numpy as np
 
 from ..ir import ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
-from .window import out_shape
+from .window import out_shape, shown as window_shown
 
 
 def _taps(kernel, stride, dilation, out):
@@ -92,9 +92,9 @@ def _fold_np(args, node, env):
 register(Op("unfold", _unfold_rule, _unfold_np,
             lambda node, g, needs: [make("fold", (g,), dict(geometry(node),
                                                            spatial=node.inputs[0].shape[2:]))],
-            arity=1, linear=True, display="unfold",
+            arity=1, linear=True, display="unfold", shown=window_shown,
             doc="the windows of a convolution as columns (im2col)"))
 register(Op("fold", _fold_rule, _fold_np,
             lambda node, g, needs: [make("unfold", (g,), geometry(node))],
-            arity=1, linear=True, display="fold",
+            arity=1, linear=True, display="fold", shown=window_shown,
             doc="columns added back at their window positions (col2im), unfold's adjoint"))

@@ -13,24 +13,31 @@ ops/pooling.py) keep the normalised values in their attributes (``kernel``, ``st
 """
 from __future__ import annotations
 
+import numbers
+
 from ..ir import ShapeError
+from .registry import Shown
+
+
+def is_int(v) -> bool:
+    """A Python or numpy int (not a bool): sizes often come from shape arithmetic."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def ints(name: str, value, nd: int, where: str, minimum: int = 1) -> tuple[int, ...]:
     """An int or a tuple of ``nd`` ints, each at least ``minimum``, as a tuple."""
-    vals = (value,) * nd if isinstance(value, int) and not isinstance(value, bool) else value
+    vals = (value,) * nd if is_int(value) else value
     try:
         vals = tuple(vals)
     except TypeError:
         raise ShapeError(f"{where}: {name} must be an int or a tuple of {nd} ints, "
                          f"got {value!r}") from None
-    if len(vals) != nd or not all(isinstance(v, int) and not isinstance(v, bool)
-                                  for v in vals):
+    if len(vals) != nd or not all(is_int(v) for v in vals):
         raise ShapeError(f"{where}: {name} must be an int or a tuple of {nd} ints, "
                          f"got {value!r}")
     if any(v < minimum for v in vals):
         raise ShapeError(f"{where}: {name} must be >= {minimum}, got {value!r}")
-    return vals
+    return tuple(int(v) for v in vals)
 
 
 def padding(value, kernel: tuple, stride: tuple, dilation: tuple, where: str
@@ -85,3 +92,49 @@ def spatial_operand(x, nd: int, where: str, what: str = "x") -> None:
 def attrs(kernel, stride, dilation, pad) -> dict:
     return {"kernel": tuple(kernel), "stride": tuple(stride), "dilation": tuple(dilation),
             "pad": tuple(tuple(p) for p in pad)}
+
+
+# --- how the views write a window op (Op.shown) ----------------------------------------------
+def _axes(values: tuple) -> str:
+    """One value when every axis has it (``2``), else one per axis (``(2, 1)``)."""
+    values = tuple(values)
+    if len(set(values)) == 1:
+        return str(values[0])
+    return "(" + ", ".join(str(v) for v in values) + ")"
+
+
+def _pad(pad: tuple) -> str:
+    """``1`` (every side), ``(1, 2)`` (both sides of each axis), ``((0, 1), (0, 1))``."""
+    pad = tuple(tuple(p) for p in pad)
+    if all(lo == hi for lo, hi in pad):
+        return _axes(tuple(lo for lo, _ in pad))
+    return "(" + ", ".join(f"({lo}, {hi})" for lo, hi in pad) + ")"
+
+
+def note(node, hide: tuple = ()) -> str:
+    """The attributes of a window op that differ from PyTorch's defaults, in PyTorch's
+    argument order: ``kernel 2×2, stride 2, pad 1, dilation 2, groups 4`` (the kernel
+    always, where the op has one and does not ``hide`` it: nothing else shows it), and an
+    average pool's ``count_include_pad False``."""
+    parts = []
+    kernel = node.attr("kernel")
+    if kernel is not None and "kernel" not in hide:
+        parts.append("kernel " + "×".join(str(k) for k in kernel))
+    for key, default, text in (("stride", 1, _axes), ("pad", 0, _pad),
+                               ("dilation", 1, _axes), ("groups", 1, str)):
+        value = node.attr(key)
+        if value is None or key in hide:
+            continue
+        flat = [v for p in value for v in p] if key == "pad" else \
+            list(value) if isinstance(value, tuple) else [value]
+        if any(v != default for v in flat):
+            parts.append(f"{key} {text(value)}")
+    if node.attr("include") is False and "include" not in hide:
+        parts.append("count_include_pad False")   # avg_pool: divide by the real elements
+    return ", ".join(parts)
+
+
+def shown(node, dropped: tuple = (), hide: tuple = ()):
+    """``Op.shown`` of a window op: its name, operands, then :func:`note` after a
+    semicolon (``conv(h, W; stride 2, pad 1)``; pictures: ``conv stride 2, pad 1``)."""
+    return Shown(note=note(node, hide))

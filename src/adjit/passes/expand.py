@@ -12,11 +12,32 @@ from ..ops.registry import get_op
 from .rewrite import rewrite
 
 
+_MOVES = ("reshape", "transpose", "broadcast")
+
+
 def _expand(node, ins):
     rule = get_op(node.op).expand
     if rule is None:
         return None
-    return rule(node, ins), f"{node.op}=expanded"
+    out = rule(node, ins)
+    return out, f"{node.op}→{'·'.join(_computed(out, ins)) or 'moves'}"
+
+
+def _computed(out, ins) -> list[str]:
+    """The ops an expansion computes with, first to last (``unfold·matmul``), leaving out
+    the moves between them: the report's rule name (``conv→unfold·matmul×2``)."""
+    given, made, stack = {i.id for i in ins}, {}, [out]
+    while stack:
+        n = stack.pop()
+        if n.id in given or n.id in made:
+            continue
+        made[n.id] = n
+        stack.extend(n.inputs)
+    ops: list[str] = []
+    for k in sorted(made):   # id order is topological order
+        if made[k].op not in _MOVES and made[k].op not in ops:
+            ops.append(made[k].op)
+    return ops
 
 
 def expand(graph: Graph) -> Graph:

@@ -21,6 +21,7 @@ from .equations import stage_graphs
 from .lines import plan
 from .names import INVISIBLE, Naming
 from .render import number
+from .terms import record_shown
 
 GRAPHVIZ_HINT = ("Graphviz's `dot` program is not on PATH. Install it with `sudo apt install "
                  "graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS); `pip install "
@@ -115,8 +116,8 @@ def op_label(n: Node) -> str:
     spec = REGISTRY.get(n.op)
     if spec is None:
         return n.op
-    if spec.shown is not None:
-        shown = spec.shown(n, ())
+    shown = record_shown(n)
+    if shown is not None:
         words = [n.op] + ([shown.name] if shown.name not in (None, n.op, spec.shown_as) else [])
         if shown.index and not shown.into and not any(isinstance(p, int) for p in shown.index):
             words.append("[" + ", ".join(shown.index) + "]")

@@ -171,7 +171,8 @@ class Printer:
         (a,) = t.args
         if self.latex:
             sub = "" if axes is None else "_{" + ",".join(
-                r"\text{batch}" if p == "batch" else rf"\text{{axis }}{p[4:]}"
+                rf"\text{{axis }}{p[4:]}" if p.startswith("axis") else
+                r"\text{batch}" if p == "batch" else p
                 for p in axes.split(",")) + "}"
             return f"{symbol_l}{sub} {self.operand(a, _reduce_ok(a))}"
         sub = "" if axes is None else "_" + axes
@@ -208,4 +209,5 @@ def _tex_name(fn: str) -> str:
 
 
 def _tex_text(note: str) -> str:
-    return note.replace("_", r"\_")
+    """A note inside ``\\text{}``: ``_`` escaped, ``×`` (``kernel 3×3``) set in math."""
+    return note.replace("_", r"\_").replace("×", r"}\times\text{")

@@ -6,8 +6,9 @@ printer (:mod:`adjit.show.render`) writes them in Unicode or LaTeX.  This module
 
 Display conventions: ``broadcast``, ``reshape`` and ``cast`` are invisible (they move
 or convert the same values); a product with a scalar factor is a scaling, a product of
-two tensors of equal shape is the elementwise (Hadamard) product ``∘``, and ``matmul``
-is juxtaposition (``x W1``); ``batch_size`` is ``B``; ``Σ_batch`` sums over the batch;
+two tensors of equal shape is the elementwise (Hadamard) product ``∘``, ``matmul``
+is juxtaposition (``x W1``) and ``matmul_sum`` a sum of such products (``Σ_batch ȳ xᵀ``);
+``batch_size`` is ``B``; ``Σ_batch`` sums over the batch;
 other reductions are written the same way (``min_axis1 x``, ``Π_axis1 x``, ``argmax_axis1
 x``), a transpose of the last two axes is ``ᵀ`` (``q kᵀ``), and ops with attributes are
 written as their record's :class:`~adjit.ops.registry.Shown` says: numpy indexing
@@ -29,6 +30,7 @@ from ..ops.realfn import (ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, 
                           real_log,
                           real_pow, real_sign, real_sqrt)
 from ..ops.registry import REGISTRY
+from ..ops.window import shown as window_shown
 from .names import INVISIBLE, Name
 
 def shown_as(op: str) -> str:
@@ -77,10 +79,36 @@ def scalarish(node: Node) -> bool:
 
 
 def axes_label(x: Node, axes: tuple) -> str | None:
-    """``'batch'``, ``'axis1'``, ``'batch,axis1'``; None when summing all of a static tensor."""
+    """``'batch'``, ``'axis1'``, ``'batch,axis1'``; None when summing all of a static tensor.
+    The axes of an image (``(N, C, H, W)`` where the graph slides windows over H, W) are
+    ``batch``, ``c`` and ``l`` / ``h,w`` / ``d,h,w``: a conv bias's gradient is
+    ``Σ_batch,h,w z̄``."""
     if len(axes) == x.ndim and None not in x.shape:
         return None
-    return ",".join("batch" if x.shape[a] is None else f"axis{a}" for a in axes)
+    names = _image_axes(x) or ["batch" if d is None else f"axis{a}" for a, d in enumerate(x.shape)]
+    return ",".join(names[a] for a in axes)
+
+
+_SPATIAL = {1: ["l"], 2: ["h", "w"], 3: ["d", "h", "w"]}
+
+
+def _image_axes(x: Node) -> list | None:
+    """The axis names of ``x`` when it is an image: ``(B, C, *spatial)`` (1 to 3 static
+    spatial axes) computed from a window op over as many spatial axes (a convolution,
+    a pool, an unfold: a record with ``stride`` and ``pad`` attributes)."""
+    nd = x.ndim - 2
+    if nd not in _SPATIAL or x.shape[0] is not None or None in x.shape[1:]:
+        return None
+    seen, stack = set(), [x]
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        if window_op(n) and len(n.attr("stride")) == nd:
+            return ["batch", "c"] + _SPATIAL[nd]
+        stack.extend(n.inputs)
+    return None
 
 
 def _const(node: Node) -> Term:
@@ -126,6 +154,10 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
         return Term("rel", tuple(sub), REGISTRY[op].display)
     if op == "matmul":
         return Term("mul", tuple(sub), "matmul")
+    if op == "matmul_sum":      # Σ_batch a bᵀ: the products of a stack, summed
+        wide = max(ins, key=lambda i: None in i.shape[:-2])
+        return Term("sum", (Term("mul", tuple(sub), "matmul"),),
+                    axes_label(wide, tuple(range(wide.ndim - 2))))
     if op == "transpose":
         perm = node.attr("perm")
         perm = tuple(int(p) for p in perm)
@@ -142,10 +174,28 @@ def from_node(node: Node, ref: Callable[[Node], Term | None]) -> Term:
     if op == "fused":
         leaves = {f"x{k}": (t, scalarish(i)) for k, (t, i) in enumerate(zip(sub, ins))}
         return from_sympy(node.attr("expr"), leaves)
-    if spec is not None and spec.shown is not None:
-        dropped = written_dropped(node) if op == "pad" else ()
-        return shown_term(node, sub, spec.shown(node, dropped))
+    shown = record_shown(node, written_dropped(node) if op == "pad" else ())
+    if shown is not None:
+        return shown_term(node, sub, shown)
     return Term("call", tuple(sub), shown_as(op))
+
+
+def record_shown(node: Node, dropped: tuple = ()):
+    """The record's :class:`~adjit.ops.registry.Shown` for ``node``; a window op (one with
+    ``stride`` and ``pad`` attributes: pools, ...) whose record gives none is written as
+    the convolutions are, its attributes after the operands (``max_pool(x; kernel 2×2,
+    stride 2)``).  None: written ``display(operands)``."""
+    spec = REGISTRY.get(node.op)
+    if spec is None:
+        return None
+    if spec.shown is not None:
+        return spec.shown(node, dropped)
+    return window_shown(node) if window_op(node) else None
+
+
+def window_op(node: Node) -> bool:
+    """A sliding-window op (ops/window.py): its node has ``stride`` and ``pad``."""
+    return node.attr("stride") is not None and node.attr("pad") is not None
 
 
 # --- ops written as their records say (Op.shown) ----------------------------------------------

@@ -5,7 +5,10 @@ L = ½ Σ (y − t)² / B), prints its backward equations, trains it on the 8×8
 scikit-learn ships (one native call per mini-batch: forward, backward and the Adam
 update), and times the compiled training step against adjit's numpy interpreter.
 
-Run:  adjit demo [--epochs 30]   or   python -m adjit.train.demo
+``adjit demo --model lenet`` does the same for the lecture's LeNet (two convolutions,
+two max-pools, three linear layers; see adjit.train.demo_lenet).
+
+Run:  adjit demo [--model lenet] [--epochs 30]   or   python -m adjit.train.demo
 """
 from __future__ import annotations
 
@@ -69,14 +72,28 @@ def _fmt(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns a process exit status (0 on success)."""
     p = argparse.ArgumentParser(prog="adjit demo", description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    p.add_argument("--model", choices=("mlp", "lenet"), default="mlp",
+                   help="mlp (default): the lecture's two-layer MLP; lenet: its LeNet "
+                        "(convolutions and max-pooling)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default 30 for mlp, 40 for lenet)")
     p.add_argument("--hidden", type=int, default=64, help="hidden units (default 64)")
-    p.add_argument("--lr", type=float, default=0.02, help="Adam learning rate (default 0.02)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default 0.02 for mlp, 0.003 for lenet)")
     p.add_argument("--seed", type=int, default=1, help="data split, weights, batches (default 1)")
     p.add_argument("--no-progress", action="store_true", help="plain lines, no progress bar")
     p.add_argument("--timing-seconds", type=float, default=1.0,
-                   help="time spent timing each backend (default 1.0)")
+                   help="time spent timing each backend (default 1.0; 0 skips the timing)")
     args = p.parse_args(argv)
+    if args.model == "lenet":
+        from .demo_lenet import run
+        try:
+            return run(args)
+        except ImportError as e:              # scikit-learn missing: no digits
+            print(f"adjit demo: {e}", file=sys.stderr)
+            return 1
+    args.epochs = 30 if args.epochs is None else args.epochs
+    args.lr = 0.02 if args.lr is None else args.lr
 
     import adjit as aj
     from .. import nn, optim
@@ -115,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   training loss {hist.loss[0]:.4f} -> {hist.loss[-1]:.4f}; test accuracy "
           f"{100 * acc:.1f}%; {1e3 * statistics.median(hist.seconds):.1f} ms per epoch")
 
+    if args.timing_seconds <= 0:
+        return 0
     print("\n4. One training step (batch 32), compiled against adjit's numpy interpreter")
     interp = Trainer(L, trainer.params, optim.Adam(params, lr=args.lr), backend="interp")
     batch = {k: np.ascontiguousarray(v[:32]) for k, v in train_set.items()}

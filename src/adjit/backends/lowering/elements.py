@@ -160,3 +160,4 @@ def element_cost(node: Node) -> int:
 from . import moves  # noqa: E402,F401  (slice, pad, concatenate)
 from . import philox  # noqa: E402,F401  (adds the philox rule to MAP_RULES)
 from . import windows  # noqa: E402,F401  (unfold, fold)
+from . import pools  # noqa: E402,F401  (max_pool, pool_argmax, avg_pool, avg_pool_grad)
