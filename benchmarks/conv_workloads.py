@@ -226,9 +226,11 @@ def numpy_step(kind: str, data: dict, fwd_only: bool = False):
 
 # ---------------------------------------------------------------- adjit
 
-def max_pool_2x2(aj, h):
-    """2×2 max pool, stride 2, of an (N, C, H, W) node with even H and W: the largest of
-    the four strided slices (``aj.max_pool2d`` is not on this branch yet)."""
+def max_pool_2x2(aj, h, slices: bool = False):
+    """2×2 max pool, stride 2: ``aj.max_pool2d``, or (``slices=True``, for comparison) the
+    largest of the four strided slices, the same values and, but for ties, gradients."""
+    if not slices:
+        return aj.max_pool2d(h, 2)
     return aj.maximum(aj.maximum(h[:, :, 0::2, 0::2], h[:, :, 0::2, 1::2]),
                       aj.maximum(h[:, :, 1::2, 0::2], h[:, :, 1::2, 1::2]))
 
