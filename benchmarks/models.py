@@ -91,7 +91,10 @@ def build(wl, lam: float | None = None, fwd_only: bool = False):
 
 def build_seq(wl):
     """(loss, params) of W7 / W8 written with adjit's layers (seq_workloads.py: sizes, and
-    parameter names that are the layers' own)."""
+    parameter names that are the layers' own); W9 / W10: conv_workloads.adjit_loss."""
+    if wl.kind in ("w9", "w10"):
+        import conv_workloads
+        return conv_workloads.adjit_loss(aj, wl.kind, wl.dtype)
     from adjit import nn
     import seq_workloads as S
     dt = wl.dtype

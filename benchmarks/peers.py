@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-import seq_workloads
 
 
 class Skip(Exception):
@@ -198,7 +197,7 @@ def _unpack(wl, data):
 def numpy_step(wl, data):
     """A zero-argument callable running one numpy step on ``data``."""
     if wl.seq:
-        return seq_workloads.numpy_step(wl.kind, data)
+        return wl.module.numpy_step(wl.kind, data)
     if wl.scalar:
         I, P = data["inputs"], data["params"]
         lam = data["consts"]["lam"]
@@ -216,7 +215,9 @@ def numpy_step(wl, data):
 def make_numpy(wl, data) -> Impl:
     note = "hand-written R-op (forward-over-reverse)" if wl.hvp else ""
     if wl.seq:
-        note = "hand-written backprop (BPTT for W8; np.add.at for the embedding)"
+        note = ("hand-written backprop (convolutions by einsum over sliding windows)"
+                if wl.kind in ("w9", "w10") else
+                "hand-written backprop (BPTT for W8; np.add.at for the embedding)")
     return Impl("numpy", numpy_step(wl, data), _np_list, note=note)
 
 
@@ -224,7 +225,7 @@ def make_numpy_fwd(wl, data) -> Impl:
     if wl.scalar or wl.hvp:
         raise Skip("loss-only timing only for W2-W5")
     if wl.seq:
-        return Impl("numpy (loss only)", seq_workloads.numpy_step(wl.kind, data, fwd_only=True),
+        return Impl("numpy (loss only)", wl.module.numpy_step(wl.kind, data, fwd_only=True),
                     _np_list, fwd_only=True)
     X, T, Ws, bs = _unpack(wl, data)
     layers = wl.layers()

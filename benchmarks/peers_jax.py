@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+import conv_workloads
 import seq_workloads
 from peers import Impl, Skip
 
@@ -38,7 +39,10 @@ def _act(name, z):
 
 
 def _seq_loss_fn(wl):
-    """W7 / W8 (seq_workloads.py) as pure JAX functions of (params, x, one-hot t)."""
+    """W7 / W8 (seq_workloads.py), W9 / W10 (conv_workloads.py) as pure JAX functions of
+    (params, x, one-hot t)."""
+    if wl.kind in ("w9", "w10"):
+        return conv_workloads.jax_loss(wl.kind)
     def xent(logits, t):
         return -jnp.sum(t * jax.nn.log_softmax(logits, axis=1)) / logits.shape[0]
 

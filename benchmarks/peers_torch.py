@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+import conv_workloads
 import seq_workloads
 from peers import Impl, Skip
 
@@ -38,7 +39,10 @@ def _act(name, z):
 
 
 def _seq_loss_fn(wl):
-    """W7 / W8 (seq_workloads.py) as pure torch functions of (params, x, labels)."""
+    """W7 / W8 (seq_workloads.py), W9 / W10 (conv_workloads.py) as pure torch functions of
+    (params, x, labels)."""
+    if wl.kind in ("w9", "w10"):
+        return conv_workloads.torch_loss(wl.kind)
     if wl.kind == "w7":
         heads = seq_workloads.W7["heads"]
 

@@ -22,6 +22,16 @@ from models import build, feeds  # noqa: E402
 from workloads import make_data, select  # noqa: E402
 
 
+def by_op(rows, total_us) -> str:
+    """Share of the native time per op kind (fused kernels together), largest first."""
+    acc = {}
+    for r in rows:
+        op = "fused" if r["op"].startswith("fused") else r["op"]
+        acc[op] = acc.get(op, 0.0) + r["total_us"]
+    return ", ".join(f"{op} {us / max(total_us, 1e-9):.1%}"
+                     for op, us in sorted(acc.items(), key=lambda kv: -kv[1]))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workloads", default=None, help="comma-separated keys, e.g. W3,W4")
@@ -43,6 +53,7 @@ def main(argv=None):
         print(f"## {wl.key}: {per_call:.1f} µs per call from Python, {native:.1f} µs in "
               f"{len(rows)} native steps")
         print(f.profile(top=args.top))
+        print("by op: " + by_op(rows, native * args.calls))
         print()
 
 

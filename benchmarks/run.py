@@ -168,10 +168,19 @@ def main():
     head = header(mods)
     print(head + f"\ntiming: {repeat} pass(es), {budget:g} s per implementation in all, "
           "blocks interleaved round-robin\n", flush=True)
+    peak = None
+    if any(wl.kind in ("w9", "w10") for wl in wls):
+        import conv_workloads
+        timing.settle_threads()
+        peak = conv_workloads.measured_peak()
+        print(f"measured peak: {peak:.1f} GFLOP/s (numpy float32 GEMM 2048^3, "
+              f"{args.threads} threads, best of 10)\n", flush=True)
     results, t0 = [], time.perf_counter()
     for wl in wls:
         print(f"== {wl.key}: {wl.title}", flush=True)
         results.append(run_workload(wl, factories, wanted, budget, repeat))
+        if wl.kind in ("w9", "w10"):
+            results[-1]["peak"] = peak
     print()
     for res in results:
         print(report.table(res))
@@ -182,7 +191,7 @@ def main():
           + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"header": head, "repeat": repeat, "budget_s": budget,
+            json.dump({"header": head, "repeat": repeat, "budget_s": budget, "peak": peak,
                        "results": results}, fh, indent=1, default=str)
 
 

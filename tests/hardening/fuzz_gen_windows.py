@@ -87,9 +87,8 @@ class WindowKinds:
         for o in full[2:]:
             for _ in range(20):
                 k, s, dl = self.pick([1, 2, 3]), self.pick([1, 1, 2]), self.pick([1, 1, 2])
-                # (output_padding < stride: adjit refuses s <= e < dilation, which PyTorch
-                # accepts)
-                p, e = int(self.r.integers(0, 2)), int(self.r.integers(0, s))
+                # output_padding below max(stride, dilation), as PyTorch accepts
+                p, e = int(self.r.integers(0, 2)), int(self.r.integers(0, max(s, dl)))
                 top = o + 2 * p - dl * (k - 1) - e - 1
                 if top >= 0 and top % s == 0:
                     break

@@ -152,6 +152,8 @@ TRANSPOSE_CASES = [
     (2, (3, 4), (3, 2), (2, 1), (1, 0), (1, 0), 1, 1), (2, (2, 3), (2, 2), 2, 0, 0, 2, 1),
     (2, (1, 1), (3, 3), 1, 1, 0, 1, 1), (2, (3, 3), (3, 3), (3, 2), (1, 2), (2, 1), 1, (1, 2)),
     (2, (3, 2), (1, 1), 2, 0, 1, 3, 1),
+    # output_padding >= stride (allowed below the dilation): whole output windows unfed
+    (1, (1,), (2,), 1, 0, 1, 1, 2), (2, (3, 2), (2, 3), (2, 1), 0, (2, 1), 1, 3),
 ]
 T_IDS = [f"{c[0]}d-{'x'.join(map(str, c[1]))}-k{'x'.join(map(str, c[2]))}-s{c[3]}-p{c[4]}"
          f"-op{c[5]}-g{c[6]}-d{c[7]}" for c in TRANSPOSE_CASES]

@@ -344,6 +344,12 @@ def _conv_transpose(nd, x, W, b, stride, padding_, output_padding, dilation, gro
                     for i, s, (lo, hi), d, k, e in zip(x.shape[2:], st, pad, dil, kernel, extra))
     if any(n <= 0 for n in spatial):
         raise ShapeError(f"{where}: the output would have spatial size {spatial}")
+    # output_padding >= stride (allowed when the dilation is larger) leaves whole windows
+    # of the output that no input position feeds: they read zeros (x padded at the end)
+    wins = out_shape(spatial, kernel, st, dil, pad, where)
+    if wins != tuple(x.shape[2:]):
+        from .moves import pad as pad_
+        x = pad_(x, [(0, 0), (0, 0)] + [(0, w - i) for w, i in zip(wins, x.shape[2:])])
     z = conv_transpose_node(x, W, {"stride": st, "dilation": dil, "pad": pad,
                                    "groups": groups}, spatial)
     return z if b is None else _bias(F, b, z, where)
