@@ -132,17 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   training loss {hist.loss[0]:.4f} -> {hist.loss[-1]:.4f}; test accuracy "
           f"{100 * acc:.1f}%; {1e3 * statistics.median(hist.seconds):.1f} ms per epoch")
 
-    if args.timing_seconds <= 0:
-        return 0
-    print("\n4. One training step (batch 32), compiled against adjit's numpy interpreter")
-    interp = Trainer(L, trainer.params, optim.Adam(params, lr=args.lr), backend="interp")
-    batch = {k: np.ascontiguousarray(v[:32]) for k, v in train_set.items()}
-    t_native = per_step(trainer.step, batch, args.timing_seconds)
-    t_interp = per_step(interp.step, batch, args.timing_seconds)
+    if args.timing_seconds > 0:
+        time_against_interp(trainer, Trainer(L, trainer.params, optim.Adam(params, lr=args.lr),
+                                             backend="interp"), train_set, 32, args.timing_seconds)
+    return 0
+
+
+def time_against_interp(trainer, interp, train_set: dict, batch_size: int, seconds: float):
+    """The demo's last step: one training step compiled against the interpreter's."""
+    print(f"\n4. One training step (batch {batch_size}), compiled against adjit's numpy "
+          "interpreter")
+    batch = {k: np.ascontiguousarray(v[:batch_size]) for k, v in train_set.items()}
+    t_native = per_step(trainer.step, batch, seconds)
+    t_interp = per_step(interp.step, batch, seconds)
     print(f"   compiled (llvm)      {_fmt(t_native)}")
     print(f"   interpreted (numpy)  {_fmt(t_interp)}   "
           f"compiled is {t_interp / t_native:.1f}× faster")
-    return 0
 
 
 if __name__ == "__main__":

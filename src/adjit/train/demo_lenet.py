@@ -47,7 +47,7 @@ def run(args) -> int:
     import adjit as aj
     from .. import optim
     from .data import load_digits
-    from .demo import _fmt, equations_text, per_step
+    from .demo import equations_text, time_against_interp
     from .loop import Trainer
 
     print("adjit demo: the lecture's LeNet (two convolutions, two max-pools, three linear "
@@ -83,12 +83,6 @@ def run(args) -> int:
           f"{100 * acc:.1f}%; {1e3 * statistics.median(hist.seconds):.1f} ms per epoch")
 
     if args.timing_seconds > 0:
-        print("\n4. One training step (batch 16), compiled against adjit's numpy interpreter")
         interp = Trainer(L, trainer.params, optim.Adam(model.params, lr=lr), backend="interp")
-        batch = {k: np.ascontiguousarray(v[:16]) for k, v in train_set.items()}
-        t_native = per_step(trainer.step, batch, args.timing_seconds)
-        t_interp = per_step(interp.step, batch, args.timing_seconds)
-        print(f"   compiled (llvm)      {_fmt(t_native)}")
-        print(f"   interpreted (numpy)  {_fmt(t_interp)}   "
-              f"compiled is {t_interp / t_native:.1f}× faster")
+        time_against_interp(trainer, interp, train_set, 16, args.timing_seconds)
     return 0

@@ -23,6 +23,7 @@ from ...ir import Node
 from .elements import MAP_RULES, MapRule, linear_offset
 from .irkit import c64
 from .printer import LLVM_TYPES
+from .windows import covering_windows
 
 I1 = ir.IntType(1)
 
@@ -120,27 +121,9 @@ def _avg_pool_grad(node: Node):
     zero = ir.Constant(T, 0.0)
 
     def element(b, vals, idx, ctx):
-        axes = []                       # per axis and tap: (valid, window index)
-        for p, kn, s, (lo, _), on in zip(idx[2:], kernel, stride, pad, outs):
-            per = []
-            for k in range(kn):
-                t = b.add(p, c64(lo - k)) if lo - k else p
-                if s == 1:
-                    o, ok = t, b.icmp_unsigned("<", t, c64(on))
-                else:
-                    o = b.sdiv(t, c64(s))
-                    ok = b.and_(b.icmp_signed(">=", t, c64(0)),
-                                b.icmp_signed("==", b.mul(o, c64(s)), t))
-                    ok = b.and_(ok, b.icmp_signed("<", o, c64(on)))
-                per.append((ok, b.select(ok, o, c64(0))))
-            axes.append(per)
         acc = zero
-        for combo in itertools.product(*[range(k) for k in kernel]):
-            ok, wins = ir.Constant(I1, 1), []
-            for a, k in enumerate(combo):
-                good, o = axes[a][k]
-                ok = b.and_(ok, good)
-                wins.append(o)
+        for _, ok, wins in covering_windows(b, idx[2:], kernel, stride, (1,) * len(kernel),
+                                            pad, outs):
             v = ctx.load(0, linear_offset(b, ctx, list(idx[:2]) + wins, g.shape))
             v = b.fdiv(v, _divisor(b, node, wins, T))
             acc = b.fadd(acc, b.select(ok, v, zero))

@@ -47,6 +47,34 @@ def _unfold(node: Node):
     return element
 
 
+def covering_windows(b, pos: list, kernel, stride, dilation, pad, outs):
+    """The windows that read input position ``pos`` (one i64 per spatial axis): yields
+    ``(tap, ok, window)`` per kernel tap, ``window`` the window index per axis (0 where
+    ``ok`` is false: no window reads ``pos`` through that tap).  Shared by the adjoints of
+    window ops (fold, avg_pool_grad)."""
+    axes = []                       # per axis and tap: (valid, window index)
+    for p, kn, s, d, (lo, _), on in zip(pos, kernel, stride, dilation, pad, outs):
+        per = []
+        for k in range(kn):
+            t = b.add(p, c64(lo - k * d)) if lo - k * d else p
+            if s == 1:
+                o, ok = t, b.icmp_unsigned("<", t, c64(on))
+            else:
+                o = b.sdiv(t, c64(s))
+                ok = b.and_(b.icmp_signed(">=", t, c64(0)),
+                            b.icmp_signed("==", b.mul(o, c64(s)), t))
+                ok = b.and_(ok, b.icmp_signed("<", o, c64(on)))
+            per.append((ok, b.select(ok, o, c64(0))))
+        axes.append(per)
+    for combo in itertools.product(*[range(k) for k in kernel]):
+        ok, wins = ir.Constant(I1, 1), []
+        for a, k in enumerate(combo):
+            good, o = axes[a][k]
+            ok = b.and_(ok, good)
+            wins.append(o)
+        yield combo, ok, wins
+
+
 def _fold(node: Node):
     cols = node.inputs[0]
     kernel = node.attr("kernel")
@@ -56,30 +84,10 @@ def _fold(node: Node):
     zero = ir.Constant(LLVM_TYPES[node.dtype], 0.0)
 
     def element(b, vals, idx, ctx):
-        # per axis and tap: (valid, window index)
-        axes = []
-        for p, kn, s, d, (lo, _), on in zip(idx[2:], kernel, stride, dil, pad, outs):
-            per = []
-            for k in range(kn):
-                t = b.add(p, c64(lo - k * d)) if lo - k * d else p
-                if s == 1:
-                    o, ok = t, b.icmp_unsigned("<", t, c64(on))
-                else:
-                    o = b.sdiv(t, c64(s))
-                    ok = b.and_(b.icmp_signed(">=", t, c64(0)),
-                                b.icmp_signed("==", b.mul(o, c64(s)), t))
-                    ok = b.and_(ok, b.icmp_signed("<", o, c64(on)))
-                per.append((ok, b.select(ok, o, c64(0))))
-            axes.append(per)
         acc = zero
-        for combo in itertools.product(*[range(k) for k in kernel]):
-            ok, src = ir.Constant(I1, 1), list(idx[:2]) + [c64(k) for k in combo]
-            wins = []
-            for a, k in enumerate(combo):
-                good, o = axes[a][k]
-                ok = b.and_(ok, good)
-                wins.append(o)
-            v = ctx.load(0, linear_offset(b, ctx, src + wins, cols.shape))
+        for combo, ok, wins in covering_windows(b, idx[2:], kernel, stride, dil, pad, outs):
+            src = list(idx[:2]) + [c64(k) for k in combo] + wins
+            v = ctx.load(0, linear_offset(b, ctx, src, cols.shape))
             acc = b.fadd(acc, b.select(ok, v, zero))
         return acc
     return element
