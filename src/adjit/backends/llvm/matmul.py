@@ -94,13 +94,7 @@ _JOB = lambda T: ir.LiteralStructType([T.as_pointer()] * 3 + [I64, I64.as_pointe
 def _items(lw, step, gemm, node, sizes, accs, dims, lds):
     """``void items(T* out, T* a, T* b, T* work, i64 batch, i64* counter)``: take product
     indices from ``counter`` until none are left, calling the GEMM for each."""
-    T = step.args[0].type
-    fty = ir.FunctionType(ir.VoidType(), [T, T, T, T, I64, I64.as_pointer()])
-    fn = ir.Function(lw.module, fty, name=f"{step.name}.items")
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    out, pa, pb, work, batch, counter = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, (out, pa, pb, work, batch, counter), b = pool.items_function(lw.module, step)
     n = size_value(b, numel(()) if not sizes else _prod(sizes), batch)
     c, head, done = pool.take_each(b, counter, n, "prod")
     offs, rest = [c64(0)] * 3, c

@@ -82,13 +82,7 @@ def _blocks(lw, node, step, b, gemm, sizes, accs, block):
     side = N if cols else M
     width = -(-side // MAX_BLOCKS // block) * block      # whole tiles, <= MAX_BLOCKS
     n_blocks = -(-side // width)
-    T = step.args[0].type
-    fty = ir.FunctionType(ir.VoidType(), [T, T, T, T, I64, I64.as_pointer()])
-    fn = ir.Function(lw.module, fty, name=f"{step.name}.items")
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    out, pa, pb, work, batch, counter = fn.args
-    ib = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, (out, pa, pb, work, batch, counter), ib = pool.items_function(lw.module, step)
     c, head, done = pool.take_each(ib, counter, c64(n_blocks), "block")
     first = ib.mul(c, c64(width))
     w = ib.sub(imin(ib, ib.add(first, c64(width)), c64(side)), first)

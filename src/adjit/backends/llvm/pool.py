@@ -135,6 +135,19 @@ def take_each(b: ir.IRBuilder, counter: ir.Value, n: ir.Value, name: str):
     return c, head, done
 
 
+def items_function(module: ir.Module, step: ir.Function):
+    """``void <step>.items(T* out, T* a, T* b, T* work, i64 batch, i64* counter)``: the
+    internal function both threads run to take work items of a product step (``T`` the
+    step's element pointer type); returns ``(fn, args, builder at its entry)``."""
+    T = step.args[0].type
+    fty = ir.FunctionType(ir.VoidType(), [T, T, T, T, ir.IntType(64),
+                                          ir.IntType(64).as_pointer()])
+    fn = ir.Function(module, fty, name=f"{step.name}.items")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    return fn, fn.args, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
 def relax(module: ir.Module, b: ir.IRBuilder) -> None:
     """One ``pause`` in a spin loop (x86; elsewhere nothing)."""
     if platform.machine() == "x86_64":
