@@ -99,9 +99,10 @@ def jvp(y: Node | Sequence[Node], wrt: Node | Sequence[Node],
             dots[n.id] = t
         results = [dots[o.id] if o.id in dots else
                    F.broadcast_to(F.const(0.0, o.dtype), o.shape) for o in outputs]
-    # as grad does: the tangent is a function of the whole model, so a compiled JVP takes
-    # the model's inputs even where it reads none of them (jvp(x @ W, x, v) = v @ W)
-    context = ancestors(outputs + variables)
+    # as grad does: the tangent is a function of the whole model and of the tangents, so a
+    # compiled JVP takes their inputs even where it reads none of them (jvp(x @ W, x, v) =
+    # v @ W takes x; a zero tangent takes v)
+    context = ancestors(outputs + variables + list(seeds.values()))
     model = {n.id: n for n in context if n.op in ("input", "param")}
     for n in context:
         model.update((i.id, i) for i in n.meta.get("model_inputs", ()))
