@@ -16,6 +16,7 @@ import numpy as np
 
 from ..ir import Node, ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
+from .tangents import product_rule
 from .structural import check_product
 
 
@@ -49,7 +50,7 @@ def _vjp(node, g, needs):
             F.matmul(swap_last(a), gb) if needs[1] else None]
 
 
-register(Op("matmul_sum", _rule, _numpy, _vjp, arity=2, linear=True, display="Σ@",
+register(Op("matmul_sum", _rule, _numpy, _vjp, jvp=product_rule, arity=2, linear=True, display="Σ@",
             doc="a stack of matrix products summed over its batch axes"))
 
 

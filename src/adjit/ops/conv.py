@@ -29,6 +29,7 @@ import numpy as np
 
 from ..ir import FLOAT_DTYPES, DTypeError, ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
+from .tangents import product_rule
 from .unfold import fold_numpy, unfold_numpy
 from .window import attrs as window_attrs, ints, is_int, out_shape, padding, spatial_operand
 from .window import shown as window_shown
@@ -250,15 +251,16 @@ def _expand_conv_weight(node, ins):
 
 
 _LATEX = r"\operatorname{%s}"
-register(Op("conv", _conv_rule, _conv_np, _conv_vjp, arity=2, linear=True,
+register(Op("conv", _conv_rule, _conv_np, _conv_vjp, jvp=product_rule, arity=2, linear=True,
             display="conv", latex=_LATEX % "conv", expand=_expand_conv, shown=window_shown,
             doc="a convolution (cross-correlation) of x with W"))
 register(Op("conv_transpose", _transpose_rule, _conv_transpose_np, _conv_transpose_vjp,
-            arity=2, linear=True, display="conv_transpose",
+            jvp=product_rule, arity=2, linear=True, display="conv_transpose",
             latex=_LATEX % "conv\\_transpose", expand=_expand_conv_transpose,
             shown=window_shown,
             doc="the transposed convolution: conv's adjoint in x"))
-register(Op("conv_weight", _weight_rule, _conv_weight_np, _conv_weight_vjp, arity=2,
+register(Op("conv_weight", _weight_rule, _conv_weight_np, _conv_weight_vjp, jvp=product_rule,
+            arity=2,
             linear=True, display="conv_weight", latex=_LATEX % "conv\\_weight",
             expand=_expand_conv_weight, shown=partial(window_shown, hide=("kernel",)),
             doc="the correlation of x with a cotangent: conv's adjoint in W"))

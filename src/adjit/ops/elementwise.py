@@ -23,6 +23,7 @@ from ..ir import DTypeError, FLOAT_DTYPES, ShapeError, TensorType, label, shape_
 from .realfn import (divide, ieee_eq, ieee_ge, ieee_gt, ieee_le, ieee_lt, ieee_ne, power,
                      real_log, real_sign, real_sqrt)
 from .registry import Op, get_op, register
+from .tangents import from_vjp_rules, where_jvp
 
 # Symbols of elementwise scalar forms are real: it lets sympy drop Abs/conjugates.
 SYMBOLS = sp.symbols("a b c", real=True)
@@ -139,6 +140,8 @@ def _declare(name, scalar, grads, arity, infer, domain, kinks=None, differentiab
         y = node
         return [rule(*node.inputs, y, g) if need and rule is not None else None
                 for rule, need in zip(grads, needs)]
+    # The JVP is derived from the same rules (see tangents.from_vjp_rules) unless given.
+    fields.setdefault("jvp", from_vjp_rules(grads) if differentiable else None)
     register(Op(name=name, infer=infer, numpy=_numpy_eval, vjp=vjp,
                 scalar=scalar, elementwise=True, arity=arity, domain=domain,
                 differentiable=differentiable, extra={"kinks": kinks}, **fields))
@@ -277,4 +280,4 @@ compare("not_equal", _compare_form(ieee_ne, lambda p, q: sp.ITE(p, sp.ITE(q, sp.
 _declare("where", lambda c, a, b: sp.Piecewise((a, as_condition(c)), (b, True)),
          (None, lambda c, a, b, y, g: _F().where(c, g, 0.0),
           lambda c, a, b, y, g: _F().where(c, 0.0, g)),
-         3, _where_rule, (-2.0, 2.0))
+         3, _where_rule, (-2.0, 2.0), jvp=where_jvp)

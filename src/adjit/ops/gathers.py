@@ -23,6 +23,7 @@ import numpy as np
 from ..ir import INT_DTYPES, FLOAT_DTYPES, DTypeError, Node, ShapeError, TensorType, label, \
     shape_str
 from .registry import Op, Shown, make, register
+from .tangents import through_first
 
 
 def _F():
@@ -76,7 +77,7 @@ def _take_vjp(node, g, needs):
     return [scatter_add(g, idx, a.shape, node.attr("axis")) if needs[0] else None, None]
 
 
-register(Op("take", _take_rule, _take_numpy, _take_vjp, arity=2, zero_preserving=True,
+register(Op("take", _take_rule, _take_numpy, _take_vjp, jvp=through_first, arity=2, zero_preserving=True,
             display="take",
             shown=lambda node, dropped=(): Shown(index=(":",) * node.attr("axis") + (1,),
                                                  note=f"axis {node.attr('axis')}"),
@@ -113,7 +114,8 @@ def _along_vjp(node, g, needs):
             None]
 
 
-register(Op("take_along_axis", _along_rule, _along_numpy, _along_vjp, arity=2,
+register(Op("take_along_axis", _along_rule, _along_numpy, _along_vjp, jvp=through_first,
+            arity=2,
             zero_preserving=True, display="take_along_axis",
             shown=lambda node, dropped=(): Shown(note=f"axis {node.attr('axis')}"),
             index_range=lambda node, k: _range(node, k, node.inputs[0].shape[node.attr("axis")],
@@ -173,7 +175,8 @@ def _scatter_shown(node, dropped=()) -> Shown:
                  note=f"axis {axis}" if axis or along else "")
 
 
-register(Op("scatter_add", _scatter_rule, _scatter_numpy, _scatter_vjp, arity=2,
+register(Op("scatter_add", _scatter_rule, _scatter_numpy, _scatter_vjp, jvp=through_first,
+            arity=2,
             zero_preserving=True, linear=True, display="scatter", shown=_scatter_shown,
             index_range=lambda node, k: _range(node, k, node.attr("shape")[node.attr("axis")],
                                                "scatter_add")))

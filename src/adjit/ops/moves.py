@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ir import DTYPES, DTypeError, ShapeError, TensorType, label, shape_str
 from .registry import Op, Shown, make, register
+from .tangents import jointly, remake, through_first
 
 
 def _F():
@@ -199,7 +200,7 @@ register(Op("slice", _slice_rule,
                 args[0][_placements(node, node.shape, env)]),
             lambda node, g, needs: [embed(g, node.attr("start"), node.attr("step"),
                                           node.inputs[0].shape)],
-            arity=1,
+            arity=1, jvp=through_first,
             support=lambda node, k, m: embed(m, node.attr("start"), node.attr("step"),
                                              node.inputs[0].shape, False),
             zero_preserving=True, linear=True, moves_values=True, display="slice",
@@ -221,10 +222,16 @@ def _pad_numpy(args, node, env):
     return out
 
 
+def _pad_jvp(node, tangents):
+    """The tangent placed the same way, zeros elsewhere (the fill value is constant)."""
+    t = tangents[0]
+    return None if t is None else remake(node, (t,), value=_scalar_for(0, node.dtype))
+
+
 register(Op("pad", _pad_rule, _pad_numpy,
             lambda node, g, needs: [slice_(g, node.attr("start"), node.attr("step"),
                                            node.inputs[0].shape)],
-            arity=1,
+            arity=1, jvp=_pad_jvp,
             support=lambda node, k, m: slice_(m, node.attr("start"), node.attr("step"),
                                               node.inputs[0].shape),
             zero_preserving=True, display="pad", shown=_pad_shown,
@@ -277,7 +284,7 @@ def _concat_support(node, k, m):
 
 register(Op("concatenate", _concat_rule,
             lambda args, node, env: np.concatenate(args, axis=node.attr("axis")),
-            _concat_vjp, support=_concat_support, zero_preserving=True, linear=True,
+            _concat_vjp, jvp=jointly, support=_concat_support, zero_preserving=True, linear=True,
             display="concat", doc="numpy's concatenate along a static axis",
             shown=lambda node, dropped=(): Shown(note=f"axis {node.attr('axis')}")))
 

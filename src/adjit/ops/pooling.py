@@ -28,6 +28,7 @@ import numpy as np
 
 from ..ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
+from .tangents import through_first
 from .window import attrs as window_attrs, ints, out_shape, spatial_operand
 from .window import out_size as out_size_1
 
@@ -190,7 +191,27 @@ def _max_vjp(node, g, needs):
     return [F.reshape(gx, x.shape)]
 
 
-register(Op("max_pool", _window_rule("max_pool"), _max_np, _max_vjp, arity=1,
+def _max_jvp(node, tangents):
+    """The tangent at the element each window selects (the transpose of the VJP's scatter;
+    a padding-only window reads a zero slot)."""
+    F, t = _F(), tangents[0]
+    if t is None:
+        return None
+    x = node.inputs[0]
+    N, C = x.shape[:2]
+    idx = make("pool_argmax", (x,), geometry(node))
+    rows = int(np.prod(node.shape[2:], dtype=np.int64))
+    size = int(np.prod(x.shape[2:], dtype=np.int64))
+    flat = F.reshape(t, (N, C, size))
+    if padding_only(x.shape[2:], **geometry(node)):
+        from .moves import embed
+        flat = embed(flat, (0, 0, 0), (1, 1, 1), (N, C, size + 1))
+    from .gathers import take_along_axis
+    picked = take_along_axis(flat, F.reshape(idx, (N, C, rows)), axis=2)
+    return F.reshape(picked, node.shape)
+
+
+register(Op("max_pool", _window_rule("max_pool"), _max_np, _max_vjp, jvp=_max_jvp, arity=1,
             zero_preserving=True, display="max_pool", cost=2,
             doc="the maximum of each window (NaN propagates; the first maximum is selected)"))
 register(Op("pool_argmax", _window_rule("pool_argmax", "int64"), _argmax_np,
@@ -200,11 +221,11 @@ register(Op("pool_argmax", _window_rule("pool_argmax", "int64"), _argmax_np,
 register(Op("avg_pool", _window_rule("avg_pool"), _avg_np,
             lambda node, g, needs: [make("avg_pool_grad", (g,), dict(
                 _avg_attrs(node), spatial=node.inputs[0].shape[2:]))],
-            arity=1, linear=True, display="avg_pool",
+            arity=1, jvp=through_first, linear=True, display="avg_pool",
             doc="the mean of each window (divided by the kernel size or the input elements)"))
 register(Op("avg_pool_grad", _grad_rule, _avg_grad_np,
             lambda node, g, needs: [make("avg_pool", (g,), _avg_attrs(node))],
-            arity=1, linear=True, display="avg_pool_grad",
+            arity=1, jvp=through_first, linear=True, display="avg_pool_grad",
             doc="avg_pool's adjoint: each window's share added back to its elements"))
 
 

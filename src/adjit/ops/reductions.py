@@ -22,7 +22,8 @@ import numpy as np
 from ..ir import FLOAT_DTYPES, INT_DTYPES, DTypeError, Node, ShapeError, TensorType, label, \
     shape_str
 from .registry import Op, make, register
-from .structural import _reduce_rule, _reduce_support, _unreduce, extremum_vjp, kept_shape
+from .structural import (_reduce_rule, _reduce_support, _unreduce, extremum_jvp, extremum_vjp,
+                         kept_shape)
 
 
 def _F():
@@ -48,13 +49,24 @@ def _prod_vjp(node, g, needs):
     return [_unreduce(g, x, axes) * others]
 
 
+def _prod_jvp(node, tangents):
+    """Σ ẋ · (product of the others): the VJP's weights (its cotangent all ones) summed
+    against the tangent, so zeros in the slice get the same care."""
+    F, x, axes, t = _F(), node.inputs[0], node.attr("axes"), tangents[0]
+    if t is None:
+        return None
+    others = _prod_vjp(node, F.broadcast_to(F.const(1.0, node.dtype), node.shape), [True])[0]
+    return make("sum", (t * others,), {"axes": axes})
+
+
 register(Op("min", _reduce_rule("min"),
             lambda args, node, env: np.min(args[0], axis=node.attr("axes"), initial=np.inf
                                            ).astype(node.dtype),
-            extremum_vjp, arity=1, support=_reduce_support, latex=r"\min"))
+            extremum_vjp, jvp=extremum_jvp, arity=1, support=_reduce_support,
+            latex=r"\min"))
 register(Op("prod", _reduce_rule("prod"),
             lambda args, node, env: np.prod(args[0], axis=node.attr("axes")).astype(node.dtype),
-            _prod_vjp, arity=1, support=_reduce_support, display="Π", latex=r"\prod"))
+            _prod_vjp, jvp=_prod_jvp, arity=1, support=_reduce_support, display="Π", latex=r"\prod"))
 
 
 # --- argmax / argmin ------------------------------------------------------------------------

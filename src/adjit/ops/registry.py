@@ -8,6 +8,13 @@ An :class:`Op` record carries everything the rest of adjit needs to know about a
 * ``vjp(node, g, needs)`` -- cotangents for the inputs, written with front-end ops (so
   gradients are ordinary nodes and can be differentiated again).  ``needs[k]`` says
   whether input k needs one; return ``None`` where it does not.
+* ``jvp(node, tangents)`` -- forward mode: the tangent of the node given one tangent node
+  per input (``None`` where that input's tangent is zero), written with front-end ops;
+  returns a node shaped like ``node``, or ``None`` for a zero tangent.  Elementwise ops
+  derive it from their VJP rules (the derivative is diagonal, so the VJP with ``g``
+  replaced by the tangent is the JVP); the other records use the shared rules of
+  :mod:`.tangents` (linear in one operand, jointly linear, the product rule) or their own.
+  Ops with ``differentiable=False`` need none (their tangent is zero).
 * ``scalar`` -- for elementwise ops, the sympy scalar form.  The numpy reference of an
   elementwise op and its native lowering are both derived from it.
 * ``domain`` / ``test_shapes`` -- where the generated tests sample it.
@@ -97,6 +104,7 @@ class Op:
     infer: Callable
     numpy: Callable
     vjp: Callable | None = None
+    jvp: Callable | None = None             # forward mode: (node, tangents) -> tangent
     scalar: Callable | None = None          # sympy form (elementwise ops only)
     elementwise: bool = False
     arity: int | None = None

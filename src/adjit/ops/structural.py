@@ -10,6 +10,7 @@ import numpy as np
 from ..ir import (DTYPES, FLOAT_DTYPES, INT_DTYPES, DTypeError, ShapeError, TensorType,
                   label, shape_str)
 from .registry import Op, register
+from .tangents import cast_jvp, product_rule, through_first
 
 
 def _F():
@@ -81,7 +82,8 @@ def _broadcast_support(node, k, m):
 
 register(Op("broadcast", _broadcast_rule,
             lambda args, node, env: np.broadcast_to(args[0], _concrete(node, env)),
-            _broadcast_vjp, arity=1, support=_broadcast_support, zero_preserving=True,
+            _broadcast_vjp, jvp=through_first, arity=1, support=_broadcast_support,
+            zero_preserving=True,
             linear=True, moves_values=True))
 
 
@@ -102,6 +104,7 @@ def _reshape_rule(inputs, attrs):
 register(Op("reshape", _reshape_rule,
             lambda args, node, env: np.reshape(args[0], _concrete(node, env)),
             lambda node, g, needs: [_F().reshape(g, node.inputs[0].shape)], arity=1,
+            jvp=through_first,
             support=lambda node, k, m: _F().reshape(m, node.inputs[0].shape), view=True,
             zero_preserving=True, linear=True, moves_values=True))
 
@@ -116,7 +119,7 @@ def _transpose_rule(inputs, attrs):
 register(Op("transpose", _transpose_rule,
             lambda args, node, env: np.transpose(args[0], node.attr("perm")),
             lambda node, g, needs: [_F().transpose(g, tuple(np.argsort(node.attr("perm"))))],
-            arity=1,
+            arity=1, jvp=through_first,
             support=lambda node, k, m: _F().transpose(m, tuple(np.argsort(node.attr("perm")))),
             zero_preserving=True, linear=True, moves_values=True))
 
@@ -157,6 +160,17 @@ def extremum_vjp(node, g, needs):
     return [mask * _unreduce(g / count, x, axes)]
 
 
+def extremum_jvp(node, tangents):
+    """max's and min's JVP, the transpose of their VJP: the mean of the tangent over the
+    tied extremes (a select, so a NaN or inf tangent elsewhere never reaches it)."""
+    F, x, axes, t = _F(), node.inputs[0], node.attr("axes"), tangents[0]
+    if t is None:
+        return None
+    hit = F.equal(x, _unreduce(node, x, axes))
+    count = F.sum(F.cast(hit, x.dtype), axis=axes)
+    return F.sum(F.where(hit, t, 0.0), axis=axes) / count
+
+
 def _reduce_support(node, k, m):
     # the VJP broadcasts the cotangent back over the reduced axes, and so does the mask
     # (max sends it to the tied maxima only: a subset)
@@ -165,12 +179,13 @@ def _reduce_support(node, k, m):
 
 register(Op("sum", _reduce_rule("sum"),
             lambda args, node, env: np.sum(args[0], axis=node.attr("axes")).astype(node.dtype),
-            _sum_vjp, arity=1, support=_reduce_support, zero_preserving=True, linear=True,
+            _sum_vjp, jvp=through_first, arity=1, support=_reduce_support, zero_preserving=True, linear=True,
             display="Σ"))
 register(Op("max", _reduce_rule("max"),
             lambda args, node, env: np.max(args[0], axis=node.attr("axes"), initial=-np.inf
                                            ).astype(node.dtype),
-            extremum_vjp, arity=1, support=_reduce_support, latex=r"\max"))
+            extremum_vjp, jvp=extremum_jvp, arity=1, support=_reduce_support,
+            latex=r"\max"))
 
 
 # --- matmul -----------------------------------------------------------------------------
@@ -284,7 +299,7 @@ def _matmul_masked_vjp(node, g, needs, supports):
 
 
 register(Op("matmul", _matmul_rule, lambda args, node, env: np.matmul(args[0], args[1]),
-            _matmul_vjp, arity=2, support=_matmul_support, masked_vjp=_matmul_masked_vjp,
+            _matmul_vjp, jvp=product_rule, arity=2, support=_matmul_support, masked_vjp=_matmul_masked_vjp,
             linear=True))
 
 
@@ -304,7 +319,7 @@ def _cast_vjp(node, g, needs):
 
 
 register(Op("cast", _cast_rule, lambda args, node, env: args[0].astype(node.dtype),
-            _cast_vjp, arity=1, zero_preserving=True, moves_values=True))
+            _cast_vjp, jvp=cast_jvp, arity=1, zero_preserving=True, moves_values=True))
 register(Op("stop_gradient", lambda inputs, attrs: inputs[0].type,
             lambda args, node, env: args[0], lambda node, g, needs: [None], arity=1,
             differentiable=False, doc="identity whose derivative is zero", view=True,

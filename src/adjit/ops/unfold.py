@@ -22,6 +22,7 @@ import numpy as np
 
 from ..ir import ShapeError, TensorType, label, shape_str
 from .registry import Op, make, register
+from .tangents import through_first
 from .window import out_shape, shown as window_shown
 
 
@@ -94,10 +95,10 @@ def _fold_np(args, node, env):
 register(Op("unfold", _unfold_rule, _unfold_np,
             lambda node, g, needs: [make("fold", (g,), dict(geometry(node),
                                                            spatial=node.inputs[0].shape[2:]))],
-            arity=1, linear=True, display="unfold", shown=window_shown,
+            arity=1, jvp=through_first, linear=True, display="unfold", shown=window_shown,
             doc="the windows of a convolution as columns (im2col)"))
 register(Op("fold", _fold_rule, _fold_np,
             lambda node, g, needs: [make("unfold", (g,), geometry(node))],
-            arity=1, linear=True, display="fold", shown=window_shown,
+            arity=1, jvp=through_first, linear=True, display="fold", shown=window_shown,
             cost=lambda node: math.prod(node.attr("kernel")),   # a load per kernel tap
             doc="columns added back at their window positions (col2im), unfold's adjoint"))
