@@ -10,6 +10,8 @@ in front of all that: a hit goes from the traced graph to the native entry direc
 """
 from __future__ import annotations
 
+import os
+
 from ...ir import Graph
 from . import fncache
 from .codegen import Lowering
@@ -20,6 +22,9 @@ from ..protocol import Backend
 
 
 DEFAULT_OPT_LEVEL = 1
+# Unfolds read only by products are computed inside them, one image at a time
+# (lowering/plan.py, .window_gemm); ADJIT_WINDOWS=0 stores them in full instead.
+WINDOWS = os.environ.get("ADJIT_WINDOWS", "1") != "0"
 
 
 def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None = None,
@@ -31,7 +36,7 @@ def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     ``profile`` times every step (see :mod:`.profile`); ``cpu`` names the CPU to compile
     for (None: ``$ADJIT_CPU``, else the host; see :mod:`.target.cpu`)."""
     updates = updates or {}
-    plan = Plan(graph, in_place=frozenset(updates))
+    plan = Plan(graph, in_place=frozenset(updates), windows=WINDOWS)
     ir_text = Lowering(plan, DATA_OFFSET, profile).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit", cpu=cpu)
     return NativeFunction(plan, jit, updates, profile)
@@ -47,7 +52,7 @@ def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     # DATA_OFFSET decides how the entry reads its table (array objects or addresses)
     return fncache.key(traced, {"opt_level": opt_level, "profile": bool(profile),
                                 "updates": sorted((updates or {}).items()),
-                                "data_offset": DATA_OFFSET}, cpu)
+                                "data_offset": DATA_OFFSET, "windows": WINDOWS}, cpu)
 
 
 def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | None:
@@ -60,7 +65,7 @@ def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | No
     graph, text, _ = got
     updates = options.get("updates") or {}
     profile = bool(options.get("profile"))
-    plan = Plan(graph, in_place=frozenset(updates))
+    plan = Plan(graph, in_place=frozenset(updates), windows=WINDOWS)
     jit = fncache.load_linked(text, "adjit", options.get("opt_level", DEFAULT_OPT_LEVEL),
                               lambda: Lowering(plan, DATA_OFFSET, profile).lower())
     if jit is None:        # (cache_info names the object-code entry, as for any hit)

@@ -28,7 +28,7 @@ from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                               merge_dims, mul, reduce_range, size_value)
-from ..lowering.plan import GEMM_OPS, ONE, ZERO, Plan, dim, numel
+from ..lowering.plan import GEMM_OPS, ONE, ZERO, Plan, dim, numel, window_operand
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
@@ -57,6 +57,10 @@ def kernel_key(plan: Plan, node: Node):
     """
     views = tuple(i.op == "transpose" and plan.storage[i.id].kind == "view"
                   for i in node.inputs) if node.op in GEMM_OPS else ()
+    if node.op in GEMM_OPS and window_operand(plan, node) is not None:
+        # read through a window: the kernel holds the unfold's geometry and the x it reads
+        u = window_operand(plan, node)
+        views += ("window", u.attrs, u.inputs[0].type)
     key = (node.op, node.attrs, node.type, tuple(i.type for i in node.inputs), views)
     try:
         hash(key)
@@ -223,7 +227,7 @@ class Lowering:
         decl = self.module.globals.get(fn.name)
         if decl is None:
             decl = ir.Function(self.module, fn.function_type, name=fn.name)
-        return decl, operands_of(node)
+        return decl, operands_of(node, self.plan)
 
     # -- elementwise map ----------------------------------------------------------------------
     def _map(self, node: Node):
@@ -316,11 +320,16 @@ class Lowering:
     # -- matmul: batched calls of the packed GEMM (see .matmul) ------------------------------
     def _matmul(self, node: Node):
         from .matmul import lower_matmul
-        return lower_matmul(self, node)
+        from .window_gemm import lower_window_matmul
+        u = window_operand(self.plan, node)
+        return lower_matmul(self, node) if u is None else lower_window_matmul(self, node, u)
 
     def _matmul_sum(self, node: Node):
         from .matmul_sum import lower_matmul_sum
-        return lower_matmul_sum(self, node)
+        from .window_gemm import lower_window_matmul_sum
+        u = window_operand(self.plan, node)
+        return (lower_matmul_sum(self, node) if u is None
+                else lower_window_matmul_sum(self, node, u))
 
     # -- output copies ----------------------------------------------------------------------
     def _copy(self, b, node: Node, slot: int):
@@ -361,6 +370,8 @@ RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
 
 
-def operands_of(node: Node) -> list[Node]:
-    """The nodes a step's kernel reads."""
-    return list(node.inputs)
+def operands_of(node: Node, plan: Plan) -> list[Node]:
+    """The nodes a step's kernel reads (a product reading an unfold as a window also
+    reads the unfold's input)."""
+    u = window_operand(plan, node) if node.op in GEMM_OPS else None
+    return list(node.inputs) + ([u.inputs[0]] if u is not None else [])

@@ -69,34 +69,12 @@ def lower_unfold(lw, node: Node):
     plane, window, taps = math.prod(spatial), math.prod(outs), math.prod(kernel)
     part, b = lw._new_kernel(node, [x], extra=(I64,), suffix=".part")
     out, src, batch, rows = part.args
-    zero = ir.Constant(out.type.pointee, 0.0)
     o_strides = [math.prod(outs[a + 1:]) for a in range(nd)]
     p_strides = [math.prod(spatial[a + 1:]) for a in range(nd)]
 
-    def fill(start, count):
-        with loop(b, 0, count, 1, "z") as i:
-            b.store(zero, b.gep(out, [b.add(start, i)]))
-
     def box_level(a, ks, xo, co):
-        k, s, d, (lo, _), n, on = ks[a], stride[a], dil[a], pad[a], spatial[a], outs[a]
-        shift = b.sub(b.mul(k, c64(d)), c64(lo))
-        first, last = _box(b, shift, s, n, on)
-        if a + 1 == nd:      # a zero run, a copy, a zero run
-            fill(co, first)
-            with loop(b, first, last, 1, f"o{a}") as o:
-                p = b.add(b.mul(o, c64(s)), shift)
-                b.store(b.load(b.gep(src, [b.add(xo, p)])), b.gep(out, [b.add(co, o)]))
-            fill(b.add(co, last), b.sub(c64(on), last))
-            return
-        with loop(b, 0, on, 1, f"o{a}") as o:
-            co2 = b.add(co, b.mul(o, c64(o_strides[a])))
-            inside = b.and_(b.icmp_signed(">=", o, first), b.icmp_signed("<", o, last))
-            with b.if_else(inside) as (yes, no):
-                with yes:
-                    p = b.add(b.mul(o, c64(s)), shift)
-                    box_level(a + 1, ks, b.add(xo, b.mul(p, c64(p_strides[a]))), co2)
-                with no:
-                    fill(co2, c64(o_strides[a]))
+        _box_rows(b, src, out, a, ks, xo, co, stride, dil, pad, spatial, outs, o_strides,
+                  p_strides)
 
     def tap_level(a, ks, t, xo, co):
         if a == nd:
@@ -112,6 +90,70 @@ def lower_unfold(lw, node: Node):
     emit_step(lw.module, b, fn, part, dim(node.shape[0]), numel(node.shape), 1,
               [Size(C * taps * window), Size(C * plane)])
     return fn, [x]
+
+
+def _box_rows(b, src, out, a, ks, xo, co, stride, dil, pad, spatial, outs, o_strides,
+              p_strides):
+    """One (channel, tap) row of the columns from axis ``a`` on: the windows inside the
+    image copied from ``src + xo``, the others zeroed, at ``out + co``."""
+    nd = len(spatial)
+    zero = ir.Constant(out.type.pointee, 0.0)
+
+    def fill(start, count):
+        with loop(b, 0, count, 1, "z") as i:
+            b.store(zero, b.gep(out, [b.add(start, i)]))
+
+    k, s, d, (lo, _), n, on = ks[a], stride[a], dil[a], pad[a], spatial[a], outs[a]
+    shift = b.sub(b.mul(k, c64(d)), c64(lo))
+    first, last = _box(b, shift, s, n, on)
+    if a + 1 == nd:      # a zero run, a copy, a zero run
+        fill(co, first)
+        with loop(b, first, last, 1, f"o{a}") as o:
+            p = b.add(b.mul(o, c64(s)), shift)
+            b.store(b.load(b.gep(src, [b.add(xo, p)])), b.gep(out, [b.add(co, o)]))
+        fill(b.add(co, last), b.sub(c64(on), last))
+        return
+    with loop(b, 0, on, 1, f"o{a}") as o:
+        co2 = b.add(co, b.mul(o, c64(o_strides[a])))
+        inside = b.and_(b.icmp_signed(">=", o, first), b.icmp_signed("<", o, last))
+        with b.if_else(inside) as (yes, no):
+            with yes:
+                p = b.add(b.mul(o, c64(s)), shift)
+                _box_rows(b, src, out, a + 1, ks, b.add(xo, b.mul(p, c64(p_strides[a]))), co2,
+                          stride, dil, pad, spatial, outs, o_strides, p_strides)
+            with no:
+                fill(co2, c64(o_strides[a]))
+
+
+def emit_unfold_rows(module, node: Node, T, name: str) -> ir.Function:
+    """``void rows(T* x_image, T* dst, i64 r0, i64 r1)``: rows ``r0 <= r < r1`` of one
+    image's columns (row ``r`` = channel ``r // ΠK``, tap ``r % ΠK``; ``ΠO`` windows each),
+    written from ``dst`` on, for the products that read an unfold as a window
+    (:mod:`.window_gemm`)."""
+    x = node.inputs[0]
+    kernel, spatial = tuple(node.attr("kernel")), tuple(x.shape[2:])
+    stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")
+    nd = len(kernel)
+    outs = tuple(node.shape[2 + nd:])
+    plane, window, taps = math.prod(spatial), math.prod(outs), math.prod(kernel)
+    o_strides = [math.prod(outs[a + 1:]) for a in range(nd)]
+    p_strides = [math.prod(spatial[a + 1:]) for a in range(nd)]
+    tp = T.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [tp, tp, I64, I64]),
+                     name=name)
+    fn.linkage = "internal"
+    for a in fn.args[:2]:
+        a.add_attribute("noalias")
+    src, out, r0, r1 = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with loop(b, r0, r1, 1, "r") as r:
+        c, t = b.sdiv(r, c64(taps)), b.srem(r, c64(taps))
+        ks = [b.srem(b.sdiv(t, c64(math.prod(kernel[a + 1:]))), c64(kernel[a]))
+              for a in range(nd)]
+        _box_rows(b, src, out, 0, ks, b.mul(c, c64(plane)), b.mul(b.sub(r, r0), c64(window)),
+                  stride, dil, pad, spatial, outs, o_strides, p_strides)
+    b.ret_void()
+    return fn
 
 
 def _taps(b, nd, kernel, outs, spatial, stride, dil, pad, o_strides, p_strides, out, src,

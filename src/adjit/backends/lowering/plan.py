@@ -10,6 +10,12 @@ Every value gets a storage class:
 * ``view``  -- the storage of another node (reshape, stop_gradient, and a transpose of
   the last two axes whose every user is a matmul, which reads it through the GEMM's transpose flag).
 
+With ``windows=True`` (the llvm backend) an ``unfold`` read only as the ``B`` operand of
+matrix products (:func:`window_operand`) is never computed in full: it gets a ``slot``
+holding scratch for MAX_THREADS images only (``Plan.windows``: its elements per image),
+and each product unfolds one image (or rows of one) there right before multiplying it, so
+the columns stay in cache instead of going through memory three times.
+
 Sizes are symbolic in the batch size B: :class:`Size` is ``static · B**power``.
 """
 from __future__ import annotations
@@ -95,11 +101,50 @@ def is_gemm_transpose(graph: Graph, node: Node) -> bool:
             and all(u.op in GEMM_OPS for u in users))
 
 
+MAX_THREADS = 2      # threads that may each unfold one image into a window's scratch
+
+
+def window_unfold(graph: Graph, node: Node) -> bool:
+    """Whether ``node`` is an ``unfold`` read only as the columns operand of products:
+    ``matmul(A, reshape(u))`` with ``reshape(u)`` the ``(N, C·ΠK, ΠO)`` stack, or
+    ``matmul_sum(A, transpose(reshape(u)))`` (a weight gradient), and not an output."""
+    if (node.op != "unfold" or node.dtype not in ("float32", "float64")
+            or any(d is None for d in node.shape[1:])):
+        return False
+    nd = len(node.attr("kernel"))
+    want = (node.shape[0], numel(node.shape[1:2 + nd]).static, numel(node.shape[2 + nd:]).static)
+    if any(o is node for o in graph.outputs) or not graph.users(node):
+        return False
+    for r in graph.users(node):
+        if r.op != "reshape" or tuple(r.shape) != want or any(o is r for o in graph.outputs):
+            return False
+        for u in graph.users(r):
+            if u.op == "matmul" and u.inputs[1] is r and u.inputs[0] is not r:
+                continue
+            if (u.op == "transpose" and swaps_last_two(u) and is_gemm_transpose(graph, u)
+                    and all(m.op == "matmul_sum" and m.inputs[1] is u and m.inputs[0] is not u
+                            for m in graph.users(u))):
+                continue
+            return False
+        if not graph.users(r):
+            return False
+    return True
+
+
+def window_operand(plan: "Plan", node: Node) -> Node | None:
+    """The unfold whose columns a product step's ``B`` operand reads, if it is a window
+    (computed inside the product), else None."""
+    r = plan.root(node.inputs[1])
+    return r if r.id in plan.windows else None
+
+
 class Plan:
     """What runs in which order, and where every value lives."""
 
-    def __init__(self, graph: Graph, in_place: frozenset[int] = frozenset()):
-        """``in_place``: indices of outputs whose buffer is an input's (``updates=``).
+    def __init__(self, graph: Graph, in_place: frozenset[int] = frozenset(),
+                 windows: bool = False):
+        """``in_place``: indices of outputs whose buffer is an input's (``updates=``);
+        ``windows``: unfolds read only by products become per-image scratch (see above).
 
         Those outputs are always computed elsewhere and copied after every step, so
         the input they overwrite is read in full before it changes.
@@ -126,6 +171,7 @@ class Plan:
             slot += 1
         self.n_array_slots = slot   # inputs and outputs: arrays the caller sees
         self.temps: list[Node] = []
+        self.windows: dict[int, int] = {}     # unfold id -> its elements per image
         for n in graph.order():
             if n.id in self.storage and n.op in ("input", "param"):
                 continue
@@ -135,6 +181,11 @@ class Plan:
                 self.storage[n.id] = Storage("batch")
             elif self._is_view(n):
                 self.storage[n.id] = Storage("view", base=n.inputs[0])
+            elif windows and n.id not in self.storage and window_unfold(graph, n):
+                self.storage[n.id] = Storage("slot", slot)
+                self.temps.append(n)
+                self.windows[n.id] = numel(n.shape[1:]).static
+                slot += 1
             else:
                 if n.id not in self.storage:
                     self.storage[n.id] = Storage("slot", slot)
@@ -157,10 +208,18 @@ class Plan:
     def _lifetimes(self) -> None:
         """First and last step index at which each temporary is live."""
         step_of = {n.id: k for k, n in enumerate(self.steps)}
-        self.live: dict[int, list[int]] = {t.id: [step_of[t.id], step_of[t.id]] for t in self.temps}
+        self.live: dict[int, list[int]] = {t.id: [step_of[t.id], step_of[t.id]] for t in self.temps
+                                           if t.id not in self.windows}
         for k, n in enumerate(self.steps):
-            for i in n.inputs:
+            reads = list(n.inputs)
+            for i in n.inputs:   # a product reading a window reads the unfold's input too
                 r = self.root(i)
+                if r.id in self.windows:
+                    reads.append(r.inputs[0])
+            for i in reads:
+                r = self.root(i)
+                if r.id in self.windows and r.id not in self.live:   # first product reading it
+                    self.live[r.id] = [k, k]
                 if r.id in self.live:
                     self.live[r.id][1] = max(self.live[r.id][1], k)
         for o, _ in self.copies:   # copies run after every step
@@ -177,7 +236,9 @@ class Plan:
         placed: list[tuple[int, int, int, int]] = []   # (start, end, first, last)
         offsets = []
         for t in self.temps:
-            nbytes = numel(t.shape).eval(batch) * np.dtype(t.dtype if t.dtype != "bool" else "u1").itemsize
+            elems = (MAX_THREADS * self.windows[t.id] if t.id in self.windows
+                     else numel(t.shape).eval(batch))
+            nbytes = elems * np.dtype(t.dtype if t.dtype != "bool" else "u1").itemsize
             nbytes = -(-max(nbytes, 1) // ALIGN) * ALIGN
             first, last = self.live[t.id]
             clashes = sorted((s, e) for s, e, f, l in placed if not (l < first or f > last))
