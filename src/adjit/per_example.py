@@ -194,6 +194,10 @@ def _inner_pe(n: Node, k: int, p: Node) -> Node | None:
         return F.transpose(p, (0,) + tuple(1 + i for i in inv))
     if n.op == "broadcast":
         return _sum_keep(p, u.shape)
+    if n.op in ("slice", "pad"):                  # each other's adjoint, the batch axis kept
+        from .ops.moves import embed, slice_
+        move = embed if n.op == "slice" else slice_
+        return move(p, (0,) + n.attr("start"), (1,) + n.attr("step"), (None,) + u.shape)
     if n.op == "sum":
         axes = n.attr("axes")
         kept = tuple(1 if i in axes else d for i, d in enumerate(u.shape))
