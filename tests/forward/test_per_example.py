@@ -193,7 +193,7 @@ def test_refuses_mixing_along_the_batch_axis():
     flipped = h[::-1]                                        # example b reads example B-1-b
     with pytest.raises(ShapeError, match=r"slice mixes examples.*W"):
         aj.per_example_grad(aj.sum(flipped, axis=1), W)
-    with pytest.raises(ShapeError, match=r"reads batched data.*W"):
+    with pytest.raises(ShapeError, match=r"batch axis is not axis 0.*W"):
         aj.per_example_grad(aj.sum(h @ (h.T @ h), axis=1), W)     # hᵀh sums over examples
 
 
@@ -208,3 +208,11 @@ def test_refuses_bad_losses_and_parameters():
         aj.per_example_grad(aj.sum(x * W, axis=1), x)
     with pytest.raises(TypeError, match="nodes"):
         aj.per_example_grad(aj.sum(x * W, axis=1), [np.zeros(3)])
+
+
+def test_refuses_a_parameter_mixed_with_a_sum_over_the_batch():
+    x = aj.input("x", (None, 3))
+    W = aj.param("W", (3,))
+    scale = W * aj.sum(x, axis=0)                            # no batch axis, reads every example
+    with pytest.raises(ShapeError, match=r"reads batched data.*W"):
+        aj.per_example_grad(aj.sum(x * scale, axis=1), W)
