@@ -107,7 +107,7 @@ def targets(results) -> str:
         else:
             add("W1 adjit ≤ 2× plain Python", "no adjit entry", None)
     for key, limit in (("W3", 0.5), ("W5", 0.5), ("W6", 0.5), ("W7", 0.5), ("W8", 0.5),
-                       ("W9", 0.5), ("W10", 0.9)):
+                       ("W9", 0.5), ("W10", 0.9), ("W12", 0.5)):
         res, a = entry(key)
         if not res:
             continue

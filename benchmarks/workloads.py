@@ -40,6 +40,7 @@ class Workload:
     acts: tuple = ()              # activation after each layer
     loss: str = "mse"             # "mse" | "xent" | "scalar"
     hvp: bool = False             # W6: Hessian-vector product
+    per_example: bool = False     # W12: per-example gradients (pex_bench.py)
     seed: int = 0
     kind: str = "mlp"             # "mlp" | "w7" | "w8" (seq_workloads.py) | "w9" | "w10"
                                   # (conv_workloads.py)
@@ -132,6 +133,9 @@ def _all() -> list[Workload]:
     wl.append(Workload("W6", "W6", "Hessian-vector product of W3's loss, all parameters",
                        "float32", 32, (64, 128, 64, 10), ("relu", "relu", "linear"),
                        "xent", hvp=True, seed=601))
+    wl.append(Workload("W12", "W12", "per-example gradients of W3's loss, all parameters",
+                       "float32", 32, (64, 128, 64, 10), ("relu", "relu", "linear"),
+                       "xent", per_example=True, seed=1201))
     c7, c8 = seq_workloads.W7, seq_workloads.W8
     wl.append(Workload("W7", "W7", f"embedding {c7['vocab']}x{c7['dim']} + {c7['heads']}-head "
                        f"self-attention (T={c7['T']}) + mean-pooled linear, cross-entropy",

@@ -14,6 +14,7 @@ from . import passes  # noqa: F401  (registers the fused op)
 from . import show  # noqa: F401  (aj.show: equations, traces, pictures, reports)
 from .autodiff import grad
 from .forward import hvp, jvp
+from .per_example import per_example_grad
 from .compiled import Compiled, compile
 from .frontend import (abs, broadcast_to, cast, const, equal, greater, greater_equal, input,
                        less, less_equal, log, matmul, max, mean, not_equal, one_hot, param,
@@ -55,3 +56,4 @@ __all__ += ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d"
 __all__ += ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
             "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
 __all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]
+__all__ += ["per_example_grad"]
