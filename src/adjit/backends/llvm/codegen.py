@@ -28,7 +28,8 @@ from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                               merge_dims, mul, reduce_range, size_value)
-from ..lowering.plan import GEMM_OPS, ONE, ZERO, Plan, dim, numel, window_operand
+from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product, numel,
+                             window_operand)
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
@@ -36,7 +37,8 @@ from ..lowering.target import compile_threads
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
 from .concat import lower_concatenate
-from .windows import lower_fold, lower_unfold
+from .window_gemm import lower_fold_step
+from .windows import lower_unfold
 from .scatter import lower_scatter
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -61,6 +63,12 @@ def kernel_key(plan: Plan, node: Node):
         # read through a window: the kernel holds the unfold's geometry and the x it reads
         u = window_operand(plan, node)
         views += ("window", u.attrs, u.inputs[0].type)
+    p = folded_product(plan, node)
+    if p is not None:
+        # the fold computes its product: the kernel holds the product's operands and flag
+        a = p.inputs[0]
+        views = ("product", p.type, tuple(i.type for i in p.inputs),
+                 a.op == "transpose" and plan.storage[a.id].kind == "view", plan.windows[p.id])
     key = (node.op, node.attrs, node.type, tuple(i.type for i in node.inputs), views)
     try:
         hash(key)
@@ -364,7 +372,7 @@ class _ElemCtx:
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
 KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
            **{op: Lowering._reduce for op in REDUCERS},
-           "scatter_add": lower_scatter, "concatenate": lower_concatenate, "fold": lower_fold,
+           "scatter_add": lower_scatter, "concatenate": lower_concatenate, "fold": lower_fold_step,
            "unfold": lower_unfold}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
@@ -373,5 +381,8 @@ rule_for, coverage = RULES.rule_for, RULES.coverage
 def operands_of(node: Node, plan: Plan) -> list[Node]:
     """The nodes a step's kernel reads (a product reading an unfold as a window also
     reads the unfold's input)."""
+    p = folded_product(plan, node)
+    if p is not None:     # a fold computing its product: A, the scratch, B
+        return [p.inputs[0], node.inputs[0], p.inputs[1]]
     u = window_operand(plan, node) if node.op in GEMM_OPS else None
     return list(node.inputs) + ([u.inputs[0]] if u is not None else [])
