@@ -28,8 +28,8 @@ from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                               merge_dims, mul, reduce_range, size_value)
-from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product, numel,
-                             window_operand)
+from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
+                             inlined_operand, numel, window_operand)
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
@@ -63,6 +63,9 @@ def kernel_key(plan: Plan, node: Node):
         # read through a window: the kernel holds the unfold's geometry and the x it reads
         u = window_operand(plan, node)
         views += ("window", u.attrs, u.inputs[0].type)
+    if inlined_operand(plan, node) is not None:   # the kernel computes its operand
+        src = inlined_operand(plan, node)
+        views = ("inline", src.attrs, tuple(i.type for i in src.inputs))
     p = folded_product(plan, node)
     if p is not None:
         # the fold computes its product: the kernel holds the product's operands and flag
@@ -287,17 +290,29 @@ class Lowering:
 
     # -- reductions -------------------------------------------------------------------------
     def _reduce(self, node: Node):
+        """A reduction; an elementwise operand the plan made ``inline`` is computed per
+        element as it is read (its operands read under broadcasting)."""
         x = node.inputs[0]
+        src = inlined_operand(self.plan, node)
+        operands = list(src.inputs) if src is not None else [x]
         axes = node.attr("axes")
         reducer = REDUCERS[node.op]
         T = _ty(node.dtype)
         out_strides = contiguous(node.shape)
         it = iter(out_strides)
         out_acc = [ZERO if k in axes else next(it) for k in range(x.ndim)]
-        sizes, (oacc, xacc) = merge_dims(x.shape, [out_acc, contiguous(x.shape)])
-        fn, b = self._new_kernel(node, [x])
-        out, xin, batch = fn.args
+        reads = ([broadcast_access(o.shape, x.shape) for o in operands] if src is not None
+                 else [contiguous(x.shape)])
+        sizes, (oacc, *xaccs) = merge_dims(x.shape, [out_acc] + reads)
+        fn, b = self._new_kernel(node, operands)
+        out, ins, batch = fn.args[0], fn.args[1:-1], fn.args[-1]
         init = ir.Constant(T, reducer.init)
+        if src is not None:
+            elem, ctx = self._scalar_fn(src), _ElemCtx(b, batch, operands, ins)
+            value = lambda offs: elem(b, [ctx.load(k, o) for k, o in enumerate(offs)],  # noqa
+                                      [], ctx)
+        else:
+            value = lambda offs: b.load(b.gep(ins[0], [offs[0]]))   # noqa: E731
         # Reduced dims all innermost (merged into the last): each output element is one
         # register reduction, started at ``init``; otherwise the output is set first.
         reduced_inner = bool(sizes) and oacc[-1] == ZERO
@@ -311,19 +326,21 @@ class Lowering:
 
         def body(offsets, indices):
             p = b.gep(out, [offsets[0]])
-            b.store(combine(b, b.load(p), b.load(b.gep(xin, [offsets[1]]))), p)
+            b.store(combine(b, b.load(p), value(offsets[1:])), p)
 
         def inner(offsets, n, strides, indices):
             # innermost dim reduced: keep the accumulator in a register (a vectorizable
             # reduction thanks to the reassoc flag)
             p = b.gep(out, [offsets[0]])
             acc = reduce_range(b, n, init if once else b.load(p), lambda i, acc: combine(
-                b, acc, b.load(b.gep(xin, [add(b, offsets[1], mul(b, i, strides[1]))]))))
+                b, acc, value([add(b, o, mul(b, i, s))
+                               for o, s in zip(offsets[1:], strides[1:])])))
             b.store(acc, p)
 
-        emit_nest(b, sizes, [oacc, xacc], batch, body, inner=inner if reduced_inner else None)
+        emit_nest(b, sizes, [oacc] + xaccs, batch, body,
+                  inner=inner if reduced_inner else None)
         b.ret_void()
-        return fn, [x]
+        return fn, operands
 
     # -- matmul: batched calls of the packed GEMM (see .matmul) ------------------------------
     def _matmul(self, node: Node):
@@ -381,6 +398,9 @@ rule_for, coverage = RULES.rule_for, RULES.coverage
 def operands_of(node: Node, plan: Plan) -> list[Node]:
     """The nodes a step's kernel reads (a product reading an unfold as a window also
     reads the unfold's input)."""
+    src = inlined_operand(plan, node)
+    if src is not None:   # a reduction computing its elementwise operand: that one's operands
+        return list(src.inputs)
     p = folded_product(plan, node)
     if p is not None:     # a fold computing its product: A, the scratch, B
         return [p.inputs[0], node.inputs[0], p.inputs[1]]

@@ -7,6 +7,7 @@ Every value gets a storage class:
   per batch size with lifetime-based reuse, see :func:`arena_offsets`);
 * ``const`` -- an LLVM global holding a constant array;
 * ``batch`` -- the batch size itself (a ``batch_size`` node);
+* ``inline`` -- none: an elementwise node computed inside the one reduction reading it;
 * ``view``  -- the storage of another node (reshape, stop_gradient, and a transpose of
   the last two axes whose every user is a matmul, which reads it through the GEMM's transpose flag).
 
@@ -17,7 +18,9 @@ and each product unfolds one image (or rows of one) there right before multiplyi
 the columns stay in cache instead of going through memory three times.  Likewise a
 ``matmul`` read only by folds (an input gradient, ``fold(Wᵀ ḡ)``, :func:`window_product`)
 gets scratch for MAX_THREADS blocks of one image's rows: the fold computes a block of
-the product there and adds it into its output at once.
+the product there and adds it into its output at once.  And an elementwise ``fused``
+node read only by a reduction (``sum((x - m)**2)``) is ``inline``: the reduction computes
+it per element as it reads it (:func:`inline_reduced`), never storing it.
 
 Sizes are symbolic in the batch size B: :class:`Size` is ``static · B**power``.
 """
@@ -83,7 +86,7 @@ def batch_strides(operand: Node, stored: Node, out: Node) -> list[Size]:
 
 @dataclass
 class Storage:
-    kind: str            # "slot" | "const" | "batch" | "view"
+    kind: str            # "slot" | "const" | "batch" | "view" | "inline"
     slot: int = -1
     base: Node | None = None
 
@@ -167,6 +170,26 @@ def window_product(graph: Graph, node: Node) -> bool:
     return node.shape[1] % taps == 0
 
 
+def inline_reduced(graph: Graph, node: Node) -> bool:
+    """Whether ``node`` is an elementwise ``fused`` node (float) read only by one
+    reduction, as its operand, and not an output: that reduction computes it."""
+    from .reducers import REDUCERS     # (reducers imports this module's sizes)
+    if node.op != "fused" or node.dtype not in ("float32", "float64"):
+        return False
+    users = graph.users(node)
+    return (len(users) == 1 and users[0].op in REDUCERS and users[0].inputs[0] is node
+            and all(o is not node for o in graph.outputs))
+
+
+def inlined_operand(plan: "Plan", node: Node) -> Node | None:
+    """The elementwise node a reduction step computes as it reads it, else None."""
+    from .reducers import REDUCERS
+    if node.op not in REDUCERS:
+        return None
+    st = plan.storage.get(node.inputs[0].id)
+    return node.inputs[0] if st is not None and st.kind == "inline" else None
+
+
 def window_operand(plan: "Plan", node: Node) -> Node | None:
     """The unfold whose columns a product step's ``B`` operand reads, if it is a window
     (computed inside the product), else None."""
@@ -236,6 +259,8 @@ class Plan:
                 fold = graph.users(graph.users(n)[0])[0]
                 self.windows[n.id] = fold_block(n, math.prod(fold.attr("kernel"))) * n.shape[-1]
                 slot += 1
+            elif windows and n.id not in self.storage and inline_reduced(graph, n):
+                self.storage[n.id] = Storage("inline")
             else:
                 if n.id not in self.storage:
                     self.storage[n.id] = Storage("slot", slot)
@@ -266,6 +291,8 @@ class Plan:
                 r = self.root(i)
                 if r.id in self.windows:
                     reads.extend(r.inputs[:1] if r.op == "unfold" else r.inputs)
+                elif self.storage[r.id].kind == "inline":
+                    reads.extend(r.inputs)
             for i in reads:
                 r = self.root(i)
                 if r.id in self.windows and r.id not in self.live:   # first product reading it
