@@ -66,3 +66,24 @@ def test_operands_read_twice_are_stored():
     v = np.arange(6, dtype=np.float32).reshape(2, 3)
     got = f(x=v)
     np.testing.assert_allclose(got[0], (np.exp(v) * 2).sum(0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("axes", [(0, 2, 3), (2, 3), (1, 3), (3,)])
+def test_large_reductions_split_over_threads(axes):
+    """Big enough for the pool's worker: output rows split over threads, each element
+    summed by one thread in one order (the result does not depend on the split)."""
+    x = aj.input("x", (None, 64, 16, 32), "float64")
+    m = aj.param("m", (1, 64, 1, 1), "float64")
+    outs = [aj.sum((x - m) ** 2, axis=axes), aj.max(x, axis=axes), aj.sum(x, axis=axes)]
+    f = aj.compile(outs, backend="llvm")
+    rng = np.random.default_rng(3)
+    for batch in (1, 9):
+        xv, mv = rng.standard_normal((batch, 64, 16, 32)), rng.standard_normal((1, 64, 1, 1))
+        xv[batch - 1, 5, 3, 7] = np.nan
+        got = f(x=xv, m=mv)
+        want = [((xv - mv) ** 2).sum(axis=axes), xv.max(axis=axes), xv.sum(axis=axes)]
+        for a, w in zip(got, want):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(w))
+            np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-9)
+        for a, c in zip(got, f(x=xv, m=mv)):
+            np.testing.assert_array_equal(a, c)

@@ -303,9 +303,17 @@ class Lowering:
         out_acc = [ZERO if k in axes else next(it) for k in range(x.ndim)]
         reads = ([broadcast_access(o.shape, x.shape) for o in operands] if src is not None
                  else [contiguous(x.shape)])
-        sizes, (oacc, *xaccs) = merge_dims(x.shape, [out_acc] + reads)
-        fn, b = self._new_kernel(node, operands)
-        out, ins, batch = fn.args[0], fn.args[1:-1], fn.args[-1]
+        # The last axis reduced: the kept axes go outermost (the innermost loop still reads
+        # contiguous elements), so the outer loop runs over output rows, split over threads
+        # (each output element summed by one thread in the same order: no races, no change)
+        perm = list(range(x.ndim))
+        if x.ndim and x.ndim - 1 in axes:
+            perm = [k for k in perm if k not in axes] + [k for k in perm if k in axes]
+        sizes, (oacc, *xaccs) = merge_dims(tuple(x.shape[k] for k in perm),
+                                           [[a[k] for k in perm] for a in [out_acc] + reads])
+        split = bool(sizes) and oacc[0] != ZERO
+        part, b = self._new_kernel(node, operands, extra=(I64,), suffix=".part")
+        out, ins, batch, rows = part.args[0], part.args[1:-2], part.args[-2], part.args[-1]
         init = ir.Constant(T, reducer.init)
         if src is not None:
             elem, ctx = self._scalar_fn(src), _ElemCtx(b, batch, operands, ins)
@@ -318,7 +326,9 @@ class Lowering:
         reduced_inner = bool(sizes) and oacc[-1] == ZERO
         once = reduced_inner and all(a != ZERO for a in oacc[:-1])
         if not once:
-            with for_range(b, size_value(b, numel(node.shape), batch), "init") as i:
+            count = (b.mul(rows, size_value(b, oacc[0], batch)) if split
+                     else size_value(b, numel(node.shape), batch))
+            with for_range(b, count, "init") as i:
                 b.store(init, b.gep(out, [i]))
 
         def combine(b, acc, v):
@@ -338,8 +348,13 @@ class Lowering:
             b.store(acc, p)
 
         emit_nest(b, sizes, [oacc] + xaccs, batch, body,
-                  inner=inner if reduced_inner else None)
+                  inner=inner if reduced_inner else None, outer=(c64(0), rows))
         b.ret_void()
+        fn, b = self._new_kernel(node, operands)
+        emit_step(self.module, b, fn, part, sizes[0] if sizes else ONE, numel(x.shape),
+                  element_cost(src) if src is not None else 1,
+                  [a[0] for a in [oacc] + xaccs] if sizes else [ZERO] * (1 + len(operands)),
+                  split=split)
         return fn, operands
 
     # -- matmul: batched calls of the packed GEMM (see .matmul) ------------------------------
