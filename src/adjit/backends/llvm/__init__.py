@@ -17,6 +17,7 @@ from . import fncache
 from .codegen import Lowering
 from ..lowering.plan import Plan
 from .runtime import DATA_OFFSET, NativeFunction
+from ..lowering import plan as plan_module
 from ..lowering.target import compile_ir
 from ..protocol import Backend
 
@@ -52,7 +53,8 @@ def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     # DATA_OFFSET decides how the entry reads its table (array objects or addresses)
     return fncache.key(traced, {"opt_level": opt_level, "profile": bool(profile),
                                 "updates": sorted((updates or {}).items()),
-                                "data_offset": DATA_OFFSET, "windows": WINDOWS}, cpu)
+                                "data_offset": DATA_OFFSET, "windows": WINDOWS,
+                                "fold_block": plan_module.FOLD_BLOCK_BYTES}, cpu)
 
 
 def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | None:

@@ -28,7 +28,8 @@ from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                               merge_dims, mul, reduce_range, size_value)
-from ..lowering.plan import GEMM_OPS, ONE, ZERO, Plan, dim, numel, window_operand
+from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
+                             inlined_operand, numel, window_operand)
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
@@ -36,7 +37,8 @@ from ..lowering.target import compile_threads
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
 from .concat import lower_concatenate
-from .windows import lower_fold, lower_unfold
+from .window_gemm import lower_fold_step
+from .windows import lower_unfold
 from .scatter import lower_scatter
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -61,6 +63,15 @@ def kernel_key(plan: Plan, node: Node):
         # read through a window: the kernel holds the unfold's geometry and the x it reads
         u = window_operand(plan, node)
         views += ("window", u.attrs, u.inputs[0].type)
+    if inlined_operand(plan, node) is not None:   # the kernel computes its operand
+        src = inlined_operand(plan, node)
+        views = ("inline", src.attrs, tuple(i.type for i in src.inputs))
+    p = folded_product(plan, node)
+    if p is not None:
+        # the fold computes its product: the kernel holds the product's operands and flag
+        a = p.inputs[0]
+        views = ("product", p.type, tuple(i.type for i in p.inputs),
+                 a.op == "transpose" and plan.storage[a.id].kind == "view", plan.windows[p.id])
     key = (node.op, node.attrs, node.type, tuple(i.type for i in node.inputs), views)
     try:
         hash(key)
@@ -279,23 +290,45 @@ class Lowering:
 
     # -- reductions -------------------------------------------------------------------------
     def _reduce(self, node: Node):
+        """A reduction; an elementwise operand the plan made ``inline`` is computed per
+        element as it is read (its operands read under broadcasting)."""
         x = node.inputs[0]
+        src = inlined_operand(self.plan, node)
+        operands = list(src.inputs) if src is not None else [x]
         axes = node.attr("axes")
         reducer = REDUCERS[node.op]
         T = _ty(node.dtype)
         out_strides = contiguous(node.shape)
         it = iter(out_strides)
         out_acc = [ZERO if k in axes else next(it) for k in range(x.ndim)]
-        sizes, (oacc, xacc) = merge_dims(x.shape, [out_acc, contiguous(x.shape)])
-        fn, b = self._new_kernel(node, [x])
-        out, xin, batch = fn.args
+        reads = ([broadcast_access(o.shape, x.shape) for o in operands] if src is not None
+                 else [contiguous(x.shape)])
+        # The last axis reduced: the kept axes go outermost (the innermost loop still reads
+        # contiguous elements), so the outer loop runs over output rows, split over threads
+        # (each output element summed by one thread in the same order: no races, no change)
+        perm = list(range(x.ndim))
+        if x.ndim and x.ndim - 1 in axes:
+            perm = [k for k in perm if k not in axes] + [k for k in perm if k in axes]
+        sizes, (oacc, *xaccs) = merge_dims(tuple(x.shape[k] for k in perm),
+                                           [[a[k] for k in perm] for a in [out_acc] + reads])
+        split = bool(sizes) and oacc[0] != ZERO
+        part, b = self._new_kernel(node, operands, extra=(I64,), suffix=".part")
+        out, ins, batch, rows = part.args[0], part.args[1:-2], part.args[-2], part.args[-1]
         init = ir.Constant(T, reducer.init)
+        if src is not None:
+            elem, ctx = self._scalar_fn(src), _ElemCtx(b, batch, operands, ins)
+            value = lambda offs: elem(b, [ctx.load(k, o) for k, o in enumerate(offs)],  # noqa
+                                      [], ctx)
+        else:
+            value = lambda offs: b.load(b.gep(ins[0], [offs[0]]))   # noqa: E731
         # Reduced dims all innermost (merged into the last): each output element is one
         # register reduction, started at ``init``; otherwise the output is set first.
         reduced_inner = bool(sizes) and oacc[-1] == ZERO
         once = reduced_inner and all(a != ZERO for a in oacc[:-1])
         if not once:
-            with for_range(b, size_value(b, numel(node.shape), batch), "init") as i:
+            count = (b.mul(rows, size_value(b, oacc[0], batch)) if split
+                     else size_value(b, numel(node.shape), batch))
+            with for_range(b, count, "init") as i:
                 b.store(init, b.gep(out, [i]))
 
         def combine(b, acc, v):
@@ -303,19 +336,26 @@ class Lowering:
 
         def body(offsets, indices):
             p = b.gep(out, [offsets[0]])
-            b.store(combine(b, b.load(p), b.load(b.gep(xin, [offsets[1]]))), p)
+            b.store(combine(b, b.load(p), value(offsets[1:])), p)
 
         def inner(offsets, n, strides, indices):
             # innermost dim reduced: keep the accumulator in a register (a vectorizable
             # reduction thanks to the reassoc flag)
             p = b.gep(out, [offsets[0]])
             acc = reduce_range(b, n, init if once else b.load(p), lambda i, acc: combine(
-                b, acc, b.load(b.gep(xin, [add(b, offsets[1], mul(b, i, strides[1]))]))))
+                b, acc, value([add(b, o, mul(b, i, s))
+                               for o, s in zip(offsets[1:], strides[1:])])))
             b.store(acc, p)
 
-        emit_nest(b, sizes, [oacc, xacc], batch, body, inner=inner if reduced_inner else None)
+        emit_nest(b, sizes, [oacc] + xaccs, batch, body,
+                  inner=inner if reduced_inner else None, outer=(c64(0), rows))
         b.ret_void()
-        return fn, [x]
+        fn, b = self._new_kernel(node, operands)
+        emit_step(self.module, b, fn, part, sizes[0] if sizes else ONE, numel(x.shape),
+                  element_cost(src) if src is not None else 1,
+                  [a[0] for a in [oacc] + xaccs] if sizes else [ZERO] * (1 + len(operands)),
+                  split=split)
+        return fn, operands
 
     # -- matmul: batched calls of the packed GEMM (see .matmul) ------------------------------
     def _matmul(self, node: Node):
@@ -364,7 +404,7 @@ class _ElemCtx:
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
 KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
            **{op: Lowering._reduce for op in REDUCERS},
-           "scatter_add": lower_scatter, "concatenate": lower_concatenate, "fold": lower_fold,
+           "scatter_add": lower_scatter, "concatenate": lower_concatenate, "fold": lower_fold_step,
            "unfold": lower_unfold}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
@@ -373,5 +413,11 @@ rule_for, coverage = RULES.rule_for, RULES.coverage
 def operands_of(node: Node, plan: Plan) -> list[Node]:
     """The nodes a step's kernel reads (a product reading an unfold as a window also
     reads the unfold's input)."""
+    src = inlined_operand(plan, node)
+    if src is not None:   # a reduction computing its elementwise operand: that one's operands
+        return list(src.inputs)
+    p = folded_product(plan, node)
+    if p is not None:     # a fold computing its product: A, the scratch, B
+        return [p.inputs[0], node.inputs[0], p.inputs[1]]
     u = window_operand(plan, node) if node.op in GEMM_OPS else None
     return list(node.inputs) + ([u.inputs[0]] if u is not None else [])

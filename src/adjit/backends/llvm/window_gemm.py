@@ -27,14 +27,21 @@ from . import pool
 from .gemm import gemm_params
 from .library import declare_gemm
 from .matmul_sum import MAX_BLOCKS
-from .windows import emit_unfold_rows
+from .windows import emit_fold_rows, emit_unfold_rows, lower_fold
 from .matmul import SPLIT_MNK
 from ..lowering.irkit import c32, c64, imin, loop
 from ..lowering.loops import size_value
-from ..lowering.plan import dim
+from ..lowering.plan import dim, folded_product
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
+
+
+def lower_fold_step(lw, node: Node):
+    """``Lowering -> (fn, operands)`` for a fold step: its product computed inside it
+    when the plan made that product a window, else :func:`.windows.lower_fold`."""
+    prod = folded_product(lw.plan, node)
+    return lower_fold(lw, node) if prod is None else lower_window_fold(lw, node, prod)
 
 
 def _operands(lw, node: Node, unfold: Node):
@@ -99,6 +106,44 @@ def lower_window_matmul_sum(lw, node: Node, unfold: Node):
     _run(lw, b, fn, items, lambda ib, batch: c64(n_blocks), M * N * L,
          size_value(b, dim(a.shape[0]), fn.args[-1]))
     return fn, [a, node.inputs[1], x]
+
+
+def lower_window_fold(lw, node: Node, prod: Node):
+    """The kernel of ``fold(reshape(matmul(A, B)))`` with the product a window
+    (lowering/plan.py: ``window_product``): per image ``n`` and block of channels, the
+    block's rows of ``op(A) @ B[n]`` into this thread's scratch, then folded into
+    ``out[n]`` (:func:`.windows.emit_fold_rows`)."""
+    a, bnode = prod.inputs
+    ta = a.op == "transpose" and lw.plan.storage[a.id].kind == "view"
+    sa = a.inputs[0] if ta else a
+    cols = node.inputs[0]
+    gemm = declare_gemm(lw.module, "f32" if node.dtype == "float32" else "f64")
+    fn, b = lw._new_kernel(node, [a, cols, bnode], workspace=True)
+    T = fn.args[0].type
+    fold = emit_fold_rows(lw.module, node, T.pointee, f"{fn.name}.rows")
+    M, K, L = prod.shape[1], a.shape[-1], prod.shape[2]
+    C, lda = node.shape[1], sa.shape[-1]
+    taps, plane = M // C, math.prod(node.shape[2:])
+    per = lw.plan.windows[prod.id]
+    cb = per // L // taps                      # channels per block
+    n_blocks = -(-C // cb)
+
+    def body(ib, n, out, pa, scr, pb, work):
+        po = ib.gep(out, [ib.mul(n, c64(C * plane))])
+        pbn = ib.gep(pb, [ib.mul(n, c64(K * L))])
+        with loop(ib, c64(0), c64(n_blocks), 1, "blk") as k:
+            c0 = ib.mul(k, c64(cb))
+            c1 = imin(ib, ib.add(c0, c64(cb)), c64(C))
+            r0, rows = ib.mul(c0, c64(taps)), ib.mul(ib.sub(c1, c0), c64(taps))
+            pak = ib.gep(pa, [r0 if ta else ib.mul(r0, c64(lda))])
+            ib.call(gemm, [ir.Constant(I32, int(ta)), ir.Constant(I32, 0), rows, c64(L),
+                           c64(K), pak, c64(lda), pbn, c64(L), scr, c64(L),
+                           ir.Constant(I32, 0), work])
+            ib.call(fold, [scr, po, c0, c1])
+    images = lambda ib, batch: size_value(ib, dim(node.shape[0]), batch)   # noqa: E731
+    items = _items(lw, fn, T, "image", body, images, per)
+    _run(lw, b, fn, items, images, M * L * K)
+    return fn, [a, cols, bnode]
 
 
 # A job: out, a, scratch, x, batch, counter.

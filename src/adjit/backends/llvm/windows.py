@@ -156,6 +156,36 @@ def emit_unfold_rows(module, node: Node, T, name: str) -> ir.Function:
     return fn
 
 
+def emit_fold_rows(module, node: Node, T, name: str) -> ir.Function:
+    """``void rows(T* cols, T* out_image, i64 c0, i64 c1)``: channels ``c0 <= c < c1`` of
+    one image's fold, from those channels' rows of its columns at ``cols`` (a fold reading
+    its product as a window, :func:`.window_gemm.lower_window_fold`); the same sums in the
+    same order as :func:`lower_fold`."""
+    cols = node.inputs[0]
+    kernel, spatial = tuple(node.attr("kernel")), tuple(node.attr("spatial"))
+    stride, dil, pad = node.attr("stride"), node.attr("dilation"), node.attr("pad")
+    nd = len(kernel)
+    outs = tuple(cols.shape[2 + nd:])
+    plane, window = math.prod(spatial), math.prod(outs)
+    tp = T.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [tp, tp, I64, I64]), name=name)
+    fn.linkage = "internal"
+    for a in fn.args[:2]:
+        a.add_attribute("noalias")
+    src, out, c0, c1 = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    zero = ir.Constant(T, 0.0)
+    with loop(b, b.mul(c0, c64(plane)), b.mul(c1, c64(plane)), 1, "zero") as i:
+        b.store(zero, b.gep(out, [i]))
+    o_strides = [math.prod(outs[a + 1:]) for a in range(nd)]
+    p_strides = [math.prod(spatial[a + 1:]) for a in range(nd)]
+    with loop(b, c0, c1, 1, "c") as c:
+        _taps(b, nd, kernel, outs, spatial, stride, dil, pad, o_strides, p_strides, out, src,
+              b.mul(c, c64(plane)), b.mul(b.sub(c, c0), c64(math.prod(kernel) * window)))
+    b.ret_void()
+    return fn
+
+
 def _taps(b, nd, kernel, outs, spatial, stride, dil, pad, o_strides, p_strides, out, src,
           obase, cbase):
     """The loops over the taps, then over each tap's box of windows."""

@@ -7,6 +7,7 @@ Every value gets a storage class:
   per batch size with lifetime-based reuse, see :func:`arena_offsets`);
 * ``const`` -- an LLVM global holding a constant array;
 * ``batch`` -- the batch size itself (a ``batch_size`` node);
+* ``inline`` -- none: an elementwise node computed inside the one reduction reading it;
 * ``view``  -- the storage of another node (reshape, stop_gradient, and a transpose of
   the last two axes whose every user is a matmul, which reads it through the GEMM's transpose flag).
 
@@ -14,12 +15,18 @@ With ``windows=True`` (the llvm backend) an ``unfold`` read only as the ``B`` op
 matrix products (:func:`window_operand`) is never computed in full: it gets a ``slot``
 holding scratch for MAX_THREADS images only (``Plan.windows``: its elements per image),
 and each product unfolds one image (or rows of one) there right before multiplying it, so
-the columns stay in cache instead of going through memory three times.
+the columns stay in cache instead of going through memory three times.  Likewise a
+``matmul`` read only by folds (an input gradient, ``fold(Wᵀ ḡ)``, :func:`window_product`)
+gets scratch for MAX_THREADS blocks of one image's rows: the fold computes a block of
+the product there and adds it into its output at once.  And an elementwise ``fused``
+node read only by a reduction (``sum((x - m)**2)``) is ``inline``: the reduction computes
+it per element as it reads it (:func:`inline_reduced`), never storing it.
 
 Sizes are symbolic in the batch size B: :class:`Size` is ``static · B**power``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +86,7 @@ def batch_strides(operand: Node, stored: Node, out: Node) -> list[Size]:
 
 @dataclass
 class Storage:
-    kind: str            # "slot" | "const" | "batch" | "view"
+    kind: str            # "slot" | "const" | "batch" | "view" | "inline"
     slot: int = -1
     base: Node | None = None
 
@@ -102,6 +109,15 @@ def is_gemm_transpose(graph: Graph, node: Node) -> bool:
 
 
 MAX_THREADS = 2      # threads that may each unfold one image into a window's scratch
+FOLD_BLOCK_BYTES = 1 << 30   # a folded product's rows computed at a time: a whole image (W10
+#   measured as fast as blocks of 512 KB, and faster than 256 or 128 KB)
+
+
+def fold_block(node: Node, taps: int) -> int:
+    """Rows of a folded product (:func:`window_product`) computed at a time: the rows of
+    whole channels (``taps`` rows each), at most FOLD_BLOCK_BYTES (at least one channel)."""
+    row = np.dtype(node.dtype).itemsize * node.shape[2] * taps
+    return taps * max(1, min(node.shape[1] // taps, FOLD_BLOCK_BYTES // row))
 
 
 def window_unfold(graph: Graph, node: Node) -> bool:
@@ -131,11 +147,62 @@ def window_unfold(graph: Graph, node: Node) -> bool:
     return True
 
 
+def window_product(graph: Graph, node: Node) -> bool:
+    """Whether ``node`` is a ``matmul(A, B)`` read only as the columns of folds
+    (``fold(reshape(matmul))``, a transposed convolution) and not an output: ``A`` one
+    matrix (2-D or a stack of one), ``B`` an ``(N, K, L)`` stack stored as is (not a transpose view)."""
+    if (node.op != "matmul" or node.dtype not in ("float32", "float64") or node.ndim != 3
+            or any(d is None for d in node.shape[1:])):
+        return False
+    a, b = node.inputs
+    if (not (a.ndim == 2 or (a.ndim == 3 and a.shape[0] == 1)) or b.ndim != 3 or b.shape[0] != node.shape[0] or a is b
+            or (b.op == "transpose" and is_gemm_transpose(graph, b))
+            or any(o is node for o in graph.outputs) or not graph.users(node)):
+        return False
+    users = graph.users(node)
+    if len(users) != 1:        # one fold computes it (two would compute it twice)
+        return False
+    r = users[0]
+    if (r.op != "reshape" or any(o is r for o in graph.outputs)
+            or [u.op for u in graph.users(r)] != ["fold"]):
+        return False
+    taps = math.prod(graph.users(r)[0].attr("kernel"))
+    return node.shape[1] % taps == 0
+
+
+def inline_reduced(graph: Graph, node: Node) -> bool:
+    """Whether ``node`` is an elementwise ``fused`` node (float) read only by one
+    reduction, as its operand, and not an output: that reduction computes it."""
+    from .reducers import REDUCERS     # (reducers imports this module's sizes)
+    if node.op != "fused" or node.dtype not in ("float32", "float64"):
+        return False
+    users = graph.users(node)
+    return (len(users) == 1 and users[0].op in REDUCERS and users[0].inputs[0] is node
+            and all(o is not node for o in graph.outputs))
+
+
+def inlined_operand(plan: "Plan", node: Node) -> Node | None:
+    """The elementwise node a reduction step computes as it reads it, else None."""
+    from .reducers import REDUCERS
+    if node.op not in REDUCERS:
+        return None
+    st = plan.storage.get(node.inputs[0].id)
+    return node.inputs[0] if st is not None and st.kind == "inline" else None
+
+
 def window_operand(plan: "Plan", node: Node) -> Node | None:
     """The unfold whose columns a product step's ``B`` operand reads, if it is a window
     (computed inside the product), else None."""
     r = plan.root(node.inputs[1])
-    return r if r.id in plan.windows else None
+    return r if r.id in plan.windows and r.op == "unfold" else None
+
+
+def folded_product(plan: "Plan", node: Node) -> Node | None:
+    """The product a fold step reads as a window (computed inside the fold), else None."""
+    if node.op != "fold":
+        return None
+    r = plan.root(node.inputs[0])
+    return r if r.id in plan.windows and r.op == "matmul" else None
 
 
 class Plan:
@@ -171,7 +238,7 @@ class Plan:
             slot += 1
         self.n_array_slots = slot   # inputs and outputs: arrays the caller sees
         self.temps: list[Node] = []
-        self.windows: dict[int, int] = {}     # unfold id -> its elements per image
+        self.windows: dict[int, int] = {}     # unfold/product id -> its scratch per thread
         for n in graph.order():
             if n.id in self.storage and n.op in ("input", "param"):
                 continue
@@ -186,6 +253,14 @@ class Plan:
                 self.temps.append(n)
                 self.windows[n.id] = numel(n.shape[1:]).static
                 slot += 1
+            elif windows and n.id not in self.storage and window_product(graph, n):
+                self.storage[n.id] = Storage("slot", slot)
+                self.temps.append(n)
+                fold = graph.users(graph.users(n)[0])[0]
+                self.windows[n.id] = fold_block(n, math.prod(fold.attr("kernel"))) * n.shape[-1]
+                slot += 1
+            elif windows and n.id not in self.storage and inline_reduced(graph, n):
+                self.storage[n.id] = Storage("inline")
             else:
                 if n.id not in self.storage:
                     self.storage[n.id] = Storage("slot", slot)
@@ -212,10 +287,12 @@ class Plan:
                                            if t.id not in self.windows}
         for k, n in enumerate(self.steps):
             reads = list(n.inputs)
-            for i in n.inputs:   # a product reading a window reads the unfold's input too
+            for i in n.inputs:   # a step reading a window reads what it is computed from
                 r = self.root(i)
                 if r.id in self.windows:
-                    reads.append(r.inputs[0])
+                    reads.extend(r.inputs[:1] if r.op == "unfold" else r.inputs)
+                elif self.storage[r.id].kind == "inline":
+                    reads.extend(r.inputs)
             for i in reads:
                 r = self.root(i)
                 if r.id in self.windows and r.id not in self.live:   # first product reading it
