@@ -98,6 +98,9 @@ def run_workload(wl, factories, wanted, budget, repeat):
     data = make_data(wl)
     ref = peers.reference(wl, as_float64(data))
     impls, skipped, failed = [], [], []
+    if wl.kind == "w11":                 # Jacobian entries, not value-and-grad ones
+        import jac_workloads
+        factories = jac_workloads.factories()
     for sel, factory in factories:
         if wanted and sel not in wanted:
             continue
