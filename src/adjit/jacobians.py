@@ -119,8 +119,14 @@ def jacobian(y: Node, x: Node, mode: str = "auto") -> Node:
         raise ShapeError(f"jacobian: forward mode needs one JVP per element of {label(x)} "
                          f"{shape_str(x.shape)}, whose batch size is not known when the "
                          "graph is built; use mode='reverse'")
-    if m == 0 or n == 0:
-        return F.broadcast_to(F.const(0.0, y.dtype), out_shape)
+    if m == 0 or n == 0:                # no product to build: zeros, a function of the model
+        J = F.broadcast_to(F.const(0.0, y.dtype), out_shape)
+        context = ancestors([y, x])
+        model = {k.id: k for k in context if k.op in ("input", "param")}
+        for k in context:
+            model.update((i.id, i) for i in k.meta.get("model_inputs", ()))
+        J.meta["model_inputs"] = tuple(model[k] for k in sorted(model))
+        return J
     lead = (None,) if per_example else ()
     if mode == "reverse":
         flat = F.reshape(y, lead + (m,))
