@@ -35,7 +35,8 @@ from . import frontend as F
 from .autodiff import grad
 from .forward import jvp
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, label, shape_str
-from .ops.shaping import stack
+from .ops.registry import get_op
+from .ops.shaping import expand_dims, stack
 
 MODES = ("auto", "reverse", "forward")
 
@@ -60,6 +61,61 @@ def _check_independent(y: Node, x: Node) -> None:
                 "axis first (a mean over the batch, as batch norm in training mode "
                 "computes it?); the per-example Jacobian needs independent examples -- "
                 "declare x without the batch axis to get the full Jacobian")
+
+
+def _model_inputs(nodes) -> tuple:
+    """The inputs and parameters of the models ``nodes`` are functions of (see grad)."""
+    context = ancestors(list(nodes))
+    model = {k.id: k for k in context if k.op in ("input", "param")}
+    for k in context:
+        model.update((i.id, i) for i in k.meta.get("model_inputs", ()))
+    return tuple(model[k] for k in sorted(model))
+
+
+def _canonical(nodes: list[Node]) -> dict[int, int]:
+    """Node id -> the id of the first node computing the same value (same op, attrs and
+    canonical inputs: what CSE merges), over the ancestors of ``nodes``."""
+    seen: dict[tuple, int] = {}
+    canon: dict[int, int] = {}
+    for n in ancestors(nodes):
+        leaf = n.op in ("input", "param") or (not n.inputs and n.op != "const")
+        key = (n.id,) if leaf else (n.op, n.attrs, tuple(canon[i.id] for i in n.inputs))
+        canon[n.id] = seen.setdefault(key, n.id)
+    return canon
+
+
+def _stacked(rows: list[Node], axis: int, memo: dict, canon: dict) -> tuple[Node, bool]:
+    """``stack(rows, axis)`` with the stack moved towards the leaves where the rows are the
+    same computation on different operands: elementwise ops, and products ``a_i @ C`` with
+    one ``C`` (so the reverse Jacobian of a network is one product of the stacked seeds'
+    cotangents with the first layer's weights, not one per output, and no copy).  Returns
+    (node, shared): ``shared`` when every row is the same node (then the node is a row)."""
+    key = tuple(canon[r.id] for r in rows)
+    if key in memo:
+        return memo[key]
+    first = rows[0]
+    if all(k == key[0] for k in key):
+        out = (first, True)
+    elif (all(r.op == first.op and r.attrs == first.attrs and len(r.inputs) == len(first.inputs)
+              for r in rows) and (get_op(first.op).elementwise and not first.attrs
+                                  or first.op == "matmul")):
+        parts = [_stacked([r.inputs[k] for r in rows], axis, memo, canon)
+                 for k in range(len(first.inputs))]
+        if first.op == "matmul":
+            (a, a_shared), (c, c_shared) = parts
+            if c_shared and not a_shared and c.ndim == 2 and first.inputs[0].ndim == axis + 1:
+                out = (F.matmul(a, c), False)
+            else:
+                out = (stack(rows, axis=axis), False)
+        elif all(sh for _, sh in parts):
+            out = (stack(rows, axis=axis), False)
+        else:
+            ops = [expand_dims(n, axis) if sh else n for n, sh in parts]
+            out = (F._elementwise(first.op, *ops), False)
+    else:
+        out = (stack(rows, axis=axis), False)
+    memo[key] = out
+    return out
 
 
 def _checked(y, x, fn: str) -> None:
@@ -121,11 +177,7 @@ def jacobian(y: Node, x: Node, mode: str = "auto") -> Node:
                          "graph is built; use mode='reverse'")
     if m == 0 or n == 0:                # no product to build: zeros, a function of the model
         J = F.broadcast_to(F.const(0.0, y.dtype), out_shape)
-        context = ancestors([y, x])
-        model = {k.id: k for k in context if k.op in ("input", "param")}
-        for k in context:
-            model.update((i.id, i) for i in k.meta.get("model_inputs", ()))
-        J.meta["model_inputs"] = tuple(model[k] for k in sorted(model))
+        J.meta["model_inputs"] = _model_inputs([y, x])
         return J
     lead = (None,) if per_example else ()
     if mode == "reverse":
@@ -136,10 +188,13 @@ def jacobian(y: Node, x: Node, mode: str = "auto") -> Node:
             g = grad(seed, x)
             rows.append(F.reshape(g, lead + (n,)) if (per_example or not xb) else g)
         if per_example or not xb:
-            J = stack(rows, axis=len(lead))                  # (B?, m, n)
+            J, _ = _stacked(rows, len(lead), {}, _canonical(rows))            # (B?, m, n)
         else:                                            # x batched, y not: (m, *x.shape)
             J = stack(rows, axis=0)
-        return F.reshape(J, out_shape)
+        J = F.reshape(J, out_shape)
+        merged = {i.id: i for i in J.meta.get("model_inputs", ()) + _model_inputs(rows + [y, x])}
+        J.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
+        return J
     cols = []
     for j in range(n):
         basis = np.zeros(n)

@@ -17,7 +17,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]),
                 str(Path(__file__).resolve().parents[1] / "ptx")]
 
 import adjit as aj  # noqa: E402
-from adjit.ir import DTypeError, ShapeError  # noqa: E402
+from adjit.ir import DTypeError, ShapeError, ancestors  # noqa: E402
 from ptx_helpers import compare, emulated  # noqa: E402
 
 H = 1e-6
@@ -258,3 +258,15 @@ def test_ptx_emulation_equals_interp():
     x = aj.input("x", (None, 3))
     outs = [aj.jacobian(net(aj, x), x), aj.hessian(aj.sum(scalar(aj, x)), x)]
     compare(emulated(outs), outs, {"x": R.standard_normal((5, 3))}, "float64")
+
+
+def test_reverse_jacobian_is_one_product_per_layer():
+    """The m backward passes are one computation on m seeds: the stack is moved to the
+    seeds, so this MLP's Jacobian holds x @ W and 2 backward products, not 1 + 2m."""
+    C = R.standard_normal((4, 6))
+    x = aj.input("x", (None, 3))
+    J = aj.jacobian(aj.tanh(x @ W) @ C, x, "reverse")
+    products = [n for n in ancestors([J]) if n.op == "matmul"]
+    assert len(products) == 3, len(products)    # x @ W, and the two backward ones
+    x0 = R.standard_normal((5, 3))
+    close(_run(J, x=x0), np.stack([fd_jacobian(lambda v: np.tanh(v @ W) @ C, r) for r in x0]))
