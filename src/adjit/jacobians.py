@@ -8,12 +8,14 @@ The Jacobian is built from the two products adjit already has, one per basis vec
   tangent; the columns are stacked.  Cheap when the input is small.
 
 ``mode="auto"`` takes reverse when ``y`` has fewer elements (per example) than ``x``, else
-forward.  Each product is a copy of the backward (or tangent) graph; the primal values are
-shared (one node each), and CSE merges what the copies have in common, so for a network
-with ``m`` outputs the compiled reverse Jacobian is one forward pass and ``m`` backward
-passes (W11: 10 backward passes of 784 → 128 → 10, about 6 ms to build and compile on
-llvm; a Python loop of graph copies, kept because a cotangent with an extra axis of seeds
-is not something :func:`adjit.grad` handles).
+forward.  The products are built one per basis vector (a Python loop: :func:`adjit.grad`
+takes no cotangent with an extra axis of seeds), then reverse mode moves the stack of its
+``m`` rows back through the computation they share (elementwise ops, products ``a @ C``
+with one ``C``: :func:`_stacked`), down to the seeds -- so the backward pass runs once, on
+the ``m`` stacked seeds, as ``vmap(jacrev)`` does.  W11 (10 outputs of 784 → 128 → 10,
+batch 64): 82 nodes and one (640, 128) @ (128, 784) product; the plain loop of 10 passes
+was 159 nodes, 0.62 ms; forward mode (784 JVPs) 7,849 nodes, 34 s to compile, 158 ms a
+call.  Forward mode's columns are stacked as they are (no such rewrite yet).
 
 **Batch axis.**  When ``x`` and ``y`` both have the batch dimension first (``(B, ...)``),
 the result is the Jacobian of each example's output with respect to its *own* input,
