@@ -52,6 +52,9 @@ def build(wl, lam: float | None = None, fwd_only: bool = False):
     (x, t, the parameter names and, for W6, ``v_<param>``).
     """
     dt = wl.dtype
+    if wl.kind == "w11":                  # [the per-example Jacobian] (jac_workloads.py)
+        import jac_workloads
+        return [jac_workloads.adjit_jacobian(aj, dt)]
     if wl.seq:
         loss, params = build_seq(wl)
         return [loss] if fwd_only else [loss] + list(aj.grad(loss, params))

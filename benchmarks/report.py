@@ -107,11 +107,13 @@ def targets(results) -> str:
         else:
             add("W1 adjit ≤ 2× plain Python", "no adjit entry", None)
     for key, limit in (("W3", 0.5), ("W5", 0.5), ("W6", 0.5), ("W7", 0.5), ("W8", 0.5),
-                       ("W9", 0.5), ("W10", 0.9), ("W12", 0.5)):
+                       ("W9", 0.5), ("W10", 0.9), ("W11", 0.5), ("W12", 0.5)):
         res, a = entry(key)
         if not res:
             continue
         peers = _peers(res["rows"])
+        if key == "W11":      # the peers: jax jacrev / jacfwd, torch.func
+            peers = [r for r in peers if r["name"].startswith(("jax", "torch"))]
         if a and peers:
             best = min(peers, key=lambda r: r["median_s"])
             x = best.get("ratio") or a["median_s"] / best["median_s"]

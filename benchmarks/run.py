@@ -101,6 +101,9 @@ def run_workload(wl, factories, wanted, budget, repeat):
         factories = pex_bench.factories()
     ref = peers.reference(wl, as_float64(data))
     impls, skipped, failed = [], [], []
+    if wl.kind == "w11":                 # Jacobian entries, not value-and-grad ones
+        import jac_workloads
+        factories = jac_workloads.factories()
     for sel, factory in factories:
         if wanted and sel not in wanted:
             continue

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import conv_workloads
+import jac_workloads
 import seq_workloads
 
 W1_LAMBDA = 0.01  # weight-decay coefficient of W1
@@ -53,6 +54,8 @@ class Workload:
     @property
     def module(self):
         """The module holding a W7-W10 workload's sizes, data, FLOPs and numpy reference."""
+        if self.kind == "w11":
+            return jac_workloads
         return conv_workloads if self.kind in ("w9", "w10") else seq_workloads
 
     @property
@@ -152,6 +155,9 @@ def _all() -> list[Workload]:
                        f"{c10['blocks']} basic blocks (3x3 conv, batch norm, ReLU, 3x3 conv, "
                        "batch norm, + input, ReLU), global average pool, linear 64 -> 10, "
                        "cross-entropy", "float32", c10["B"], loss="xent", seed=1001, kind="w10"))
+    wl.append(Workload("W11", "W11", "per-example Jacobian of W2's 10 outputs w.r.t. its 784 "
+                       "inputs (784 -> 128 sigmoid -> 10)", "float32",
+                       jac_workloads.W11["B"], seed=1101, kind="w11"))
     return wl
 
 

@@ -14,6 +14,7 @@ from . import passes  # noqa: F401  (registers the fused op)
 from . import show  # noqa: F401  (aj.show: equations, traces, pictures, reports)
 from .autodiff import grad
 from .forward import hvp, jvp
+from .jacobians import hessian, jacobian
 from .per_example import per_example_grad
 from .compiled import Compiled, compile
 from .frontend import (abs, broadcast_to, cast, const, equal, greater, greater_equal, input,
@@ -43,7 +44,7 @@ globals().update(_RECORD_FUNCTIONS := record_functions())
 
 __all__ = sorted(_RECORD_FUNCTIONS) + [
     "abs", "broadcast_to", "cast", "check_grads", "clip", "compile", "const", "cross_entropy", "dropout",
-    "einsum", "elu", "equal", "gelu", "leaky_relu", "grad", "hvp", "jvp", "greater", "greater_equal", "less", "less_equal", "input", "log",
+    "einsum", "elu", "equal", "gelu", "leaky_relu", "grad", "hessian", "hvp", "jacobian", "jvp", "greater", "greater_equal", "less", "less_equal", "input", "log",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "not_equal", "one_hot", "param",
     "reshape", "softmax", "stop_gradient", "sum", "transpose", "where",
     "AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError", "Graph",
