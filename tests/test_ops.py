@@ -137,9 +137,13 @@ STRUCTURAL = {
     "max_pool": ["ops/test_pooling.py::test_max_pool_forward_and_gradient",
                  "ops/test_pooling.py::test_max_pool_ties_and_special_values",
                  "ops/test_pooling.py::test_second_order_max_pool",
+                 "ops/test_pooling_kernels.py::"
+                 "test_unpadded_max_pool_kernels_match_the_interpreter",
                  "ops/test_pooling.py::test_llvm_and_ptx_emulation_match_the_interpreter"],
     "pool_argmax": ["ops/test_pooling.py::test_pool_argmax_is_the_first_maximum",
-                    "ops/test_pooling.py::test_max_pool_ties_and_special_values"],
+                    "ops/test_pooling.py::test_max_pool_ties_and_special_values",
+                    "ops/test_pooling_kernels.py::"
+                    "test_unpadded_max_pool_kernels_match_the_interpreter"],
     "avg_pool": ["ops/test_pooling.py::test_avg_pool_forward_and_gradient",
                  "ops/test_pooling.py::test_llvm_and_ptx_emulation_match_the_interpreter"],
     "avg_pool_grad": ["ops/test_pooling.py::test_avg_pool_forward_and_gradient",
