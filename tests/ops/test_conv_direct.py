@@ -115,3 +115,21 @@ def test_infinite_weights_and_the_padding(dtype):
         got = f(x=xv, W=w)[0]
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_large_direct_convolutions_split_over_threads(dtype):
+    """LeNet's first layer at batch 64 (images and weight rows split over the pool's
+    threads) against the interpreter."""
+    outs, zshape = _model(CASES[0], dtype)
+    rng = np.random.default_rng(11)
+    args = {"x": rng.standard_normal((64, 1, 28, 28)).astype(dtype),
+            "W": rng.standard_normal((6, 1, 5, 5)).astype(dtype),
+            "b": rng.standard_normal(6).astype(dtype),
+            "u": rng.standard_normal((64,) + zshape).astype(dtype)}
+    want = aj.compile(outs, backend="interp")(**args)
+    got = aj.compile(outs, backend="llvm")(**args)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for g, w in zip(got, want):
+        scale = max(float(np.max(np.abs(w))), 1.0)
+        np.testing.assert_allclose(g, w, rtol=0, atol=tol * 30 * scale)

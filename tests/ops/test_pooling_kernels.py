@@ -76,3 +76,19 @@ def test_unpadded_max_pool_kernels_match_the_interpreter(geo, dtype):
                 np.testing.assert_array_equal(g, w, err_msg=f"{name} output {k}, batch {batch}")
                 if k == 0:
                     np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_large_pools_split_over_threads_match_the_interpreter(dtype):
+    """LeNet's first pool at batch 64: the pool kernels and the scatter of the gradient
+    (rows split over the pool's threads) equal the interpreter exactly."""
+    xn = aj.input("x", (None, 6, 28, 28), dtype)
+    y = aj.max_pool2d(xn, 2)
+    un = aj.input("u", (None, 6, 14, 14), dtype)
+    outs = [y, make("pool_argmax", (xn,), geometry(y))] + aj.grad(aj.sum(y * un), [xn])
+    x = _data((64, 6, 28, 28), 5, dtype)
+    u = np.random.default_rng(6).standard_normal((64, 6, 14, 14)).astype(dtype)
+    want = aj.compile(outs, backend="interp")(x=x, u=u)
+    got = aj.compile(outs, backend="llvm")(x=x, u=u)
+    for k, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg=f"output {k}")

@@ -54,7 +54,7 @@ def _conv(node: Node):
 
 def _conv_weight(node: Node):
     x, g = node.inputs
-    kernel, pad, outs = node.attr("kernel"), node.attr("pad"), g.shape[2:]
+    pad, outs = node.attr("pad"), g.shape[2:]
     zero = ir.Constant(LLVM_TYPES[node.dtype], 0.0)
     window = math.prod(outs)
 
