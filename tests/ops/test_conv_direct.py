@@ -1,10 +1,11 @@
-"""Convolutions of one input channel computed directly (ops/conv_direct.py): which nodes
+"""Convolutions computed directly (ops/conv_direct.py): which nodes
 ``passes.expand`` keeps, and the llvm vector kernels (backends/llvm/convs.py) and the ptx
 emulation (map rules, backends/lowering/convs.py) against the interpreter for the forward
 convolution and the weight gradient, at row widths around the vector lengths (16 f32 / 8
 f64 lanes), paddings (asymmetric, wider than the image), 1×1 to 5×5 kernels, output
 channel counts that leave a partial block, batch sizes 0, 1 and 7, and infinities in the
-weights (a tap on the padding adds W·0, as the unfolded product does)."""
+weights (a tap on the padding adds W·0, as the unfolded product does); and the forward
+convolutions of several input channels vectorized over 16-64 output channels."""
 from __future__ import annotations
 
 import os
@@ -45,6 +46,21 @@ def test_which_convolutions_are_kept(kw, kept):
     assert ("unfold" in ops) is not kept
 
 
+@pytest.mark.parametrize("C, Co, k, kept", [
+    (6, 16, 5, True),                 # LeNet's second layer: the forward conv only
+    (2, 32, 3, True),
+    (6, 24, 3, False),                # not a multiple of 16 output channels
+    (2, 128, 1, False),               # more than 64 output channels
+    (64, 64, 3, False),               # a residual stage's layer: too many weights
+])
+def test_which_convolutions_of_several_channels_are_kept(C, Co, k, kept):
+    x = aj.input("x", (None, C, 8, 8))
+    z = aj.conv2d(x, aj.param("W", (Co, C, k, k)), padding=k // 2)
+    f = aj.compile(aj.grad(aj.sum(z * z), [x, *z.inputs[1:]]), backend="llvm")
+    ops = [n.op for n in f.graph.order()]
+    assert ops.count("conv") == int(kept) and "conv_weight" not in ops and "unfold" in ops
+
+
 def test_one_dimensional_and_grouped_convolutions_are_expanded():
     x1 = aj.input("x", (None, 1, 20))
     z1 = aj.conv1d(x1, aj.param("W", (2, 1, 3)))
@@ -63,6 +79,15 @@ CASES = [
     ((2, 4), 5, (5, 5), 2),            # a kernel larger than the image
     ((6, 32), 1, (4, 1), (1, 0)),      # the widest kept row, one output channel
     ((7, 9), 3, (3, 5), (0, 2)),
+]
+# (C_in, H, W, C_out, kernel, padding): forward convs vectorized over output channels
+CHANNEL_CASES = [
+    (6, (14, 14), 16, (5, 5), 0),      # LeNet's second layer
+    (3, (9, 11), 32, (3, 3), 1),
+    (2, (7, 20), 16, (2, 3), (1, 0)),  # two blocks of positions, asymmetric kernel
+    (4, (5, 5), 64, (1, 1), 0),        # 4 (f32) / 8 (f64) vectors per position
+    (2, (3, 32), 16, (3, 3), "same"),  # the widest kept row
+    (5, (2, 2), 16, (3, 3), 1),        # more padding than image
 ]
 
 
@@ -92,6 +117,35 @@ def test_direct_kernels_match_the_interpreter(case, dtype):
                 "u": rng.standard_normal((batch,) + zshape).astype(dtype)}
         want = aj.compile(outs, backend="interp")(**args)
         for name, f in fs.items():
+            got = f(**args)
+            for i, (g, w) in enumerate(zip(got, want)):
+                assert g.shape == w.shape and g.dtype == w.dtype
+                scale = max(float(np.max(np.abs(w))) if w.size else 0.0, 1.0)
+                np.testing.assert_allclose(g, w, rtol=0, atol=tol * scale * 30,
+                                           err_msg=f"{name} output {i}, batch {batch}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CHANNEL_CASES, ids=str)
+def test_channel_vector_convolutions_match_the_interpreter(case, dtype):
+    C, (H, Wd), Co, k, pad = case
+    x = aj.input("x", (None, C, H, Wd), dtype)
+    W = aj.param("W", (Co, C) + k, dtype)
+    z = aj.conv2d(x, W, padding=pad)
+    u = aj.input("u", (None,) + z.shape[1:], dtype)
+    outs = [z] + aj.grad(aj.sum(z * u), [x, W])
+    fs = {"llvm": aj.compile(outs, backend="llvm"), "ptx emulation": emulated(outs)}
+    assert "conv" in _ops(fs["llvm"])
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for batch in (0, 1, 7):
+        rng = np.random.default_rng(batch)
+        args = {"x": rng.standard_normal((batch, C, H, Wd)).astype(dtype),
+                "W": rng.standard_normal(W.shape).astype(dtype),
+                "u": rng.standard_normal((batch,) + z.shape[1:]).astype(dtype)}
+        want = aj.compile(outs, backend="interp")(**args)
+        for name, f in fs.items():
+            if name == "ptx emulation" and batch == 7:
+                continue                      # (the emulation is slow; 0 and 1 suffice)
             got = f(**args)
             for i, (g, w) in enumerate(zip(got, want)):
                 assert g.shape == w.shape and g.dtype == w.dtype

@@ -23,7 +23,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ...ir import Node
-from ...ops.conv_direct import direct
+from ...ops.conv_direct import kind
 from ..lowering.irkit import c64, declare, loop
 from ..lowering.loops import accumulate, size_value
 from ..lowering.plan import ZERO, Size, dim, numel
@@ -107,8 +107,10 @@ def _in_mask(vec, c, n, j, lo, W, ok):
 def lower_conv(lw, node: Node):
     """``Lowering -> (fn, operands)`` for a kept ``conv`` step."""
     x, Wt = node.inputs
-    if not direct(node) or x.dtype not in SUFFIX:
+    if x.dtype not in SUFFIX or kind(node) is None:
         return lw._map(node)
+    if kind(node) == "channels":
+        return _conv_channels(lw, node)
     Co, (kh, kw) = Wt.shape[0], Wt.shape[2:]
     H, W, OH, OW, lo_h, lo_w = _geometry(node, x, node.shape[2:])
     part, b = lw._new_kernel(node, [x, Wt], extra=(I64,), suffix=".part")
@@ -146,7 +148,7 @@ def lower_conv(lw, node: Node):
 def lower_conv_weight(lw, node: Node):
     """``Lowering -> (fn, operands)`` for a kept ``conv_weight`` step."""
     x, g = node.inputs
-    if not direct(node) or x.dtype not in SUFFIX:
+    if x.dtype not in SUFFIX or kind(node) != "one channel":
         return lw._map(node)
     Co, (kh, kw) = g.shape[1], node.attr("kernel")
     H, W, OH, OW, lo_h, lo_w = _geometry(node, x, g.shape[2:])
@@ -197,3 +199,79 @@ def lower_conv_weight(lw, node: Node):
     emit_step(lw.module, b, fn, part, Size(kh * blocks), numel(g.shape), kh * kw,
               [ZERO, ZERO, ZERO], first=True)
     return fn, [x, g]
+
+
+def _conv_channels(lw, node: Node):
+    """A forward conv with a vector of output channels per output position: per image,
+    output row and block of positions, the accumulators ``[position][channel vector]``
+    over the input channels and tap rows (loops) and the tap columns (unrolled), each
+    weight vector (from a ``[c, i, j][o]`` copy on the stack) times a broadcast input
+    element; the row then goes through a ``[ow][o]`` tile to ``z[n, o, oh, :]``."""
+    x, Wt = node.inputs
+    C, Co, (kh, kw) = x.shape[1], node.shape[1], Wt.shape[2:]
+    H, W, OH, OW, lo_h, lo_w = _geometry(node, x, node.shape[2:])
+    CK = C * kh * kw
+    part, b = lw._new_kernel(node, [x, Wt], extra=(I64,), suffix=".part")
+    out, src, wts, batch, rows = part.args
+    vec = _Vec(lw.module, b, node.dtype)
+    VL, T = vec.VL, vec.T
+    NV = Co // VL
+    full = vec.mask([1] * VL)
+
+    def stack(n):
+        a = b.alloca(ir.ArrayType(T, n))
+        a.align = 64
+        return b.bitcast(a, T.as_pointer())
+    wt, tile = stack(CK * Co), stack(OW * Co)
+    with loop(b, 0, Co, 1, "o") as o:
+        with loop(b, 0, CK, 1, "k") as k:
+            b.store(b.load(b.gep(wts, [b.add(b.mul(o, c64(CK)), k)])),
+                    b.gep(wt, [b.add(b.mul(k, c64(Co)), o)]))
+    PB = max(1, min(OW, 20 // NV))              # positions per block of accumulators
+    zero_s = ir.Constant(T, 0.0)
+    with loop(b, 0, rows, 1, "n") as n:
+        with loop(b, 0, OH, 1, "oh") as oh:
+            for s0 in range(0, OW, PB):
+                cnt = min(PB, OW - s0)
+
+                def per_row(i, accs, c):
+                    h = b.sub(b.add(oh, i), c64(lo_h))
+                    ok = b.icmp_unsigned("<", h, c64(H))
+                    row = b.mul(b.add(b.mul(b.add(b.mul(n, c64(C)), c), c64(H)),
+                                      b.select(ok, h, c64(0))), c64(W))
+                    accs = list(accs)
+                    for j in range(kw):
+                        k = b.add(b.mul(b.add(b.mul(c, c64(kh)), i), c64(kw)), c64(j))
+                        wv = [vec.load(b.gep(wt, [b.add(b.mul(k, c64(Co)), c64(v * VL))]),
+                                       full) for v in range(NV)]
+                        for p in range(cnt):
+                            col = s0 + p + j - lo_w
+                            xs = zero_s
+                            if 0 <= col < W:
+                                xs = b.select(ok, b.load(b.gep(src, [b.add(row, c64(col))])),
+                                              zero_s)
+                            sp = vec.splat(xs)
+                            for v in range(NV):
+                                accs[p * NV + v] = vec.fma(wv[v], sp, accs[p * NV + v])
+                    return accs
+
+                def per_channel(c, accs):
+                    return accumulate(b, c64(0), c64(kh), c64(1), list(accs),
+                                      lambda i, a: per_row(i, a, c))
+                accs = accumulate(b, c64(0), c64(C), c64(1), [vec.zero] * (cnt * NV),
+                                  per_channel)
+                for p in range(cnt):
+                    for v in range(NV):
+                        vec.store(accs[p * NV + v],
+                                  b.gep(tile, [c64((s0 + p) * Co + v * VL)]), full)
+            base = b.add(b.mul(n, c64(Co * OH * OW)), b.mul(oh, c64(OW)))
+            with loop(b, 0, Co, 1, "o") as o:
+                zrow = b.add(base, b.mul(o, c64(OH * OW)))
+                for ow in range(OW):
+                    b.store(b.load(b.gep(tile, [b.add(o, c64(ow * Co))])),
+                            b.gep(out, [b.add(zrow, c64(ow))]))
+    b.ret_void()
+    fn, b = lw._new_kernel(node, [x, Wt])
+    emit_step(lw.module, b, fn, part, dim(node.shape[0]), numel(node.shape), CK,
+              [Size(Co * OH * OW), Size(C * H * W), ZERO])
+    return fn, [x, Wt]

@@ -1,10 +1,11 @@
-"""Map rules of the convolutions kept by ``passes.expand`` (ops/conv_direct.py: one input
-channel, groups 1, stride 1, dilation 1), added to :data:`.elements.MAP_RULES`.  They serve
+"""Map rules of the convolutions kept by ``passes.expand`` (ops/conv_direct.py: groups 1,
+stride 1, dilation 1; one input channel, or a forward conv of few weights), added to
+:data:`.elements.MAP_RULES`.  They serve
 the ptx backend, and the llvm backend where its vector kernels (backends/llvm/convs.py) do
 not apply.  With ``x (N, 1, *S)``, padding ``lo`` per axis and taps ``k`` in row-major order:
 
-* ``conv``: ``z[n, o, p] = Σ_k W[o, 0, k] · x[n, 0, p + k - lo]``, a tap on the padding
-  reading 0 (so ``W·0`` is added, as the unfolded product does);
+* ``conv``: ``z[n, o, p] = Σ_c Σ_k W[o, c, k] · x[n, c, p + k - lo]``, a tap on the
+  padding reading 0 (so ``W·0`` is added, as the unfolded product does);
 * ``conv_weight``: ``W̄[o, 0, k] = Σ_n Σ_p g[n, o, p] · x[n, 0, p + k - lo]``: a loop over
   the batch and the output positions per weight element.
 """
@@ -23,8 +24,9 @@ from .plan import dim
 from .printer import LLVM_TYPES
 
 
-def _tap(b, ctx, x: Node, n, pos_out, taps, pad, zero):
-    """``x[n, 0, pos_out + taps - lo]`` (0 on the padding) for one tap."""
+def _tap(b, ctx, x: Node, image, pos_out, taps, pad, zero):
+    """``x[image, pos_out + taps - lo]`` (0 on the padding) for one tap; ``image`` the
+    flat index of the ``(n, c)`` plane."""
     spatial = x.shape[2:]
     ok, flat = None, c64(0)
     for p, t, (lo, _), size in zip(pos_out, taps, pad, spatial):
@@ -32,22 +34,24 @@ def _tap(b, ctx, x: Node, n, pos_out, taps, pad, zero):
         inside = b.icmp_unsigned("<", q, c64(size))          # 0 <= q < size
         ok = inside if ok is None else b.and_(ok, inside)
         flat = b.add(b.mul(flat, c64(size)), b.select(inside, q, c64(0)))
-    v = ctx.load(0, b.add(b.mul(n, c64(math.prod(spatial))), flat))
+    v = ctx.load(0, b.add(b.mul(image, c64(math.prod(spatial))), flat))
     return b.select(ok, v, zero)
 
 
 def _conv(node: Node):
     x, W = node.inputs
-    kernel, pad = W.shape[2:], node.attr("pad")
+    C, kernel, pad = x.shape[1], W.shape[2:], node.attr("pad")
     zero = ir.Constant(LLVM_TYPES[node.dtype], 0.0)
 
     def element(b, vals, idx, ctx):
         n, o, pos = idx[0], idx[1], idx[2:]
         acc = zero
-        for k, taps in enumerate(itertools.product(*map(range, kernel))):
-            v = _tap(b, ctx, x, n, pos, taps, pad, zero)
-            w = ctx.load(1, b.add(b.mul(o, c64(math.prod(kernel))), c64(k)))
-            acc = b.fadd(acc, b.fmul(w, v))
+        for c in range(C):
+            image = b.add(b.mul(n, c64(C)), c64(c)) if C > 1 else n
+            wrow = b.mul(b.add(b.mul(o, c64(C)), c64(c)), c64(math.prod(kernel)))
+            for k, taps in enumerate(itertools.product(*map(range, kernel))):
+                v = _tap(b, ctx, x, image, pos, taps, pad, zero)
+                acc = b.fadd(acc, b.fmul(ctx.load(1, b.add(wrow, c64(k))), v))
         return acc
     return element
 
