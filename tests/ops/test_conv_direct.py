@@ -5,7 +5,8 @@ convolution and the weight gradient, at row widths around the vector lengths (16
 f64 lanes), paddings (asymmetric, wider than the image), 1×1 to 5×5 kernels, output
 channel counts that leave a partial block, batch sizes 0, 1 and 7, and infinities in the
 weights (a tap on the padding adds W·0, as the unfolded product does); and the forward
-convolutions of several input channels vectorized over 16-64 output channels."""
+convolutions of several input channels and their weight gradients, vectorized over 16-64
+output channels."""
 from __future__ import annotations
 
 import os
@@ -46,19 +47,21 @@ def test_which_convolutions_are_kept(kw, kept):
     assert ("unfold" in ops) is not kept
 
 
-@pytest.mark.parametrize("C, Co, k, kept", [
-    (6, 16, 5, True),                 # LeNet's second layer: the forward conv only
-    (2, 32, 3, True),
-    (6, 24, 3, False),                # not a multiple of 16 output channels
-    (2, 128, 1, False),               # more than 64 output channels
-    (64, 64, 3, False),               # a residual stage's layer: too many weights
+@pytest.mark.parametrize("C, Co, k, S, kept", [
+    (6, 16, 5, 14, "both"),           # LeNet's second layer
+    (2, 32, 3, 8, "both"),
+    (2, 16, 3, 30, "conv"),           # the weight gradient's ḡ tile: 16·30·30 > MAX_TILE
+    (6, 24, 3, 8, ""),                # not a multiple of 16 output channels
+    (2, 128, 1, 8, ""),               # more than 64 output channels
+    (64, 64, 3, 8, ""),               # a residual stage's layer: too many weights
 ])
-def test_which_convolutions_of_several_channels_are_kept(C, Co, k, kept):
-    x = aj.input("x", (None, C, 8, 8))
+def test_which_convolutions_of_several_channels_are_kept(C, Co, k, S, kept):
+    x = aj.input("x", (None, C, S, S))
     z = aj.conv2d(x, aj.param("W", (Co, C, k, k)), padding=k // 2)
     f = aj.compile(aj.grad(aj.sum(z * z), [x, *z.inputs[1:]]), backend="llvm")
     ops = [n.op for n in f.graph.order()]
-    assert ops.count("conv") == int(kept) and "conv_weight" not in ops and "unfold" in ops
+    assert ops.count("conv") == int(bool(kept))
+    assert ("conv_weight" in ops) is (kept == "both") and ("unfold" in ops) is (kept != "both")
 
 
 def test_one_dimensional_and_grouped_convolutions_are_expanded():
@@ -172,14 +175,24 @@ def test_infinite_weights_and_the_padding(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_large_direct_convolutions_split_over_threads(dtype):
-    """LeNet's first layer at batch 64 (images and weight rows split over the pool's
-    threads) against the interpreter."""
-    outs, zshape = _model(CASES[0], dtype)
+@pytest.mark.parametrize("layer", [1, 2])
+def test_large_direct_convolutions_split_over_threads(layer, dtype):
+    """LeNet's layers at batch 64 (images, weight rows and input channels split over the
+    pool's threads) against the interpreter."""
+    if layer == 1:
+        outs, zshape = _model(CASES[0], dtype)
+        C, S, Co = 1, 28, 6
+    else:
+        C, S, Co = 6, 14, 16
+        x = aj.input("x", (None, C, S, S), dtype)
+        W, b = aj.param("W", (Co, C, 5, 5), dtype), aj.param("b", (Co,), dtype)
+        z = aj.conv2d(x, W, b)
+        u = aj.input("u", (None,) + z.shape[1:], dtype)
+        outs, zshape = [z] + aj.grad(aj.sum(z * u), [x, W, b]), z.shape[1:]
     rng = np.random.default_rng(11)
-    args = {"x": rng.standard_normal((64, 1, 28, 28)).astype(dtype),
-            "W": rng.standard_normal((6, 1, 5, 5)).astype(dtype),
-            "b": rng.standard_normal(6).astype(dtype),
+    args = {"x": rng.standard_normal((64, C, S, S)).astype(dtype),
+            "W": rng.standard_normal((Co, C, 5, 5)).astype(dtype),
+            "b": rng.standard_normal(Co).astype(dtype),
             "u": rng.standard_normal((64,) + zshape).astype(dtype)}
     want = aj.compile(outs, backend="interp")(**args)
     got = aj.compile(outs, backend="llvm")(**args)

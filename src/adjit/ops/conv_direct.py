@@ -11,11 +11,12 @@ backends/lowering/convs.py (the ptx backend; the llvm backend's fallback).
 
 :func:`direct` is the criterion: ``groups=1``, 2-d, stride 1, dilation 1 (any padding), an
 output row of at most :data:`MAX_WIDTH` elements (the llvm kernels unroll a row's
-vectors), and either one input channel (``conv`` and ``conv_weight``), or, for a forward
-``conv`` only, output channels a multiple of :data:`CHANNELS` (at most 64) and at most
-:data:`MAX_WEIGHTS` weights (LeNet's second layer, 6→16 5×5: the llvm kernel keeps one
-vector of output channels per output position, each weight vector read once per row of
-positions, instead of 64 small products of an unfolded image).  A residual stage's 64→64
+vectors), and either one input channel, or output channels a multiple of
+:data:`CHANNELS` (at most 64), at most :data:`MAX_WEIGHTS` weights and, for
+``conv_weight``, at most :data:`MAX_TILE` cotangent elements per image (LeNet's second
+layer, 6→16 5×5: the llvm kernels keep a vector of output channels per output position
+or weight tap, instead of 64 small products of an unfolded image and a product summed
+over the batch).  A residual stage's 64→64
 3×3 layers stay products (their GEMM is efficient).  ``conv_transpose`` is always
 expanded.
 """
@@ -28,11 +29,13 @@ from ..ir import FLOAT_DTYPES
 MAX_WIDTH = 32
 CHANNELS = 16           # output channels per vector group of the channel-vector kernel
 MAX_WEIGHTS = 4096      # C_out·C_in·ΠK of a channel-vector convolution (a stack copy)
+MAX_TILE = 8192         # C_out·ΠO of a channel-vector weight gradient (one image's ḡ,
+                        # transposed on the stack)
 
 
 def kind(node) -> str | None:
-    """``"one channel"``, ``"channels"`` (a forward ``conv`` vectorized over its output
-    channels) or None (expanded), per the criteria above."""
+    """``"one channel"``, ``"channels"`` (vectorized over the output channels) or None
+    (expanded), per the criteria above."""
     if node.op not in ("conv", "conv_weight"):
         return None
     x = node.inputs[0]
@@ -44,8 +47,11 @@ def kind(node) -> str | None:
         return None
     if x.shape[1] == 1:
         return "one channel"
-    if node.op == "conv" and node.shape[1] % CHANNELS == 0 and node.shape[1] <= 64 \
-            and math.prod(node.inputs[1].shape) <= MAX_WEIGHTS:
+    w = node.inputs[1].shape if node.op == "conv" else node.shape
+    co = w[0]
+    if co % CHANNELS or co > 64 or math.prod(w) > MAX_WEIGHTS:
+        return None
+    if node.op == "conv" or co * math.prod(out.shape[2:]) <= MAX_TILE:
         return "channels"
     return None
 

@@ -148,8 +148,10 @@ def lower_conv(lw, node: Node):
 def lower_conv_weight(lw, node: Node):
     """``Lowering -> (fn, operands)`` for a kept ``conv_weight`` step."""
     x, g = node.inputs
-    if x.dtype not in SUFFIX or kind(node) != "one channel":
+    if x.dtype not in SUFFIX or kind(node) is None:
         return lw._map(node)
+    if kind(node) == "channels":
+        return _conv_weight_channels(lw, node)
     Co, (kh, kw) = g.shape[1], node.attr("kernel")
     H, W, OH, OW, lo_h, lo_w = _geometry(node, x, g.shape[2:])
     OB = max(1, min(Co, 16 // kw))          # output channels per row of the split
@@ -275,3 +277,93 @@ def _conv_channels(lw, node: Node):
     emit_step(lw.module, b, fn, part, dim(node.shape[0]), numel(node.shape), CK,
               [Size(Co * OH * OW), Size(C * H * W), ZERO])
     return fn, [x, Wt]
+
+
+def _conv_weight_channels(lw, node: Node):
+    """A weight gradient with a vector of output channels per weight tap: each part takes
+    input channels ``c`` (rows); per image, ``ḡ[n]`` goes through a ``[position][o]`` tile,
+    then per ``(c, i)`` the accumulators ``[j][channel vector]`` (kept on the stack between
+    images) add ``ḡ[n, :, oh, ow] · x[n, c, oh + i - lo_h, ow + j - lo_w]`` over the output
+    positions; the sums go out as ``W̄[o, c, i, j]``."""
+    x, g = node.inputs
+    C, Co, (kh, kw) = x.shape[1], g.shape[1], node.attr("kernel")
+    H, W, OH, OW, lo_h, lo_w = _geometry(node, x, g.shape[2:])
+    L = OH * OW
+    part, b = lw._new_kernel(node, [x, g], extra=(I64, I64), suffix=".part")
+    out, src, gs, batch, rows, first = part.args
+    vec = _Vec(lw.module, b, node.dtype)
+    VL, T = vec.VL, vec.T
+    NV = Co // VL
+    R = max(1, min(OW, 12 // (kw * NV)))
+    full = vec.mask([1] * VL)
+    zero_s = ir.Constant(T, 0.0)
+
+    def stack(n):
+        a = b.alloca(ir.ArrayType(T, n))
+        a.align = 64
+        return b.bitcast(a, T.as_pointer())
+    per_c = kh * kw * Co
+    gt, acc = stack(L * Co), stack(C * per_c)
+    with loop(b, 0, b.mul(rows, c64(per_c)), 1, "z") as z:
+        b.store(zero_s, b.gep(acc, [z]))
+    N = size_value(b, dim(x.shape[0]), batch)
+    with loop(b, 0, N, 1, "n") as n:
+        gimg = b.mul(n, c64(Co * L))
+        with loop(b, 0, L, 1, "q") as q:          # the tile [position][o] of this image
+            vals = [b.load(b.gep(gs, [b.add(gimg, b.add(q, c64(o * L)))])) for o in range(Co)]
+            for v in range(NV):                   # (a vector built from Co scalar loads)
+                t = ir.Constant(vec.V, None)
+                for l in range(VL):
+                    t = b.insert_element(t, vals[v * VL + l], ir.Constant(I32, l))
+                vec.store(t, b.gep(gt, [b.add(b.mul(q, c64(Co)), c64(v * VL))]), full)
+        with loop(b, 0, rows, 1, "cr") as cr:
+            c = b.add(cr, first)
+            plane = b.mul(b.add(b.mul(n, c64(C)), c), c64(H * W))
+            with loop(b, 0, kh, 1, "i") as i:
+                at = b.mul(b.add(b.mul(cr, c64(kh)), i), c64(kw * Co))
+                ptrs = [b.gep(acc, [b.add(at, c64(j * Co + v * VL))])
+                        for j in range(kw) for v in range(NV)]
+                # R sets of accumulators (position ow adds into set ow % R): independent
+                # multiply-add chains; summed before they go back to the stack
+                start = [vec.load(p, full) for p in ptrs] + [vec.zero] * (len(ptrs) * (R - 1))
+
+                def per_row(oh, accs):
+                    h = b.sub(b.add(oh, i), c64(lo_h))
+                    ok = b.icmp_unsigned("<", h, c64(H))
+                    row = b.add(plane, b.mul(b.select(ok, h, c64(0)), c64(W)))
+                    accs = list(accs)
+                    for ow in range(OW):
+                        base = (ow % R) * kw * NV
+                        q = b.add(b.mul(oh, c64(OW)), c64(ow))
+                        gv = [vec.load(b.gep(gt, [b.add(b.mul(q, c64(Co)), c64(v * VL))]),
+                                       full) for v in range(NV)]
+                        for j in range(kw):
+                            col = ow + j - lo_w
+                            xs = zero_s
+                            if 0 <= col < W:
+                                xs = b.select(ok, b.load(b.gep(src, [b.add(row, c64(col))])),
+                                              zero_s)
+                            sp = vec.splat(xs)
+                            for v in range(NV):
+                                k = base + j * NV + v
+                                accs[k] = vec.fma(gv[v], sp, accs[k])
+                    return accs
+                accs = accumulate(b, c64(0), c64(OH), c64(1), start, per_row)
+                for k, p in enumerate(ptrs):
+                    total = accs[k]
+                    for r in range(1, R):
+                        total = b.fadd(total, accs[r * len(ptrs) + k])
+                    vec.store(total, p, full)
+    # W̄[o, c, i, j] = acc[c - first][i][j][o]
+    with loop(b, 0, rows, 1, "cr") as cr:
+        c = b.add(cr, first)
+        with loop(b, 0, Co, 1, "o") as o:
+            for t in range(kh * kw):
+                v = b.load(b.gep(acc, [b.add(b.mul(cr, c64(per_c)), b.add(c64(t * Co), o))]))
+                at = b.add(b.mul(b.add(b.mul(o, c64(C)), c), c64(kh * kw)), c64(t))
+                b.store(v, b.gep(out, [at]))
+    b.ret_void()
+    fn, b = lw._new_kernel(node, [x, g])
+    emit_step(lw.module, b, fn, part, Size(C), numel(g.shape), C * kh * kw,
+              [ZERO, ZERO, ZERO], first=True)
+    return fn, [x, g]

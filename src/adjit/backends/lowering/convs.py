@@ -63,7 +63,8 @@ def _conv_weight(node: Node):
     window = math.prod(outs)
 
     def element(b, vals, idx, ctx):
-        o, taps = idx[0], idx[2:]            # (o, 0, k...): the taps are runtime values
+        o, c, taps = idx[0], idx[1], idx[2:]     # (o, c, k...): the taps are runtime values
+        C = x.shape[1]
 
         def per_image(n, acc):
             row = b.mul(b.add(b.mul(n, c64(g.shape[1])), o), c64(window))
@@ -74,14 +75,15 @@ def _conv_weight(node: Node):
                     pos.append(b.urem(rest, c64(size)))
                     rest = b.udiv(rest, c64(size))
                 pos.reverse()
-                v = _tap_dyn(b, ctx, x, n, pos, taps, pad, zero)
+                image = b.add(b.mul(n, c64(C)), c) if C > 1 else n
+                v = _tap_dyn(b, ctx, x, image, pos, taps, pad, zero)
                 return b.fadd(acc, b.fmul(ctx.load(1, b.add(row, q)), v))
             return reduce_range(b, c64(window), acc, per_position)
         return reduce_range(b, ctx.size(dim(x.shape[0])), zero, per_image)
     return element
 
 
-def _tap_dyn(b, ctx, x: Node, n, pos_out, taps, pad, zero):
+def _tap_dyn(b, ctx, x: Node, image, pos_out, taps, pad, zero):
     """As :func:`_tap` with the taps runtime values (the weight element's index)."""
     spatial = x.shape[2:]
     ok, flat = None, c64(0)
@@ -90,7 +92,7 @@ def _tap_dyn(b, ctx, x: Node, n, pos_out, taps, pad, zero):
         inside = b.icmp_unsigned("<", q, c64(size))
         ok = inside if ok is None else b.and_(ok, inside)
         flat = b.add(b.mul(flat, c64(size)), b.select(inside, q, c64(0)))
-    v = ctx.load(0, b.add(b.mul(n, c64(math.prod(spatial))), flat))
+    v = ctx.load(0, b.add(b.mul(image, c64(math.prod(spatial))), flat))
     return b.select(ok, v, zero)
 
 
