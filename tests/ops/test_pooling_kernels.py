@@ -33,6 +33,8 @@ GEOS = [
     ((1, 33), (1, 2), (1, 2), 1),  # height 1
     ((50,), 3, 2, 1),             # 1-d
     ((17,), 4, 4, 1),             # 1-d, stride = kernel, a remainder left out
+    ((2, 3), (1, 3), (1, 1), 1),  # one output per row at stride 1 (a miscompiled shuffle
+    ((2,), 2, 1, 1),              # form of these two, found by tests/hardening)
 ]
 
 SPECIAL = np.array([-1.0, 0.0, -0.0, 1.0, 2.0, np.nan, np.inf, -np.inf, 1.0, 2.0, 0.5, -3.0])

@@ -57,6 +57,9 @@ def lower_max_pool(lw, node: Node):
     out, src, batch, rows = part.args
     mload = declare(lw.module, f"llvm.masked.load.v{LW}{_suffix(T)}.p0", ir.FunctionType(
         wide, [wide.as_pointer(), I32, ir.VectorType(I1, LW), wide]))
+    vec = ir.VectorType(T, VL)
+    vload = declare(lw.module, f"llvm.masked.load.v{VL}{_suffix(T)}.p0", ir.FunctionType(
+        vec, [vec.as_pointer(), I32, ir.VectorType(I1, VL), vec]))
     mstore = declare(lw.module, f"llvm.masked.store.v{VL}{_suffix(OT)}.p0", ir.FunctionType(
         ir.VoidType(), [lanes, lanes.as_pointer(), I32, ir.VectorType(I1, VL)]))
     align_in = ir.Constant(I32, 4 if x.dtype == "float32" else 8)
@@ -70,17 +73,26 @@ def lower_max_pool(lw, node: Node):
 
     def chunk(xa, oa, c, n):
         """Outputs c .. c+n of the last axis (n static): one masked load per row of taps,
-        the taps of the last axis shuffled out of it."""
+        the taps of the last axis shuffled out of it (at stride 1, one masked load per
+        tap: LLVM 22 was seen to drop a lane extraction from the shuffled form when a
+        single output was left)."""
         lmask = ir.Constant(ir.VectorType(I1, LW), [int(i < span(n)) for i in range(LW)])
         start = b.add(xa, b.mul(c, c64(s)))            # flat offset of the first window
         best = where = None
+        nmask = ir.Constant(ir.VectorType(I1, VL), [int(i < n) for i in range(VL)])
         for r in rows_taps:
             at = b.gep(src, [b.add(base, b.add(start, c64(r)) if r else start)])
-            row = b.call(mload, [b.bitcast(at, wide.as_pointer()), align_in, lmask,
-                                 ir.Constant(wide, [0.0] * LW)])
+            if s > 1:
+                row = b.call(mload, [b.bitcast(at, wide.as_pointer()), align_in, lmask,
+                                     ir.Constant(wide, [0.0] * LW)])
             for j in range(kw):
                 sel = [o * s + j * d for o in range(VL)]
-                v = b.shuffle_vector(row, undef_w, ir.Constant(ir.VectorType(I32, VL), sel))
+                if s > 1:
+                    v = b.shuffle_vector(row, undef_w,
+                                         ir.Constant(ir.VectorType(I32, VL), sel))
+                else:       # stride 1: each tap's lanes are contiguous, one load per tap
+                    v = b.call(vload, [b.bitcast(b.gep(at, [c64(j * d)]), vec.as_pointer()),
+                                       align_in, nmask, ir.Constant(vec, [0.0] * VL)])
                 flat = None
                 if want_index:
                     flat = b.add(splat(b.add(start, c64(r)) if r else start, lanes),
