@@ -42,6 +42,12 @@ def _every_op():
     xc, Wc = aj.input("xc", (None, 4, 7, 5), "float32"), aj.param("Wc", (6, 2, 3, 2), "float32")
     zc = aj.conv2d(xc, Wc, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
     outs += [zc] + aj.grad(aj.sum(aj.tanh(zc)), [xc, Wc])
+    # convolutions computed directly (ops/conv_direct.py): one input channel, and 16 output
+    # channels (forward and weight gradient each)
+    x1, W1 = aj.input("x1", (None, 1, 6, 7), "float64"), aj.param("W1", (3, 1, 3, 2), "float64")
+    W16 = aj.param("W16", (16, 3, 2, 2), "float64")
+    z16 = aj.conv2d(aj.conv2d(x1, W1, padding=1), W16)
+    outs += [z16] + aj.grad(aj.sum(aj.tanh(z16)), [x1, W1, W16])
     gc = aj.input("gc", (None, 3, 4), "float64")
     outs += [aj.conv_transpose1d(gc, aj.param("Vc", (3, 2, 3), "float64"), stride=2)]
     # pooling: max_pool, avg_pool, and their gradients (pool_argmax + scatter_add,

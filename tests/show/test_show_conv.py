@@ -180,8 +180,10 @@ def test_simplified_equations_write_unfold_and_fold_with_their_windows():
     text = lines(equations(f, "simplified").unicode)
     assert "h̄1 = fold(W2ᵀ f̄; kernel 3×3, stride 2, pad 1) (B, 4, 6, 6)" in text, text
     # the weight gradient: the batch's products summed (matmul_sum)
-    assert "W̄1 = Σ_batch z̄1 unfold(x; kernel 3×3)ᵀ (4, 1, 3, 3)" in text, text
     assert "W̄2 = Σ_batch f̄ unfold(h1; kernel 3×3, stride 2, pad 1)ᵀ (6, 4, 3, 3)" in text
+    # the first layer (one input channel) is computed directly (ops/conv_direct.py): kept
+    assert "h1 = max(0, conv(x, W1) + b1) (B, 4, 6, 6)" in text, text
+    assert "W̄1 = conv_weight(x, z̄1) (4, 1, 3, 3)" in text, text
 
 
 def test_dot_names_conv_unfold_and_fold_nodes_with_their_attributes():
@@ -194,8 +196,9 @@ def test_dot_names_conv_unfold_and_fold_nodes_with_their_attributes():
                   r'"W̄1 = conv_weight\n(4, 1, 3, 3)"'):
         assert f"[label={label}," in traced, label
     simplified = dot(f)
-    assert "unfold" not in traced and "conv" not in simplified
-    for label in (r'"unfold kernel 3×3\n(B, 1, 3, 3, 6, 6)"',
+    assert "unfold" not in traced and "conv_transpose" not in simplified
+    # the first layer (one input channel) is computed directly: its nodes stay
+    for label in (r'"conv\n(B, 4, 6, 6)"', r'"W̄1 = conv_weight\n(4, 1, 3, 3)"',
                   r'"unfold kernel 3×3, stride 2, pad 1\n(B, 4, 3, 3, 3, 3)"',
                   r'"h̄1 = fold kernel 3×3, stride 2, pad 1\n(B, 4, 6, 6)"'):
         assert f"[label={label}," in simplified, label
@@ -207,8 +210,9 @@ def test_report_names_the_expand_stage_and_what_it_computes_with():
     stages = [ln.split()[0] for ln in text.splitlines()[2:8]]
     assert stages == ["traced", "expand", "fold", "cse", "fold-again", "fuse"]
     expand = next(ln for ln in text.splitlines() if ln.split()[0] == "expand")
-    for rule in ("conv→unfold·matmul×2", "conv_transpose→matmul·fold×1",
-                 "conv_weight→unfold·matmul_sum×2"):
+    # (the first layer, of one input channel, is kept: ops/conv_direct.py)
+    for rule in ("conv→unfold·matmul×1", "conv_transpose→matmul·fold×1",
+                 "conv_weight→unfold·matmul_sum×1"):
         assert rule in expand, expand
     x, W = aj.input("x", (None, 4, 6)), aj.param("W", (4, 2, 3))
     grouped = aj.compile(aj.grad(aj.sum(aj.conv1d(x, W, groups=2)), [W]), backend="interp")

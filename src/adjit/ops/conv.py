@@ -14,7 +14,8 @@ any order stay convolutions (HVPs through a conv net).  Attributes: ``stride``,
 ``dilation``, ``pad`` (``((lo, hi), ...)``, ops/window.py), ``groups``; ``conv_transpose``
 also ``spatial`` (the shape it produces), ``conv_weight`` also ``kernel``.
 
-No backend has a rule for them: each record's ``expand`` writes it as ``unfold``
+No backend has a rule for them (but see ops/conv_direct.py: a convolution of one input
+channel is kept and computed directly): each record's ``expand`` writes it as ``unfold``
 (im2col, ops/unfold.py) and a batched matrix product (``matmul``, or ``matmul_sum`` over
 the batch for the weight gradient), and ``passes.expand`` applies that before lowering,
 so the packed GEMM of each backend does the arithmetic.  The traced graph keeps the
@@ -28,6 +29,7 @@ from functools import partial
 import numpy as np
 
 from ..ir import FLOAT_DTYPES, DTypeError, ShapeError, TensorType, label, shape_str
+from .conv_direct import direct
 from .registry import Op, make, register
 from .tangents import product_rule
 from .unfold import fold_numpy, unfold_numpy
@@ -137,7 +139,8 @@ def _cols(x, kernel, attrs):
     """``(N, G, C/G·ΠK, ΠO)``: x's windows, grouped."""
     c = unfold_numpy(x, kernel, attrs["stride"], attrs["dilation"], attrs["pad"])
     L = math.prod(c.shape[2 + len(kernel):])
-    return c.reshape(c.shape[0], attrs["groups"], -1, L), c.shape
+    per = math.prod(c.shape[1:2 + len(kernel)]) // attrs["groups"]    # (no -1: batch 0)
+    return c.reshape(c.shape[0], attrs["groups"], per, L), c.shape
 
 
 def _conv_np(args, node, env):
@@ -164,7 +167,7 @@ def _conv_weight_np(args, node, env):
     x, g = args
     a, G = dict(node.attrs), node.attr("groups")
     cols, _ = _cols(x, node.attr("kernel"), a)
-    gr = g.reshape(g.shape[0], G, g.shape[1] // G, -1)
+    gr = g.reshape(g.shape[0], G, g.shape[1] // G, math.prod(g.shape[2:]))
     return np.einsum("ngol,ngkl->gok", gr, cols).reshape(node.shape).astype(node.dtype)
 
 
@@ -221,6 +224,8 @@ def _swap(F, t):
 
 
 def _expand_conv(node, ins):
+    if direct(node):            # kept: computed from the image (ops/conv_direct.py)
+        return None
     F, (x, W), G = _F(), ins, node.attr("groups")
     cols = make("unfold", (x,), _geometry(dict(node.attrs), W.shape[2:]))
     L = math.prod(node.shape[2:])
@@ -238,6 +243,8 @@ def _expand_conv_transpose(node, ins):
 
 
 def _expand_conv_weight(node, ins):
+    if direct(node):
+        return None
     F, (x, g), G = _F(), ins, node.attr("groups")
     a = dict(node.attrs)
     cols = make("unfold", (x,), _geometry(a, a["kernel"]))

@@ -8,6 +8,7 @@ the op (the equations view writes ``x̄ = conv_transpose(z̄, W)``).
 from __future__ import annotations
 
 from ..ir import Graph
+from ..ops.conv_direct import direct
 from ..ops.registry import get_op
 from .rewrite import rewrite
 
@@ -20,6 +21,8 @@ def _expand(node, ins):
     if rule is None:
         return None
     out = rule(node, ins)
+    if out is None:             # the record keeps this node (ops/conv_direct.py)
+        return None
     return out, f"{node.op}→{'·'.join(_computed(out, ins)) or 'moves'}"
 
 
@@ -46,5 +49,6 @@ def expand(graph: Graph) -> Graph:
 
 
 def needs_expand(graph: Graph) -> bool:
-    """Whether ``graph`` still holds an op a backend only knows through ``expand``."""
-    return any(get_op(n.op).expand is not None for n in graph.order())
+    """Whether ``graph`` still holds an op a backend only knows through ``expand`` (one
+    its record would expand: a kept direct convolution does not count)."""
+    return any(get_op(n.op).expand is not None and not direct(n) for n in graph.order())

@@ -40,6 +40,8 @@ from .concat import lower_concatenate
 from .window_gemm import lower_fold_step
 from .windows import lower_unfold
 from .scatter import lower_scatter
+from .pools import lower_max_pool
+from .convs import lower_conv, lower_conv_weight
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -405,7 +407,8 @@ class _ElemCtx:
 KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
            **{op: Lowering._reduce for op in REDUCERS},
            "scatter_add": lower_scatter, "concatenate": lower_concatenate, "fold": lower_fold_step,
-           "unfold": lower_unfold}
+           "unfold": lower_unfold, "max_pool": lower_max_pool, "pool_argmax": lower_max_pool,
+           "conv": lower_conv, "conv_weight": lower_conv_weight}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
 

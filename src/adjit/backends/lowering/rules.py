@@ -22,11 +22,11 @@ class RuleTable:
         """The kernel builder of ``op``; NotImplementedError for an op with no rule."""
         if op in self.kernels:
             return self.kernels[op]
+        if map_rule(op) is not None:   # (a kept direct convolution has one)
+            return self.map_builder
         if get_op(op).expand is not None:
             raise NotImplementedError(f"op {op!r} is computed from other ops: run "
                                       f"passes.expand before the {self.backend} backend")
-        if map_rule(op) is not None:
-            return self.map_builder
         why = self.refused.get(op, "no rule in its table")
         raise NotImplementedError(f"the {self.backend} backend has no lowering for op "
                                   f"{op!r}: {why}")
