@@ -93,3 +93,26 @@ def test_products_read_elsewhere_are_stored():
             p = folded_product(plan, n)
             assert p is not None and len(f._lowered.users(p)) == 1
     assert not plan_mod.window_product(f._lowered, f._lowered.outputs[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_graph_whose_only_product_is_folded_gets_the_gemm_workspace(dtype):
+    """A transposed convolution alone: its product runs inside the fold step, the graph has
+    no product step, and the GEMM still needs its workspace (a workspace sized for no GEMM
+    let the packing write past it: heap corruption found when small convolutions stopped
+    being products)."""
+    g = aj.input("g", (None, 16, 10, 10), dtype)
+    W = aj.param("W", (16, 6, 5, 5), dtype)
+    out = aj.conv_transpose2d(g, W)
+    f = aj.compile(out)
+    plan = Plan(f.graph, windows=True)
+    assert not any(n.op in ("matmul", "matmul_sum") for n in plan.steps)
+    assert any(folded_product(plan, n) is not None for n in plan.steps)
+    assert plan.calls_gemm()
+    rng = np.random.default_rng(3)
+    args = {"g": rng.standard_normal((7, 16, 10, 10)).astype(dtype),
+            "W": rng.standard_normal((16, 6, 5, 5)).astype(dtype)}
+    want = aj.compile(out, backend="interp")(**args)
+    for _ in range(3):
+        np.testing.assert_allclose(f(**args), want, rtol=1e-5 if dtype == "float32" else 1e-12,
+                                   atol=1e-4 if dtype == "float32" else 1e-11)

@@ -97,7 +97,7 @@ class _State:
                         for o in plan.graph.outputs)
         require_memory(size + out_bytes, batch, "a call (temporaries and outputs)")
         self.arena = aligned_empty(max(size, ALIGN))
-        needs_gemm = any(n.op in GEMM_OPS for n in plan.steps)   # 4.5 MB, only if used
+        needs_gemm = plan.calls_gemm()   # 4.5 MB, only if used
         self.workspace = (aligned_empty(ALIGN) if not needs_gemm else
                           aligned_empty(_GEMM_WORKSPACE_BYTES) if own_workspace else
                           _thread_workspace())

@@ -271,6 +271,12 @@ class Plan:
         self.n_slots = slot + 1
         self._lifetimes()
 
+    def calls_gemm(self) -> bool:
+        """Whether a step calls the GEMM (and so needs its workspace): a product step, or a
+        fold step computing its folded product (:func:`window_product`) inside."""
+        return (any(n.op in GEMM_OPS for n in self.steps)
+                or any(t.op in GEMM_OPS for t in self.temps if t.id in self.windows))
+
     def _is_view(self, n: Node) -> bool:
         return get_op(n.op).view or is_gemm_transpose(self.graph, n)
 
