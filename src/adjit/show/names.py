@@ -11,7 +11,7 @@ adjoint temporaries and ``t1, t2, ...`` for other tangent temporaries.  Generate
 never collide with a user name in the same graph.
 
 Marks stack: the tangent of the error signal z̄ (forward-over-reverse, :func:`adjit.hvp`)
-is the dot over z̄, written z̄̇ (``\dot{\bar{z}}``): read from the letter outwards, "the
+is the dot over z̄, written z̄̇ (``\\dot{\\bar{z}}``): read from the letter outwards, "the
 tangent of the error signal of z".
 """
 from __future__ import annotations
