@@ -106,9 +106,12 @@ def jvp(y: Node | Sequence[Node], wrt: Node | Sequence[Node],
     model = {n.id: n for n in context if n.op in ("input", "param")}
     for n in context:
         model.update((i.id, i) for i in n.meta.get("model_inputs", ()))
+    given = tuple((v, seeds[v.id]) for v in variables)
     for r in results:
         if r.meta.get("role") != "tangent":
             continue            # a node of the caller's (the seed itself): left as it is
+        # the tangents the user gave, so the equations call them ẇ (adjit.show.names)
+        r.meta["seeds"] = tuple(r.meta.get("seeds", ())) + given
         merged = {**{i.id: i for i in r.meta.get("model_inputs", ())}, **model}
         r.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
     return results[0] if single_y else results

@@ -232,6 +232,7 @@ class Graph:
         self.stage = stage
         # error-signal annotations a pass gave nodes it did not make (see passes/rewrite.py)
         self.extra_bars: dict[int, list[Node]] = {}
+        self.extra_dots: dict[int, list[Node]] = {}     # the same for tangents (dots)
         self.nodes = ancestors(self.outputs)
         self.nx = nx.DiGraph()
         for n in self.nodes:

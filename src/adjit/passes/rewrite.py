@@ -21,7 +21,8 @@ def rewrite(graph: Graph, rule: Rule, stage: str) -> Graph:
     new: dict[int, Node] = {}
     applied: Counter = Counter()
     first_new = max((n.id for n in graph.order()), default=-1) + 1
-    extra: dict[int, list[Node]] = {}     # annotations for nodes this pass did not make
+    # annotations (bars, dots) for nodes this pass did not make
+    extra: dict[str, dict[int, list[Node]]] = {"bars": {}, "dots": {}}
     for node in graph.order():
         inputs = [new[i.id] for i in node.inputs]
         out = rule(node, inputs)
@@ -32,34 +33,46 @@ def rewrite(graph: Graph, rule: Rule, stage: str) -> Graph:
         else:
             replacement, name = out
             applied[name] += 1
-            _carry_meta(node.meta.get("bars", ()), node, replacement, first_new, extra)
+            _carry_name(node, replacement, first_new)
+            for key in ("bars", "dots"):
+                _carry_meta(key, node.meta.get(key, ()), node, replacement, first_new, extra)
             new[node.id] = replacement
-    for old_id, bars in getattr(graph, "extra_bars", {}).items():
-        if old_id in new:
-            _carry_meta(bars, None, new[old_id], first_new, extra)
+    for key in ("bars", "dots"):
+        for old_id, marks in getattr(graph, f"extra_{key}", {}).items():
+            if old_id in new:
+                _carry_meta(key, marks, None, new[old_id], first_new, extra)
     result = Graph([new[o.id] for o in graph.outputs], stage)
     result.rewrites = dict(sorted(applied.items()))
     members = {n.id for n in result.order()}
-    result.extra_bars = {k: v for k, v in extra.items() if k in members}
+    result.extra_bars = {k: v for k, v in extra["bars"].items() if k in members}
+    result.extra_dots = {k: v for k, v in extra["dots"].items() if k in members}
     return result
 
 
-def _carry_meta(bars, old: Node | None, new: Node, first_new: int, extra: dict) -> None:
-    """Keep user-visible annotations (error-signal bars, name) when a node is replaced.
+def _carry_name(old: Node, new: Node, first_new: int) -> None:
+    """A node made in this pass takes the name of the node it replaces; so do the tangents
+    the user gave to :func:`adjit.jvp` (``meta['seeds']``, read by the views)."""
+    if old is new or new.id < first_new:
+        return
+    if "name" in old.meta and "name" not in new.meta and new.op not in ("input", "param"):
+        new.meta["name"] = old.meta["name"]
+    if "seeds" in old.meta and "seeds" not in new.meta:
+        new.meta["seeds"] = old.meta["seeds"]
+
+
+def _carry_meta(key: str, marks, old: Node | None, new: Node, first_new: int,
+                extra: dict) -> None:
+    """Keep user-visible annotations (``key``: 'bars' of error signals, 'dots' of
+    tangents) when a node is replaced.
 
     A node made in this pass takes them in its meta.  A node that existed before (the
     rule answered with an operand, e.g. ``x * 1 -> x``) belongs to earlier stages too, so
     its annotations for this and later stages go to the graph's ``extra_bars`` instead.
     """
-    if old is new:
+    if old is new or not marks:
         return
     fresh = new.id >= first_new
-    if fresh and old is not None and "name" in old.meta and "name" not in new.meta \
-            and new.op not in ("input", "param"):
-        new.meta["name"] = old.meta["name"]
-    if not bars:
-        return
-    target = new.meta.setdefault("bars", []) if fresh else extra.setdefault(new.id, [])
-    for bar in bars:
-        if all(bar is not b for b in target):
-            target.append(bar)
+    target = new.meta.setdefault(key, []) if fresh else extra[key].setdefault(new.id, [])
+    for m in marks:
+        if all(m is not b for b in target):
+            target.append(m)

@@ -51,8 +51,9 @@ def stage_graphs(target, stage: str = "traced") -> list[tuple[str, Graph, list |
     if stage == "both":
         return stage_graphs(target, "traced") + stage_graphs(target, "simplified")
     traced = target.stages[0]
-    backward = Naming(traced).backward
-    forward = [k for k, o in enumerate(traced.outputs) if o.id not in backward]
+    naming = Naming(traced)
+    forward = [k for k, o in enumerate(traced.outputs)
+               if o.id not in naming.backward and o.id not in naming.tangent]
     if stage == "simplified":
         passes = " · ".join(g.stage for g in target.stages[1:]) or "no passes"
         return [(f"simplified, after {passes}", target.graph, forward)]
@@ -105,19 +106,20 @@ class Equations:
 
 
 def equations(target, stage: str = "traced") -> Equations:
-    """The forward and backward equations of ``target`` in backprop notation.
+    """The forward, backward and tangent equations of ``target`` in backprop notation.
 
     ``target`` is a compiled function (``stage`` = 'traced', 'simplified', 'both' or a
     pass name), a Graph, a node or a list of nodes.  Error signals carry a bar (v̄),
-    values the user did not name get generated names (v1, v2, ... forward; a1, ...
-    adjoint), and each line ends with the value's shape.
+    tangents (forward mode, :func:`adjit.jvp`) a dot (v̇), values the user did not name
+    get generated names (v1, v2, ... forward; a1, ... adjoint; t1, ... tangent), and each
+    line ends with the value's shape.
     """
     return Equations([(title, plan(g, forward=fw)) for title, g, fw in stage_graphs(target, stage)])
 
 
 # --- forms ---------------------------------------------------------------------------------
 def _sections(p: Plan):
-    for section in ("forward", "backward"):
+    for section in p.naming.sections:
         lines = [ln for ln in p.lines if ln.section == section]
         if lines:
             yield section, lines

@@ -35,7 +35,7 @@ _TRIVIAL = ("const", "batch_size") + INVISIBLE
 
 @dataclass(eq=False)   # compared by identity: a node field compares into a bool node
 class Line:
-    """``lhs = rhs`` for ``node``; ``section`` is 'forward' or 'backward'.  An
+    """``lhs = rhs`` for ``node``; ``section`` is 'forward', 'backward' or 'tangent'.  An
     accumulation has ``op`` ``+=`` and, when it adds into part of the value, ``at``: the
     indexed left-hand side (``x̄[:, 0]``)."""
 
@@ -81,9 +81,9 @@ def plan(graph: Graph, mode: str = "equations", forward=None) -> Plan:
         if n.op in ("input", "param"):
             continue
         bar = naming.primal(n) is not None
+        derived = naming.is_backward(n) or naming.is_tangent(n)
         if (n.id in outputs or n.name or naming.primal(n, named_only=True) is not None
-                or (n.op not in _TRIVIAL and mode == "trace" and (
-                    bar or not naming.is_backward(n)))):
+                or (n.op not in _TRIVIAL and mode == "trace" and (bar or not derived))):
             chosen.add(n.id)
     _cap_inline(graph, chosen, eff)
     for n in graph.order():                 # the bar of an unnamed primal names the primal
@@ -94,18 +94,27 @@ def plan(graph: Graph, mode: str = "equations", forward=None) -> Plan:
         if n.id in chosen:
             naming.generate(n)
 
-    def ref(m: Node):
+    def ref(m: Node, section: str = "forward"):
+        if section == "tangent" and m.id in seeded:          # the user's tangent: ẇ
+            return name(seeded[m.id])
         if m.op in ("input", "param") or m.id in chosen:
             return name(naming.generate(m))
         return None
 
     lines = []
+    seeded: dict[int, Name] = {}     # named seeds, once their alias line ẇ = V is written
     for n in graph.order():
+        if n.id not in chosen and n.id not in naming.seeds:
+            continue
+        section = naming.section(n)
+        if n.name and n.id in naming.seeds and n.id not in seeded:
+            v = naming.seeds[n.id][0]
+            seeded[n.id] = naming.generate(v).dotted()
+            lines.append(Line(n, seeded[n.id], name(naming.generate(n)), "tangent", alias=True))
         if n.id not in chosen:
             continue
-        section = "backward" if naming.is_backward(n) else "forward"
         lhs = naming.generate(n)
-        inner = lambda m, n=n: None if m is n else ref(m)   # noqa: E731
+        inner = lambda m, n=n, s=section: None if m is n else ref(m, s)   # noqa: E731
         split = (_accumulations(n, chosen, eff, inner)
                  if mode == "equations" and section == "backward" else None)
         if split is None:
@@ -122,6 +131,11 @@ def plan(graph: Graph, mode: str = "equations", forward=None) -> Plan:
                 alias = naming.generate(p).barred()
                 if alias != lhs:
                     lines.append(Line(n, alias, name(lhs), "backward", alias=True))
+        for p in naming.dots.get(n.id, ()):
+            if p.name or (mode == "trace" and p.id in chosen):
+                alias = naming.generate(p).dotted()
+                if alias != lhs and naming.mark(n) == "d":
+                    lines.append(Line(n, alias, name(lhs), "tangent", alias=True))
     return Plan(graph, leaves, lines, naming)
 
 

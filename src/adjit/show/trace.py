@@ -1,7 +1,8 @@
 """A worked example: the primal (forward) trace, then the adjoint trace, with numbers.
 
-Every forward operation and every error signal gets a row ``name = expression = value``,
-like the lecture's evaluation trace.  The numbers come from the numpy interpreter (the
+Every forward operation, every error signal and every tangent (forward mode,
+:func:`adjit.jvp`: the tangent trace) gets a row ``name = expression = value``, like the
+lecture's evaluation trace.  The numbers come from the numpy interpreter (the
 oracle) run on the traced graph, so they are exactly what the graph computes.
 
 >>> import adjit as aj
@@ -21,6 +22,8 @@ from .lines import Plan, plan
 from .render import Printer, number
 
 _ROW_WIDTH = 36
+_TITLES = {"forward": "primal trace", "backward": "adjoint trace", "tangent": "tangent trace"}
+_ABOUT = {"forward": "forward", "backward": "backward", "tangent": "forward mode"}
 
 
 def format_value(value) -> str:
@@ -63,15 +66,22 @@ class Trace:
             if ln.section == section:
                 yield None, ln, self.env[ln.node.id]
 
+    def _shown(self) -> list[str]:
+        """The sections printed: forward and backward always (as before forward mode),
+        the tangent trace when the graph has tangents."""
+        has = {ln.section for ln in self.plan.lines}
+        return [s for s in self.plan.naming.sections if s != "tangent" or s in has]
+
     def rows(self, section: str):
-        """``(name, expression, value)`` rows of 'forward' (leaves first) or 'backward'."""
+        """``(name, expression, value)`` rows of 'forward' (leaves first), 'backward' or
+        'tangent'."""
         u = Printer()
         for leaf, ln, v in self._entries(section):
             yield (leaf.name, "", v) if leaf is not None else (ln.lhs.unicode(), u(ln.rhs), v)
 
     def value(self, name: str):
         """The value of the row named ``name`` (e.g. ``'x̄1'``)."""
-        for section in ("forward", "backward"):
+        for section in self.plan.naming.sections:
             for n, _, v in self.rows(section):
                 if n == name:
                     return v
@@ -82,9 +92,8 @@ class Trace:
         at = ", ".join(f"{k} = {format_value(v)}" if np.ndim(v) == 0
                        else f"{k} {shape_str(np.shape(v))}" for k, v in self.inputs.items())
         out = [f"worked example at {at}"]
-        for section, title in (("forward", "primal trace (forward)"),
-                               ("backward", "adjoint trace (backward)")):
-            out.append(title)
+        for section in self._shown():
+            out.append(f"{_TITLES[section]} ({_ABOUT[section]})")
             for name, expr, v in self.rows(section):
                 eq = f"  {name} = {expr}" if expr else f"  {name}"
                 out.append(f"{eq}{' ' * max(2, _ROW_WIDTH - width(eq))}= {format_value(v)}")
@@ -94,8 +103,8 @@ class Trace:
     def markdown(self) -> str:
         lx = Printer(latex=True)
         out = []
-        for section, title in (("forward", "primal trace"), ("backward", "adjoint trace")):
-            out += [f"| {title} | value |", "|---|---|"]
+        for section in self._shown():
+            out += [f"| {_TITLES[section]} | value |", "|---|---|"]
             for leaf, ln, v in self._entries(section):
                 eq = (self.plan.naming.user(leaf).latex() if leaf is not None
                       else f"{ln.lhs.latex()} = {lx(ln.rhs)}")
@@ -107,8 +116,8 @@ class Trace:
     def latex(self) -> str:
         lx = Printer(latex=True)
         out = [r"\begin{aligned}"]
-        for section, title in (("forward", "primal trace"), ("backward", "adjoint trace")):
-            out.append(rf"& \textbf{{{title}}} \\")
+        for section in self._shown():
+            out.append(rf"& \textbf{{{_TITLES[section]}}} \\")
             for leaf, ln, v in self._entries(section):
                 eq = (f"{self.plan.naming.user(leaf).latex()} &= " if leaf is not None
                       else f"{ln.lhs.latex()} &= {lx(ln.rhs)} && = ")
