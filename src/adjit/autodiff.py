@@ -116,14 +116,27 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
     # A gradient is a function of the whole model, even where it reads none of its inputs
     # (d/dx sum(x) over the batch is ones shaped like x): record the model's inputs so a
     # compiled gradient takes the same arguments and can bind the batch size from them.
-    context = ancestors([y] + variables)   # variables y ignores still get their zeros' batch
-    model = {n.id: n for n in context if n.op in ("input", "param")}
-    for n in context:
-        model.update((i.id, i) for i in n.meta.get("model_inputs", ()))
-    for r in results:
-        merged = {**{i.id: i for i in r.meta.get("model_inputs", ())}, **model}
-        r.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
+    # (variables y ignores still get their zeros' batch)
+    record_model_inputs(results, model_inputs([y] + variables))
     return results[0] if single else results
+
+
+def model_inputs(nodes) -> tuple:
+    """The inputs and parameters of the model ``nodes`` are functions of: their leaves,
+    and the model inputs recorded on them (a derivative of a derivative)."""
+    context = ancestors(list(nodes))
+    model = {k.id: k for k in context if k.op in ("input", "param")}
+    for k in context:
+        model.update((i.id, i) for i in k.meta.get("model_inputs", ()))
+    return tuple(model[k] for k in sorted(model))
+
+
+def record_model_inputs(results, inputs: tuple) -> None:
+    """Record on each derivative node the model inputs it is a function of (merged with
+    what it records already), so a compiled derivative takes the model's arguments."""
+    for r in results:
+        merged = {i.id: i for i in tuple(r.meta.get("model_inputs", ())) + tuple(inputs)}
+        r.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
 
 
 def _accumulate(parts: list[Node], primal: Node) -> Node:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from . import frontend as F
-from .autodiff import grad
+from .autodiff import grad, model_inputs, record_model_inputs
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, building, label, shape_str
 from .ops.registry import get_op
 
@@ -102,18 +102,13 @@ def jvp(y: Node | Sequence[Node], wrt: Node | Sequence[Node],
     # as grad does: the tangent is a function of the whole model and of the tangents, so a
     # compiled JVP takes their inputs even where it reads none of them (jvp(x @ W, x, v) =
     # v @ W takes x; a zero tangent takes v)
-    context = ancestors(outputs + variables + list(seeds.values()))
-    model = {n.id: n for n in context if n.op in ("input", "param")}
-    for n in context:
-        model.update((i.id, i) for i in n.meta.get("model_inputs", ()))
+    model = model_inputs(outputs + variables + list(seeds.values()))
     given = tuple((v, seeds[v.id]) for v in variables)
-    for r in results:
-        if r.meta.get("role") != "tangent":
-            continue            # a node of the caller's (the seed itself): left as it is
+    tangents = [r for r in results if r.meta.get("role") == "tangent"]   # (not a seed itself)
+    for r in tangents:
         # the tangents the user gave, so the equations call them ẇ (adjit.show.names)
         r.meta["seeds"] = tuple(r.meta.get("seeds", ())) + given
-        merged = {**{i.id: i for i in r.meta.get("model_inputs", ())}, **model}
-        r.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
+    record_model_inputs(tangents, model)
     return results[0] if single_y else results
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import frontend as F
-from .autodiff import grad
+from .autodiff import grad, model_inputs, record_model_inputs
 from .forward import jvp
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, label, shape_str
 from .ops.registry import get_op
@@ -63,15 +63,6 @@ def _check_independent(y: Node, x: Node) -> None:
                 "axis first (a mean over the batch, as batch norm in training mode "
                 "computes it?); the per-example Jacobian needs independent examples -- "
                 "declare x without the batch axis to get the full Jacobian")
-
-
-def _model_inputs(nodes) -> tuple:
-    """The inputs and parameters of the models ``nodes`` are functions of (see grad)."""
-    context = ancestors(list(nodes))
-    model = {k.id: k for k in context if k.op in ("input", "param")}
-    for k in context:
-        model.update((i.id, i) for i in k.meta.get("model_inputs", ()))
-    return tuple(model[k] for k in sorted(model))
 
 
 def _canonical(nodes: list[Node]) -> dict[int, int]:
@@ -179,7 +170,7 @@ def jacobian(y: Node, x: Node, mode: str = "auto") -> Node:
                          "graph is built; use mode='reverse'")
     if m == 0 or n == 0:                # no product to build: zeros, a function of the model
         J = F.broadcast_to(F.const(0.0, y.dtype), out_shape)
-        J.meta["model_inputs"] = _model_inputs([y, x])
+        record_model_inputs([J], model_inputs([y, x]))
         return J
     lead = (None,) if per_example else ()
     if mode == "reverse":
@@ -194,8 +185,7 @@ def jacobian(y: Node, x: Node, mode: str = "auto") -> Node:
         else:                                            # x batched, y not: (m, *x.shape)
             J = stack(rows, axis=0)
         J = F.reshape(J, out_shape)
-        merged = {i.id: i for i in J.meta.get("model_inputs", ()) + _model_inputs(rows + [y, x])}
-        J.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
+        record_model_inputs([J], model_inputs(rows + [y, x]))
         return J
     cols = []
     for j in range(n):

@@ -34,7 +34,7 @@ import math
 from typing import Sequence
 
 from . import frontend as F
-from .autodiff import grad
+from .autodiff import grad, model_inputs, record_model_inputs
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, building, label, shape_str
 from .ops.registry import get_op, make
 
@@ -253,7 +253,6 @@ def per_example_grad(losses: Node, wrt: Node | Sequence[Node]) -> Node | list[No
                              "respect to values shared by every example")
 
     order = ancestors([losses])
-    ids = {n.id for n in order}
     batch_dep: set[int] = set()                   # nodes that read batched data
     for n in order:
         if _batched(n) or n.op == "batch_size" or any(i.id in batch_dep for i in n.inputs):
@@ -319,13 +318,7 @@ def per_example_grad(losses: Node, wrt: Node | Sequence[Node]) -> Node | list[No
             results.append(r)
     # as grad does: the result is a function of the whole model (a compiled one takes its
     # inputs, and binds the batch from them, even where it reads none)
-    context = ancestors([losses] + variables)
-    model = {n.id: n for n in context if n.op in ("input", "param")}
-    for n in context:
-        model.update((i.id, i) for i in n.meta.get("model_inputs", ()))
-    for r in results:
-        merged = {**{i.id: i for i in r.meta.get("model_inputs", ())}, **model}
-        r.meta["model_inputs"] = tuple(merged[k] for k in sorted(merged))
+    record_model_inputs(results, model_inputs([losses] + variables))
     return results[0] if single else results
 
 
