@@ -80,16 +80,14 @@ def build(wl, lam: float | None = None, fwd_only: bool = False):
             loss = aj.cross_entropy(h, t)
     if fwd_only:
         return [loss]
-    grads = aj.grad(loss, params)
     if not wl.hvp:
-        return [loss] + list(grads)
+        return [loss] + list(aj.grad(loss, params))
+    # W6: the HVP by forward-over-reverse (aj.hvp: one forward sweep over the gradient
+    # graph); benchmarks/hvp_compare.py times it against reverse-over-reverse
     names = wl.param_names()
     dirs = [aj.input(f"v_{n}", p_shape, dtype=dt)
             for n, p_shape in zip(names, _shapes(wl))]
-    dot = aj.sum(grads[0] * dirs[0])
-    for g, v in zip(grads[1:], dirs[1:]):
-        dot = dot + aj.sum(g * v)
-    return [loss] + list(aj.grad(dot, params))
+    return [loss] + list(aj.hvp(loss, params, dirs))
 
 
 def build_seq(wl):
