@@ -25,12 +25,14 @@ from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, building,
 from .ops.registry import get_op
 
 
-def _nodes(x, what: str) -> tuple[list[Node], bool]:
+def as_nodes(x, who: str, what: str) -> tuple[list[Node], bool]:
+    """``(nodes, single)``: ``x`` a node or a sequence of nodes (a TypeError naming ``who``'s
+    ``what`` otherwise), and whether it was one node (the caller returns one result)."""
     single = isinstance(x, Node)
     items = [x] if single else list(x)
     for n in items:
         if not isinstance(n, Node):
-            raise TypeError(f"jvp: {what} must be nodes, got {type(n).__name__}")
+            raise TypeError(f"{who}: {what} must be nodes, got {type(n).__name__}")
     return items, single
 
 
@@ -50,8 +52,8 @@ def jvp(y: Node | Sequence[Node], wrt: Node | Sequence[Node],
     >>> float(aj.compile(t, backend="interp")(x=2.0))
     12.0
     """
-    outputs, single_y = _nodes(y, "outputs")
-    variables, single = _nodes(wrt, "variables")
+    outputs, single_y = as_nodes(y, "jvp", "outputs")
+    variables, single = as_nodes(wrt, "jvp", "variables")
     tans = [tangents] if single else list(tangents)
     if len(tans) != len(variables):
         raise TypeError(f"jvp: {len(variables)} variable(s) but {len(tans)} tangent(s)")

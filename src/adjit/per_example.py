@@ -35,6 +35,7 @@ from typing import Sequence
 
 from . import frontend as F
 from .autodiff import grad, model_inputs, record_model_inputs
+from .forward import as_nodes
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, building, label, shape_str
 from .ops.registry import get_op, make
 
@@ -209,15 +210,6 @@ def _inner_pe(n: Node, k: int, p: Node) -> Node | None:
     return None
 
 
-def _nodes(x, what: str) -> tuple[list[Node], bool]:
-    single = isinstance(x, Node)
-    items = [x] if single else list(x)
-    for n in items:
-        if not isinstance(n, Node):
-            raise TypeError(f"per_example_grad: {what} must be nodes, got {type(n).__name__}")
-    return items, single
-
-
 def per_example_grad(losses: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
     """The gradient of each example's loss: for ``losses`` of shape ``(B,)`` and a parameter
     ``W`` (no batch axis), a node of shape ``(B, *W.shape)`` whose row ``b`` is
@@ -242,7 +234,7 @@ def per_example_grad(losses: Node, wrt: Node | Sequence[Node]) -> Node | list[No
     if losses.dtype not in FLOAT_DTYPES:
         raise DTypeError(f"per_example_grad: the losses {label(losses)} must be float, "
                          f"got {losses.dtype}")
-    variables, single = _nodes(wrt, "parameters")
+    variables, single = as_nodes(wrt, "per_example_grad", "parameters")
     for v in variables:
         if v.dtype not in FLOAT_DTYPES:
             raise DTypeError(f"per_example_grad: parameter {label(v)} must be float, "

@@ -27,7 +27,7 @@ from ...ir import Node
 from ..lowering.elements import element_cost, element_fn, map_rule
 from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
-                              merge_dims, mul, reduce_range, size_value)
+                              merge_dims, size_value)
 from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
                              inlined_operand, numel, window_operand)
 from ..lowering.rules import RuleTable
@@ -290,74 +290,10 @@ class Lowering:
             raise NotImplementedError(
                 f"the llvm backend has no lowering for op {node.op!r} ({node.dtype})") from None
 
-    # -- reductions -------------------------------------------------------------------------
+    # -- reductions (see .reduce) -----------------------------------------------------------
     def _reduce(self, node: Node):
-        """A reduction; an elementwise operand the plan made ``inline`` is computed per
-        element as it is read (its operands read under broadcasting)."""
-        x = node.inputs[0]
-        src = inlined_operand(self.plan, node)
-        operands = list(src.inputs) if src is not None else [x]
-        axes = node.attr("axes")
-        reducer = REDUCERS[node.op]
-        T = _ty(node.dtype)
-        out_strides = contiguous(node.shape)
-        it = iter(out_strides)
-        out_acc = [ZERO if k in axes else next(it) for k in range(x.ndim)]
-        reads = ([broadcast_access(o.shape, x.shape) for o in operands] if src is not None
-                 else [contiguous(x.shape)])
-        # The last axis reduced: the kept axes go outermost (the innermost loop still reads
-        # contiguous elements), so the outer loop runs over output rows, split over threads
-        # (each output element summed by one thread in the same order: no races, no change)
-        perm = list(range(x.ndim))
-        if x.ndim and x.ndim - 1 in axes:
-            perm = [k for k in perm if k not in axes] + [k for k in perm if k in axes]
-        sizes, (oacc, *xaccs) = merge_dims(tuple(x.shape[k] for k in perm),
-                                           [[a[k] for k in perm] for a in [out_acc] + reads])
-        split = bool(sizes) and oacc[0] != ZERO
-        part, b = self._new_kernel(node, operands, extra=(I64,), suffix=".part")
-        out, ins, batch, rows = part.args[0], part.args[1:-2], part.args[-2], part.args[-1]
-        init = ir.Constant(T, reducer.init)
-        if src is not None:
-            elem, ctx = self._scalar_fn(src), _ElemCtx(b, batch, operands, ins)
-            value = lambda offs: elem(b, [ctx.load(k, o) for k, o in enumerate(offs)],  # noqa
-                                      [], ctx)
-        else:
-            value = lambda offs: b.load(b.gep(ins[0], [offs[0]]))   # noqa: E731
-        # Reduced dims all innermost (merged into the last): each output element is one
-        # register reduction, started at ``init``; otherwise the output is set first.
-        reduced_inner = bool(sizes) and oacc[-1] == ZERO
-        once = reduced_inner and all(a != ZERO for a in oacc[:-1])
-        if not once:
-            count = (b.mul(rows, size_value(b, oacc[0], batch)) if split
-                     else size_value(b, numel(node.shape), batch))
-            with for_range(b, count, "init") as i:
-                b.store(init, b.gep(out, [i]))
-
-        def combine(b, acc, v):
-            return reducer.combine(self.module, b, acc, v, True)
-
-        def body(offsets, indices):
-            p = b.gep(out, [offsets[0]])
-            b.store(combine(b, b.load(p), value(offsets[1:])), p)
-
-        def inner(offsets, n, strides, indices):
-            # innermost dim reduced: keep the accumulator in a register (a vectorizable
-            # reduction thanks to the reassoc flag)
-            p = b.gep(out, [offsets[0]])
-            acc = reduce_range(b, n, init if once else b.load(p), lambda i, acc: combine(
-                b, acc, value([add(b, o, mul(b, i, s))
-                               for o, s in zip(offsets[1:], strides[1:])])))
-            b.store(acc, p)
-
-        emit_nest(b, sizes, [oacc] + xaccs, batch, body,
-                  inner=inner if reduced_inner else None, outer=(c64(0), rows))
-        b.ret_void()
-        fn, b = self._new_kernel(node, operands)
-        emit_step(self.module, b, fn, part, sizes[0] if sizes else ONE, numel(x.shape),
-                  element_cost(src) if src is not None else 1,
-                  [a[0] for a in [oacc] + xaccs] if sizes else [ZERO] * (1 + len(operands)),
-                  split=split)
-        return fn, operands
+        from .reduce import lower_reduce
+        return lower_reduce(self, node)
 
     # -- matmul: batched calls of the packed GEMM (see .matmul) ------------------------------
     def _matmul(self, node: Node):

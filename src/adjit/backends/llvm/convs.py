@@ -104,13 +104,22 @@ def _in_mask(vec, c, n, j, lo, W, ok):
                                            vec.mask([0] * vec.VL)))
 
 
-def lower_conv(lw, node: Node):
-    """``Lowering -> (fn, operands)`` for a kept ``conv`` step."""
-    x, Wt = node.inputs
-    if x.dtype not in SUFFIX or kind(node) is None:
+def _other_path(lw, node: Node, channels):
+    """The step when it is not the one-input-channel kernel: the map rule (a dtype or shape
+    the kernels do not take) or the channel-vector kernel ``channels``; else None."""
+    if node.inputs[0].dtype not in SUFFIX or kind(node) is None:
         return lw._map(node)
     if kind(node) == "channels":
-        return _conv_channels(lw, node)
+        return channels(lw, node)
+    return None
+
+
+def lower_conv(lw, node: Node):
+    """``Lowering -> (fn, operands)`` for a kept ``conv`` step."""
+    other = _other_path(lw, node, _conv_channels)
+    if other is not None:
+        return other
+    x, Wt = node.inputs
     Co, (kh, kw) = Wt.shape[0], Wt.shape[2:]
     H, W, OH, OW, lo_h, lo_w = _geometry(node, x, node.shape[2:])
     part, b = lw._new_kernel(node, [x, Wt], extra=(I64,), suffix=".part")
@@ -147,11 +156,10 @@ def lower_conv(lw, node: Node):
 
 def lower_conv_weight(lw, node: Node):
     """``Lowering -> (fn, operands)`` for a kept ``conv_weight`` step."""
+    other = _other_path(lw, node, _conv_weight_channels)
+    if other is not None:
+        return other
     x, g = node.inputs
-    if x.dtype not in SUFFIX or kind(node) is None:
-        return lw._map(node)
-    if kind(node) == "channels":
-        return _conv_weight_channels(lw, node)
     Co, (kh, kw) = g.shape[1], node.attr("kernel")
     H, W, OH, OW, lo_h, lo_w = _geometry(node, x, g.shape[2:])
     OB = max(1, min(Co, 16 // kw))          # output channels per row of the split
