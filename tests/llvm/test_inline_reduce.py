@@ -12,13 +12,7 @@ from adjit.backends.lowering.plan import Plan, inlined_operand
 
 
 def _stored(g):
-    import adjit.backends.llvm as llvm_backend
-    old = llvm_backend.WINDOWS
-    llvm_backend.WINDOWS = False
-    try:
-        return build(g, cache=False)
-    finally:
-        llvm_backend.WINDOWS = old
+    return build(g, cache=False, windows=False)
 
 
 AXES = [(0, 2, 3), (2, 3), (1,), (0,), (0, 1, 2, 3), (3,)]

@@ -37,13 +37,7 @@ CASES = [((1, 1), 1, (1, 1)), ((2, 1), (1, 0), (1, 2)), ((1, 2), "valid", (2, 1)
 
 
 def _stored(g):
-    import adjit.backends.llvm as llvm_backend
-    old = llvm_backend.WINDOWS
-    llvm_backend.WINDOWS = False
-    try:
-        return build(g, cache=False)
-    finally:
-        llvm_backend.WINDOWS = old
+    return build(g, cache=False, windows=False)
 
 
 @pytest.mark.parametrize("block", [1 << 30, 1])       # a whole image, or one channel a block

@@ -35,13 +35,7 @@ def test_windows_equal_stored_columns(dtype, stride, pad, dilation):
     assert all(window_operand(plan, n) is not None for n in plan.steps
                if n.op in ("matmul_sum",))
     assert not any(n.op == "unfold" for n in plan.steps)
-    import adjit.backends.llvm as llvm_backend
-    old = llvm_backend.WINDOWS
-    llvm_backend.WINDOWS = False
-    try:
-        stored = build(g, cache=False)
-    finally:
-        llvm_backend.WINDOWS = old
+    stored = build(g, cache=False, windows=False)
     assert not stored.plan.windows
     interp = aj.compile(outs, backend="interp")
     rng = np.random.default_rng(0)

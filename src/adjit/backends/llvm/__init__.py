@@ -24,20 +24,26 @@ from ..protocol import Backend
 
 DEFAULT_OPT_LEVEL = 1
 # Unfolds read only by products are computed inside them, one image at a time
-# (lowering/plan.py, .window_gemm); ADJIT_WINDOWS=0 stores them in full instead.
+# (lowering/plan.py, .window_gemm); ADJIT_WINDOWS=0 (or the option windows=False) stores
+# them in full instead.
 WINDOWS = os.environ.get("ADJIT_WINDOWS", "1") != "0"
+
+
+def _windows(windows: bool | None) -> bool:
+    return WINDOWS if windows is None else bool(windows)
 
 
 def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None = None,
           updates: dict[int, str] | None = None, profile: bool = False,
-          cpu: str | None = None) -> NativeFunction:
+          cpu: str | None = None, windows: bool | None = None) -> NativeFunction:
     """``opt_level`` 1 by default (loop and SLP vectorization are on at levels 1-3): on
     W1-W6 it compiled 10-20% faster than 2 with the same call times, as 2 did against 3
     (the GEMM library is always built at 3).  ``updates`` maps output indices to the input whose buffer that output overwrites;
     ``profile`` times every step (see :mod:`.profile`); ``cpu`` names the CPU to compile
-    for (None: ``$ADJIT_CPU``, else the host; see :mod:`.target.cpu`)."""
+    for (None: ``$ADJIT_CPU``, else the host; see :mod:`.target.cpu`); ``windows`` False
+    stores every unfold, folded product and inlined step (None: ``$ADJIT_WINDOWS``)."""
     updates = updates or {}
-    plan = Plan(graph, in_place=frozenset(updates), windows=WINDOWS)
+    plan = Plan(graph, in_place=frozenset(updates), windows=_windows(windows))
     ir_text = Lowering(plan, DATA_OFFSET, profile).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit", cpu=cpu)
     return NativeFunction(plan, jit, updates, profile)
@@ -45,7 +51,7 @@ def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
 
 def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None = None,
          updates: dict[int, str] | None = None, profile: bool = False,
-         cpu: str | None = None) -> str | None:
+         cpu: str | None = None, windows: bool | None = None) -> str | None:
     """The compiled-function cache key, or None when caching is off.  (Same signature as
     :func:`build`, so unknown options fail the same way.)"""
     if not fncache.enabled(cache):
@@ -53,7 +59,7 @@ def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     # DATA_OFFSET decides how the entry reads its table (array objects or addresses)
     return fncache.key(traced, {"opt_level": opt_level, "profile": bool(profile),
                                 "updates": sorted((updates or {}).items()),
-                                "data_offset": DATA_OFFSET, "windows": WINDOWS,
+                                "data_offset": DATA_OFFSET, "windows": _windows(windows),
                                 "fold_block": plan_module.FOLD_BLOCK_BYTES}, cpu)
 
 
@@ -67,7 +73,7 @@ def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | No
     graph, text, _ = got
     updates = options.get("updates") or {}
     profile = bool(options.get("profile"))
-    plan = Plan(graph, in_place=frozenset(updates), windows=WINDOWS)
+    plan = Plan(graph, in_place=frozenset(updates), windows=_windows(options.get("windows")))
     jit = fncache.load_linked(text, "adjit", options.get("opt_level", DEFAULT_OPT_LEVEL),
                               lambda: Lowering(plan, DATA_OFFSET, profile).lower())
     if jit is None:        # (cache_info names the object-code entry, as for any hit)
