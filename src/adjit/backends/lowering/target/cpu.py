@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -36,6 +37,9 @@ import sys
 import llvmlite.binding as llvm
 llvm.initialize_native_target()
 llvm.initialize_native_asmprinter()
+if sys.argv[3] == "all":
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
 tm = llvm.Target.from_triple(sys.argv[1]).create_target_machine(
     cpu=sys.argv[2], features="", opt=2, reloc="default", codemodel="jitdefault", jit=True)
 m = llvm.parse_assembly("define double @f(double %x) {\n  %y = fmul double %x, %x\n"
@@ -62,7 +66,9 @@ def check(name: str, triple: str) -> None:
     if name == HOST:
         return
     try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE, triple, name],
+        native = triple.startswith(platform.machine())
+        proc = subprocess.run([sys.executable, "-c", _PROBE, triple, name,
+                               "native" if native else "all"],
                               capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ValueError(f"cpu {name!r}: could not check it with LLVM ({e})") from None
