@@ -13,43 +13,90 @@ from adjit.backends.llvm import pool
 
 pytestmark = pytest.mark.skipif(not pool.available(), reason="no futex/pthread in this libc")
 
-JOB = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+JOB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+MANY = pool.pool_ir.MAX_WORKERS + 1
 
 
 @pytest.fixture(scope="module")
 def api():
     jit = pool.ensure_pool()
-    offload = ctypes.CFUNCTYPE(ctypes.c_bool, JOB, ctypes.c_void_p)(jit.address(pool.OFFLOAD))
+    offload = ctypes.CFUNCTYPE(ctypes.c_bool, JOB, ctypes.c_void_p, ctypes.c_int64)(
+        jit.address(pool.OFFLOAD))
     wait = ctypes.CFUNCTYPE(None)(jit.address(pool.WAIT))
     return offload, wait
 
 
-def test_worker_runs_the_job_on_another_thread(api):
+@pytest.fixture
+def threads():
+    """Set the pool's thread count for one test; restored after it."""
+    before = pool.get_num_threads()
+    yield pool.set_num_threads
+    pool.set_num_threads(before)
+
+
+def _until(cond, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(1e-4)
+    return cond()
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_every_worker_joins_with_its_own_slot_and_workspace(api, threads, n):
+    """n threads: workers 1..n-1 each run the job once, on their own thread, with a
+    distinct 64-byte aligned workspace (more workers than this machine's cores too)."""
     offload, wait = api
-    seen = []
-    job = JOB(lambda arg: seen.append((threading.get_native_id(), arg)))
-    if len(os.sched_getaffinity(0)) < 2:
-        assert not offload(job, 7)     # one CPU: nothing is handed over
-        return
-    for k in range(50):                # sleeping and spinning hand-overs alike
-        assert offload(job, k + 1)
-        deadline = time.monotonic() + 10
-        while len(seen) <= k and time.monotonic() < deadline:
-            time.sleep(1e-4)           # give the worker time to take it (else wait withdraws it)
+    threads(n)
+    assert pool.get_num_threads() == n
+    for k in range(5):                   # sleeping and spinning hand-overs alike
+        seen = []
+        job = JOB(lambda arg, slot, work: seen.append((threading.get_native_id(), arg, slot,
+                                                       work)))
+        assert offload(job, k + 1, MANY)
+        assert _until(lambda: len(seen) == n - 1), seen
         wait()
-    assert [a for _, a in seen] == list(range(1, 51))
-    assert {t for t, _ in seen} != {threading.get_native_id()}
+        assert sorted(s for _, _, s, _ in seen) == list(range(1, n))
+        assert {a for _, a, _, _ in seen} == {k + 1}
+        assert len({t for t, _, _, _ in seen} | {threading.get_native_id()}) == n
+        works = [w for _, _, _, w in seen]
+        assert len(set(works)) == n - 1 and all(w and w % 64 == 0 for w in works)
+        time.sleep(0.01 * (k % 2))
 
 
-def test_a_job_not_yet_taken_is_withdrawn(api):
+def test_most_limits_the_participants(api, threads):
     offload, wait = api
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU allowed: the pool never starts a worker")
+    threads(7)
     seen = []
-    job = JOB(lambda arg: seen.append(arg))
-    runs = 0
-    for k in range(200):               # withdrawn or run, never run after wait returns
-        assert offload(job, k + 1)
+    job = JOB(lambda arg, slot, work: seen.append(slot))
+    assert offload(job, None, 3)         # the caller and slots 1, 2 only
+    assert _until(lambda: len(seen) == 2)
+    time.sleep(0.05)                     # give the others every chance to join wrongly
+    wait()
+    assert sorted(seen) == [1, 2]
+    assert not offload(job, None, 1)     # one participant: nothing is handed over
+
+
+def test_one_thread_hands_nothing_over(api, threads):
+    offload, wait = api
+    threads(1)
+    job = JOB(lambda arg, slot, work: pytest.fail("ran on a worker"))
+    assert not offload(job, None, MANY)
+    assert pool.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, MANY + 1])
+def test_bad_thread_counts_are_refused(bad):
+    with pytest.raises(ValueError, match="thread"):
+        pool.set_num_threads(bad)
+
+
+def test_no_job_runs_after_wait_returns(api, threads):
+    offload, wait = api
+    threads(3)
+    seen = []
+    job = JOB(lambda arg, slot, work: seen.append(arg))
+    for k in range(200):                 # joined or not, never run after wait returns
+        assert offload(job, k + 1, MANY)
         wait()
         runs = len(seen)
         time.sleep(0)
@@ -57,19 +104,18 @@ def test_a_job_not_yet_taken_is_withdrawn(api):
     assert set(seen) <= set(range(1, 201))
 
 
-def test_busy_worker_refuses_a_second_caller(api):
+def test_busy_pool_refuses_a_second_caller(api, threads):
     offload, wait = api
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU allowed: the pool never starts a worker")
+    threads(2)
     release, taken = threading.Event(), threading.Event()
-    job = JOB(lambda arg: (taken.set(), release.wait(10)))
-    assert offload(job, None)
+    job = JOB(lambda arg, slot, work: (taken.set(), release.wait(10)))
+    assert offload(job, None, MANY)
     assert taken.wait(10)              # the worker holds the job
-    other = JOB(lambda arg: None)
-    assert not offload(other, None)    # the caller then runs its half itself
+    other = JOB(lambda arg, slot, work: None)
+    assert not offload(other, None, MANY)    # the caller then runs its part itself
     release.set()
     wait()
-    assert offload(other, None)
+    assert offload(other, None, MANY)
     wait()
 
 

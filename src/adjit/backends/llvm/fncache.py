@@ -138,7 +138,7 @@ def bind_support(names: list[str]) -> bool:
     from .gemm import gemm_symbol
     loaders = {gemm_symbol(dt): functools.partial(library._ensure_library, dt)
                for dt in ("f32", "f64")}
-    loaders.update(dict.fromkeys((pool.OFFLOAD, pool.WAIT, pool.WORKSPACE), pool.ensure_pool))
+    loaders.update(dict.fromkeys(pool.SIGNATURES, pool.ensure_pool))
     if not set(names) <= loaders.keys():
         return False
     for name in names:

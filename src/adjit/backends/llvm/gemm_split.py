@@ -1,21 +1,23 @@
-"""A large GEMM on two threads: the caller and the pool's worker (see :mod:`.pool`).
+"""A large GEMM on all the pool's threads: the caller and the workers (see :mod:`.pool`).
 
-The product is cut along the larger of M and N into chunks of whole register tiles that
-both threads take from a shared counter (so a late or preempted worker costs the caller at
-most the chunk it holds; one that never starts costs nothing, the caller takes them all).
+The product is cut along the larger of M and N into chunks of whole register tiles (at
+least PER_THREAD per thread) that the threads take from a shared counter (so a late or
+preempted worker costs the others at most the chunk it holds; one that never starts
+costs nothing, the caller takes them all).
 
 Cut along N (the usual case: N >= M), every chunk multiplies the same op(A).  When op(A),
 packed, fits the shared part of the workspace, it is packed once, in pieces (one K block x
-one MC row block each) that both threads take from a second counter; each thread then waits
-until every piece taken is done -- only ever for a piece the other thread is packing, never
+one MC row block each) that the threads take from a second counter; each thread then waits
+until every piece taken is done -- only ever for a piece another thread is packing, never
 for one not started -- and runs its chunks with :func:`gemm._emit_serial`'s ``shared_a``
 variant, which packs only its own columns of B.  Chunks are then cheap, so there are more of
-them (CHUNKS_SHARED) and the two threads end closer together.  Otherwise (cut along M, or
+them (SHARED_PER_THREAD per thread) and the threads end closer together.  Otherwise (cut along M, or
 op(A) too large) each chunk is a whole serial product and re-packs the operand it shares.
 
-Workspace, in elements (:func:`workspace_elems`): per thread an MC x KC panel of A and a
-KC x NC panel of B; in the shared layout instead two KC x CWMAX panels of B, then the shared
-packed op(A) (the rest of the same buffer).
+Workspace, in elements (:func:`workspace_elems`): the caller's holds an MC x KC panel of
+A and a KC x NC panel of B (twice: the layout predates the N-worker pool), or in the
+shared layout its KC x CWMAX panel of B, a second one unused, then the shared packed op(A)
+(the rest of the same buffer); each worker packs into its own workspace (the pool's).
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ from ..lowering.irkit import imax as _max, imin as _min
 I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
 
 MAX_THREADS = 2
-CHUNKS = 4          # chunks per product when each re-packs the shared operand
-CHUNKS_SHARED = 8   # chunks per product once op(A) is packed once for both threads
+CHUNKS = 4          # chunks per product when each re-packs the shared operand (at least,
+PER_THREAD = 2      # and this many per thread)
+CHUNKS_SHARED = 8   # chunks per product once op(A) is packed once for all threads (at
+SHARED_PER_THREAD = 4   # least, and this many per thread)
 # Widest chunk (columns) of the shared layout: its B panel, KC x CWMAX, is what each thread
 # keeps of the workspace; the rest holds the packed op(A).
 CWMAX = {"f32": 256, "f64": 128}
@@ -124,9 +128,9 @@ def emit_split(module, b, dtype, p, T, args, serial, shared, pack_a):
     job_t = ir.LiteralStructType(list(args[i].type for i in range(13))
                                  + [I32, I64, I64, I64, tp, I64, I64, I64, I64, I64])
     run_chunks = _emit_chunks(module, name, p, job_t, serial, shared, pack_a)
-    job_fn, jb = _function(module, f"{name}.job", ir.VoidType(), [I8P], ["arg"])   # pool job
+    job_fn, jb = pool.job_function(module, f"{name}.job")     # a worker's part, own workspace
     jp = jb.bitcast(job_fn.args[0], job_t.as_pointer())
-    jb.call(run_chunks, [jp, jb.load(_field(jb, jp, W_WORK))])
+    jb.call(run_chunks, [jp, jb.bitcast(job_fn.args[2], tp)])
     jb.ret_void()
 
     ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accum, work = args
@@ -144,13 +148,14 @@ def emit_split(module, b, dtype, p, T, args, serial, shared, pack_a):
     tiles = b.sdiv(b.add(units, b.sub(U, one)), U)
     widest = 2 * (CWMAX[dtype] // NR)
     wide = b.mul(b.sdiv(b.add(tiles, _c64(widest - 1)), _c64(widest)), _c64(2))
-    parts = b.select(use_shared, _max(b, _c64(CHUNKS_SHARED), wide), _c64(CHUNKS))
+    threads = b.call(pool.declare_threads(module), [])
+    parts = b.select(use_shared, _max(b, _max(b, _c64(CHUNKS_SHARED), wide),
+                                      b.mul(threads, _c64(SHARED_PER_THREAD))),
+                     _max(b, _c64(CHUNKS), b.mul(threads, _c64(PER_THREAD))))
     n_chunks = _min(b, parts, tiles)
     panel = MAX_THREADS * KC * CWMAX[dtype]
-    worker_work = b.select(use_shared, _at(b, work, KC * CWMAX[dtype]),
-                           _at(b, work, per_thread_elems(p)))
     job = b.alloca(job_t, name="job")
-    fields = list(args[:12]) + [worker_work, b.zext(split_n, I32), n_chunks, tiles, c0,
+    fields = list(args[:12]) + [work, b.zext(split_n, I32), n_chunks, tiles, c0,
                                 _at(b, work, panel), mp, n_pieces, n_ic, c0, c0]
     for i, v in enumerate(fields):
         b.store(v, _field(b, job, i))

@@ -144,13 +144,10 @@ def split_items(module, b, step, items, sizes, mnk):
 
 
 def _worker_job(module, step, items, JOB):
-    """``void job(i8* arg)``: the worker's share, with the worker's own workspace."""
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P]), name=f"{step.name}.job")
-    fn.linkage = "internal"
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    """``void job(i8* arg, i64 slot, i8* work)``: a worker's share, with its own workspace."""
+    fn, b = pool.job_function(module, f"{step.name}.job")
     job = b.bitcast(fn.args[0], JOB.as_pointer())
     f = [b.load(b.gep(job, [c32(0), c32(i)])) for i in range(5)]
-    work = b.bitcast(b.call(pool.declare_workspace(module), []), f[0].type)
-    b.call(items, f[:3] + [work] + f[3:])
+    b.call(items, f[:3] + [b.bitcast(fn.args[2], f[0].type)] + f[3:])
     b.ret_void()
     return fn

@@ -31,7 +31,14 @@ from .matmul import gemm_operands, split_items
 
 I32, I64 = ir.IntType(32), ir.IntType(64)
 BLOCK = None        # columns (rows) per block, at least: None = the GEMM's tile width NR
-MAX_BLOCKS = 8
+MIN_BLOCKS = 8
+
+
+def max_blocks() -> int:
+    """Column (row) blocks a split matmul_sum is cut into: 2 per core, at least
+    MIN_BLOCKS (fixed at compile time; the pool's threads take them)."""
+    from ..lowering.target.description import available_cores
+    return max(MIN_BLOCKS, 2 * available_cores())
 
 
 def lower_matmul_sum(lw, node: Node):
@@ -80,7 +87,7 @@ def _blocks(lw, node, step, b, gemm, sizes, accs, block):
     lda, ldb = sa.shape[-1], sb.shape[-1]
     cols = N >= M                       # cut along the longer side
     side = N if cols else M
-    width = -(-side // MAX_BLOCKS // block) * block      # whole tiles, <= MAX_BLOCKS
+    width = -(-side // max_blocks() // block) * block    # whole tiles, <= max_blocks()
     n_blocks = -(-side // width)
     fn, (out, pa, pb, work, batch, counter), ib = pool.items_function(lw.module, step)
     c, head, done = pool.take_each(ib, counter, c64(n_blocks), "block")

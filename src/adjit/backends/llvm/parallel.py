@@ -1,11 +1,11 @@
-"""Both cores for big elementwise steps: the outer loop cut into chunks for the pool.
+"""All the cores for big elementwise steps: the outer loop cut into chunks for the pool.
 
 A map kernel is emitted as a *part* ``void part(T* out, T* in..., i64 batch, i64 n)``
 computing the first ``n`` rows of its outermost (merged) loop from the pointers it is
 given.  :func:`emit_step` wraps it in the step kernel ``void step(T* out, T* in..., i64
 batch)``: below the work threshold it calls the part once over all rows; above it, the
-rows are cut into CHUNKS pieces taken from a shared counter by the caller and the pool's
-worker (see :mod:`.pool`; a job the worker has not taken is withdrawn, so a busy machine
+rows are cut into pieces taken from a shared counter by the caller and the pool's
+workers (see :mod:`.pool`; a job is closed when the caller is done, so a busy machine
 costs at most one chunk's wait).  Work is estimated at run time as elements x
 per-element cost (1 + 4 per transcendental function), so small batches never pay for a
 hand-over; a kernel whose sizes are all static and below the threshold gets no split code.
@@ -15,13 +15,14 @@ from __future__ import annotations
 from llvmlite import ir
 
 from . import pool
-from ..lowering.irkit import c32, c64, imin
+from ..lowering.irkit import c32, c64, imax, imin
 from ..lowering.loops import mul, size_value
 from ..lowering.plan import Size
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
-CHUNKS = 8
+CHUNKS = 8          # pieces of a split step, at least ...
+PER_THREAD = 4      # ... and this many per thread (a late thread costs one piece)
 THRESHOLD = 1 << 17      # element-cost units, ~100 us of memory-bound elementwise work
 
 
@@ -95,7 +96,7 @@ def _emit_body(module, part, strides, first=False) -> ir.Function:
     return fn
 
 
-_SIGNATURES = {SPLIT: [BODY.as_pointer(), I64, I64, I8P.as_pointer()], RUNNER: [I8P]}
+_SIGNATURES = {SPLIT: [BODY.as_pointer(), I64, I64, I8P.as_pointer()], RUNNER: [I8P, I64, I8P]}
 
 
 def _split(module) -> ir.Function:
@@ -129,24 +130,28 @@ def _helper(module, name):
 
 
 def _define_split(module) -> ir.Function:
-    """``void run_split(body, i64 rows, i64 batch, i8** ptrs)``: the rows in CHUNKS pieces,
-    taken by this thread and (if it is free) the pool's worker."""
+    """``void run_split(body, i64 rows, i64 batch, i8** ptrs)``: the rows in pieces (at
+    least CHUNKS, PER_THREAD per thread), taken by this thread and the pool's workers."""
     fn, b = _helper(module, SPLIT)
     if b is None:
         return fn
     body, rows, batch, table = fn.args
     job = b.alloca(JOB, name="job")
-    chunk = b.sdiv(b.add(rows, c64(CHUNKS - 1)), c64(CHUNKS))
+    threads = b.call(pool.declare_threads(module), [])
+    parts = imax(b, c64(CHUNKS), b.mul(threads, c64(PER_THREAD)))
+    chunk = b.sdiv(b.add(rows, b.sub(parts, c64(1))), parts)
     for i, v in enumerate([body, rows, chunk, c64(0), batch, table]):
         b.store(v, b.gep(job, [c32(0), c32(i)]))
     runner, job8 = _runner(module), b.bitcast(job, I8P)
-    pool.share(module, b, runner, job8, lambda: b.call(runner, [job8]))
+    none = ir.Constant(I8P, None)
+    pool.share(module, b, runner, job8, lambda: b.call(runner, [job8, c64(0), none]))
     b.ret_void()
     return fn
 
 
 def _runner(module) -> ir.Function:
-    """``void run_chunks(i8* job)``: take chunks of rows until none are left."""
+    """``void run_chunks(i8* job, i64 slot, i8* work)``: take chunks of rows until none
+    are left (a pool job: slot and workspace unused)."""
     fn, b = _helper(module, RUNNER)
     if b is None:
         return fn

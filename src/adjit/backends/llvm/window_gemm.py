@@ -4,7 +4,7 @@
 * ``matmul(A, reshape(unfold(x)))`` (a convolution): per image ``n``, its ``C·ΠK x ΠO``
   columns are unfolded into this thread's scratch, then one GEMM
   ``out[n] = op(A)[n] @ cols``.  Images are taken from a shared counter by this thread and
-  the pool's worker (each with its own scratch and GEMM workspace).
+  the pool's workers (each with its own scratch and GEMM workspace).
 * ``matmul_sum(A, transpose(reshape(unfold(x))))`` (its weight gradient): the result's
   columns are cut into blocks of whole register tiles as in :mod:`.matmul_sum`; a block is
   summed over the batch by one thread, which per image unfolds only that block's rows of
@@ -26,7 +26,7 @@ from ...ir import Node
 from . import pool
 from .gemm import gemm_params
 from .library import declare_gemm
-from .matmul_sum import MAX_BLOCKS
+from .matmul_sum import max_blocks
 from .windows import emit_fold_rows, emit_unfold_rows, lower_fold
 from .matmul import SPLIT_MNK
 from ..lowering.irkit import c32, c64, imin, loop
@@ -83,7 +83,7 @@ def lower_window_matmul_sum(lw, node: Node, unfold: Node):
     lda, per_x = sa.shape[-1], math.prod(x.shape[1:])
     sa_n = M * L
     block = gemm_params(dt)["NR"]
-    width = max(block, -(-N // MAX_BLOCKS // block) * block)
+    width = max(block, -(-N // max_blocks() // block) * block)
     n_blocks = -(-N // width)
     T = fn.args[0].type
 
@@ -170,7 +170,7 @@ def _items(lw, step, T, name, body, count, per):
 
 
 def _run(lw, b, step, items, count, mnk, images=None):
-    """The step's body: ``items`` on this thread alone, or shared with the pool's worker
+    """The step's body: ``items`` on this thread alone, or shared with the pool's workers
     when there are two items or more and ``images`` (default: the items) products of
     ``mnk`` multiply-adds hold SPLIT_MNK in all."""
     out, pa, scratch, px, work, batch = step.args
@@ -192,13 +192,11 @@ def _run(lw, b, step, items, count, mnk, images=None):
     job = b.alloca(JOB, name="job")
     for i, v in enumerate([out, pa, scratch, px, batch, counter]):
         b.store(v, b.gep(job, [c32(0), c32(i)]))
-    fn = ir.Function(lw.module, ir.FunctionType(ir.VoidType(), [I8P]), name=f"{step.name}.job")
-    fn.linkage = "internal"
-    jb = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, jb = pool.job_function(lw.module, f"{step.name}.job")    # slot s: scratch s
     jp = jb.bitcast(fn.args[0], JOB.as_pointer())
     f = [jb.load(jb.gep(jp, [c32(0), c32(i)])) for i in range(6)]
-    wk = jb.bitcast(jb.call(pool.declare_workspace(lw.module), []), T)
-    jb.call(items, f[:4] + [wk, c64(1), f[4], f[5]])
+    jb.call(items, f[:4] + [jb.bitcast(fn.args[2], T), fn.args[1], f[4], f[5]])
     jb.ret_void()
-    pool.share(lw.module, b, fn, b.bitcast(job, I8P), lambda: b.call(items, args))
+    pool.share(lw.module, b, fn, b.bitcast(job, I8P), lambda: b.call(items, args),
+               most=lw.plan.window_threads)
     b.ret_void()

@@ -13,11 +13,11 @@ Every value gets a storage class:
 
 With ``windows=True`` (the llvm backend) an ``unfold`` read only as the ``B`` operand of
 matrix products (:func:`window_operand`) is never computed in full: it gets a ``slot``
-holding scratch for MAX_THREADS images only (``Plan.windows``: its elements per image),
+holding scratch for one image per thread only (``Plan.windows``: its elements per image),
 and each product unfolds one image (or rows of one) there right before multiplying it, so
 the columns stay in cache instead of going through memory three times.  Likewise a
 ``matmul`` read only by folds (an input gradient, ``fold(Wᵀ ḡ)``, :func:`window_product`)
-gets scratch for MAX_THREADS blocks of one image's rows: the fold computes a block of
+gets scratch for one block of one image's rows per thread: the fold computes a block of
 the product there and adds it into its output at once.  And an elementwise ``fused``
 node read only by a reduction (``sum((x - m)**2)``) is ``inline``: the reduction computes
 it per element as it reads it (:func:`inline_reduced`), never storing it.
@@ -108,7 +108,15 @@ def is_gemm_transpose(graph: Graph, node: Node) -> bool:
             and all(u.op in GEMM_OPS for u in users))
 
 
-MAX_THREADS = 2      # threads that may each unfold one image into a window's scratch
+MAX_WINDOW_THREADS = 64   # threads that may each unfold one image into a window's scratch
+
+
+def window_threads() -> int:
+    """Threads a window's scratch is made for: the cores adjit may use (at most
+    MAX_WINDOW_THREADS; the pool gives a window step no more participants)."""
+    from .target.description import available_cores
+    return max(1, min(available_cores(), MAX_WINDOW_THREADS))
+
 FOLD_BLOCK_BYTES = 1 << 30   # a folded product's rows computed at a time: a whole image (W10
 #   measured as fast as blocks of 512 KB, and faster than 256 or 128 KB)
 
@@ -239,6 +247,7 @@ class Plan:
         self.n_array_slots = slot   # inputs and outputs: arrays the caller sees
         self.temps: list[Node] = []
         self.windows: dict[int, int] = {}     # unfold/product id -> its scratch per thread
+        self.window_threads = window_threads()   # threads a window's scratch is made for
         for n in graph.order():
             if n.id in self.storage and n.op in ("input", "param"):
                 continue
@@ -319,7 +328,7 @@ class Plan:
         placed: list[tuple[int, int, int, int]] = []   # (start, end, first, last)
         offsets = []
         for t in self.temps:
-            elems = (MAX_THREADS * self.windows[t.id] if t.id in self.windows
+            elems = (self.window_threads * self.windows[t.id] if t.id in self.windows
                      else numel(t.shape).eval(batch))
             nbytes = elems * np.dtype(t.dtype if t.dtype != "bool" else "u1").itemsize
             nbytes = -(-max(nbytes, 1) // ALIGN) * ALIGN
