@@ -29,9 +29,11 @@ def api():
 @pytest.fixture
 def threads():
     """Set the pool's thread count for one test; restored after it."""
+    from adjit.backends.lowering.target.description import choose_threads
     before = pool.get_num_threads()
     yield pool.set_num_threads
     pool.set_num_threads(before)
+    choose_threads(None)
 
 
 def _until(cond, seconds=20):

@@ -37,8 +37,8 @@ MIN_BLOCKS = 8
 def max_blocks() -> int:
     """Column (row) blocks a split matmul_sum is cut into: 2 per core, at least
     MIN_BLOCKS (fixed at compile time; the pool's threads take them)."""
-    from ..lowering.target.description import available_cores
-    return max(MIN_BLOCKS, 2 * available_cores())
+    from ..lowering.target.description import num_threads
+    return max(MIN_BLOCKS, 2 * num_threads())
 
 
 def lower_matmul_sum(lw, node: Node):

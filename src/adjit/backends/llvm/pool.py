@@ -93,7 +93,7 @@ def ensure_pool():
     global _pool
     from .fncache import compile_once
     from ..lowering.target import add_symbol
-    from ..lowering.target.description import available_cores
+    from ..lowering.target.description import num_threads
     with _lock:
         if _pool is None:
             size, atfork = workspace_bytes(), _atfork()
@@ -112,7 +112,7 @@ def ensure_pool():
                 _calls[name] = ctypes.CFUNCTYPE(res, *args)(jit.address(name))
             for slot, cpu in enumerate(worker_cpus(), start=1):
                 _calls[PIN_TO](slot, cpu)
-            _calls[SET_THREADS](available_cores() if available() else 1)
+            _calls[SET_THREADS](num_threads() if available() else 1)
             _pool = jit     # kept for the life of the process: the workers run this code
     return _pool
 
@@ -138,10 +138,11 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"the thread count must be a positive integer, got {n!r}")
     if n > pool_ir.MAX_WORKERS + 1:
         raise ValueError(f"at most {pool_ir.MAX_WORKERS + 1} threads, got {n}")
-    if not available():
-        return
-    ensure_pool()
-    _calls[SET_THREADS](n)
+    from ..lowering.target.description import choose_threads
+    choose_threads(n)
+    if available():
+        ensure_pool()
+        _calls[SET_THREADS](n)
 
 
 def get_num_threads() -> int:

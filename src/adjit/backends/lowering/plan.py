@@ -114,8 +114,8 @@ MAX_WINDOW_THREADS = 64   # threads that may each unfold one image into a window
 def window_threads() -> int:
     """Threads a window's scratch is made for: the cores adjit may use (at most
     MAX_WINDOW_THREADS; the pool gives a window step no more participants)."""
-    from .target.description import available_cores
-    return max(1, min(available_cores(), MAX_WINDOW_THREADS))
+    from .target.description import num_threads
+    return max(1, min(num_threads(), MAX_WINDOW_THREADS))
 
 FOLD_BLOCK_BYTES = 1 << 30   # a folded product's rows computed at a time: a whole image (W10
 #   measured as fast as blocks of 512 KB, and faster than 256 or 128 KB)

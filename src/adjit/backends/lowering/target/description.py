@@ -177,6 +177,22 @@ def _size(text: str) -> int:
     return int(m.group(1)) * {"": 1, "K": KIB, "M": KIB ** 2, "G": KIB ** 3}[m.group(2)]
 
 
+_chosen: int | None = None     # set_num_threads's count, else None
+
+
+def num_threads() -> int:
+    """Threads compiled code uses: the count :func:`choose_threads` set (``aj.set_num_threads``),
+    else :func:`available_cores`.  Sizes fixed at compile time (a weight gradient's blocks,
+    a convolution's per-thread scratch) read it when a function is compiled."""
+    return _chosen or available_cores()
+
+
+def choose_threads(n: int | None) -> None:
+    """Record the thread count (None: back to :func:`available_cores`)."""
+    global _chosen
+    _chosen = n
+
+
 def available_cores() -> int:
     """Threads adjit runs native code on: ``$ADJIT_NUM_THREADS`` when set (>= 1), else the
     CPUs this process may run on (its affinity mask), capped by a cgroup CPU quota
