@@ -120,8 +120,9 @@ def _emit_chunks(module, name, p, job_t, serial, shared, pack_a):
 
 
 def emit_split(module, b, dtype, p, T, args, serial, shared, pack_a):
-    """At ``b`` (in the entry point, for a product worth two threads): post the product to
-    the pool, run chunks on this thread too, then withdraw or join the worker's part."""
+    """At ``b`` (in the entry point, for a product worth several threads): post the
+    product to the pool, run chunks on this thread too, then close the job and wait for
+    the workers inside it."""
     MR, NR, KC, MC = p["MR"], p["NR"], p["KC"], p["MC"]
     name = f"adjit_gemm_{dtype}"
     tp = T.as_pointer()

@@ -9,13 +9,12 @@ contiguous across them) whose body calls ``adjit_gemm_<dt>`` with each operand's
 offset by its batch strides -- 0 along an axis it is broadcast over.  When ``B`` is one
 matrix for every batch element and ``A`` is stored untransposed and not broadcast, the
 whole stack is one GEMM with ``M·batch`` rows (``(None, T, D) @ (D, E)``, a linear layer
-over a sequence), which also lets the GEMM share a large product with the pool's worker.
-Otherwise, when the pool's worker thread exists and the stack holds enough work
-(``SPLIT_MNK`` multiply-adds in all, known at run time), both threads take products from
-a shared counter (the caller with the step's workspace, the worker with its own,
-:func:`.pool.declare_workspace`); each product is computed by one thread exactly as
-alone, so the results do not depend on the split.  Below that, or without the worker,
-the caller runs them all one after another.
+over a sequence), which also lets the GEMM share a large product with the pool's workers.
+Otherwise, when the pool exists and the stack holds enough work (``SPLIT_MNK``
+multiply-adds in all, known at run time), the threads take products from a shared
+counter (the caller with the step's workspace, each worker with its own); each product is
+computed by one thread exactly as alone, so the results do not depend on the split.
+Below that, or without the pool, the caller runs them all one after another.
 """
 from __future__ import annotations
 
@@ -87,7 +86,7 @@ def lower_matmul(lw, node: Node):
     return fn, [a, bnode]
 
 
-# A job for the worker: out, a, b, batch, the shared counter.
+# A job for the workers: out, a, b, batch, the shared counter.
 _JOB = lambda T: ir.LiteralStructType([T.as_pointer()] * 3 + [I64, I64.as_pointer()])  # noqa
 
 
@@ -120,7 +119,7 @@ def _prod(sizes):
 
 
 def split_items(module, b, step, items, sizes, mnk):
-    """The step's body: ``items`` on this thread alone, or shared with the worker when the
+    """The step's body: ``items`` on this thread alone, or shared with the workers when the
     ``sizes`` items of ``mnk`` multiply-adds each hold SPLIT_MNK in all."""
     out, pa, pb, work, batch = step.args
     T = out.type

@@ -4,15 +4,15 @@ When ``A`` is a transpose view of ``(*batch, K, M)`` and ``B`` is stored untrans
 ``(*batch, K, N)`` (the weight gradient ``Σ_b x[b]ᵀ ȳ[b]`` of a product over a sequence),
 both stacks are, in row-major memory, one ``(batch·K, M)`` and one ``(batch·K, N)``
 matrix, and the sum is ONE GEMM ``Aᵀ B`` with ``K' = batch·K`` (large enough products
-are then shared with the pool's worker by the GEMM itself).  Otherwise the result is
+are then shared with the pool's workers by the GEMM itself).  Otherwise the result is
 zeroed (a GEMM with K = 0) and one GEMM per batch element accumulates into it.  Both
 sum in another order than a product per element followed by a sum: equal up to rounding.
 
 Those per-element products are often too small for the GEMM to share one with the pool's
-worker (a convolution's weight gradient on small images: ``(C_out, L) @ (L, C·ΠK)`` per
+workers (a convolution's weight gradient on small images: ``(C_out, L) @ (L, C·ΠK)`` per
 image), and sharing each large one costs a hand-over per product, so when the stack holds
 enough work the result is cut into blocks of whole register tiles' columns (or rows, when
-it has more rows) that the threads take from a shared counter, each block summed over the
+it has more rows; 2 per thread, at least 8) that the threads take from a shared counter, each block summed over the
 whole stack by one thread: every element is computed exactly as without the split,
 whichever thread takes it.  (W10's weight gradients, 32 products (64 x 1024) @ (1024 x
 576): 8.1 ms with each product shared, 7.3-7.5 ms in blocks, two threads.)
@@ -78,7 +78,7 @@ def lower_matmul_sum(lw, node: Node):
 
 def _blocks(lw, node, step, b, gemm, sizes, accs, block):
     """The step's body: blocks of the result's columns (rows) summed over the stack, taken
-    by this thread and the pool's worker (:func:`.matmul.split_items`)."""
+    by this thread and the pool's workers (:func:`.matmul.split_items`)."""
     a, bnode = node.inputs
     view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"  # noqa
     ta, tb = view(a), view(bnode)
