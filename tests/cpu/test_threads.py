@@ -103,3 +103,39 @@ def test_a_bad_env_count_is_a_clear_error():
     out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode != 0 and "ADJIT_NUM_THREADS must be a positive integer" in out.stderr
+
+
+def test_coexists_with_numpy_and_torch_thread_pools(restore_threads):
+    """adjit's workers and numpy's (OpenBLAS) and torch's own pools in one process, used
+    at the same time from different Python threads: every result stays right."""
+    import threading
+    aj.set_num_threads(3)
+    f = aj.compile(model(), opt_level=1, cache=False)
+    want = f(**inputs())
+    rng = np.random.default_rng(3)
+    A, Bm = rng.normal(size=(300, 300)), rng.normal(size=(300, 300))
+    C = A @ Bm
+    errors = []
+
+    def blas():
+        for _ in range(30):
+            if not np.allclose(A @ Bm, C):
+                errors.append("numpy")
+        try:
+            import torch
+        except ImportError:
+            return
+        ta, tb = torch.from_numpy(A), torch.from_numpy(Bm)
+        for _ in range(30):
+            if not np.allclose((ta @ tb).numpy(), C):
+                errors.append("torch")
+
+    others = [threading.Thread(target=blas) for _ in range(2)]
+    for t in others:
+        t.start()
+    for _ in range(10):
+        for a, b in zip(want, f(**inputs())):
+            np.testing.assert_array_equal(a, b)
+    for t in others:
+        t.join()
+    assert not errors
