@@ -58,3 +58,14 @@ __all__ += ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_av
             "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
 __all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]
 __all__ += ["per_example_grad"]
+
+
+def machine_peaks(refresh: bool = False):
+    """The FMA peaks (GFLOP/s, f32 and f64) and memory bandwidth (GB/s) of the cores adjit
+    uses, measured by native loops on the first call of the process and kept (see
+    :mod:`adjit.backends.llvm.peaks`)."""
+    from .backends.llvm.peaks import machine_peaks as measured
+    return measured(refresh)
+
+
+__all__ += ["machine_peaks"]

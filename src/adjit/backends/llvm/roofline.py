@@ -60,9 +60,7 @@ def _node_ops(e) -> int:
         if n.is_Integer:
             k = abs(int(n))
             return max(k - 1, 0) + (1 if int(n) < 0 else 0) if k <= 16 else FUNCTION_FLOPS
-        if n == sp.Rational(1, 2) or n == -sp.Rational(1, 2):
-            return 1 + (n < 0)              # a square root (and a division)
-        return FUNCTION_FLOPS
+        return FUNCTION_FLOPS               # sqrt, a real power: a function call
     if isinstance(e, _SELECTS):
         return len(e.args) - 1
     if isinstance(e, sp.Piecewise):
