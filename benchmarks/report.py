@@ -141,7 +141,7 @@ def targets(results, machine: dict | None = None) -> str:
             if a and peak:
                 gf = res["flops"] / a["median_s"] / 1e9
                 add(f"W4 {a['name']} ≥ {W4_PEAK_SHARE:.0%} of the FMA peak ({peak:.0f} GFLOP/s "
-                    f"f32 on {machine.get('cores')} cores)",
+                    f"f32 on {machine.get('cores')} core{'s' * (machine.get('cores') != 1)})",
                     f"{gf:.1f} GFLOP/s = {gf / peak:.0%} of peak", gf >= W4_PEAK_SHARE * peak, a)
             elif a:
                 gf = res["flops"] / a["median_s"] / 1e9
