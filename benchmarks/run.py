@@ -4,7 +4,10 @@
                              [--threads N] [--peers numpy,jax] [--json out.json]
 
 Thread counts are pinned through the environment BEFORE numpy, torch or jax
-is imported (hence the late imports below).
+is imported (hence the late imports below): ``--threads N`` (default 2) gives adjit and
+every peer N threads and pins the process to N CPUs (see threads.py).  The report's head
+names the CPU, its ISA and the FMA peak and memory bandwidth measured on those N cores
+(``adjit.machine_peaks()``); W4's target line gives adjit's share of that peak.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ def parse_args(argv=None):
                    help="independent timing passes; the table quotes medians over passes "
                         "(default 3, 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="short timing budget (smoke run)")
-    p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for adjit and every peer; the process is pinned to that "
+                        "many CPUs when it may use as many (default 2)")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds of timing per implementation, all passes together "
                         "(default 1.5, 0.2 with --quick)")
@@ -44,26 +49,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def pin_threads(n: int) -> dict:
-    env = {k: str(n) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                               "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                               "NUMEXPR_NUM_THREADS", "ADJIT_NUM_THREADS")}
-    xla = os.environ.get("XLA_FLAGS", "")
-    if n == 1 and "intra_op_parallelism_threads" not in xla:
-        xla = (xla + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
-    # n >= 2: XLA's CPU client sizes its pool to the machine (2 cores here), i.e. n = all cores.
-    env["XLA_FLAGS"] = xla
-    os.environ.update(env)
-    return env
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import threads  # noqa: E402  (no heavy imports: numpy etc. come after the settings)
 
 args = parse_args()
-THREAD_ENV = pin_threads(args.threads)
+THREAD_ENV, PINNED = threads.apply(args.threads)
 if not args.torch_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
     _inductor_dir = tempfile.mkdtemp(prefix="adjit-bench-inductor-")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = _inductor_dir
     atexit.register(shutil.rmtree, _inductor_dir, ignore_errors=True)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
@@ -158,10 +152,26 @@ def header(mods) -> str:
     lines.append("load average at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
                  + f" (on {os.cpu_count()} CPUs; other processes compete for the cores)")
     lines.append("torch.compile cache: " + os.environ.get("TORCHINDUCTOR_CACHE_DIR", "default"))
-    lines.append("threads: " + ", ".join(f"{k}={v!r}" for k, v in THREAD_ENV.items()))
+    lines.append("threads: " + PINNED + "; " + ", ".join(f"{k}={v!r}" for k, v in THREAD_ENV.items()))
     lines.append("timing blocks: " + ("back to back (--no-settle)" if args.no_settle else
                                       "each starts once the process is idle (settle)"))
     return "\n".join(lines)
+
+
+MACHINE: dict = {}
+
+
+def machine_line() -> str:
+    """The CPU, its ISA and the FMA peak / bandwidth measured on the cores in use."""
+    try:
+        import adjit
+        timing.settle_threads()
+        p = adjit.machine_peaks()
+    except Exception as exc:  # noqa: BLE001 - the report still runs without it
+        return f"machine: peaks not measured ({type(exc).__name__}: {exc})"
+    MACHINE.update(cpu=p.cpu, cores=p.cores, fma_f32=p.fma_f32, fma_f64=p.fma_f64,
+                   bandwidth=p.bandwidth)
+    return "machine: " + p.line()
 
 
 def main():
@@ -171,7 +181,7 @@ def main():
     wanted = {s.strip().lower() for s in args.peers.split(",") if s.strip()}
     wls = select(args.workloads.split(",") if args.workloads else None)
     factories, mods = _factories()
-    head = header(mods)
+    head = header(mods) + "\n" + machine_line()
     print(head + f"\ntiming: {repeat} pass(es), {budget:g} s per implementation in all, "
           "blocks interleaved round-robin\n", flush=True)
     peak = None
@@ -192,13 +202,13 @@ def main():
         print(report.table(res))
     print("## Targets (adjit = llvm backend when available, else the interpreter; "
           "value-and-grad / loss-only = time of the compiled gradient step over the loss-only one)\n")
-    print(report.targets(results))
+    print(report.targets(results, MACHINE or None))
     print(f"total wall time {time.perf_counter() - t0:.0f} s; load average at end: "
           + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"header": head, "repeat": repeat, "budget_s": budget, "peak": peak,
-                       "results": results}, fh, indent=1, default=str)
+                       "machine": MACHINE, "results": results}, fh, indent=1, default=str)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from .forward import hvp, jvp
 from .jacobians import hessian, jacobian
 from .per_example import per_example_grad
 from .compiled import Compiled, compile
-from .threads import get_num_threads, set_num_threads
+from .machine import get_num_threads, machine_peaks, set_num_threads
 from .frontend import (abs, broadcast_to, cast, const, equal, greater, greater_equal, input,
                        less, less_equal, log, matmul, max, mean, not_equal, one_hot, param,
                        record_functions, reshape, stop_gradient, sum, transpose, where)
@@ -58,4 +58,4 @@ __all__ += ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d"
 __all__ += ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
             "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
 __all__ += ["take", "take_along_axis", "argmax", "argmin", "min", "prod", "std", "var"]
-__all__ += ["per_example_grad", "get_num_threads", "set_num_threads"]
+__all__ += ["per_example_grad", "get_num_threads", "set_num_threads", "machine_peaks"]

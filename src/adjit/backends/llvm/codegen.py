@@ -152,6 +152,8 @@ class Lowering:
                 self.slots[k] = b.load(field, name=f"data{k}")
         self.batch = batch
         timer = StepTimer(self.module, len(self.plan.steps)) if self.profile else None
+        if timer:
+            timer.entry(b, batch)
         for k, node in enumerate(self.plan.steps):
             kernel = self._kernel_for(node)
             if timer:

@@ -2,9 +2,12 @@
 
 Each step's kernel call is bracketed by ``clock_gettime(CLOCK_MONOTONIC)``; the elapsed
 nanoseconds and the call count are added (atomically, so threads may share a function)
-to an exported array ``adjit_profile`` of ``2 * n_steps`` int64.  The clock costs ~20-40 ns
-per read, which matters only for the smallest kernels.  :func:`profile_table` turns the
-counters into rows, the slowest first.
+to an exported array ``adjit_profile`` of ``2 * n_steps + 2`` int64; its last two hold the
+sum of the batch sizes of the calls and their number.  The clock costs ~20-40 ns per read,
+which matters only for the smallest kernels.  :func:`profile_table` turns the counters into
+rows, the slowest first, each with its roofline (:mod:`.roofline`: FLOPs, bytes, the bound
+at the measured peaks of :mod:`.peaks`); :func:`format_profile` prints them under the
+machine's line.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ TIMESPEC = ir.LiteralStructType([I64, I64])
 
 class StepTimer:
     def __init__(self, module: ir.Module, n_steps: int):
-        ty = ir.ArrayType(I64, 2 * max(n_steps, 1))
+        self.n_steps = n_steps
+        ty = ir.ArrayType(I64, _length(n_steps))
         self.counters = ir.GlobalVariable(module, ty, SYMBOL)
         self.counters.initializer = ir.Constant(ty, None)
         self.clock = declare(module, "clock_gettime",
@@ -36,6 +40,11 @@ class StepTimer:
         nsec = b.load(b.gep(ts, [c32(0), c32(1)]))
         return b.add(b.mul(sec, c64(1_000_000_000)), nsec)
 
+    def entry(self, b: ir.IRBuilder, batch: ir.Value) -> None:
+        """Count one call of the entry and its batch size."""
+        for slot, v in ((2 * self.n_steps, batch), (2 * self.n_steps + 1, c64(1))):
+            b.atomic_rmw("add", b.gep(self.counters, [c32(0), c32(slot)]), v, "monotonic")
+
     @contextmanager
     def step(self, b: ir.IRBuilder, k: int):
         ts = b.alloca(TIMESPEC)
@@ -46,13 +55,26 @@ class StepTimer:
             b.atomic_rmw("add", b.gep(self.counters, [c32(0), c32(slot)]), v, "monotonic")
 
 
+def _length(n_steps: int) -> int:
+    return 2 * n_steps + 2
+
+
 def counters(jit, n_steps: int):
     """The live counter array of a compiled function (ctypes view)."""
-    return (ctypes.c_int64 * (2 * max(n_steps, 1))).from_address(jit.address(SYMBOL))
+    return (ctypes.c_int64 * _length(n_steps)).from_address(jit.address(SYMBOL))
 
 
-def profile_table(steps, raw) -> list[dict]:
-    """One row per step: index, op, the node's label, shape, calls, total and mean µs."""
+def mean_batch(steps, raw) -> float:
+    """The mean batch size of the calls counted in ``raw`` (0 before any call)."""
+    n = len(steps)
+    return raw[2 * n] / raw[2 * n + 1] if len(raw) > 2 * n + 1 and raw[2 * n + 1] else 0.0
+
+
+def profile_table(steps, raw, peaks=None) -> list[dict]:
+    """One row per step: index, op, the node's label, shape, calls, total and mean µs, and
+    its roofline at the mean batch size of the calls (``flops``, ``bytes``, ``bound_us``,
+    ``limit``, ``x_bound``, ``batch``; see :mod:`.roofline`) for ``peaks`` (default
+    :func:`.peaks.machine_peaks`, measured on first use)."""
     rows = []
     total = sum(raw[2 * k] for k in range(len(steps))) or 1
     for k, node in enumerate(steps):
@@ -63,11 +85,23 @@ def profile_table(steps, raw) -> list[dict]:
         rows.append({"step": k, "op": what, "node": label(node), "shape": node.shape,
                      "dtype": node.dtype, "calls": calls, "total_us": ns / 1e3,
                      "mean_us": ns / 1e3 / calls if calls else 0.0, "share": ns / total})
+    from .peaks import machine_peaks
+    from .roofline import add_roofline
+    batch = mean_batch(steps, raw)
+    add_roofline(rows, steps, peaks or machine_peaks(), round(batch))
+    for r in rows:
+        r["batch"] = batch
     rows.sort(key=lambda r: -r["total_us"])
     return rows
 
 
-def format_profile(rows: list[dict], top: int | None = None) -> str:
+def format_profile(rows: list[dict], top: int | None = None, peaks=None) -> str:
+    """The rows as a table, the slowest first, under the machine's line (``peaks``:
+    default :func:`.peaks.machine_peaks`); rows without a roofline: the plain table."""
+    if rows and "bound_us" in rows[0]:
+        from .peaks import machine_peaks
+        from .roofline import format_roofline
+        return format_roofline(rows, peaks or machine_peaks(), rows[0]["batch"], top)
     lines = [f"{'step':>4} {'share':>6} {'mean µs':>9} {'calls':>7}  {'op':<12} {'shape':<16} node"]
     for r in rows[:top]:
         shape = "(" + ", ".join("B" if d is None else str(d) for d in r["shape"]) + ")"

@@ -1,4 +1,5 @@
-"""How many threads adjit's compiled CPU code uses (the llvm backend's pool).
+"""The machine compiled CPU code runs on: how many threads it uses (the llvm backend's
+pool), and the measured peaks a profile compares each step with.
 
     >>> import adjit as aj
     >>> aj.set_num_threads(1)        # everything on the calling thread
@@ -25,3 +26,11 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The threads compiled CPU code uses now (1 where this libc offers no thread pool)."""
     return pool.get_num_threads()
+
+
+def machine_peaks(refresh: bool = False):
+    """The FMA peaks (GFLOP/s, f32 and f64) and memory bandwidth (GB/s) of the cores adjit
+    uses, measured by native loops on the first call of the process and kept (``refresh``
+    measures again; see :mod:`adjit.backends.llvm.peaks`)."""
+    from .backends.llvm.peaks import machine_peaks as measured
+    return measured(refresh)
