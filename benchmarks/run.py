@@ -4,7 +4,7 @@
                              [--threads N] [--peers numpy,jax] [--json out.json]
 
 Thread counts are pinned through the environment BEFORE numpy, torch or jax
-is imported (hence the late imports below): ``--threads N`` (default 2) gives adjit and
+is imported (hence the late imports below): ``--threads N`` (default: every CPU the process may use) gives adjit and
 every peer N threads and pins the process to N CPUs (see threads.py).  The report's head
 names the CPU, its ISA and the FMA peak and memory bandwidth measured on those N cores
 (``adjit.machine_peaks()``); W4's target line gives adjit's share of that peak.
@@ -30,9 +30,9 @@ def parse_args(argv=None):
                    help="independent timing passes; the table quotes medians over passes "
                         "(default 3, 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="short timing budget (smoke run)")
-    p.add_argument("--threads", type=int, default=2,
+    p.add_argument("--threads", type=int, default=None,
                    help="threads for adjit and every peer; the process is pinned to that "
-                        "many CPUs when it may use as many (default 2)")
+                        "many CPUs when it may use as many (default: every allowed CPU)")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds of timing per implementation, all passes together "
                         "(default 1.5, 0.2 with --quick)")
@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import threads  # noqa: E402  (no heavy imports: numpy etc. come after the settings)
 
 args = parse_args()
+args.threads = args.threads or threads.allowed_cpus()
 THREAD_ENV, PINNED = threads.apply(args.threads)
 if not args.torch_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
     _inductor_dir = tempfile.mkdtemp(prefix="adjit-bench-inductor-")

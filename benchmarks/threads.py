@@ -38,6 +38,14 @@ def thread_env(n: int, environ=None) -> dict:
     return env
 
 
+def allowed_cpus() -> int:
+    """The CPUs this process may run on (the default thread count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def cpus_for(n: int, allowed) -> set | None:
     """The CPUs to pin ``n`` threads to: the first ``n`` of ``allowed`` (sorted), or None
     when ``n`` exceeds them (no pinning)."""

@@ -9,7 +9,8 @@ from adjit.ops.registry import REGISTRY
 DOC = (pathlib.Path(__file__).parents[2] / "docs" / "ops.md").read_text(encoding="utf-8")
 NOT_OPS = {"AdjitError", "Compiled", "DTypeError", "GradCheckReport", "GradientCheckError",
            "Graph", "Node", "NonFiniteError", "ShapeError", "TensorType", "check_grads",
-           "compile", "grad", "machine_peaks", "nn", "optim", "random", "train"}
+           "compile", "get_num_threads", "grad", "machine_peaks", "nn", "optim", "random",
+           "set_num_threads", "train"}
 
 
 def test_every_public_function_is_documented():
