@@ -32,9 +32,11 @@ Cache blocking (power-of-two KC, sizes from the description's l1d / l2 / l3):
 
 * KC: the power of two nearest (in log scale) to ``l1d / 2 / (NR * size)``, in [64, 512]
   (a B sliver in about half of L1d: 256 on AVX2's 32 KiB and AVX-512's 48 KiB L1d);
-* MC: ``min(l2 / 4, 128 KiB) / (KC * size)`` rounded down to a multiple of MR (the A
-  panel in a quarter of L2, at most 128 KiB: a larger panel measured no faster on Zen 5's
-  1 MiB L2);
+* MC: ``min(l2 / 3, 144 KiB) / (KC * size)`` rounded down to a multiple of MR (the A
+  panel in a third of L2, at most 144 KiB: the f64 panel tuned on a 512 KiB L2).  Single
+  core on Zen 5 (1 MiB L2, AVX-512 tiles, KC 256): f64 MC 72 ran 3-8 % faster than 64,
+  128 or 256 (1024³, W4's and W2's products); f32 was flat from MC 120 to 512; KC 192
+  instead of 256 cost f64 5-12 %;
 * NC: ``min(l3 / 8, 2 MiB) / (KC * size)`` rounded down to a multiple of NR, at most 4096
   (the B panel is per thread: bounded so the workspace stays a few MiB).
 """
@@ -81,7 +83,7 @@ def derive(target, dtype: str) -> dict:
     MR, NV = tile_shape(target.vector_registers, target.vector_bytes)
     NR = NV * VL
     KC = min(512, max(64, _pow2_near(target.l1d / 2 / (NR * esz))))
-    MC = max(MR, min(target.l2 // 4, 128 * KIB) // (KC * esz) // MR * MR)
+    MC = max(MR, min(target.l2 // 3, 144 * KIB) // (KC * esz) // MR * MR)
     NC = min(MAX_NC // NR * NR,
              max(NR, min(target.l3 // 8, 2048 * KIB) // (KC * esz) // NR * NR))
     PV = min(VL, 32 // esz)     # 8 x 8 (f64: 4 x 4) transposes at most, as measured
