@@ -4,6 +4,7 @@
     python benchmarks/gemm_bench.py --threads 1     # one setting only
     python benchmarks/gemm_bench.py --crossover     # where the fast path / 2 threads pay off
     python benchmarks/gemm_bench.py --compile       # compile and cache-load times
+    ADJIT_CPU=x86-64-v3 python benchmarks/gemm_bench.py --threads 1   # a named CPU's tiles
 
 Threads: numpy's OpenBLAS reads OPENBLAS_NUM_THREADS at import, so each thread count runs
 in its own subprocess with OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) set to it; adjit's

@@ -1,8 +1,9 @@
 """adjit_gemm_f32 / adjit_gemm_f64 against numpy, called through ctypes.
 
 Both dtypes are compiled once per module (opt level 3, no disk cache), in the blocking of
-this machine (8 x 32 / 8 x 16 register tiles on AVX-512 hosts, else 6 x 16 / 6 x 8) and,
-for a subset of sizes, in the other one.  Sizes cover the
+this machine (derived from its description: 8 x 32 / 8 x 16 register tiles on AVX-512
+hosts, 6 x 16 / 6 x 8 on AVX2) and, for a subset of sizes, in the other x86 one
+(tests/cpu/test_gemm_targets.py covers every ISA's tiles by name).  Sizes cover the
 empty cases, K == 0, 1, odd sizes around the register tiles, the unpacked
 small-product path, the packed path with several K blocks, padded leading dimensions and
 products big enough to be split across two threads (split along N and along M).
@@ -16,6 +17,7 @@ import pytest
 
 from adjit.backends.llvm import gemm, gemm_split
 from adjit.backends.lowering.target import compile_ir
+from adjit.backends.lowering.target.description import describe
 
 DTYPES = {"f32": (np.float32, 1e-5), "f64": (np.float64, 1e-12)}
 I32, I64, P = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
@@ -25,10 +27,10 @@ SIG = ctypes.CFUNCTYPE(None, I32, I32, I64, I64, I64, P, I64, P, I64, P, I64, I3
 class Gemm:
     """ctypes wrapper owning an aligned workspace."""
 
-    def __init__(self, jm, dtype):
+    def __init__(self, jm, dtype, target=None):
         self.jm, self.np = jm, DTYPES[dtype][0]
         self.fn = SIG(jm.address(gemm.gemm_symbol(dtype)))
-        n = gemm.gemm_workspace_elems(dtype)
+        n = gemm.gemm_workspace_elems(dtype, target)
         raw = np.empty(n + 64, self.np)
         off = (-raw.ctypes.data % 64) // raw.itemsize
         self.work = raw[off:off + n]
@@ -150,19 +152,17 @@ def test_forced_split_small_sizes(forced, M, N, K):
 
 @pytest.fixture(scope="module")
 def other_blocking():
-    """Both dtypes in the blocking this machine does not use (flipping ``wide_registers``
-    while emitting): AVX-512 hosts then test the 32-byte tiles too, and others the wide
-    ones (zmm vectors split in two by LLVM: slow, but the results must hold)."""
-    wide = gemm.wide_registers()
-    saved, gemm.wide_registers = gemm.wide_registers, lambda: not wide
-    try:
-        module = ir.Module(name="gemm_other")
-        for dt in DTYPES:
-            gemm.emit_gemm(module, dt)
-        jm = compile_ir(str(module), opt_level=3, cache=False, name="gemm_other")
-        return {dt: Gemm(jm, dt) for dt in DTYPES}
-    finally:
-        gemm.wide_registers = saved
+    """Both dtypes in the x86 blocking this machine does not use (emitted for the named
+    target's description, compiled for the host): AVX-512 hosts then test the AVX2 tiles
+    too, and others the AVX-512 ones (zmm-sized vectors split by LLVM: slow, but the
+    results must hold)."""
+    wide = describe().vector_bytes >= 64
+    other = describe("x86-64-v3" if wide else "x86-64-v4")
+    module = ir.Module(name="gemm_other")
+    for dt in DTYPES:
+        gemm.emit_gemm(module, dt, target=other)
+    jm = compile_ir(str(module), opt_level=3, cache=False, name="gemm_other")
+    return {dt: Gemm(jm, dt, other) for dt in DTYPES}
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -192,6 +192,9 @@ def test_workspace_and_symbols():
         p = gemm.gemm_params(dt)
         per_thread = p["MC"] * p["KC"] + p["KC"] * p["NC"]
         assert gemm.gemm_workspace_elems(dt) >= gemm.MAX_THREADS * per_thread
+        # one buffer of the f64 size in bytes serves both dtypes (runtime, pool)
+        esz = 4 if dt == "f32" else 8
+        assert gemm.gemm_workspace_elems("f64") * 8 >= gemm.gemm_workspace_elems(dt) * esz
         assert gemm.gemm_symbol(dt) == f"adjit_gemm_{dt}"
     with pytest.raises(ValueError):
         gemm.emit_gemm(ir.Module(), "f16")

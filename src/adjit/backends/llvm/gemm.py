@@ -15,8 +15,11 @@ Structure (sizes are runtime values, blocking constants are Python ints):
   * ``jc`` over N by NC, ``pc`` over K by KC: pack op(B) into NR-wide k-major slivers (zero
     padded); ``ic`` over M by MC: pack op(A) into MR-wide slivers; ``jr``/``ir`` over the
     NR x MR tiles call the micro-kernel: MR x NR accumulators in MR*NV vectors <VL x T>,
-    per k one broadcast of A per row, NV loads of B, hand-declared ``llvm.fma.v*``.  Full
-    tiles update C with vector ops, edge tiles go through a stack tile.
+    per k one broadcast of A per row, NV loads of B, hand-declared ``llvm.fma.v*`` (fmul +
+    fadd where the CPU has no FMA).  Full tiles update C with vector ops, edge tiles go
+    through a stack tile; rows short of MR in packed A have their own edge kernels.
+    MR, NV, VL and the blocking KC/MC/NC come from the target description
+    (:mod:`.gemm_shape`: e.g. 6 x 16 f32 on AVX2, 8 x 32 on AVX-512, 8 x 12 on NEON).
   * Small products (M*N*K <= SMALL_MNK), and products whose N fits one NR-wide sliver
     (a packed A panel would then be used once), skip packing: the kernel reads A through runtime
     strides (rows past the edge re-read the last valid row; their results are dropped) and
@@ -40,29 +43,12 @@ from . import gemm_split as _split, pool
 from ..lowering.irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare, function as _function
 from ..lowering.irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
 from .gemm_pack import emit_pack as _emit_pack
+from .gemm_shape import gemm_params
 
 __all__ = ["emit_gemm", "gemm_workspace_elems", "gemm_params", "gemm_symbol"]
 
 I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
 
-# Blocking per dtype.  MR x (NV*VL) is the register tile (12 accumulators + 2 B vectors +
-# 1 broadcast = 15 of the 16 ymm registers); KC*NR*size (16 KiB) keeps a B sliver in L1,
-# MC*KC*size (~120-150 KiB) keeps the A panel in L2 (512 KiB/core), KC*NC in L3.
-# (backends/llvm/runtime.py sizes one workspace for both dtypes from the f64 count: keep
-# the f64 workspace in bytes >= the f32 one.)
-_PARAMS = {
-    "f32": dict(MR=6, VL=8, NV=2, KC=256, MC=120, NC=2048),
-    "f64": dict(MR=6, VL=4, NV=2, KC=256, MC=72, NC=1024),
-}
-# AVX-512 (32 zmm registers): 16 accumulators of 64 bytes in an 8 x 2·VL tile; the cache
-# blocking is kept.  Single core, CPU time, AMD EPYC (Zen 5): f32 1024³ 120 -> 229 GFLOP/s,
-# a convolution's per-image (64 x 576) @ (576 x 1024) 103 -> 171; f64 1024³ 59 -> 111
-# (MR 6, 12 or 14 measured 3-7 % slower than 8).  Packing keeps 8-lane (f64: 4-lane)
-# transposes (gemm_pack).
-_PARAMS_WIDE = {
-    "f32": dict(MR=8, VL=16, NV=2, KC=256, MC=120, NC=2048),
-    "f64": dict(MR=8, VL=8, NV=2, KC=256, MC=72, NC=1024),
-}
 # M*N*K thresholds, measured with `benchmarks/gemm_bench.py --crossover` (2-vCPU znver3).
 # Unpacked fast path: wins only up to ~32^3 (packing pays for itself from 32x64x64 on).
 # Two threads: the pool's worker (see pool.py) takes a chunk in ~1 us when it is spinning
@@ -76,27 +62,20 @@ THREAD_MNK = {"f32": 1 << 21, "f64": 1 << 20}
 MAX_THREADS = _split.MAX_THREADS
 
 
-def wide_registers() -> bool:
-    """Whether the code is generated for the host and the host has AVX-512 (64-byte
-    vectors in 32 registers); a named target CPU keeps the 32-byte blocking."""
-    from ..lowering.target.machine import target_cpu, vector_width_bytes
-    return target_cpu() == "host" and vector_width_bytes() >= 64
-
-
-def gemm_params(dtype: str) -> dict:
-    """Blocking parameters for ``dtype`` ('f32'/'f64'), with NR = NV*VL added."""
-    p = dict((_PARAMS_WIDE if wide_registers() else _PARAMS)[dtype])
-    return dict(p, NR=p["NV"] * p["VL"])
-
-
 def gemm_symbol(dtype: str) -> str:
     """Name of the generated entry point for ``dtype``."""
     return f"adjit_gemm_{dtype}"
 
 
-def gemm_workspace_elems(dtype: str) -> int:
-    """Elements of T the ``work`` argument must hold (covers MAX_THREADS threads)."""
-    return _split.workspace_elems(gemm_params(dtype))
+def gemm_workspace_elems(dtype: str, target=None) -> int:
+    """Elements of T the ``work`` argument must hold (covers MAX_THREADS threads).
+
+    The same number of bytes for both dtypes (the larger of the two layouts'), so one
+    buffer of ``gemm_workspace_elems("f64") * 8`` bytes serves either (runtime, pool)."""
+    need = max(_split.workspace_elems(gemm_params(dt, target)) * sz
+               for dt, sz in (("f32", 4), ("f64", 8)))
+    sz = 4 if dtype == "f32" else 8
+    return -(-need // 64) * 64 // sz
 
 
 def _ENTRY_ARGS(T):
@@ -120,7 +99,14 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed, rows_m=None):
     if rows_m is not None:               # an edge variant: rows_m < MR rows, packed A
         MR = rows_m
     tp, vt = T.as_pointer(), ir.VectorType(T, VL)
-    fma = _declare(module, f"llvm.fma.v{VL}{dt}", ir.FunctionType(vt, [vt] * 3))
+    if p["FMA"]:
+        fma_fn = _declare(module, f"llvm.fma.v{VL}{dt}", ir.FunctionType(vt, [vt] * 3))
+
+        def fma(x, y, z):
+            return b.call(fma_fn, [x, y, z])
+    else:   # no FMA unit: llvm.fma would be a libm call per lane
+        def fma(x, y, z):
+            return b.fadd(b.fmul(x, y), z)
     name = f"adjit_gemm_{dt}.kern.{'p' if a_packed else 's'}{'p' if b_packed else 's'}"
     name += f".m{rows_m}" if rows_m is not None else ""
     fn, b = _function(module, name, ir.VoidType(),
@@ -150,7 +136,7 @@ def _emit_kernel(module, dt, p, T, a_packed, b_packed, rows_m=None):
     for i in range(MR):
         s = b.load(_at(b, rows[i], koff), align=esz)
         s = b.shuffle_vector(b.insert_element(undef, s, _c32(0)), undef, splat)
-        new.append([b.call(fma, [s, bv[v], acc[i][v]]) for v in range(NV)])
+        new.append([fma(s, bv[v], acc[i][v]) for v in range(NV)])
     for i, v in ((i, v) for i in range(MR) for v in range(NV)):
         acc[i][v].add_incoming(zero, pre)
         acc[i][v].add_incoming(new[i][v], body)
@@ -280,24 +266,31 @@ def _emit_serial(module, dt, p, T, small_mnk, kern, pack_a, pack_b, shared_a=Fal
 
 
 def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
-              small_mnk: int | None = None, thread_mnk: int | None = None) -> ir.Function:
+              small_mnk: int | None = None, thread_mnk: int | None = None,
+              target=None, params: dict | None = None) -> ir.Function:
     """Add ``adjit_gemm_<dtype>`` (see the module docstring) to ``module`` and return it.
 
     Idempotent: if the module already has the function it is returned as is (keyword
     arguments then ignored).  ``threads`` (1 or 2) caps the threads; ``small_mnk`` and
-    ``thread_mnk`` override SMALL_MNK / THREAD_MNK (benchmarks use them).
+    ``thread_mnk`` override SMALL_MNK / THREAD_MNK (benchmarks use them).  ``target``
+    (a CpuTarget; None: the CPU code is generated for) decides the tiles and blocking
+    (:mod:`.gemm_shape`); the IR is portable vector IR, so a module emitted for one
+    target also runs, slower, on another.  ``params`` overrides entries of the derived
+    parameters (benchmarks, tests; the workspace must then be sized for them).
 
     >>> m = ir.Module(); f = emit_gemm(m, "f32"); f.name, emit_gemm(m, "f32") is f
     ('adjit_gemm_f32', True)
     """
-    if dtype not in _PARAMS:
+    if dtype not in ("f32", "f64"):
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
     if not 1 <= threads <= MAX_THREADS:
         raise ValueError(f"threads must be 1..{MAX_THREADS}")
     name = gemm_symbol(dtype)
     if name in module.globals:
         return module.globals[name]
-    p, T = gemm_params(dtype), (ir.FloatType() if dtype == "f32" else ir.DoubleType())
+    p = dict(gemm_params(dtype, target), **(params or {}))
+    p["NR"] = p["NV"] * p["VL"]
+    T = ir.FloatType() if dtype == "f32" else ir.DoubleType()
     MR, NR = p["MR"], p["NR"]
     small = SMALL_MNK[dtype] if small_mnk is None else small_mnk
     kern = {(ap, bp): _emit_kernel(module, dtype, p, T, ap, bp)

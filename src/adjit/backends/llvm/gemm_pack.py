@@ -1,6 +1,8 @@
 """Packing for the GEMM kernels: operand panels copied into contiguous, zero-padded slivers.
 
-Transposed operands are read 8 (f64: 4) elements at a time and transposed in registers.
+Transposed operands are read PV elements at a time (the parameters' ``PV``: any power of
+two 2..16; 8 for f32 and 4 for f64 on AVX2 and AVX-512, 4 / 2 on SSE and NEON) and
+transposed in registers.
 """
 from __future__ import annotations
 
@@ -13,9 +15,22 @@ I32, I64 = ir.IntType(32), ir.IntType(64)
 
 
 def _transpose(b, rows):
-    """Transpose VL vectors of VL lanes (VL = 8 or 4): unpack, shuffle, 128-bit permute."""
+    """Transpose VL vectors of VL lanes (VL a power of two, 2..16).  8 and 4 lanes: unpack,
+    shuffle, 128-bit permute (in-lane shuffles first, as x86 prefers); other widths: log2(VL)
+    rounds of the perfect shuffle (row i and row i + VL/2 interleaved, low and high halves)."""
     def sh(x, y, mask):
         return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, len(rows)), mask))
+    n = len(rows)
+    if n not in (4, 8):
+        if n < 2 or n & (n - 1):
+            raise ValueError(f"transposes take a power of two of lanes, got {n}")
+        h = n // 2
+        lo = [j for i in range(h) for j in (i, n + i)]
+        hi = [j for i in range(h, n) for j in (i, n + i)]
+        for _ in range(n.bit_length() - 1):
+            rows = [m for i in range(h) for m in (sh(rows[i], rows[i + h], lo),
+                                                   sh(rows[i], rows[i + h], hi))]
+        return rows
     if len(rows) == 4:   # interleave (r0,r1), (r2,r3) in 128-bit lanes, then swap halves
         t = [sh(rows[i], rows[i + 1], m) for i in (0, 2) for m in ([0, 4, 2, 6], [1, 5, 3, 7])]
         lo, hi = [0, 1, 4, 5], [2, 3, 6, 7]
@@ -30,9 +45,9 @@ def _transpose(b, rows):
 
 
 def _chunks(n, VL):
-    """Split n lanes into vector pieces of VL, 4, 2, 1 lanes: [(offset, length)]."""
+    """Split n lanes into vector pieces of VL, VL/2, ..., 1 lanes: [(offset, length)]."""
     out, off = [], 0
-    for ln in (VL, 4, 2, 1):
+    for ln in (VL >> s for s in range(VL.bit_length())):
         while n - off >= ln:
             out, off = out + [(off, ln)], off + ln
     return out
@@ -52,8 +67,8 @@ def emit_pack(module, dt, p, T, W):
     transposes (its rows clamped to the last, then zeroed); of contiguous rows, a plain
     scalar loop.
     """
-    # transposes of 8 x 8 (f64: 4 x 4) blocks, whatever the micro-kernel's vector width
-    VL, esz, KB = min(p["VL"], 8 if dt == "f32" else 4), (4 if dt == "f32" else 8), 8
+    # transposes of PV x PV blocks (PV <= the micro-kernel's vector lanes)
+    VL, esz, KB = p["PV"], (4 if dt == "f32" else 8), 8
     tp, vt = T.as_pointer(), ir.VectorType(T, VL)
     fn, b = _function(module, f"adjit_gemm_{dt}.pack{W}", ir.VoidType(),
                       [I32, I64, I64, tp, I64, tp], "w_contig n kc src ld dst".split(),
