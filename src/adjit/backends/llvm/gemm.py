@@ -25,9 +25,9 @@ Structure (sizes are runtime values, blocking constants are Python ints):
     strides (rows past the edge re-read the last valid row; their results are dropped) and
     B rows in place (only a ragged last strip, or all of B when transB, is packed).
   * Large products (M*N*K >= THREAD_MNK) are cut along N (or M) into chunks that this
-    thread and the persistent worker thread of :mod:`.pool` share (:mod:`.gemm_split`;
+    thread and the persistent worker threads of :mod:`.pool` share (:mod:`.gemm_split`;
     glibc >= 2.34 exports pthread_* from libc and MCJIT resolves them from the process).
-    When the worker is busy with another caller's product or unavailable, this thread
+    When the pool is busy with another caller's product or unavailable, this thread
     runs every chunk.
 
 Invariants: addresses are GEPs only (no inttoptr); the micro-kernel's k loop runs kc >= 1
@@ -51,7 +51,7 @@ I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8)
 
 # M*N*K thresholds, measured with `benchmarks/gemm_bench.py --crossover` (2-vCPU znver3).
 # Unpacked fast path: wins only up to ~32^3 (packing pays for itself from 32x64x64 on).
-# Two threads: the pool's worker (see pool.py) takes a chunk in ~1 us when it is spinning
+# Threads: a pool worker (see pool.py) takes a chunk in ~1 us when it is spinning
 # and ~10-30 us when it sleeps, so the split paid from 32x64x64 on when the machine was
 # otherwise idle.  But a worker preempted while it holds a chunk makes the caller wait a
 # scheduler slice (profile_steps.py showed 6 us products taking 50-80 us on a busy
