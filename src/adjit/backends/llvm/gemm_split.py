@@ -85,11 +85,16 @@ def _emit_chunks(module, name, p, job_t, serial, shared, pack_a):
     b.atomic_rmw("add", _field(b, job, W_PDONE), one, "release")
     b.branch(head)
     b.position_at_end(done)
-    # Every piece is taken; wait for those the other thread is still packing.
+    # Every piece is taken; wait for those other threads are still packing (yielding the
+    # CPU now and then: with more threads than cores the packer may be waiting for it).
     spin, ready = fn.append_basic_block("piece.wait"), fn.append_basic_block("piece.ready")
+    before = b.block
     b.branch(spin)
     b.position_at_end(spin)
-    pool.relax(module, b)
+    k = b.phi(I64, "spins")
+    k.add_incoming(_c64(0), before)
+    pool.pause(module, b, k)
+    k.add_incoming(b.add(k, _c64(1)), b.block)
     packed = b.load_atomic(_field(b, job, W_PDONE), "acquire", 8)
     b.cbranch(b.icmp_signed("<", packed, n_pieces), spin, ready)
     b.position_at_end(ready)

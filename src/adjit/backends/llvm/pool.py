@@ -217,3 +217,9 @@ def items_function(module: ir.Module, step: ir.Function):
 def relax(module: ir.Module, b: ir.IRBuilder) -> None:
     """One ``pause`` in a spin loop (x86; elsewhere nothing)."""
     pool_ir.relax(module, b, X86)
+
+
+
+def pause(module: ir.Module, b: ir.IRBuilder, spins: ir.Value) -> None:
+    """A turn of a wait loop (:func:`.pool_ir.pause`): pause, or yield after a while."""
+    pool_ir.pause(module, b, spins, X86)

@@ -55,6 +55,17 @@ def relax(module: ir.Module, b: ir.IRBuilder, x86: bool) -> None:
         b.call(declare(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
 
 
+def pause(module: ir.Module, b: ir.IRBuilder, spins: ir.Value, x86: bool) -> None:
+    """In a wait loop, at its ``spins``-th turn: a ``pause``, or after YIELD_AFTER turns
+    a ``sched_yield`` (the thread waited for may need this CPU).  Leaves ``b`` in a
+    block of its own (take ``b.block`` for a phi after it)."""
+    with b.if_else(b.icmp_signed("<", spins, c64(YIELD_AFTER))) as (short, long_):
+        with short:
+            relax(module, b, x86)
+        with long_:
+            b.call(declare(module, "sched_yield", ir.FunctionType(I32, [])), [])
+
+
 def emit_pool(module: ir.Module, *, workspace_bytes: int, sys_futex: int, atfork: str,
               x86: bool, limit: int) -> None:
     """Define the exported pool functions (:data:`SIGNATURES`) in ``module``."""
@@ -201,11 +212,7 @@ def emit_pool(module: ir.Module, *, workspace_bytes: int, sys_futex: int, atfork
     b.position_at_end(spin)
     # a worker holds a chunk; if that takes long it may have been preempted: give up this
     # CPU now and then, so it can run here if its own CPU is taken
-    with b.if_else(b.icmp_signed("<", k, c64(YIELD_AFTER))) as (short, long_):
-        with short:
-            relax(module, b, x86)
-        with long_:
-            b.call(declare(module, "sched_yield", ir.FunctionType(I32, [])), [])
+    pause(module, b, k, x86)
     k.add_incoming(b.add(k, c64(1)), b.block)
     b.branch(check)
     b.position_at_end(out)
