@@ -44,7 +44,7 @@ def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     stores every unfold, folded product and inlined step (None: ``$ADJIT_WINDOWS``)."""
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates), windows=_windows(windows))
-    ir_text = Lowering(plan, DATA_OFFSET, profile).lower()
+    ir_text = Lowering(plan, DATA_OFFSET, profile, cpu=cpu).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit", cpu=cpu)
     return NativeFunction(plan, jit, updates, profile)
 
@@ -74,8 +74,9 @@ def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | No
     updates = options.get("updates") or {}
     profile = bool(options.get("profile"))
     plan = Plan(graph, in_place=frozenset(updates), windows=_windows(options.get("windows")))
+    cpu = options.get("cpu")
     jit = fncache.load_linked(text, "adjit", options.get("opt_level", DEFAULT_OPT_LEVEL),
-                              lambda: Lowering(plan, DATA_OFFSET, profile).lower())
+                              lambda: Lowering(plan, DATA_OFFSET, profile, cpu=cpu).lower())
     if jit is None:        # (cache_info names the object-code entry, as for any hit)
         return None
     return graph, NativeFunction(plan, jit, updates, profile)

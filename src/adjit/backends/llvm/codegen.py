@@ -33,7 +33,7 @@ from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
-from ..lowering.target import compile_threads
+from ..lowering.target import compile_threads, target_cpu
 from .parallel import emit_step, emit_support, uses_support
 from .profile import StepTimer
 from .concat import lower_concatenate
@@ -90,9 +90,13 @@ def _ty(dtype: str) -> ir.Type:
 
 class Lowering:
     def __init__(self, plan: Plan, data_offset: int | None = None, profile: bool = False,
-                 parts: int | None = None):
-        """``parts``: most LLVM modules to split into (default: :func:`compile_threads`)."""
+                 parts: int | None = None, cpu: str | None = None):
+        """``parts``: most LLVM modules to split into (default: :func:`compile_threads`);
+        ``cpu``: the CPU the module is compiled for (None: ``$ADJIT_CPU`` or the host),
+        whose GEMM library and tiles the products use."""
         self.plan = plan
+        self.cpu = target_cpu(cpu)
+        self._target = None
         self.data_offset = data_offset
         self.profile = profile
         self.parts = min(compile_threads(), MAX_PARTS) if parts is None else max(1, parts)
@@ -102,6 +106,20 @@ class Lowering:
         self._kernel_modules: list[ir.Module] = []  # one per distinct kernel
         self._n = 0
         self.timings: dict[str, float] = {}        # seconds: "build" (ir objects), "text"
+
+    @property
+    def target(self):
+        """The :class:`~..lowering.target.description.CpuTarget` of :attr:`cpu`."""
+        if self._target is None:
+            from ..lowering.target.description import describe
+            self._target = describe(self.cpu)
+        return self._target
+
+    def declare_gemm(self, module: ir.Module, dtype: str) -> ir.Function:
+        """The GEMM of ``dtype`` ("f32"/"f64") for this lowering's CPU, declared in
+        ``module`` (see :mod:`.library`)."""
+        from .library import declare_gemm
+        return declare_gemm(module, dtype, self.cpu)
 
     @property
     def n_kernels(self) -> int:

@@ -130,17 +130,20 @@ def support_symbols(ir_text: str) -> list[str]:
     return sorted(set(re.findall(r'^declare [^@]*@"?(adjit_\w+)', ir_text, re.M)))
 
 
-def bind_support(names: list[str]) -> bool:
-    """Load the process-wide code that a cached module calls before its object code is
-    linked (MCJIT would otherwise link the call to address 0); False for a name this
-    adjit does not provide."""
+def bind_support(names: list[str], cpu: str = "host") -> bool:
+    """Load the process-wide code that a cached module (compiled for ``cpu``) calls before
+    its object code is linked (MCJIT would otherwise link the call to address 0): the
+    GEMM library of its CPU, the pool; False for a name this adjit does not provide."""
     from . import library, pool
-    from .gemm import gemm_symbol
-    loaders = {gemm_symbol(dt): functools.partial(library._ensure_library, dt)
-               for dt in ("f32", "f64")}
-    loaders.update(dict.fromkeys(pool.SIGNATURES, pool.ensure_pool))
-    if not set(names) <= loaders.keys():
-        return False
+    loaders = {}
+    for name in names:
+        if name in pool.SIGNATURES:
+            loaders[name] = pool.ensure_pool
+            continue
+        got = library.library_for_symbol(name, (cpu,))
+        if got is None:
+            return False
+        loaders[name] = functools.partial(library.ensure_library, *got)
     for name in names:
         loaders[name]()
     return True
@@ -160,7 +163,7 @@ def load_linked(text: str, name: str, opt_level: int, llvm_ir):
         cpu = str(meta["cpu"])
     except (ValueError, KeyError, TypeError):
         return None
-    if not bind_support(support):
+    if not bind_support(support, cpu):
         return None
     try:
         return load_cached(object_key, name, opt_level, llvm_ir=llvm_ir, cpu=cpu)
@@ -168,18 +171,21 @@ def load_linked(text: str, name: str, opt_level: int, llvm_ir):
         return None
 
 
-def compile_once(label: str, make_ir, opt_level: int, cache: bool | None = None):
-    """Compile IR that depends only on adjit's source and the host (the GEMM library, the
-    thread pool): a later process finds the object code by ``label`` without emitting the
-    IR again (``make_ir()`` runs only on a miss, or when someone reads ``llvm_ir``).  The
-    label must name every setting the IR depends on beyond the source (e.g. pinning)."""
-    k = _digest("support", label, f"O{opt_level}") if enabled(cache) else None
+def compile_once(label: str, make_ir, opt_level: int, cache: bool | None = None,
+                 cpu: str | None = None):
+    """Compile IR that depends only on adjit's source and the target CPU (the GEMM
+    libraries, the thread pool) for ``cpu`` (None: ``$ADJIT_CPU`` or the host): a later
+    process finds the object code by ``label`` without emitting the IR again
+    (``make_ir()`` runs only on a miss, or when someone reads ``llvm_ir``).  The label
+    must name every setting the IR depends on beyond the source and the CPU (e.g.
+    pinning)."""
+    k = _digest("support", label, f"O{opt_level}", cpu=cpu) if enabled(cache) else None
     got = None if k is None else _read(k, SUPPORT_SUFFIX)
     if got is not None:
         jit = load_linked(got[1], label, opt_level, make_ir)
         if jit is not None:
             return jit
-    jit = compile_ir(make_ir(), opt_level=opt_level, cache=cache, name=label)
+    jit = compile_ir(make_ir(), opt_level=opt_level, cache=cache, name=label, cpu=cpu)
     if k is not None and jit.key is not None:
         _write(k, b"", link_text(jit), SUPPORT_SUFFIX)
     return jit

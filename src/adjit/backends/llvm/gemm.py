@@ -43,9 +43,10 @@ from . import gemm_split as _split, pool
 from ..lowering.irkit import at as _at, c32 as _c32, c64 as _c64, declare as _declare, function as _function
 from ..lowering.irkit import imin as _min, loop as _loop, vload as _vload, vstore as _vstore
 from .gemm_pack import emit_pack as _emit_pack
-from .gemm_shape import gemm_params
+from .gemm_shape import A_PANEL_BYTES, B_PANEL_BYTES, gemm_params
 
-__all__ = ["emit_gemm", "gemm_workspace_elems", "gemm_params", "gemm_symbol"]
+__all__ = ["emit_gemm", "gemm_workspace_elems", "gemm_params", "gemm_symbol",
+           "MAX_WORKSPACE_BYTES", "thread_mnk"]
 
 I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
 
@@ -60,18 +61,45 @@ I1, I32, I64, I8P = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.IntType(8)
 SMALL_MNK = {"f32": 32 ** 3, "f64": 32 ** 3}
 THREAD_MNK = {"f32": 1 << 21, "f64": 1 << 20}
 MAX_THREADS = _split.MAX_THREADS
+# One workspace size for the GEMM of every target (runtime.py's per thread, each pool
+# worker's): MAX_THREADS threads' panels, each at most gemm_shape's A + B panel bounds
+# (plus the 16-element rounding of the layout), so a process that runs several CPUs'
+# libraries never hands one a buffer sized for another.  emit_gemm checks it.
+MAX_WORKSPACE_BYTES = -(-MAX_THREADS * (A_PANEL_BYTES + B_PANEL_BYTES + 16 * 8) // 64) * 64
 
 
-def gemm_symbol(dtype: str) -> str:
-    """Name of the generated entry point for ``dtype``."""
-    return f"adjit_gemm_{dtype}"
+def thread_mnk(dtype: str, target=None) -> int:
+    """M*N*K from which a product is shared with the pool on ``target`` (a CpuTarget;
+    None: THREAD_MNK).  THREAD_MNK is a time (~50 us of one core, see above), measured on
+    AVX2 and kept for AVX-512 and NEON (a Neoverse core's four 128-bit FMA pipes match
+    AVX2's two 256-bit ones).  SSE-only x86-64 has no FMA and 4-lane vectors, a quarter
+    of AVX2's peak per cycle, so its products reach that time at a quarter of the size."""
+    t = THREAD_MNK[dtype]
+    return t // 4 if target is not None and target.isa == "x86-64-sse" else t
+
+
+_thread_mnk = thread_mnk        # (emit_gemm's argument of that name shadows it)
+
+
+def gemm_symbol(dtype: str, cpu: str | None = None) -> str:
+    """Name of the generated entry point for ``dtype``: ``adjit_gemm_<dtype>`` for the
+    host (``cpu`` None or "host"), else suffixed with the CPU name, mangled injectively
+    into C identifier characters: ``adjit_gemm_f32__x86_64_v3`` (a name of lower-case
+    letters, digits and '-': each '-' becomes '_'), any other name as ``___`` + its hex."""
+    base = f"adjit_gemm_{dtype}"
+    if cpu is None or cpu == "host":
+        return base
+    if all(c.isdigit() or "a" <= c <= "z" or c == "-" for c in cpu) and cpu[:1].isalnum():
+        return f"{base}__{cpu.replace('-', '_')}"
+    return f"{base}___{cpu.encode().hex()}"
 
 
 def gemm_workspace_elems(dtype: str, target=None) -> int:
-    """Elements of T the ``work`` argument must hold (covers MAX_THREADS threads).
+    """Elements of T the ``work`` argument must hold on ``target`` (covers MAX_THREADS
+    threads; at most MAX_WORKSPACE_BYTES, which buffers are sized with).
 
     The same number of bytes for both dtypes (the larger of the two layouts'), so one
-    buffer of ``gemm_workspace_elems("f64") * 8`` bytes serves either (runtime, pool)."""
+    buffer of ``gemm_workspace_elems("f64") * 8`` bytes serves either."""
     need = max(_split.workspace_elems(gemm_params(dt, target)) * sz
                for dt, sz in (("f32", 4), ("f64", 8)))
     sz = 4 if dtype == "f32" else 8
@@ -267,16 +295,20 @@ def _emit_serial(module, dt, p, T, small_mnk, kern, pack_a, pack_b, shared_a=Fal
 
 def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
               small_mnk: int | None = None, thread_mnk: int | None = None,
-              target=None, params: dict | None = None) -> ir.Function:
-    """Add ``adjit_gemm_<dtype>`` (see the module docstring) to ``module`` and return it.
+              target=None, params: dict | None = None, name: str | None = None
+              ) -> ir.Function:
+    """Add ``adjit_gemm_<dtype>`` (or ``name``: the library's per-CPU symbols, see
+    :func:`gemm_symbol`) to ``module`` and return it.
 
     Idempotent: if the module already has the function it is returned as is (keyword
     arguments then ignored).  ``threads`` (1 or 2) caps the threads; ``small_mnk`` and
-    ``thread_mnk`` override SMALL_MNK / THREAD_MNK (benchmarks use them).  ``target``
+    ``thread_mnk`` override SMALL_MNK / :func:`thread_mnk` (benchmarks use them).  ``target``
     (a CpuTarget; None: the CPU code is generated for) decides the tiles and blocking
     (:mod:`.gemm_shape`); the IR is portable vector IR, so a module emitted for one
-    target also runs, slower, on another.  ``params`` overrides entries of the derived
-    parameters (benchmarks, tests; the workspace must then be sized for them).
+    target also runs, slower, on another (if that CPU has the instructions its code
+    was generated with).  ``params`` overrides entries of the derived parameters
+    (benchmarks, tests).  ValueError when the workspace the parameters need exceeds
+    MAX_WORKSPACE_BYTES.
 
     >>> m = ir.Module(); f = emit_gemm(m, "f32"); f.name, emit_gemm(m, "f32") is f
     ('adjit_gemm_f32', True)
@@ -285,11 +317,19 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
     if not 1 <= threads <= MAX_THREADS:
         raise ValueError(f"threads must be 1..{MAX_THREADS}")
-    name = gemm_symbol(dtype)
+    name = name or gemm_symbol(dtype)
     if name in module.globals:
         return module.globals[name]
+    if target is None:
+        from ..lowering.target.description import describe
+        target = describe()
     p = dict(gemm_params(dtype, target), **(params or {}))
     p["NR"] = p["NV"] * p["VL"]
+    esz = 4 if dtype == "f32" else 8
+    if _split.workspace_elems(p) * esz > MAX_WORKSPACE_BYTES:
+        raise ValueError(f"the {dtype} GEMM for {target.name!r} needs "
+                         f"{_split.workspace_elems(p) * esz} workspace bytes, more than the "
+                         f"{MAX_WORKSPACE_BYTES} every buffer holds (gemm_shape's panel bounds)")
     T = ir.FloatType() if dtype == "f32" else ir.DoubleType()
     MR, NR = p["MR"], p["NR"]
     small = SMALL_MNK[dtype] if small_mnk is None else small_mnk
@@ -315,7 +355,7 @@ def emit_gemm(module: ir.Module, dtype: str, *, threads: int = MAX_THREADS,
                     b.store(ir.Constant(T, 0.0), _at(b, C, b.mul(i, ldc), j))
         b.ret_void()
     big = b.icmp_signed(">=", b.mul(b.mul(M, N), K),
-                        _c64(THREAD_MNK[dtype] if thread_mnk is None else thread_mnk))
+                        _c64(_thread_mnk(dtype, target) if thread_mnk is None else thread_mnk))
     split_n = b.and_(b.icmp_signed(">=", N, M), b.icmp_signed(">=", N, _c64(2 * NR)))
     split_m = b.and_(b.not_(split_n), b.icmp_signed(">=", M, _c64(2 * MR)))
     if threads == 1:

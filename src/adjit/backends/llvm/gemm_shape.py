@@ -39,16 +39,25 @@ Cache blocking (power-of-two KC, sizes from the description's l1d / l2 / l3):
   instead of 256 cost f64 5-12 %;
 * NC: ``min(l3 / 8, 2 MiB) / (KC * size)`` rounded down to a multiple of NR, at most 4096
   (the B panel is per thread: bounded so the workspace stays a few MiB).
+
+These clamps bound every target's panels: KC <= MAX_KC, the A panel MC x KC <=
+A_PANEL_BYTES (MC = MR only where a third of L2 holds less, and MAX_MR * MAX_KC * 8 is
+below it), the B panel KC x NC <= B_PANEL_BYTES (NC = NR only where the L3 share holds
+less, and NR * size <= 128 bytes).  So one workspace size serves the GEMM of every CPU
+in a process (``gemm.MAX_WORKSPACE_BYTES``); :func:`derive` checks it.
 """
 from __future__ import annotations
 
 import math
 
-__all__ = ["gemm_params", "tile_shape", "KIB"]
+__all__ = ["gemm_params", "tile_shape", "KIB", "MAX_KC", "A_PANEL_BYTES", "B_PANEL_BYTES"]
 
 KIB = 1024
 MAX_MR = 8
 MAX_NC = 4096
+MIN_KC, MAX_KC = 64, 512
+A_PANEL_BYTES = 144 * KIB       # packed A (MC x KC) at most
+B_PANEL_BYTES = 2048 * KIB      # packed B (KC x NC) at most
 
 
 def _size(dtype: str) -> int:
@@ -82,11 +91,14 @@ def derive(target, dtype: str) -> dict:
     VL = target.lanes(dtype)
     MR, NV = tile_shape(target.vector_registers, target.vector_bytes)
     NR = NV * VL
-    KC = min(512, max(64, _pow2_near(target.l1d / 2 / (NR * esz))))
-    MC = max(MR, min(target.l2 // 3, 144 * KIB) // (KC * esz) // MR * MR)
+    KC = min(MAX_KC, max(MIN_KC, _pow2_near(target.l1d / 2 / (NR * esz))))
+    MC = max(MR, min(target.l2 // 3, A_PANEL_BYTES) // (KC * esz) // MR * MR)
     NC = min(MAX_NC // NR * NR,
-             max(NR, min(target.l3 // 8, 2048 * KIB) // (KC * esz) // NR * NR))
+             max(NR, min(target.l3 // 8, B_PANEL_BYTES) // (KC * esz) // NR * NR))
     PV = min(VL, 32 // esz)     # 8 x 8 (f64: 4 x 4) transposes at most, as measured
+    if MC * KC * esz > A_PANEL_BYTES or KC * NC * esz > B_PANEL_BYTES:
+        raise ValueError(f"GEMM panels for {target.name!r} ({dtype}: MC {MC}, KC {KC}, "
+                         f"NC {NC}) exceed the bound every workspace is sized for")
     return dict(MR=MR, VL=VL, NV=NV, NR=NR, KC=KC, MC=MC, NC=NC, PV=PV, FMA=target.fma)
 
 

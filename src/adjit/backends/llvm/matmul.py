@@ -25,7 +25,6 @@ from . import pool
 from ..lowering.irkit import c32, c64
 from ..lowering.loops import add, emit_nest, merge_dims, mul, size_value
 from ..lowering.plan import ZERO, batch_strides, numel, row_major_strides
-from .library import declare_gemm
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
@@ -42,7 +41,7 @@ def gemm_operands(lw, node: Node):
     ta, tb = view(a), view(bnode)
     sa, sb = (a.inputs[0] if ta else a), (bnode.inputs[0] if tb else bnode)
     dims = (a.shape[-2], a.shape[-1], node.shape[-1])
-    gemm = declare_gemm(lw.module, "f32" if node.dtype == "float32" else "f64")
+    gemm = lw.declare_gemm(lw.module, "f32" if node.dtype == "float32" else "f64")
     fn, b = lw._new_kernel(node, [a, bnode], workspace=True)
     return a, bnode, ta, tb, sa, sb, dims, (sa.shape[-1], sb.shape[-1]), gemm, fn, b
 

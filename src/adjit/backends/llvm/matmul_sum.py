@@ -60,7 +60,7 @@ def lower_matmul_sum(lw, node: Node):
         return fn, [a, bnode]
     sizes, accs = merge_dims(batch_shape, [batch_strides(a, sa, a), batch_strides(bnode, sb, a)])
     dt = "f32" if node.dtype == "float32" else "f64"
-    block = BLOCK or gemm_params(dt)["NR"]
+    block = BLOCK or gemm_params(dt, lw.target)["NR"]
     if (sizes and pool.available() and None not in (M, N, K)
             and max(M, N) > block):
         _blocks(lw, node, fn, b, gemm, sizes, accs, block)

@@ -82,9 +82,10 @@ _calls: dict = {}
 
 
 def workspace_bytes() -> int:
-    """Bytes of each worker's GEMM workspace (the same as a caller's, runtime.py)."""
-    from .gemm import gemm_workspace_elems
-    return max(gemm_workspace_elems("f64") * 8, gemm_workspace_elems("f32") * 4)
+    """Bytes of each worker's GEMM workspace (the same as a caller's, runtime.py): the
+    bound that holds for every target CPU's GEMM (gemm.MAX_WORKSPACE_BYTES)."""
+    from .gemm import MAX_WORKSPACE_BYTES
+    return MAX_WORKSPACE_BYTES
 
 
 def ensure_pool():

@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from .gemm import gemm_workspace_elems
+from .gemm import MAX_WORKSPACE_BYTES, gemm_workspace_elems  # noqa: F401 (tests)
 from ...binding import require_memory
 from ..lowering.plan import ALIGN, GEMM_OPS, Plan, numel
 from ..protocol import Runner
@@ -69,7 +69,8 @@ def aligned_empty(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
-_GEMM_WORKSPACE_BYTES = gemm_workspace_elems("f64") * 8    # serves float32 too
+# serves both dtypes and every target CPU's GEMM library in the process (gemm.py)
+_GEMM_WORKSPACE_BYTES = MAX_WORKSPACE_BYTES
 _thread_scratch = threading.local()
 
 

@@ -25,7 +25,6 @@ from llvmlite import ir
 from ...ir import Node
 from . import pool
 from .gemm import gemm_params
-from .library import declare_gemm
 from .matmul_sum import max_blocks
 from .windows import emit_fold_rows, emit_unfold_rows, lower_fold
 from .matmul import SPLIT_MNK
@@ -50,7 +49,7 @@ def _operands(lw, node: Node, unfold: Node):
     sa = a.inputs[0] if ta else a
     x = unfold.inputs[0]
     dt = "f32" if node.dtype == "float32" else "f64"
-    gemm = declare_gemm(lw.module, dt)
+    gemm = lw.declare_gemm(lw.module, dt)
     fn, b = lw._new_kernel(node, [a, bnode, x], workspace=True)
     rows = emit_unfold_rows(lw.module, unfold, fn.args[0].type.pointee, f"{fn.name}.rows")
     return a, ta, sa, x, dt, gemm, fn, b, rows
@@ -82,7 +81,7 @@ def lower_window_matmul_sum(lw, node: Node, unfold: Node):
     M, L, N = a.shape[-2], a.shape[-1], node.shape[-1]     # N = C·ΠK rows of the columns
     lda, per_x = sa.shape[-1], math.prod(x.shape[1:])
     sa_n = M * L
-    block = gemm_params(dt)["NR"]
+    block = gemm_params(dt, lw.target)["NR"]
     width = max(block, -(-N // max_blocks() // block) * block)
     n_blocks = -(-N // width)
     T = fn.args[0].type
@@ -117,7 +116,7 @@ def lower_window_fold(lw, node: Node, prod: Node):
     ta = a.op == "transpose" and lw.plan.storage[a.id].kind == "view"
     sa = a.inputs[0] if ta else a
     cols = node.inputs[0]
-    gemm = declare_gemm(lw.module, "f32" if node.dtype == "float32" else "f64")
+    gemm = lw.declare_gemm(lw.module, "f32" if node.dtype == "float32" else "f64")
     fn, b = lw._new_kernel(node, [a, cols, bnode], workspace=True)
     T = fn.args[0].type
     fold = emit_fold_rows(lw.module, node, T.pointee, f"{fn.name}.rows")

@@ -119,6 +119,12 @@ class JitModule:
                 f"({host_info()['cpu']}) is not known to implement: its code is not run "
                 "here (its IR and assembly can be read; compile with cpu='host', the "
                 "host's CPU name or an x86-64 level the host has to run it)")
+        return self.link_address(symbol)
+
+    def link_address(self, symbol: str) -> int:
+        """Address of ``symbol`` for binding it in modules compiled for the same CPU
+        (:func:`add_symbol`), whether or not this host runs that CPU's code: never call
+        it from Python unless :meth:`address` would give it (KeyError if absent)."""
         with _lock:
             addr = self._engine.get_function_address(symbol)
             if not addr:
