@@ -23,10 +23,15 @@ TIMESPEC = ir.LiteralStructType([I64, I64])
 
 
 class StepTimer:
-    def __init__(self, module: ir.Module, n_steps: int):
-        ty = ir.ArrayType(I64, 2 * max(n_steps, 1))
-        self.counters = ir.GlobalVariable(module, ty, SYMBOL)
-        self.counters.initializer = ir.Constant(ty, None)
+    """The step brackets of one function: the entry (which defines ``adjit_profile``), or
+    a part of it given the counters' address as ``counters`` (an ``i64*`` argument)."""
+
+    def __init__(self, module: ir.Module, n_steps: int, counters: ir.Value | None = None):
+        self.base_ptr = counters
+        if counters is None:
+            ty = ir.ArrayType(I64, 2 * max(n_steps, 1))
+            self.counters = ir.GlobalVariable(module, ty, SYMBOL)
+            self.counters.initializer = ir.Constant(ty, None)
         self.clock = declare(module, "clock_gettime",
                              ir.FunctionType(I32, [I32, TIMESPEC.as_pointer()]))
 
@@ -36,6 +41,15 @@ class StepTimer:
         nsec = b.load(b.gep(ts, [c32(0), c32(1)]))
         return b.add(b.mul(sec, c64(1_000_000_000)), nsec)
 
+    def base(self, b: ir.IRBuilder) -> ir.Value:
+        """The counters' address as an ``i64*`` (for the entry's parts)."""
+        return b.gep(self.counters, [c32(0), c32(0)])
+
+    def _counter(self, b: ir.IRBuilder, slot: int) -> ir.Value:
+        if self.base_ptr is not None:
+            return b.gep(self.base_ptr, [c32(slot)])
+        return b.gep(self.counters, [c32(0), c32(slot)])
+
     @contextmanager
     def step(self, b: ir.IRBuilder, k: int):
         ts = b.alloca(TIMESPEC)
@@ -43,7 +57,7 @@ class StepTimer:
         yield
         dt = b.sub(self._now(b, ts), t0)
         for slot, v in ((2 * k, dt), (2 * k + 1, c64(1))):
-            b.atomic_rmw("add", b.gep(self.counters, [c32(0), c32(slot)]), v, "monotonic")
+            b.atomic_rmw("add", self._counter(b, slot), v, "monotonic")
 
 
 def counters(jit, n_steps: int):
