@@ -252,3 +252,41 @@ def test_graph_users_match_the_networkx_view():
     g = Graph([y * y, y + x])
     for n in g.order():
         assert [u.id for u in g.users(n)] == sorted(g.nx.successors(n.id))
+
+
+# --- modules: maps without loop unrolling, more texts than compile threads ---------------------
+def test_module_groups_keep_one_kind_each_and_every_kernel_once():
+    from adjit.backends.llvm.codegen import SPLIT_MIN_CHARS, _groups
+    big = SPLIT_MIN_CHARS
+    cases = [([10, 20, 30], [True, False, True], 4),        # tiny: one module
+             ([big] * 3, [True, False, True], 1),            # parts=1: one module
+             ([big] * 4, [False] * 4, 2),                    # one kind
+             ([big, 5, big, 7, big], [True, False, False, True, False], 2),
+             ([big] * 9, [k % 3 == 0 for k in range(9)], 3)]
+    for sizes, unroll, parts in cases:
+        groups, flags = _groups(sizes, unroll, parts)
+        assert sorted(k for g in groups for k in g) == list(range(len(sizes)))
+        assert len(groups) == len(flags) and all(groups)
+        if sum(sizes) < SPLIT_MIN_CHARS or parts == 1:
+            assert len(groups) == 1 and flags == [any(unroll)]
+            continue
+        for g, flag in zip(groups, flags):
+            assert {unroll[k] for k in g} == {flag}
+        assert len(groups) <= parts * len(set(unroll))
+
+
+def test_more_module_texts_than_compile_threads(monkeypatch):
+    import ctypes
+    from adjit.backends.lowering import target
+    monkeypatch.setenv("ADJIT_COMPILE_THREADS", "2")
+    texts = [f"define i64 @f{k}(i64 %x) {{\n  %y = add i64 %x, {k}\n  ret i64 %y\n}}\n"
+             for k in range(5)]
+    texts[4] = target.NO_UNROLL + "declare i64 @f3(i64)\n" + \
+        "define i64 @g(i64 %x) {\n  %y = call i64 @f3(i64 %x)\n  ret i64 %y\n}\n"
+    jm = target.compile_ir(texts, opt_level=1, cache=False)
+    assert jm.timings["modules"] == 5
+    call = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
+    assert [call(jm.address(f"f{k}"))(10) for k in range(4)] == [10, 11, 12, 13]
+    assert call(jm.address("g"))(1) == 4
+    with pytest.raises(RuntimeError):
+        target.compile_ir(texts[:3] + ["define i64 @bad( {"], opt_level=1, cache=False)

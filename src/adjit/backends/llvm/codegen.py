@@ -32,7 +32,7 @@ from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
-from ..lowering.target import compile_threads
+from ..lowering.target import NO_UNROLL, compile_threads
 from .parallel import emit_step, emit_support, uses_support
 from .constants import const_array, inline_global, large_constants, large_global
 from .entry import ENTRY, lower_entry
@@ -49,6 +49,11 @@ I8P = I8.as_pointer()
 
 SPLIT_MIN_CHARS = 20_000   # below this much kernel IR, one module (threads cost more)
 MAX_PARTS = 8              # more modules than this gain little (each costs ~4 ms)
+# Elementwise maps are optimized without LLVM's loop unroller (the vectorizer still
+# interleaves their vector loops): on W1-W6 it cut ~40% of LLVM's time for those kernels
+# with the same call times; reductions, products and the other kernels keep it (the
+# 10-class reductions need their unrolled, outer-loop-vectorized form).
+UNROLL_MAPS = False
 
 
 def kernel_key(plan: Plan, node: Node):
@@ -90,7 +95,8 @@ def _ty(dtype: str) -> ir.Type:
 class Lowering:
     def __init__(self, plan: Plan, data_offset: int | None = None, profile: bool = False,
                  parts: int | None = None):
-        """``parts``: most LLVM modules to split into (default: :func:`compile_threads`)."""
+        """``parts``: most LLVM modules to split into per kind of kernel (maps, others: see
+        UNROLL_MAPS; default: :func:`compile_threads`); 1: a single module."""
         self.plan = plan
         self.data_offset = data_offset
         self.profile = profile
@@ -101,6 +107,7 @@ class Lowering:
         self._part_modules: list[ir.Module] = []    # the entry's parts (see .entry)
         self._kernels: dict = {}                   # kernel_key -> kernel function
         self._kernel_modules: list[ir.Module] = []  # one per distinct kernel
+        self._unroll: list[bool] = []              # per kernel module: loop unrolling on
         self._n = 0
         self.timings: dict[str, float] = {}        # seconds: "build" (ir objects), "text"
 
@@ -121,13 +128,16 @@ class Lowering:
 
     def _texts(self) -> list[str]:
         """The kernels in groups of similar size (one group below SPLIT_MIN_CHARS), the
-        entry with the lightest group, the pool helpers with each group that calls them."""
+        entry with the lightest group, the pool helpers with each group that calls them.
+        Above SPLIT_MIN_CHARS, elementwise maps and the other kernels go to separate
+        groups, the maps' optimized without loop unrolling (see UNROLL_MAPS)."""
         memo: dict = {}
         entry = module_pieces(self.entry_module, memo)
         modules = self._kernel_modules + self._part_modules
+        unroll = self._unroll + [False] * len(self._part_modules)
         kernels = [module_pieces(m, memo) for m in modules]
         sizes = [sum(len(t) for _, _, t in k) for k in kernels]
-        groups = balance(sizes, self.parts if sum(sizes) >= SPLIT_MIN_CHARS else 1) or [[]]
+        groups, flags = _groups(sizes, unroll, self.parts)
         light = min(range(len(groups)), key=lambda g: sum(sizes[k] for k in groups[g]))
         support = []
         if any(uses_support(m) for m in modules):
@@ -136,9 +146,10 @@ class Lowering:
         texts = []
         for g, group in enumerate(groups):
             calls = any(uses_support(modules[k]) for k in group)
-            texts.append(module_text(([entry] if g == light else [])
-                                     + ([support] if calls else [])
-                                     + [kernels[k] for k in group]))
+            texts.append(("" if flags[g] else NO_UNROLL)
+                         + module_text(([entry] if g == light else [])
+                                       + ([support] if calls else [])
+                                       + [kernels[k] for k in group]))
         return texts
 
     def _lower_entry(self) -> None:
@@ -228,10 +239,12 @@ class Lowering:
         fn = self._kernels.get(key) if key is not None else None
         if fn is None:
             caller, self.module = self.module, ir.Module(name=f"adjit_k{len(self._kernel_modules)}")
+            rule = rule_for(op)
             try:
-                fn, _ = rule_for(op)(self, node)
+                fn, _ = rule(self, node)
             finally:
                 self._kernel_modules.append(self.module)
+                self._unroll.append(UNROLL_MAPS or rule is not Lowering._map)
                 self.module = caller
             if key is not None:
                 self._kernels[key] = fn
@@ -345,6 +358,25 @@ KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
            "conv": lower_conv, "conv_weight": lower_conv_weight}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
+
+
+def _groups(sizes: list[int], unroll: list[bool], parts: int):
+    """(groups of module indices, loop unrolling on per group): one group below
+    SPLIT_MIN_CHARS or for ``parts`` 1 (unrolled if any member wants it), else groups of
+    modules of one kind, each kind in up to ``parts`` groups of similar size (compile_ir
+    schedules them on its threads, largest first)."""
+    total = sum(sizes)
+    if total < SPLIT_MIN_CHARS or parts < 2 or len(set(unroll)) < 2:
+        groups = balance(sizes, parts if total >= SPLIT_MIN_CHARS else 1) or [[]]
+        return groups, [any(unroll[k] for k in g) or not g for g in groups]
+    groups, flags = [], []
+    for flag in (True, False):
+        idx = [k for k, u in enumerate(unroll) if u == flag]
+        size = sum(sizes[k] for k in idx)
+        for g in balance([sizes[k] for k in idx], parts if 2 * size >= SPLIT_MIN_CHARS else 1):
+            groups.append([idx[j] for j in g])
+            flags.append(flag)
+    return groups, flags
 
 
 def operands_of(node: Node, plan: Plan) -> list[Node]:
