@@ -14,7 +14,8 @@ Sections (seconds, wall; medians over ``--runs`` unless said otherwise):
   ``aj.compile`` (cache off), one run each (target: 5,000 ops under 10 s).
 * ``workloads``: W1-W6 built (graph + aj.grad) and compiled with the cache off -- ``cold``
   in this process after a warm-up compile (the llvm backend imported, the GEMM library
-  loaded), ``fresh`` as the first compile of a new process (imports done) --, and
+  loaded; ``cpu``: the CPU time of all the process's threads, what a busy machine does
+  not inflate), ``fresh`` as the first compile of a new process (imports done) --, and
   ``cached`` (served by the compiled-function cache, in this process and in a new one),
   with JAX's first call of ``jit(value_and_grad)`` (trace, compile, run) measured the same
   two ways when jax is importable (targets: cold <= JAX, cached <= 20 ms).
@@ -84,10 +85,11 @@ def run_workloads(args, out, wls):
     jax_ok = _jax_importable()
     if jax_ok:
         C.warm_jax()
-    print(f"{'workload':9} {'cold':>8} {'(min)':>8} {'fresh':>8} {'cached':>8} {'fresh':>8}"
-          f" {'JAX 1st':>8} {'fresh':>8}  cold/JAX")
+    print(f"{'workload':9} {'cold':>8} {'(min)':>8} {'cpu':>8} {'fresh':>8} {'cached':>8}"
+          f" {'fresh':>8} {'JAX 1st':>8} {'fresh':>8}  cold/JAX")
     for wl in wls:
-        cold = [C.adjit_compile(wl, cache=False) for _ in range(args.runs)]
+        pairs = [C.adjit_compile(wl, cache=False, cpu=True) for _ in range(args.runs)]
+        cold, cpu = [p[0] for p in pairs], statistics.median(p[1] for p in pairs)
         C.adjit_compile(wl, cache=True)                    # populates the cache
         cached = [C.adjit_compile(wl, cache=True) for _ in range(args.runs)]
         fresh_cold = C.in_fresh_process(wl.key, "cold")
@@ -97,10 +99,10 @@ def run_workloads(args, out, wls):
         (cm, cl), (km, _), (jm, _) = _med(cold), _med(cached), _med(jx)
         nan = float("nan")
         r = out["workloads"][wl.key] = {
-            "cold": cm, "cold_min": cl, "cold_fresh": fresh_cold, "cached": km,
+            "cold": cm, "cold_min": cl, "cold_cpu": cpu, "cold_fresh": fresh_cold, "cached": km,
             "cached_fresh": fresh_cached, "jax": jm if jx else None, "jax_fresh": fresh_jax}
         ratio = f"{cm / jm:6.2f}" if jx and jm == jm else "     -"
-        print(f"{wl.key:9}{_ms(cm)} {_ms(cl)} {_ms(fresh_cold or nan)} {_ms(km)} "
+        print(f"{wl.key:9}{_ms(cm)} {_ms(cl)} {_ms(cpu)} {_ms(fresh_cold or nan)} {_ms(km)} "
               f"{_ms(fresh_cached or nan)} {_ms(jm if jx else nan)} {_ms(fresh_jax or nan)}"
               f"  {ratio}", flush=True)
         out["workloads"][wl.key] = r

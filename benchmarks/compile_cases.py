@@ -82,16 +82,18 @@ def chain_compile(n_ops: int, grad: bool) -> tuple[float, float]:
 
 
 # --- W1-W6 ------------------------------------------------------------------------------------
-def adjit_compile(wl, cache: bool) -> float:
-    """Graph construction + aj.grad + aj.compile of a workload (as run.py's cold column)."""
+def adjit_compile(wl, cache: bool, cpu: bool = False):
+    """Graph construction + aj.grad + aj.compile of a workload (as run.py's cold column):
+    seconds, or (seconds, CPU seconds of the process: every thread) with ``cpu``."""
     import adjit as aj
     from models import build
     from workloads import make_data
     lam = make_data(wl)["consts"].get("lam")
     fresh()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     aj.compile(build(wl, lam), cache=cache)
-    return time.perf_counter() - t0
+    wall, work = time.perf_counter() - t0, time.process_time() - c0
+    return (wall, work) if cpu else wall
 
 
 def jax_first_call(wl) -> float | None:

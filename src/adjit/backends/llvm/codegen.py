@@ -9,9 +9,12 @@ function whose pointer parameters are ``noalias`` (the plan guarantees an output
 overlaps what the kernel reads), called in order from the entry.
 
 Compile time: steps that compute the same thing on the same types (W5's 16 equal layers)
-share one kernel, keyed by :func:`kernel_key` before any IR is built.  Every kernel is
+share one kernel, keyed by :func:`kernel_key` before any IR is built.  A plan of more
+than :data:`.entry.ENTRY_CHUNK` steps gets its entry in parts (:mod:`.entry`), and large
+constants are bytes copied in after loading, never IR text (:mod:`.constants`).  Every kernel is
 built in its own small ``ir.Module``; :meth:`Lowering.lower` returns the texts of a few
-LLVM modules (kernels balanced by size, the entry with the lightest) that
+LLVM modules (kernels balanced by size, the entry with the lightest; elementwise maps
+apart from the other kernels and optimized without loop unrolling, see UNROLL_MAPS) that
 :func:`.target.compile_ir` optimizes and compiles in parallel threads and links into one
 native entry.  Kernels are therefore external ``noinline`` functions called from the entry
 (a call costs nanoseconds; each kernel loops over whole tensors).
