@@ -11,8 +11,8 @@ overlaps what the kernel reads), called in order from the entry.
 Compile time: steps that compute the same thing on the same types (W5's 16 equal layers)
 share one kernel, keyed by :func:`kernel_key` before any IR is built.  A plan of more
 than :data:`.entry.ENTRY_CHUNK` steps gets its entry in parts (:mod:`.entry`), and large
-constants are bytes copied in after loading, never IR text (:mod:`.constants`).  Every kernel is
-built in its own small ``ir.Module``; :meth:`Lowering.lower` returns the texts of a few
+constants are bytes copied in after loading, never IR text (:mod:`.constants`).  Every
+kernel is built in its own small ``ir.Module``; :meth:`Lowering.lower` returns the texts of a few
 LLVM modules (kernels balanced by size, the entry with the lightest; elementwise maps
 apart from the other kernels and optimized without loop unrolling, see UNROLL_MAPS) that
 :func:`.target.compile_ir` optimizes and compiles in parallel threads and links into one
@@ -53,9 +53,9 @@ I8P = I8.as_pointer()
 SPLIT_MIN_CHARS = 20_000   # below this much kernel IR, one module (threads cost more)
 MAX_PARTS = 8              # more modules than this gain little (each costs ~4 ms)
 # Elementwise maps are optimized without LLVM's loop unroller (the vectorizer still
-# interleaves their vector loops): on W1-W6 it cut ~40% of LLVM's time for those kernels
-# with the same call times; reductions, products and the other kernels keep it (the
-# 10-class reductions need their unrolled, outer-loop-vectorized form).
+# interleaves their vector loops): it cut 25-30% of LLVM's CPU time on W2-W6 with the same
+# call times; reductions, products and the other kernels keep it (the 10-class reductions
+# need their unrolled, outer-loop-vectorized form).
 UNROLL_MAPS = False
 
 
@@ -241,7 +241,8 @@ class Lowering:
         key = kernel_key(self.plan, node)
         fn = self._kernels.get(key) if key is not None else None
         if fn is None:
-            caller, self.module = self.module, ir.Module(name=f"adjit_k{len(self._kernel_modules)}")
+            caller = self.module
+            self.module = ir.Module(name=f"adjit_k{len(self._kernel_modules)}")
             rule = rule_for(op)
             try:
                 fn, _ = rule(self, node)
