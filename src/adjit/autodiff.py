@@ -49,8 +49,10 @@ from typing import Iterable, Sequence
 from . import frontend as F
 from .ir import FLOAT_DTYPES, DTypeError, Node, ShapeError, ancestors, building, label, shape_str
 from .ops.registry import get_op
+from .gcpause import pausing
 
 
+@pausing    # (the garbage collector: see adjit.gcpause)
 def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
     """The gradient of the scalar ``y`` with respect to ``wrt`` (a node or a list).
 

@@ -11,6 +11,7 @@ from .binding import Binder, Pinned, label_limits, too_small
 from .updates import check_update_buffers, check_update_sources, check_updates
 from .autodiff import recorded_rewrites
 from .ir import VIEWS, Graph, Node, ShapeError, check_batch_bound
+from .gcpause import pausing
 from .nancheck import NanCheck
 from .ops.registry import min_batch
 from .passes import PIPELINE, expand, needs_expand, run_pipeline
@@ -37,6 +38,7 @@ class Compiled:
         The keyword arguments the call takes (inputs and parameters), sorted.
     """
 
+    @pausing    # (the garbage collector: see adjit.gcpause)
     def __init__(self, outputs, backend: str = DEFAULT_BACKEND,
                  passes: Sequence | None = None, updates=None, check_nans: bool = False,
                  **options):

@@ -104,10 +104,18 @@ def _promote(nodes: list[Node], where: str) -> list[Node]:
     raise DTypeError(f"{where}: cannot mix {listed}")
 
 
+class _Where:
+    def __init__(self, op, nodes):
+        self.op, self.nodes = op, nodes
+
+    def __str__(self):
+        return f"{self.op}({', '.join(label(n) for n in self.nodes)})"
+
+
 def _elementwise(op: str, *operands) -> Node:
     anchor = next((o for o in operands if isinstance(o, Node) and o.dtype in FLOAT_DTYPES), None)
     nodes = [_lift(o, anchor) for o in operands]
-    where = f"{op}({', '.join(label(n) for n in nodes)})"
+    where = _Where(op, nodes)      # (named only in an error: labels cost on long chains)
     shape = broadcast_shapes(nodes, where)
     # the condition of `where` stays bool; the data operands share one dtype
     k = 1 if op == "where" else 0

@@ -234,20 +234,37 @@ class Graph:
         self.extra_bars: dict[int, list[Node]] = {}
         self.extra_dots: dict[int, list[Node]] = {}     # the same for tangents (dots)
         self.nodes = ancestors(self.outputs)
-        self.nx = nx.DiGraph()
-        for n in self.nodes:
-            self.nx.add_node(n.id, node=n)
-            for k, i in enumerate(n.inputs):
-                # parallel edges (x * x) collapse in a DiGraph; keep every operand slot
-                slots = self.nx.edges[i.id, n.id]["slots"] if self.nx.has_edge(i.id, n.id) else ()
-                self.nx.add_edge(i.id, n.id, slots=slots + (k,))
+        self._nx = None
+        self._users: dict[int, list[Node]] | None = None
+
+    @property
+    def nx(self) -> "nx.DiGraph":
+        """The graph as a networkx DiGraph (node attribute ``node``; edge attribute
+        ``slots``: the operand positions), built on first use."""
+        if self._nx is None:
+            g = nx.DiGraph()
+            for n in self.nodes:
+                g.add_node(n.id, node=n)
+                for k, i in enumerate(n.inputs):
+                    # parallel edges (x * x) collapse in a DiGraph; keep every operand slot
+                    slots = g.edges[i.id, n.id]["slots"] if g.has_edge(i.id, n.id) else ()
+                    g.add_edge(i.id, n.id, slots=slots + (k,))
+            self._nx = g
+        return self._nx
 
     def order(self) -> list[Node]:
         """Deterministic topological order (by node id)."""
         return self.nodes
 
     def users(self, node: Node) -> list[Node]:
-        return [self.nx.nodes[s]["node"] for s in sorted(self.nx.successors(node.id))]
+        """The nodes reading ``node``, each once, by id."""
+        if self._users is None:
+            users: dict[int, list[Node]] = {n.id: [] for n in self.nodes}
+            for n in self.nodes:            # (id order: every list comes out sorted)
+                for i in {i.id: i for i in n.inputs}.values():
+                    users[i.id].append(n)
+            self._users = users
+        return list(self._users[node.id])
 
     def leaves(self, op: str) -> list[Node]:
         return [n for n in self.nodes if n.op == op]

@@ -57,7 +57,10 @@ def test_split_lowering_gives_the_same_results_as_one_module():
     graph = aj.compile(outs, backend="interp").graph
     one, lw1, texts1 = native(graph, 1)
     two, lw2, texts2 = native(graph, 2)
-    assert len(texts1) == 1 and len(texts2) == 2
+    # one module; or up to two per kind of kernel (maps without loop unrolling, the rest)
+    assert len(texts1) == 1 and 2 <= len(texts2) <= 4
+    assert any(t.startswith(target.NO_UNROLL) for t in texts2)
+    assert not texts1[0].startswith(target.NO_UNROLL)
     assert sum(t.count("\ndefine ") for t in texts2) >= texts1[0].count("\ndefine ")
     assert all("adjit_entry" in t for t in texts1) and sum("@\"adjit_entry\"(" in t
                                                             for t in texts2) >= 1
@@ -71,7 +74,7 @@ def test_split_model_is_stored_and_loaded_from_the_cache(cache_dir, monkeypatch)
     monkeypatch.setenv("ADJIT_COMPILE_THREADS", "2")
     outs, params = deep_tanh(layers=8, width=16)
     f = aj.compile(outs, opt_level=1)
-    assert f.cache_info.startswith("miss") and f.jit.timings["modules"] == 2
+    assert f.cache_info.startswith("miss") and f.jit.timings["modules"] >= 2
     g = aj.compile(deep_tanh(layers=8, width=16)[0], opt_level=1)
     assert g.cache_info.startswith("hit ")
     kw = feeds(params, batch=4, width=16)

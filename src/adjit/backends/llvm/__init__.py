@@ -15,6 +15,7 @@ import os
 from ...ir import Graph
 from . import fncache
 from .codegen import Lowering
+from .constants import fill as fill_constants
 from ..lowering.plan import Plan
 from .runtime import DATA_OFFSET, NativeFunction
 from ..lowering import plan as plan_module
@@ -46,6 +47,7 @@ def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     plan = Plan(graph, in_place=frozenset(updates), windows=_windows(windows))
     ir_text = Lowering(plan, DATA_OFFSET, profile, cpu=cpu).lower()
     jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit", cpu=cpu)
+    fill_constants(plan, jit)
     return NativeFunction(plan, jit, updates, profile)
 
 
@@ -79,6 +81,7 @@ def load_compiled(traced: Graph, **options) -> tuple[Graph, NativeFunction] | No
                               lambda: Lowering(plan, DATA_OFFSET, profile, cpu=cpu).lower())
     if jit is None:        # (cache_info names the object-code entry, as for any hit)
         return None
+    fill_constants(plan, jit)
     return graph, NativeFunction(plan, jit, updates, profile)
 
 

@@ -9,9 +9,12 @@ function whose pointer parameters are ``noalias`` (the plan guarantees an output
 overlaps what the kernel reads), called in order from the entry.
 
 Compile time: steps that compute the same thing on the same types (W5's 16 equal layers)
-share one kernel, keyed by :func:`kernel_key` before any IR is built.  Every kernel is
-built in its own small ``ir.Module``; :meth:`Lowering.lower` returns the texts of a few
-LLVM modules (kernels balanced by size, the entry with the lightest) that
+share one kernel, keyed by :func:`kernel_key` before any IR is built.  A plan of more
+than :data:`.entry.ENTRY_CHUNK` steps gets its entry in parts (:mod:`.entry`), and large
+constants are bytes copied in after loading, never IR text (:mod:`.constants`).  Every
+kernel is built in its own small ``ir.Module``; :meth:`Lowering.lower` returns the texts of a few
+LLVM modules (kernels balanced by size, the entry with the lightest; elementwise maps
+apart from the other kernels and optimized without loop unrolling, see UNROLL_MAPS) that
 :func:`.target.compile_ir` optimizes and compiles in parallel threads and links into one
 native entry.  Kernels are therefore external ``noinline`` functions called from the entry
 (a call costs nanoseconds; each kernel loops over whole tensors).
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from llvmlite import ir
 
 from ...ir import Node
@@ -33,9 +35,10 @@ from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
-from ..lowering.target import compile_threads, target_cpu
+from ..lowering.target import NO_UNROLL, compile_threads, target_cpu
 from .parallel import emit_step, emit_support, uses_support
-from .profile import StepTimer
+from .constants import const_array, inline_global, large_constants, large_global
+from .entry import ENTRY, lower_entry
 from .concat import lower_concatenate
 from .window_gemm import lower_fold_step
 from .windows import lower_unfold
@@ -45,11 +48,15 @@ from .convs import lower_conv, lower_conv_weight
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
-ENTRY = "adjit_entry"
 
 
 SPLIT_MIN_CHARS = 20_000   # below this much kernel IR, one module (threads cost more)
 MAX_PARTS = 8              # more modules than this gain little (each costs ~4 ms)
+# Elementwise maps are optimized without LLVM's loop unroller (the vectorizer still
+# interleaves their vector loops): it cut 25-30% of LLVM's CPU time on W2-W6 with the same
+# call times; reductions, products and the other kernels keep it (the 10-class reductions
+# need their unrolled, outer-loop-vectorized form).
+UNROLL_MAPS = False
 
 
 def kernel_key(plan: Plan, node: Node):
@@ -91,9 +98,10 @@ def _ty(dtype: str) -> ir.Type:
 class Lowering:
     def __init__(self, plan: Plan, data_offset: int | None = None, profile: bool = False,
                  parts: int | None = None, cpu: str | None = None):
-        """``parts``: most LLVM modules to split into (default: :func:`compile_threads`);
-        ``cpu``: the CPU the module is compiled for (None: ``$ADJIT_CPU`` or the host),
-        whose GEMM library and tiles the products use."""
+        """``parts``: most LLVM modules to split into per kind of kernel (maps, others: see
+        UNROLL_MAPS; default: :func:`compile_threads`); 1: a single module.  ``cpu``: the
+        CPU the module is compiled for (None: ``$ADJIT_CPU`` or the host), whose GEMM
+        library and tiles the products use."""
         self.plan = plan
         self.cpu = target_cpu(cpu)
         self._target = None
@@ -101,9 +109,12 @@ class Lowering:
         self.profile = profile
         self.parts = min(compile_threads(), MAX_PARTS) if parts is None else max(1, parts)
         self.entry_module = self.module = ir.Module(name="adjit")
-        self._consts: dict[int, ir.GlobalVariable] = {}
+        self._consts: dict[int, str] = {}          # small constant id -> its global's name
+        self._large: dict[int, int] | None = None   # large constant id -> its number
+        self._part_modules: list[ir.Module] = []    # the entry's parts (see .entry)
         self._kernels: dict = {}                   # kernel_key -> kernel function
         self._kernel_modules: list[ir.Module] = []  # one per distinct kernel
+        self._unroll: list[bool] = []              # per kernel module: loop unrolling on
         self._n = 0
         self.timings: dict[str, float] = {}        # seconds: "build" (ir objects), "text"
 
@@ -138,50 +149,53 @@ class Lowering:
 
     def _texts(self) -> list[str]:
         """The kernels in groups of similar size (one group below SPLIT_MIN_CHARS), the
-        entry with the lightest group, the pool helpers with each group that calls them."""
+        entry with the lightest group, the pool helpers with each group that calls them.
+        Above SPLIT_MIN_CHARS, elementwise maps and the other kernels go to separate
+        groups, the maps' optimized without loop unrolling (see UNROLL_MAPS)."""
         memo: dict = {}
         entry = module_pieces(self.entry_module, memo)
-        kernels = [module_pieces(m, memo) for m in self._kernel_modules]
+        modules = self._kernel_modules + self._part_modules
+        unroll = self._unroll + [False] * len(self._part_modules)
+        kernels = [module_pieces(m, memo) for m in modules]
         sizes = [sum(len(t) for _, _, t in k) for k in kernels]
-        groups = balance(sizes, self.parts if sum(sizes) >= SPLIT_MIN_CHARS else 1) or [[]]
+        groups, flags = _groups(sizes, unroll, self.parts)
         light = min(range(len(groups)), key=lambda g: sum(sizes[k] for k in groups[g]))
         support = []
-        if any(uses_support(m) for m in self._kernel_modules):
+        if any(uses_support(m) for m in modules):
             emit_support(module := ir.Module(name="adjit_support"))
             support = module_pieces(module, memo)
         texts = []
         for g, group in enumerate(groups):
-            calls = any(uses_support(self._kernel_modules[k]) for k in group)
-            texts.append(module_text(([entry] if g == light else [])
-                                     + ([support] if calls else [])
-                                     + [kernels[k] for k in group]))
+            calls = any(uses_support(modules[k]) for k in group)
+            texts.append(("" if flags[g] else NO_UNROLL)
+                         + module_text(([entry] if g == light else [])
+                                       + ([support] if calls else [])
+                                       + [kernels[k] for k in group]))
         return texts
 
     def _lower_entry(self) -> None:
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64]),
-                         name=ENTRY)
-        table, batch = fn.args
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        self.slots = [b.load(b.gep(table, [c64(k)]), name=f"slot{k}")
-                      for k in range(self.plan.n_slots)]
-        if self.data_offset is not None:
-            for k in range(self.plan.n_array_slots):   # PyArrayObject* -> its data pointer
-                field = b.bitcast(b.gep(self.slots[k], [c64(self.data_offset)]), I8P.as_pointer())
-                self.slots[k] = b.load(field, name=f"data{k}")
-        self.batch = batch
-        timer = StepTimer(self.module, len(self.plan.steps)) if self.profile else None
-        if timer:
-            timer.entry(b, batch)
-        for k, node in enumerate(self.plan.steps):
-            kernel = self._kernel_for(node)
-            if timer:
-                with timer.step(b, k):
-                    self._call_kernel(b, node, kernel)
-            else:
-                self._call_kernel(b, node, kernel)
-        for node, slot in self.plan.copies:
-            self._copy(b, node, slot)
-        b.ret_void()
+        self._part_modules = lower_entry(self)
+
+    def llvm_type(self, dtype: str) -> ir.Type:
+        return _ty(dtype)
+
+    def begin_function(self, b: ir.IRBuilder, table: ir.Value, batch: ir.Value) -> None:
+        """Start emitting steps into the function of ``b`` (the entry or a part of it),
+        which reads the pointer table ``table``: its slots are loaded as first used."""
+        self._table, self.batch, self._slot_values = table, batch, {}
+
+    def slot(self, b: ir.IRBuilder, k: int) -> ir.Value:
+        """Table slot ``k`` in the current function (an array slot's data pointer with
+        ``data_offset``), loaded once, where first used."""
+        v = self._slot_values.get(k)
+        if v is None:
+            v = b.load(b.gep(self._table, [c64(k)]), name=f"slot{k}")
+            if self.data_offset is not None and k < self.plan.n_array_slots:
+                # PyArrayObject* -> its data pointer
+                field = b.bitcast(b.gep(v, [c64(self.data_offset)]), I8P.as_pointer())
+                v = b.load(field, name=f"data{k}")
+            self._slot_values[k] = v
+        return v
 
     def pointer(self, b: ir.IRBuilder, node: Node) -> ir.Value:
         """Typed pointer to ``node``'s storage (views resolved)."""
@@ -189,26 +203,22 @@ class Lowering:
         st = self.plan.storage[root.id]
         T = _ty(root.dtype).as_pointer()
         if st.kind == "slot":
-            return b.bitcast(self.slots[st.slot], T)
+            return b.bitcast(self.slot(b, st.slot), T)
         if st.kind == "const":
-            return b.bitcast(self._const_global(root), T)
+            return b.bitcast(self._const_global(b.module, root), T)
         raise AssertionError(f"{node!r} has no memory ({st.kind})")
 
-    def _const_global(self, node: Node) -> ir.GlobalVariable:
-        g = self._consts.get(node.id)
-        if g is None:
-            arr = np.ascontiguousarray(node.attr("value").array).reshape(-1)
-            if arr.dtype == np.uint32:      # (i32 constants are written signed)
-                arr = arr.view(np.int32)
-            T = _ty(node.dtype)
-            data = [ir.Constant(T, int(v) if T in (I8, I32, I64) else float(v)) for v in arr] \
-                or [ir.Constant(T, 0)]
-            g = ir.GlobalVariable(self.entry_module, ir.ArrayType(T, len(data)),
-                                  f"const{len(self._consts)}")   # ids vary; order does not
-            g.initializer = ir.Constant(ir.ArrayType(T, len(data)), data)
-            g.global_constant, g.linkage, g.align = True, "internal", 64
-            self._consts[node.id] = g
-        return g
+    def _const_global(self, module: ir.Module, node: Node) -> ir.GlobalVariable:
+        """A large constant's global (declared in ``module``), or a small one's IR copy."""
+        if self._large is None:
+            self._large = {n.id: k for k, n in enumerate(large_constants(self.plan))}
+        T = _ty(node.dtype)
+        k = self._large.get(node.id)
+        if k is not None:
+            return large_global(module, T, max(const_array(node).size, 1), k,
+                                define=module is self.entry_module)
+        name = self._consts.setdefault(node.id, f"const{len(self._consts)}")  # ids vary
+        return inline_global(module, T, const_array(node), name)
 
     # -- one kernel per step ------------------------------------------------------------------
     def _new_kernel(self, node: Node, operands: list[Node], workspace: bool = False,
@@ -228,11 +238,11 @@ class Lowering:
             a.add_attribute("noalias")
         return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
-    def _call_kernel(self, b, node, kernel):
+    def call_kernel(self, b, node, kernel):
         fn, operands = kernel
         ptrs = [self.pointer(b, node)] + [self._operand_ptr(b, o) for o in operands]
         if len(fn.args) == len(ptrs) + 2:   # the kernel takes the GEMM workspace
-            ptrs.append(self.slots[self.plan.workspace_slot])
+            ptrs.append(self.slot(b, self.plan.workspace_slot))
         b.call(fn, ptrs + [self.batch])
 
     def _operand_ptr(self, b, o: Node):
@@ -243,18 +253,21 @@ class Lowering:
             return slot
         return self.pointer(b, o)
 
-    def _kernel_for(self, node: Node):
+    def kernel_for(self, node: Node):
         """(the kernel as declared in the entry module, its operands) for one step."""
         op = node.op
         key = kernel_key(self.plan, node)
         fn = self._kernels.get(key) if key is not None else None
         if fn is None:
+            caller = self.module
             self.module = ir.Module(name=f"adjit_k{len(self._kernel_modules)}")
+            rule = rule_for(op)
             try:
-                fn, _ = rule_for(op)(self, node)
+                fn, _ = rule(self, node)
             finally:
                 self._kernel_modules.append(self.module)
-                self.module = self.entry_module
+                self._unroll.append(UNROLL_MAPS or rule is not Lowering._map)
+                self.module = caller
             if key is not None:
                 self._kernels[key] = fn
         decl = self.module.globals.get(fn.name)
@@ -330,9 +343,9 @@ class Lowering:
                 else lower_window_matmul_sum(self, node, u))
 
     # -- output copies ----------------------------------------------------------------------
-    def _copy(self, b, node: Node, slot: int):
+    def copy_output(self, b, node: Node, slot: int):
         T = _ty(node.dtype)
-        dst = b.bitcast(self.slots[slot], T.as_pointer())
+        dst = b.bitcast(self.slot(b, slot), T.as_pointer())
         st = self.plan.storage[self.plan.root(node).id]
         if st.kind == "batch":
             b.store(b.sitofp(self.batch, T), dst)
@@ -367,6 +380,25 @@ KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
            "conv": lower_conv, "conv_weight": lower_conv_weight}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
+
+
+def _groups(sizes: list[int], unroll: list[bool], parts: int):
+    """(groups of module indices, loop unrolling on per group): one group below
+    SPLIT_MIN_CHARS or for ``parts`` 1 (unrolled if any member wants it), else groups of
+    modules of one kind, each kind in up to ``parts`` groups of similar size (compile_ir
+    schedules them on its threads, largest first)."""
+    total = sum(sizes)
+    if total < SPLIT_MIN_CHARS or parts < 2 or len(set(unroll)) < 2:
+        groups = balance(sizes, parts if total >= SPLIT_MIN_CHARS else 1) or [[]]
+        return groups, [any(unroll[k] for k in g) or not g for g in groups]
+    groups, flags = [], []
+    for flag in (True, False):
+        idx = [k for k, u in enumerate(unroll) if u == flag]
+        size = sum(sizes[k] for k in idx)
+        for g in balance([sizes[k] for k in idx], parts if 2 * size >= SPLIT_MIN_CHARS else 1):
+            groups.append([idx[j] for j in g])
+            flags.append(flag)
+    return groups, flags
 
 
 def operands_of(node: Node, plan: Plan) -> list[Node]:

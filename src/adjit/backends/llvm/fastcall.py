@@ -53,7 +53,7 @@ from .fastcall_probe import (ALIGNED, C_CONTIGUOUS, METH_FASTCALL_KEYWORDS, SCAL
                              Context, MethodDef, pyapi)
 from . import fastcall_probe as fprobe
 from ..lowering.plan import GEMM_OPS
-from ..lowering.target import compile_ir
+from .fncache import compile_once
 from ..lowering.target.forksafe import Lock
 
 _wrapper = _wrapper_addr = None
@@ -63,12 +63,15 @@ _new_cfunction = pyapi("PyCFunction_NewEx", ctypes.py_object, ctypes.c_void_p,
 
 
 def _wrapper_address() -> int:
-    """The compiled ``adjit_fastcall`` (one per process; the disk cache serves later ones)."""
+    """The compiled ``adjit_fastcall`` (one per process; the disk cache serves later ones
+    by a label naming what the IR depends on beyond adjit's source, without building the
+    IR again: ~15 ms of a process's first compile)."""
     global _wrapper, _wrapper_addr
     with _wrapper_lock:
         if _wrapper is None:
-            ir_text = fir.wrapper_ir(fprobe.setup()[0]["ctx_off"])
-            _wrapper = compile_ir(ir_text, opt_level=1, name="adjit_fastcall")
+            ctx_off = fprobe.setup()[0]["ctx_off"]
+            label = f"adjit_fastcall ctx_off={ctx_off} python={sys.version}"
+            _wrapper = compile_once(label, lambda: fir.wrapper_ir(ctx_off), 1)
             _wrapper_addr = _wrapper.address(fir.NAME)
         return _wrapper_addr
 

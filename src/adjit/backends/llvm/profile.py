@@ -26,11 +26,16 @@ TIMESPEC = ir.LiteralStructType([I64, I64])
 
 
 class StepTimer:
-    def __init__(self, module: ir.Module, n_steps: int):
+    """The step brackets of one function: the entry (which defines ``adjit_profile``), or
+    a part of it given the counters' address as ``counters`` (an ``i64*`` argument)."""
+
+    def __init__(self, module: ir.Module, n_steps: int, counters: ir.Value | None = None):
         self.n_steps = n_steps
-        ty = ir.ArrayType(I64, _length(n_steps))
-        self.counters = ir.GlobalVariable(module, ty, SYMBOL)
-        self.counters.initializer = ir.Constant(ty, None)
+        self.base_ptr = counters
+        if counters is None:
+            ty = ir.ArrayType(I64, _length(n_steps))
+            self.counters = ir.GlobalVariable(module, ty, SYMBOL)
+            self.counters.initializer = ir.Constant(ty, None)
         self.clock = declare(module, "clock_gettime",
                              ir.FunctionType(I32, [I32, TIMESPEC.as_pointer()]))
 
@@ -43,7 +48,16 @@ class StepTimer:
     def entry(self, b: ir.IRBuilder, batch: ir.Value) -> None:
         """Count one call of the entry and its batch size."""
         for slot, v in ((2 * self.n_steps, batch), (2 * self.n_steps + 1, c64(1))):
-            b.atomic_rmw("add", b.gep(self.counters, [c32(0), c32(slot)]), v, "monotonic")
+            b.atomic_rmw("add", self._counter(b, slot), v, "monotonic")
+
+    def base(self, b: ir.IRBuilder) -> ir.Value:
+        """The counters' address as an ``i64*`` (for the entry's parts)."""
+        return b.gep(self.counters, [c32(0), c32(0)])
+
+    def _counter(self, b: ir.IRBuilder, slot: int) -> ir.Value:
+        if self.base_ptr is not None:
+            return b.gep(self.base_ptr, [c32(slot)])
+        return b.gep(self.counters, [c32(0), c32(slot)])
 
     @contextmanager
     def step(self, b: ir.IRBuilder, k: int):
@@ -52,7 +66,7 @@ class StepTimer:
         yield
         dt = b.sub(self._now(b, ts), t0)
         for slot, v in ((2 * k, dt), (2 * k + 1, c64(1))):
-            b.atomic_rmw("add", b.gep(self.counters, [c32(0), c32(slot)]), v, "monotonic")
+            b.atomic_rmw("add", self._counter(b, slot), v, "monotonic")
 
 
 def _length(n_steps: int) -> int:

@@ -89,7 +89,8 @@ def module_pieces(module: ir.Module, memo: dict) -> list[tuple[str, bool, str]]:
     ``memo`` by (name, is_definition)."""
     out = []
     for name, gv in module.globals.items():
-        defn = not (isinstance(gv, ir.Function) and gv.is_declaration)
+        defn = (not gv.is_declaration if isinstance(gv, ir.Function)
+                else getattr(gv, "initializer", True) is not None)   # (external globals)
         text = memo.get((name, defn))
         if text is None:
             text = memo[(name, defn)] = str(gv)

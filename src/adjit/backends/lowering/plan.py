@@ -5,7 +5,9 @@ Every value gets a storage class:
 * ``slot``  -- a pointer read from the call's pointer table: inputs, outputs and
   temporaries (temporaries point into one per-thread arena; their offsets are planned
   per batch size with lifetime-based reuse, see :func:`arena_offsets`);
-* ``const`` -- an LLVM global holding a constant array;
+* ``const`` -- a constant array: on llvm a global (small ones as IR values, large ones
+  filled with their bytes after loading, see ``llvm/constants.py``), on ptx a buffer
+  uploaded once;
 * ``batch`` -- the batch size itself (a ``batch_size`` node);
 * ``inline`` -- none: an elementwise node computed inside the one reduction reading it;
 * ``view``  -- the storage of another node (reshape, stop_gradient, and a transpose of

@@ -50,6 +50,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -66,7 +67,7 @@ from .machine import (_ensure_init, _lock, _target_machine, add_symbol,  # noqa:
                       compile_threads, host_info, load_library, target_cpu, target_spec,
                       vector_width_bytes)
 
-__all__ = ["JitModule", "compile_ir", "load_cached", "compile_threads", "add_symbol",
+__all__ = ["JitModule", "compile_ir", "NO_UNROLL", "load_cached", "compile_threads", "add_symbol",
            "load_library", "host_info", "target_cpu", "target_spec", "vector_width_bytes",
            "cache_dir", "NVPTX_TRIPLE", "nvptx_available", "emit_ptx"]
 
@@ -75,6 +76,9 @@ __all__ = ["JitModule", "compile_ir", "load_cached", "compile_threads", "add_sym
 _FORMAT_VERSION = 1
 
 _PART_SEP = "\n; ---- adjit: next module ----\n"   # between the texts of a split compile
+# A module text starting with this line is optimized without loop unrolling (the marker is
+# part of the text, so the cache key covers it)
+NO_UNROLL = "; adjit: no loop unrolling\n"
 
 
 class JitModule:
@@ -210,7 +214,7 @@ def _compile_part(text: str, opt_level: int, name: str,
         pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
         pto.loop_vectorization = True
         pto.slp_vectorization = True
-        pto.loop_unrolling = True
+        pto.loop_unrolling = not text.startswith(NO_UNROLL)
         pb = llvm.create_pass_builder(tm, pto)
         _raw("LLVMPY_RunNewModulePassManager")(pb.getModulePassManager(), mod, pb)
     t2 = time.perf_counter()
@@ -235,13 +239,28 @@ def _compile(texts: list[str], opt_level: int, name: str, cpu: str = _cpu.HOST):
     engine; return (engine, optimized IR, object payload, timings)."""
     t0 = time.perf_counter()
     host_info()                      # initialized before any worker starts
-    if len(texts) == 1:
-        results = [_compile_part(texts[0], opt_level, name, cpu)]
+    threads = min(len(texts), compile_threads())
+    if threads <= 1:
+        results = [_compile_part(t, opt_level, name, cpu) for t in texts]
     else:
-        with ThreadPoolExecutor(min(len(texts), compile_threads()) - 1 or 1) as pool:
-            rest = [pool.submit(_compile_part, t, opt_level, name, cpu) for t in texts[1:]]
-            first = _compile_part(texts[0], opt_level, name, cpu)
-            results = [first] + [f.result() for f in rest]
+        # largest first, each to the next free thread (this one among them)
+        order = sorted(range(len(texts)), key=lambda k: -len(texts[k]))
+        done: dict = {}
+        with ThreadPoolExecutor(threads - 1) as pool:
+            lock = threading.Lock()
+
+            def work():
+                while True:
+                    with lock:
+                        if not order:
+                            return
+                        k = order.pop(0)
+                    done[k] = _compile_part(texts[k], opt_level, name, cpu)
+            workers = [pool.submit(work) for _ in range(threads - 1)]
+            work()
+            for w in workers:
+                w.result()
+        results = [done[k] for k in range(len(texts))]
     objs = [r[0] for r in results]
     engine = _load_objects(objs, cpu)
     timings = {k: sum(r[2][k] for r in results) for k in ("parse", "optimize", "codegen", "cpu")}
