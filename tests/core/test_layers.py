@@ -1,7 +1,7 @@
 """Layers point down: no module imports one of a higher layer (lazy imports included).
 
-ir, gcpause < ops < frontend < autodiff, forward, per_example, jacobians < passes, binding, updates < backends < compiled, nancheck
-< gradcheck < show < nn, optim, train < cli.  One exception, by design: op records write
+ir, gcpause < ops < frontend < autodiff, forward, per_example, jacobians < passes, binding, updates < backends < compiled, nancheck,
+machine < gradcheck < show < nn, optim, train < cli.  One exception, by design: op records write
 their VJPs (and ops' public functions their argument handling) with front-end functions,
 so ``ops`` may import ``frontend``.
 """
@@ -10,8 +10,9 @@ import pathlib
 
 import adjit
 
-LAYER = {"ir": 0, "gcpause": 0, "ops": 1, "frontend": 2, "autodiff": 3, "forward": 3, "per_example": 3, "jacobians": 3, "passes": 4, "binding": 4,
-         "updates": 4, "backends": 5, "nancheck": 6, "compiled": 6, "gradcheck": 7, "show": 8,
+LAYER = {"ir": 0, "gcpause": 0, "ops": 1, "frontend": 2, "autodiff": 3, "forward": 3,
+         "per_example": 3, "jacobians": 3, "passes": 4, "binding": 4,
+         "updates": 4, "backends": 5, "nancheck": 6, "compiled": 6, "machine": 6, "gradcheck": 7, "show": 8,
          "nn": 9, "optim": 9, "train": 9, "random": 9, "cli": 10, "__init__": 11}
 ALLOWED = {("ops", "frontend")}
 ROOT = pathlib.Path(adjit.__file__).parent
