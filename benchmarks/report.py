@@ -108,10 +108,10 @@ def targets(results, machine: dict | None = None) -> str:
         py = next((r for r in res["rows"] if r["name"] == "plain Python"), None)
         if a and py:
             x = py.get("ratio") or a["median_s"] / py["median_s"]
-            add(f"W1 {a['name']} ≤ 2× plain Python", f"{x:.2f}×", x <= 2.0, a, py)
+            add(f"W1 {a['name']} ≤ 1.5× plain Python", f"{x:.2f}×", x <= 1.5, a, py)
         else:
-            add("W1 adjit ≤ 2× plain Python", "no adjit entry", None)
-    for key, limit in (("W3", 0.5), ("W5", 0.5), ("W6", 0.5), ("W7", 0.5), ("W8", 0.5),
+            add("W1 adjit ≤ 1.5× plain Python", "no adjit or plain Python entry (--peers python,llvm)", None)
+    for key, limit in (("W3", 0.45), ("W5", 0.45), ("W6", 0.45), ("W7", 0.5), ("W8", 0.5),
                        ("W9", 0.5), ("W10", 0.9), ("W11", 0.5), ("W12", 0.5)):
         res, a = entry(key)
         if not res:
@@ -133,9 +133,9 @@ def targets(results, machine: dict | None = None) -> str:
         npv = next((r for r in res["rows"] if r["name"] == "numpy"), None)
         if a and npv:
             x = npv.get("ratio") or a["median_s"] / npv["median_s"]
-            add(f"{key} {a['name']} ≤ 0.95× numpy", f"{x:.2f}×", x <= 0.95, a, npv)
+            add(f"{key} {a['name']} ≤ 0.9× numpy", f"{x:.2f}×", x <= 0.9, a, npv)
         else:
-            add(f"{key} adjit ≤ 0.95× numpy", "no adjit entry", None)
+            add(f"{key} adjit ≤ 0.9× numpy", "no adjit entry", None)
         if key == "W4":
             peak = (machine or {}).get("fma_f32")
             if a and peak:
