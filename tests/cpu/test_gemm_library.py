@@ -25,6 +25,7 @@ import adjit as aj
 from adjit.backends.llvm import gemm, library, pool, runtime
 from adjit.backends.lowering.target import cpu as cpu_mod, host_info
 from adjit.backends.lowering.target.description import AARCH64_TRIPLE, KIB, describe
+from cpu_helpers import two_layer
 
 NAMED = [("x86-64", None), ("x86-64-v3", None), ("x86-64-v4", None), ("znver3", None),
          ("skylake-avx512", None), ("neoverse-v1", AARCH64_TRIPLE)]
@@ -94,11 +95,7 @@ def _skip_unless_runnable(cpu):
 
 
 def _model(dt):
-    x = aj.input("x", (None, 300), dt)
-    W1, W2 = aj.param("W1", (300, 130), dt), aj.param("W2", (130, 140), dt)
-    y = aj.tanh(x @ W1) @ W2
-    loss = aj.sum(y * y)
-    return [y, loss] + list(aj.grad(loss, [x, W1, W2]))
+    return two_layer(dt, 140)
 
 
 def _args(dt):
@@ -154,7 +151,7 @@ def test_each_function_calls_its_cpus_library(cpu, dt, two_threads, tmp_path, mo
 ROUND_TRIP = textwrap.dedent("""
     import json, re, sys
     import numpy as np, adjit as aj
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + "/cpu"]
     from cpu.test_gemm_library import _model, _args, _check
     from adjit.backends.llvm import gemm, library
     aj.set_num_threads(2)

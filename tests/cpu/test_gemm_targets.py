@@ -32,6 +32,7 @@ from adjit.backends.lowering.target import cpu as cpu_mod
 from adjit.backends.lowering.target.cross import emit_assembly, emit_object
 from adjit.backends.lowering.target.description import AARCH64_TRIPLE, describe
 from adjit.backends.lowering.target.machine import host_info
+from cpu_helpers import two_layer
 
 # name -> (triple, f32 MR x NR, f64 MR x NR, register class on x86)
 TARGETS = {
@@ -220,12 +221,7 @@ def test_packing_with_every_transpose_width(dt, pv):
 
 
 def _model(dt):
-    import adjit as aj
-    x = aj.input("x", (None, 300), dt)
-    W1, W2 = aj.param("W1", (300, 130), dt), aj.param("W2", (130, 33), dt)
-    y = aj.tanh(x @ W1) @ W2
-    loss = aj.sum(y * y)
-    return [y, loss] + list(aj.grad(loss, [x, W1, W2]))
+    return two_layer(dt, 33)
 
 
 @pytest.mark.parametrize("level", ["x86-64-v3", "x86-64-v4"])
