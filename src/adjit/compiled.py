@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from .backends import get_backend
+from .backends.protocol import check_precision
 from .binding import Binder, Pinned, label_limits, too_small
 from .updates import check_update_buffers, check_update_sources, check_updates
 from .autodiff import recorded_rewrites
@@ -61,6 +62,12 @@ class Compiled:
         self.input_names = sorted(self._binder.names)
         self._update_names = [k.name for k, _ in self.updates]
         module = get_backend(backend)
+        # precision= (float32 products): the backends without it compute exact FP32
+        self.precision = check_precision(options.pop("precision", None))
+        if self.precision not in module.precisions:
+            self.precision = "fp32"
+        elif self.precision != "fp32":
+            options["precision"] = self.precision
         self._in_place = bool(self.updates) and module.in_place_updates
         if self._in_place:
             options["updates"] = {self._n_returned + k: name

@@ -35,6 +35,24 @@ class Runner:
         return "no native entry for this backend"
 
 
+#: ``aj.compile(..., precision=)``: what float32 matrix products may compute in.  "fp32" (or
+#: None, the default) is exact FP32; "tf32"/"bf16" round the operands to 10/7 mantissa bits
+#: and accumulate in FP32 (tensor cores).  Like JAX's ``precision=`` and PyTorch's
+#: ``allow_tf32`` it is a permission, not a demand: a backend without tensor cores computes
+#: in FP32, which is at least as accurate.
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(precision) -> str:
+    """The precision option normalized ("fp32" for None); ValueError for an unknown one."""
+    if precision is None:
+        return "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"compile: precision must be one of {', '.join(map(repr, PRECISIONS))}"
+                         f" or None, got {precision!r}")
+    return precision
+
+
 @dataclass(frozen=True)
 class Backend:
     """A backend as :func:`adjit.compile` sees it."""
@@ -44,3 +62,4 @@ class Backend:
     in_place_updates: bool = False               # ``updates=`` written by the code itself
     load_compiled: Callable | None = None        # (traced, **options) -> (graph, Runner) | None
     store_compiled: Callable | None = None       # (traced, graph, runner, **options)
+    precisions: tuple[str, ...] = ("fp32",)      # those build(precision=) implements

@@ -10,8 +10,9 @@ the same kernels, built for the host, run over their thread grid on the CPU
 (:mod:`.emulator`) -- how they are tested where no GPU is.
 
 Options: ``arch`` ("sm_80" by default; on a GPU the device's own architecture is used unless
-``arch`` is given), ``opt_level`` (0-3), ``emulate`` and ``cache`` (the emulation's object
-cache, as for the llvm backend).
+``arch`` is given), ``opt_level`` (0-3), ``emulate``, ``cache`` (the emulation's object
+cache, as for the llvm backend) and ``precision`` ("fp32", exact, by default; "tf32" or
+"bf16": float32 matrix products on tensor cores, :mod:`.matmul_mma`).
 
 >>> import adjit as aj, numpy as np
 >>> x = aj.input("x", (None, 3), "float32")
@@ -37,14 +38,14 @@ __all__ = ["build", "PtxFunction", "NoCudaError", "CudaError", "UnsupportedOnTar
 
 
 def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bool = False,
-          cache: bool | None = None) -> PtxFunction:
+          cache: bool | None = None, precision: str = "fp32") -> PtxFunction:
     """Kernels, launch sequence and PTX for ``graph``; see the module docstring."""
     explicit = arch is not None
     plan = Plan(graph)
     launches: list = []
 
     def lower_gpu() -> str:
-        gpu = Lowering(plan, GPU)
+        gpu = Lowering(plan, GPU, precision)
         ir_text, gpu_launches = gpu.lower()
         # refuse what NVPTX cannot lower before LLVM parses anything
         check_declared([f.name for f in gpu.module.functions if f.is_declaration],
@@ -59,7 +60,7 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
     if emulate:   # PTX is made only when asked for (f.ptx): the emulation runs host code
         from ..lowering.target import compile_ir
         from .emulator import EmulatedDevice
-        cpu_ir, cpu_launches = Lowering(plan, CPU).lower()
+        cpu_ir, cpu_launches = Lowering(plan, CPU, precision).lower()
         launches.extend(cpu_launches)
         jit = compile_ir(cpu_ir, opt_level=opt_level, cache=cache, name="adjit_ptx_emulation")
         return PtxFunction(plan, launches, sources, lambda: EmulatedDevice(jit, NTID))
@@ -75,4 +76,4 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
     return PtxFunction(plan, launches, sources, cuda_device)
 
 
-BACKEND = Backend("ptx", build)
+BACKEND = Backend("ptx", build, precisions=("fp32", "tf32", "bf16"))

@@ -100,8 +100,8 @@ def dot(b: ir.IRBuilder, idx: list[ir.Value], strides: list[ir.Value]) -> ir.Val
 class Lowering:
     """Builds every kernel of a plan into one module of the given flavour."""
 
-    def __init__(self, plan: Plan, flavor: str):
-        self.plan, self.flavor = plan, flavor
+    def __init__(self, plan: Plan, flavor: str, precision: str = "fp32"):
+        self.plan, self.flavor, self.precision = plan, flavor, precision
         self.module = ir.Module(name="adjit_ptx")
         self.launches: list[Launch] = []
 
@@ -303,9 +303,12 @@ class _ElemCtx:
 
 
 # --- the rule table: every registered op has a kernel, needs none, or is refused -----------
-def _matmul(lw: Lowering, name: str, node: Node) -> None:
+def _matmul(lw: Lowering, name: str, node: Node, summed: bool = False) -> None:
+    if lw.precision != "fp32" and node.dtype == "float32":   # tensor cores, on request
+        from .matmul_mma import lower_matmul_mma
+        return lower_matmul_mma(lw, name, node, lw.precision, summed)
     from .matmul import lower_matmul
-    lower_matmul(lw, name, node)
+    lower_matmul(lw, name, node, summed=summed)
 
 
 def _scatter(lw: Lowering, name: str, node: Node) -> None:
@@ -314,8 +317,7 @@ def _scatter(lw: Lowering, name: str, node: Node) -> None:
 
 
 def _matmul_sum(lw: Lowering, name: str, node: Node) -> None:
-    from .matmul import lower_matmul
-    lower_matmul(lw, name, node, summed=True)
+    _matmul(lw, name, node, summed=True)
 
 
 KERNELS = {"matmul": _matmul, "matmul_sum": _matmul_sum, **{op: Lowering._reduce for op in REDUCERS},

@@ -29,6 +29,7 @@ def _per_float(*names: str) -> set[str]:
 EMITTED = frozenset({
     *(f"llvm.nvvm.read.ptx.sreg.{r}.x" for r in ("tid", "ctaid", "ntid", "nctaid")),
     "llvm.nvvm.barrier0",
+    "llvm.nvvm.mma.m16n8k8.row.col.tf32", "llvm.nvvm.mma.m16n8k16.row.col.bf16",   # mma.sync
     *_per_float("fma", "fabs", "copysign", "sqrt", "maximum", "minimum"),
     *_per_float("floor", "ceil", "roundeven"),      # cvt.rmi / cvt.rpi / cvt.rni
 })
