@@ -10,7 +10,6 @@
   the llvm and interp backends compute FP32, unknown values are refused;
 * an MLP trained a few steps with tf32 follows the FP32 run; ptxas accepts the kernels.
 """
-import ml_dtypes
 import numpy as np
 import pytest
 
@@ -100,8 +99,20 @@ def round_tf32(x):
     return np.where(np.isnan(x), np.float32(np.nan), out)
 
 
+BF16_MAX = (2 - 2.0 ** -7) * 2.0 ** 127
+
+
 def round_bf16(x):
-    return np.asarray(x, np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+    """Nearest, ties to even, 8 significant bits (cvt.rn.bf16.f32), by float64 arithmetic
+    (not the kernel's bit operations): the spacing at x is 2^(e-8) for x = m·2^e, m in
+    [0.5, 1), and 2^-133 below the normal range; past the largest bf16, ±inf."""
+    x = np.asarray(x, np.float32).astype(np.float64)
+    _, e = np.frexp(x)
+    q = np.ldexp(1.0, np.maximum(e, -125) - 8)
+    with np.errstate(invalid="ignore"):
+        r = np.round(x / q) * q                       # np.round: half to even
+    r = np.where(np.abs(r) > BF16_MAX, np.copysign(np.inf, x), r)
+    return np.where(np.isfinite(x), r, x).astype(np.float32)
 
 
 ROUND = {"tf32": round_tf32, "bf16": round_bf16}
