@@ -10,8 +10,10 @@ the same kernels, built for the host, run over their thread grid on the CPU
 (:mod:`.emulator`) -- how they are tested where no GPU is.
 
 Options: ``arch`` ("sm_80" by default; on a GPU the device's own architecture is used unless
-``arch`` is given), ``opt_level`` (0-3), ``emulate`` and ``cache`` (the emulation's object
-cache, as for the llvm backend).
+``arch`` is given), ``opt_level`` (0-3), ``emulate``, ``cache`` (the emulation's object
+cache, as for the llvm backend) and ``graphs`` (default True: each batch size's launch
+sequence is captured once and replayed as a CUDA graph).  ``f.bind(...)`` keeps the bound
+arrays on the device (:mod:`.resident`).
 
 >>> import adjit as aj, numpy as np
 >>> x = aj.input("x", (None, 3), "float32")
@@ -37,10 +39,15 @@ __all__ = ["build", "PtxFunction", "NoCudaError", "CudaError", "UnsupportedOnTar
 
 
 def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bool = False,
-          cache: bool | None = None) -> PtxFunction:
-    """Kernels, launch sequence and PTX for ``graph``; see the module docstring."""
+          cache: bool | None = None, updates: dict[int, str] | None = None,
+          graphs: bool = True) -> PtxFunction:
+    """Kernels, launch sequence and PTX for ``graph``; see the module docstring.
+    ``updates`` maps output indices to the input whose device buffer that output
+    overwrites (``updates=``); ``graphs=False`` launches kernel by kernel instead of
+    replaying a captured graph."""
     explicit = arch is not None
-    plan = Plan(graph)
+    updates = updates or {}
+    plan = Plan(graph, in_place=frozenset(updates))
     launches: list = []
 
     def lower_gpu() -> str:
@@ -62,7 +69,8 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
         cpu_ir, cpu_launches = Lowering(plan, CPU).lower()
         launches.extend(cpu_launches)
         jit = compile_ir(cpu_ir, opt_level=opt_level, cache=cache, name="adjit_ptx_emulation")
-        return PtxFunction(plan, launches, sources, lambda: EmulatedDevice(jit, NTID))
+        return PtxFunction(plan, launches, sources, lambda: EmulatedDevice(jit, NTID),
+                           updates, graphs)
     sources.ptx(sources.arch)        # emit now: errors surface at compile time
     names = sorted({L.kernel for L in launches})
 
@@ -72,7 +80,8 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
         use = sources.arch if explicit or dev.arch not in ARCHES else dev.arch
         dev.load(sources.ptx(use), names)
         return dev
-    return PtxFunction(plan, launches, sources, cuda_device)
+    return PtxFunction(plan, launches, sources, cuda_device, updates, graphs)
 
 
-BACKEND = Backend("ptx", build)
+# ``updates=`` are written on the device, into the input's own buffer
+BACKEND = Backend("ptx", build, in_place_updates=True)
