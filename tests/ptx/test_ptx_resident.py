@@ -278,3 +278,50 @@ def test_trainer_on_ptx_trains_the_digits_mlp_like_llvm():
         close(got.params[k], want.params[k], k)
     assert not got._bound.on_device
     np.testing.assert_allclose(got.predict(val), want.predict(val), rtol=1e-4, atol=1e-5)
+
+
+def test_cuda_device_queues_everything_on_its_stream_and_captures_graphs():
+    """The driver calls CudaDevice makes (with a recording stand-in for cuda-python): async
+    copies and launches on its own stream, page-locked host memory, graph capture,
+    instantiation, launch and release."""
+    from types import SimpleNamespace
+    from adjit.backends.ptx.device import CudaDevice
+    calls = []
+    host = np.zeros(64, np.uint8)
+
+    def rec(name, *result):
+        def call(*args):
+            calls.append((name,) + args)
+            return (0,) + result
+        return call
+    cu = SimpleNamespace(
+        CUresult=SimpleNamespace(CUDA_SUCCESS=0),
+        CUstreamCaptureMode=SimpleNamespace(CU_STREAM_CAPTURE_MODE_THREAD_LOCAL="TL"),
+        cuMemHostAlloc=rec("cuMemHostAlloc", host.ctypes.data), cuMemFreeHost=rec("cuMemFreeHost"),
+        cuMemcpyHtoDAsync=rec("HtoD"), cuMemcpyDtoHAsync=rec("DtoH"),
+        cuLaunchKernel=rec("launch"), cuStreamBeginCapture=rec("begin"),
+        cuStreamEndCapture=rec("end", "G"), cuGraphInstantiateWithFlags=rec("inst", "E"),
+        cuGraphLaunch=rec("glaunch"), cuGraphExecDestroy=rec("xdestroy"),
+        cuGraphDestroy=rec("gdestroy"), cuStreamSynchronize=rec("sync"))
+    dev = CudaDevice.__new__(CudaDevice)
+    dev.cu, dev.stream, dev._pinned, dev.functions = cu, "S", {}, {"k": "F"}
+    pinned = dev.host_alloc(64)
+    assert pinned.ctypes.data == host.ctypes.data and pinned.nbytes == 64
+    dev.upload(1 << 40, pinned[:8])
+    dev.download(pinned[:8], 1 << 40)
+    dev.begin_capture()
+    dev.launch("k", 3, 256, [8], [1])
+    graph = dev.end_capture()
+    dev.launch_graph(graph)
+    dev.synchronize()
+    dev.free_graph(graph)
+    dev.host_free(pinned)
+    names = [c[0] for c in calls]
+    assert names == ["cuMemHostAlloc", "HtoD", "DtoH", "begin", "launch", "end", "inst",
+                     "glaunch", "sync", "xdestroy", "gdestroy", "cuMemFreeHost"]
+    by = {c[0]: c for c in calls}
+    assert by["HtoD"] == ("HtoD", 1 << 40, host.ctypes.data, 8, "S")
+    assert by["DtoH"] == ("DtoH", host.ctypes.data, 1 << 40, 8, "S")
+    assert by["launch"][9] == "S" and by["begin"] == ("begin", "S", "TL")
+    assert by["inst"] == ("inst", "G", 0) and by["glaunch"] == ("glaunch", "E", "S")
+    assert by["cuMemFreeHost"] == ("cuMemFreeHost", host.ctypes.data)
