@@ -212,7 +212,10 @@ class Bound:
         updated = [n for n in fn._update_names if n in arrays]
         if updated:
             check_update_buffers(updated, self.values, arrays)
-        self.pinned = Pinned(self.values, fn._limits, updated)   # re-checked every call
+        # re-checked every call (a backend keeping the state on its device makes the host
+        # arrays read-only while it holds it, and checks that itself)
+        self.pinned = Pinned(self.values, fn._limits,
+                             [] if fn._impl.resident_state else updated)
         self._free = Binder(free, fn._limits)
         self._free_updates = [n for n in fn._update_names if n not in arrays]
         self.input_names = sorted(self._free.names)
@@ -235,6 +238,29 @@ class Bound:
         if self._fast is not None:
             return fn._run(self._fast, values, batch, self)
         return fn._run(fn._impl, {**self.values, **values}, batch)
+
+    # -- where the bound state lives (the ptx backend keeps it on the device) ---------------
+    def state_to_host(self) -> dict:
+        """The bound arrays, current: ``{name: array}`` (the arrays given to ``bind``).
+
+        Where the backend keeps the bound state on its device (ptx), this downloads the
+        arrays ``updates=`` changes into the host arrays and hands the state back to the
+        host: the arrays are writeable again, and the next call uploads them (so a
+        change made to them now is used).  Elsewhere the host arrays are always the state.
+        """
+        return self.fn._impl.state_to_host(self)
+
+    def state_to_device(self) -> None:
+        """Upload the bound arrays now (the next call would); a no-op where the host
+        arrays are the state.  While the device holds the state (ptx), the host arrays
+        are read-only: call :meth:`state_to_host` before changing them."""
+        self.fn._impl.state_to_device(self)
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the device holds the bound state now (the host arrays are stale and
+        read-only until :meth:`state_to_host`)."""
+        return self.fn._impl.on_device(self)
 
     def __repr__(self):
         return f"<adjit.Bound of {self.fn!r}: takes {self.input_names}>"

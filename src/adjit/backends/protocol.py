@@ -9,6 +9,10 @@ returns a :class:`Runner`.  A runner subclass says what it offers by overriding:
 * ``fastcall(fallback, binder, single, bound)`` -- a native callable that checks its own
   arguments (None: the checked Python path serves every call), and ``fastcall_reason()``
   saying why it is not installed;
+* ``resident_state`` -- True where a bound function's arrays live on the backend's device
+  between calls: then ``state_to_host(bound)`` (download them into the host arrays and
+  return ``{name: array}``), ``state_to_device(bound)`` and ``on_device(bound)`` move and
+  tell where the state is (the defaults: the host arrays are always the state);
 * ``views`` -- names of attributes users read through the compiled function
   (``f.llvm_ir``, ``f.asm``, ``f.ptx``, ``f.profile()``, ...).
 """
@@ -23,6 +27,16 @@ class Runner:
 
     views: tuple[str, ...] = ()
     call_bound: Callable | None = None
+    resident_state: bool = False
+
+    def state_to_host(self, bound) -> dict:
+        return dict(bound.values)
+
+    def state_to_device(self, bound) -> None:
+        return None
+
+    def on_device(self, bound) -> bool:
+        return False
 
     def __call__(self, values: dict, batch: int | None) -> list:
         raise NotImplementedError

@@ -7,6 +7,13 @@ parameter arrays (``trainer.params``); the optimizer owns its state (``opt.state
 Both are plain numpy arrays, readable and writable between calls (write in place:
 ``trainer.params["W1"][...] = ...``).
 
+With ``backend="ptx"`` the parameters and optimizer state stay on the GPU while training
+(see ``docs/ptx.md``, "Device-resident state"): a step uploads the batch and downloads the
+loss.  ``trainer.params``, :meth:`Trainer.state_to_host`, ``fit`` (at its end),
+``evaluate``, ``predict``, ``save`` and ``load`` bring the state back to the host arrays
+first; the next step uploads it again, so changes made to the arrays in between are used.
+Between steps, ``optimizer.state`` arrays are current only after one of these.
+
 >>> import adjit as aj, numpy as np
 >>> from adjit import nn, optim, train
 >>> x, t = aj.input("x", (None, 2)), aj.input("t", (None, 1))
@@ -132,18 +139,18 @@ class Trainer:
             raise KeyError("Trainer: params " + "; ".join(
                 (["missing " + ", ".join(missing)] if missing else []) +
                 (["unknown " + ", ".join(unknown)] if unknown else [])))
-        self.params: dict[str, np.ndarray] = {
+        self._params: dict[str, np.ndarray] = {
             k: np.array(params[k], dtype=declared[k].dtype, order="C", copy=True)
             for k in sorted(declared)}
-        for k, arr in self.params.items():
+        for k, arr in self._params.items():
             if arr.shape != declared[k].shape:
                 raise ValueError(f"Trainer: param {k!r} has shape {arr.shape}, "
                                  f"declared {declared[k].shape}")
         self.key_names = sorted(k for k, n in leaves.items() if is_key(n)
-                                and k not in self.params and k not in optimizer.state)
+                                and k not in self._params and k not in optimizer.state)
         self.key_seed, self.steps = int(key_seed), 0
         self.data_names = sorted(k for k, n in leaves.items()
-                                 if k not in self.params and k not in optimizer.state
+                                 if k not in self._params and k not in optimizer.state
                                  and k not in self.key_names)
         self.targets = targets if targets is not None else self._infer_targets(leaves)
         step_updates = optimizer.updates(loss)
@@ -154,11 +161,25 @@ class Trainer:
         step_updates.update(dict(extra))
         self._step = _compile([loss], backend=backend, updates=step_updates, **compile_options)
         self._eval = self._predict = None
-        self._fixed = {**self.params, **optimizer.state}
+        self._fixed = {**self._params, **optimizer.state}
         # parameters and optimizer state are checked once and fixed: each step passes
         # only the batch (the arrays are updated in place, never replaced)
         self._bound = self._step.bind(**{k: v for k, v in self._fixed.items()
                                          if k in self._step.input_names})
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The parameter arrays ``{name: array}``, current (brought back from the device
+        first where the backend keeps them there; see :meth:`state_to_host`)."""
+        self.state_to_host()
+        return self._params
+
+    def state_to_host(self) -> dict[str, np.ndarray]:
+        """Bring the parameters and optimizer state back into their host arrays (where the
+        backend keeps them on its device, as ptx does; elsewhere nothing to do) and return
+        them ``{name: array}``.  The arrays are writeable afterwards; the next step uploads
+        them again."""
+        return self._bound.state_to_host()
 
     def _infer_targets(self, leaves) -> str | None:
         if self.predictions is None:
@@ -234,6 +255,7 @@ class Trainer:
 
     def _evaluate(self, data, batch_size):
         n = check_data(data, "evaluation data")
+        self.state_to_host()
         f = self._evaluator()
         params = {k: self.params[k] for k in f.input_names if k in self.params}
         keys = {k: v for k, v in self.keys(0).items() if k in f.input_names}
@@ -311,6 +333,7 @@ class Trainer:
                         break
         finally:
             bar.close()
+            self.state_to_host()
         if best_params is not None and restore_best:
             copy_into(self.params, best_params, "params", "restore best")
         return hist
@@ -318,11 +341,13 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path, optimizer: bool = True) -> str:
         """Write the parameters (and the optimizer state) to an ``.npz`` file; returns its path."""
-        return save_npz(path, self.params, self.optimizer.state if optimizer else None)
+        params = self.params                      # (brings the state to the host)
+        return save_npz(path, params, self.optimizer.state if optimizer else None)
 
     def load(self, path, optimizer: bool = True) -> None:
         """Read parameters (and optimizer state, if saved) from ``path``, in place."""
         params, state = load_npz(path)
         copy_into(self.params, params, "params", path)
+        self.state_to_host()
         if optimizer and state:
             copy_into(self.optimizer.state, state, "optimizer states", path)
