@@ -11,14 +11,10 @@ the same kernels, built for the host, run over their thread grid on the CPU
 
 Options: ``arch`` ("sm_80" by default; on a GPU the device's own architecture is used unless
 ``arch`` is given), ``opt_level`` (0-3), ``emulate``, ``cache`` (the emulation's object
-<<<<<<< HEAD
-cache, as for the llvm backend) and ``precision`` ("fp32", exact, by default; "tf32" or
-"bf16": float32 matrix products on tensor cores, :mod:`.matmul_mma`).
-=======
-cache, as for the llvm backend) and ``graphs`` (default True: each batch size's launch
-sequence is captured once and replayed as a CUDA graph).  ``f.bind(...)`` keeps the bound
-arrays on the device (:mod:`.resident`).
->>>>>>> h-resident
+cache, as for the llvm backend), ``precision`` ("fp32", exact, by default; "tf32" or
+"bf16": float32 matrix products on tensor cores, :mod:`.matmul_mma`) and ``graphs``
+(default True: each batch size's launch sequence is captured once and replayed as a CUDA
+graph).  ``f.bind(...)`` keeps the bound arrays on the device (:mod:`.resident`).
 
 >>> import adjit as aj, numpy as np
 >>> x = aj.input("x", (None, 3), "float32")
@@ -44,17 +40,13 @@ __all__ = ["build", "PtxFunction", "NoCudaError", "CudaError", "UnsupportedOnTar
 
 
 def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bool = False,
-<<<<<<< HEAD
-          cache: bool | None = None, precision: str = "fp32") -> PtxFunction:
-    """Kernels, launch sequence and PTX for ``graph``; see the module docstring."""
-=======
-          cache: bool | None = None, updates: dict[int, str] | None = None,
-          graphs: bool = True) -> PtxFunction:
+          cache: bool | None = None, precision: str = "fp32",
+          updates: dict[int, str] | None = None, graphs: bool = True) -> PtxFunction:
     """Kernels, launch sequence and PTX for ``graph``; see the module docstring.
+    ``precision``: "fp32", or "tf32"/"bf16" for float32 products on tensor cores;
     ``updates`` maps output indices to the input whose device buffer that output
     overwrites (``updates=``); ``graphs=False`` launches kernel by kernel instead of
     replaying a captured graph."""
->>>>>>> h-resident
     explicit = arch is not None
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates))
@@ -93,9 +85,5 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
     return PtxFunction(plan, launches, sources, cuda_device, updates, graphs)
 
 
-<<<<<<< HEAD
-BACKEND = Backend("ptx", build, precisions=("fp32", "tf32", "bf16"))
-=======
 # ``updates=`` are written on the device, into the input's own buffer
-BACKEND = Backend("ptx", build, in_place_updates=True)
->>>>>>> h-resident
+BACKEND = Backend("ptx", build, precisions=("fp32", "tf32", "bf16"), in_place_updates=True)
