@@ -47,23 +47,24 @@ class Resident:
     def call(self, values: dict, b: int) -> list:
         fn = self.fn
         with fn._lock:
-            dev = fn.device
-            dev.activate()
-            if self.on_device:
-                self._check_untouched()
-            else:
-                self._upload(dev)
+            dev = self._ready(upload=not self.on_device)
             return fn.run_on(dev, self.states, b, values, self.buffers)
 
     def to_device(self) -> None:
         """Upload the bound arrays now (the device holds the state afterwards)."""
-        fn = self.fn
-        with fn._lock:
-            dev = fn.device
-            dev.activate()
-            if self.on_device:
-                self._check_untouched()
+        with self.fn._lock:
+            self._ready(upload=True)
+
+    def _ready(self, upload: bool):
+        """The function's device, current; the host arrays checked untouched while the
+        device holds the state, then uploaded if ``upload``."""
+        dev = self.fn.device
+        dev.activate()
+        if self.on_device:
+            self._check_untouched()
+        if upload:
             self._upload(dev)
+        return dev
 
     def to_host(self) -> dict:
         """Download the updated arrays into the host arrays and give them back."""
