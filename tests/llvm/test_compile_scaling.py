@@ -256,7 +256,7 @@ def test_graph_users_match_the_networkx_view():
 
 # --- modules: maps without loop unrolling, more texts than compile threads ---------------------
 def test_module_groups_keep_one_kind_each_and_every_kernel_once():
-    from adjit.backends.llvm.codegen import SPLIT_MIN_CHARS, _groups
+    from adjit.backends.llvm.modules import SPLIT_MIN_CHARS, _groups
     big = SPLIT_MIN_CHARS
     cases = [([10, 20, 30], [True, False, True], 4),        # tiny: one module
              ([big] * 3, [True, False, True], 1),            # parts=1: one module

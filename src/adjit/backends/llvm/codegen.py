@@ -27,7 +27,6 @@ from llvmlite import ir
 
 from ...ir import Node
 from ..lowering.elements import element_cost, element_fn, map_rule
-from ..lowering.irkit import balance, module_pieces, module_text
 from ..lowering.loops import (add, broadcast_access, c64, contiguous, emit_nest, for_range,
                               merge_dims, size_value)
 from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
@@ -35,10 +34,11 @@ from ..lowering.plan import (GEMM_OPS, ONE, ZERO, Plan, dim, folded_product,
 from ..lowering.rules import RuleTable
 from ..lowering.printer import LLVM_TYPES
 from ..lowering.reducers import REDUCERS
-from ..lowering.target import NO_UNROLL, compile_threads, target_cpu
-from .parallel import emit_step, emit_support, uses_support
+from ..lowering.target import compile_threads, target_cpu
+from .parallel import emit_step
+from .modules import MAX_PARTS, UNROLL_MAPS, module_texts
 from .constants import const_array, inline_global, large_constants, large_global
-from .entry import ENTRY, lower_entry
+from .entry import lower_entry
 from .concat import lower_concatenate
 from .window_gemm import lower_fold_step
 from .windows import lower_unfold
@@ -48,15 +48,6 @@ from .convs import lower_conv, lower_conv_weight
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
-
-
-SPLIT_MIN_CHARS = 20_000   # below this much kernel IR, one module (threads cost more)
-MAX_PARTS = 8              # more modules than this gain little (each costs ~4 ms)
-# Elementwise maps are optimized without LLVM's loop unroller (the vectorizer still
-# interleaves their vector loops): it cut 25-30% of LLVM's CPU time on W2-W6 with the same
-# call times; reductions, products and the other kernels keep it (the 10-class reductions
-# need their unrolled, outer-loop-vectorized form).
-UNROLL_MAPS = False
 
 
 def kernel_key(plan: Plan, node: Node):
@@ -148,30 +139,9 @@ class Lowering:
         return texts
 
     def _texts(self) -> list[str]:
-        """The kernels in groups of similar size (one group below SPLIT_MIN_CHARS), the
-        entry with the lightest group, the pool helpers with each group that calls them.
-        Above SPLIT_MIN_CHARS, elementwise maps and the other kernels go to separate
-        groups, the maps' optimized without loop unrolling (see UNROLL_MAPS)."""
-        memo: dict = {}
-        entry = module_pieces(self.entry_module, memo)
-        modules = self._kernel_modules + self._part_modules
-        unroll = self._unroll + [False] * len(self._part_modules)
-        kernels = [module_pieces(m, memo) for m in modules]
-        sizes = [sum(len(t) for _, _, t in k) for k in kernels]
-        groups, flags = _groups(sizes, unroll, self.parts)
-        light = min(range(len(groups)), key=lambda g: sum(sizes[k] for k in groups[g]))
-        support = []
-        if any(uses_support(m) for m in modules):
-            emit_support(module := ir.Module(name="adjit_support"))
-            support = module_pieces(module, memo)
-        texts = []
-        for g, group in enumerate(groups):
-            calls = any(uses_support(modules[k]) for k in group)
-            texts.append(("" if flags[g] else NO_UNROLL)
-                         + module_text(([entry] if g == light else [])
-                                       + ([support] if calls else [])
-                                       + [kernels[k] for k in group]))
-        return texts
+        """The module texts to compile (:func:`.modules.module_texts`)."""
+        return module_texts(self.entry_module, self._kernel_modules + self._part_modules,
+                            self._unroll + [False] * len(self._part_modules), self.parts)
 
     def _lower_entry(self) -> None:
         self._part_modules = lower_entry(self)
@@ -380,25 +350,6 @@ KERNELS = {"matmul": Lowering._matmul, "matmul_sum": Lowering._matmul_sum,
            "conv": lower_conv, "conv_weight": lower_conv_weight}
 RULES = RuleTable("llvm", KERNELS, Lowering._map)
 rule_for, coverage = RULES.rule_for, RULES.coverage
-
-
-def _groups(sizes: list[int], unroll: list[bool], parts: int):
-    """(groups of module indices, loop unrolling on per group): one group below
-    SPLIT_MIN_CHARS or for ``parts`` 1 (unrolled if any member wants it), else groups of
-    modules of one kind, each kind in up to ``parts`` groups of similar size (compile_ir
-    schedules them on its threads, largest first)."""
-    total = sum(sizes)
-    if total < SPLIT_MIN_CHARS or parts < 2 or len(set(unroll)) < 2:
-        groups = balance(sizes, parts if total >= SPLIT_MIN_CHARS else 1) or [[]]
-        return groups, [any(unroll[k] for k in g) or not g for g in groups]
-    groups, flags = [], []
-    for flag in (True, False):
-        idx = [k for k, u in enumerate(unroll) if u == flag]
-        size = sum(sizes[k] for k in idx)
-        for g in balance([sizes[k] for k in idx], parts if 2 * size >= SPLIT_MIN_CHARS else 1):
-            groups.append([idx[j] for j in g])
-            flags.append(flag)
-    return groups, flags
 
 
 def operands_of(node: Node, plan: Plan) -> list[Node]:
