@@ -90,10 +90,15 @@ MIN_SPLIT_K = 256         # each split of K at least this deep
 MAX_SPLITS = 16
 
 
-def choose(M: int, N: int, K: int, mats: int, summed: bool) -> tuple[str, int]:
+def choose(M: int, N: int, K: int, mats: int, summed: bool,
+           dtype: str = "float32") -> tuple[str, int]:
     """The kernel for one product: ``("tile64", 1)`` (this module's kernel) or
     ``("big", S)`` (:mod:`.matmul_big`, K split S ways when its 128 x 128 tiles alone would
-    leave SMs idle).  Depends on the sizes only, so a shape always runs the same kernel."""
+    leave SMs idle).  Depends on the shape only, so a shape always runs the same kernel.
+    float64 keeps the 64 x 64 kernel: the big one needs 252-255 registers there and spills
+    on sm_80 (it is built and emulation-tested for float64 all the same)."""
+    if dtype != "float32":
+        return "tile64", 1
     big_tiles = -(-M // 128) * -(-N // 128) * (1 if summed else mats)
     if M * N * K * mats < SMALL_WORK or big_tiles == 0:
         return "tile64", 1
@@ -113,7 +118,7 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
     over the operands' batch axes.  :func:`choose` picks the kernel per call from the sizes;
     kernels that cannot be chosen (static sizes) are not built."""
     d = Product(lw, node, summed)
-    pick = lambda B: choose(*d.sizes(B), summed)
+    pick = lambda B: choose(*d.sizes(B), summed, node.dtype)
     if all(numel((x,)).power == 0 for x in (d.M, d.N, d.K)) and numel(d.batch_shape).power == 0:
         kinds = {pick(0)[0]}
         splits = pick(0)[1] > 1

@@ -51,10 +51,19 @@ BM = BN = 128
 BK = 8
 TM = TN = 8
 PAD = 4
+# Resident blocks per SM asked of ptxas (``minctasm``).  2 caps the kernel at 128 registers,
+# and ptxas (CUDA 13) then spills 20-80 bytes in float32; 1 lets it use 139 (sm_80) to 195
+# (sm_90) registers without spilling.  Which is faster is for a GPU to tell.
+MIN_BLOCKS = 1
 SA, SB = BM + PAD, BN + PAD           # row strides of the shared A (k-major) and B tiles
 STAGE = BK * SA + BK * SB             # elements of one shared stage (A then B)
 PER = BM * BK // NTID                 # elements of each operand a thread loads per step: 4
 assert BM == BN and PER == 4 and TM == 8
+
+
+def _vptr(b, ptr, vt):
+    """``ptr`` as a pointer to vectors ``vt``, in its own address space."""
+    return b.bitcast(ptr, vt.as_pointer(ptr.type.addrspace))
 
 
 def _vec(T):
@@ -67,6 +76,11 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
     b = k.b
     T = d.T
     V = _vec(T)
+    if k.flavor == "gpu" and MIN_BLOCKS > 1:     # ptxas keeps to 65536 / (256 MIN_BLOCKS) registers
+        mod = k.module
+        hint = mod.add_metadata([k.fn, ir.MetaDataString(mod, "minctasm"),
+                                 ir.Constant(ir.IntType(32), MIN_BLOCKS)])
+        mod.add_named_metadata("nvvm.annotations").add(hint)
     zero = ir.Constant(T, 0.0)
     fma = intrinsic(lw.module, "fma", T, 3)
     vt4 = ir.VectorType(T, 4)
@@ -119,7 +133,7 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
                         cx = b.select(b.icmp_unsigned("<", gx, xs), gx, b.sub(xs, c64(1)))
                         cl = b.select(b.icmp_unsigned("<", gl, kk), gl, b.sub(kk, c64(V)))
                     ptr = b.gep(p, [b.add(b.mul(cx, s_x), b.mul(cl, s_l))])
-                    v = b.load(b.bitcast(ptr, vtV.as_pointer()), align=16)
+                    v = b.load(_vptr(b, ptr, vtV), align=16)
                     for j in range(V):
                         b.store(b.select(inside, b.extract_element(v, ir.Constant(ir.IntType(32), j)),
                                          zero), pre.at(slot0 + g * V + j))
@@ -144,7 +158,7 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
                     v = b.insert_element(v, b.load(pre.at(slot0 + g * V + j)),
                                          ir.Constant(ir.IntType(32), j))
                 ptr = b.gep(base, [b.add(b.mul(l, c64(stride)), x)])
-                b.store(v, b.bitcast(ptr, vtV.as_pointer()), align=16)
+                b.store(v, _vptr(b, ptr, vtV), align=16)
             else:
                 for j in range(V):
                     ptr = b.gep(base, [b.add(b.mul(b.add(l, c64(j)), c64(stride)), x)])
@@ -167,9 +181,9 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
             av, bv = [], []
             for g in range(2):
                 pa = b.gep(src, [b.add(c64(l * SA + 64 * g), b.mul(ty, c64(4)))])
-                va = b.load(b.bitcast(pa, vt4.as_pointer()), align=16)
+                va = b.load(_vptr(b, pa, vt4), align=16)
                 pb = b.gep(src, [b.add(c64(BK * SA + l * SB + 64 * g), b.mul(tx, c64(4)))])
-                vb = b.load(b.bitcast(pb, vt4.as_pointer()), align=16)
+                vb = b.load(_vptr(b, pb, vt4), align=16)
                 av += [b.extract_element(va, ir.Constant(ir.IntType(32), r)) for r in range(4)]
                 bv += [b.extract_element(vb, ir.Constant(ir.IntType(32), r)) for r in range(4)]
             c = [b.call(fma, [av[q // TN], bv[q % TN], c[q]]) for q in range(TM * TN)]
@@ -240,7 +254,7 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
                                     v = ir.Constant(vt4, ir.Undefined)
                                     for c in range(4):
                                         v = b.insert_element(v, vals[c], ir.Constant(ir.IntType(32), c))
-                                    b.store(v, b.bitcast(ptr, vt4.as_pointer()), align=16)
+                                    b.store(v, _vptr(b, ptr, vt4), align=16)
                                 with scalar:
                                     for c in range(4):
                                         with b.if_then(b.icmp_unsigned("<", b.add(col, c64(c)), n)):
