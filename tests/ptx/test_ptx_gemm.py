@@ -23,6 +23,7 @@ def force(monkeypatch):
     """force(kind, S): every product runs that kernel (at compile time and per call)."""
     def set_(kind, S=1):
         monkeypatch.setattr(mm, "choose", lambda *a, **k: (kind, S))
+        monkeypatch.setattr(mm, "BIG_DTYPES", ("float32", "float64"))
     return set_
 
 
@@ -105,6 +106,12 @@ def test_the_choice_is_made_per_call(monkeypatch):
     for batch in (2, 3, 5, 4, 7):
         compare(f, outs, dict(x=rng.standard_normal((batch, 40)).astype("float32"),
                               w=rng.standard_normal((40, 33)).astype("float32")), "float32")
+
+
+def test_float64_builds_only_the_64_kernel():
+    x = aj.input("x", (None, 40), "float64")
+    f = emulated(x @ aj.param("w", (40, 33), "float64"))
+    assert "128x128" not in f.launch_plan and "k0_matmul" in f.launch_plan
 
 
 def test_choose():

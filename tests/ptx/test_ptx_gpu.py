@@ -108,6 +108,7 @@ def test_gemm_forced_big_kernel_small_edges_on_the_gpu(monkeypatch, S):
     from adjit.backends.ptx import matmul as mm
     from adjit.ops.contract import matmul_sum
     monkeypatch.setattr(mm, "choose", lambda *a, **k: ("big", S))
+    monkeypatch.setattr(mm, "BIG_DTYPES", ("float32", "float64"))
     x = aj.input("x", (None, 20), "float32")
     s = aj.input("s", (None, 3, 5, 12), "float32")
     w, v = aj.param("w", (20, 129), "float32"), aj.param("v", (12, 7), "float32")

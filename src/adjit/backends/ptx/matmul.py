@@ -88,6 +88,7 @@ SMS = 132                 # streaming multiprocessors to fill (an H100/H200)
 SMALL_WORK = 1 << 24      # multiply-adds below which the 64 x 64 kernel is used (launch-bound)
 MIN_SPLIT_K = 256         # each split of K at least this deep
 MAX_SPLITS = 16
+BIG_DTYPES = ("float32",)  # element types the 128 x 128 kernel is chosen for
 
 
 def choose(M: int, N: int, K: int, mats: int, summed: bool,
@@ -97,7 +98,7 @@ def choose(M: int, N: int, K: int, mats: int, summed: bool,
     leave SMs idle).  Depends on the shape only, so a shape always runs the same kernel.
     float64 keeps the 64 x 64 kernel: the big one needs 252-255 registers there and spills
     on sm_80 (it is built and emulation-tested for float64 all the same)."""
-    if dtype != "float32":
+    if dtype not in BIG_DTYPES:
         return "tile64", 1
     big_tiles = -(-M // 128) * -(-N // 128) * (1 if summed else mats)
     if M * N * K * mats < SMALL_WORK or big_tiles == 0:
@@ -122,8 +123,10 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
     if all(numel((x,)).power == 0 for x in (d.M, d.N, d.K)) and numel(d.batch_shape).power == 0:
         kinds = {pick(0)[0]}
         splits = pick(0)[1] > 1
-    else:
+    elif node.dtype in BIG_DTYPES:
         kinds, splits = {"tile64", "big"}, True
+    else:                     # (choose never picks the big kernel: it is not built)
+        kinds, splits = {"tile64"}, False
     if "tile64" in kinds:
         _lower_tile64(lw, name, d, when=lambda B: pick(B)[0] == "tile64")
     if "big" in kinds:
