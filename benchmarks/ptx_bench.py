@@ -1,6 +1,11 @@
-"""W2 and W4 step times of adjit's ptx backend against PyTorch on the same GPU.
+"""W2, W4 and the 4096-wide MLP step, and one big GEMM, on adjit's ptx backend against PyTorch.
 
-    python benchmarks/ptx_bench.py [--budget 2.0] [--workloads W2,W4]
+    python benchmarks/ptx_bench.py [--budget 2.0] [--workloads W2,W4,G4096,GEMM]
+
+``G4096`` is issue 17's 4096 -> 4096 ReLU -> 4096 ReLU -> 10 softmax cross-entropy step at
+batch 4096 in float32 (TFLOP/s printed; torch also with TF32 allowed); ``GEMM`` is one
+4096 x 4096 x 4096 float32 product, adjit's device time against ``torch.mm`` (cuBLAS) in
+FP32 and TF32 (the issue's target: >= 0.8x cuBLAS FP32).
 
 Needs a CUDA GPU, ``cuda-python`` (``pip install 'adjit[cuda]'``) and, for the peer, a CUDA
 build of PyTorch.  One step = loss and every parameter gradient.  Rows per workload:
@@ -29,7 +34,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adjit as aj  # noqa: E402
 from models import build, feeds  # noqa: E402
 from timing import measure  # noqa: E402
-from workloads import select, make_data  # noqa: E402
+from workloads import Workload, select, make_data  # noqa: E402
+
+G4096 = Workload("G4096", "G4096", "4096 -> 4096 ReLU -> 4096 ReLU -> 10, softmax cross-entropy",
+                 "float32", 4096, (4096, 4096, 4096, 10), ("relu", "relu", "linear"), "xent",
+                 seed=1701)
 
 
 def _torch_entries(wl, data):
@@ -70,9 +79,20 @@ def _torch_entries(wl, data):
         ps = [torch.from_numpy(data["params"][n]).to(dev).requires_grad_() for n in names]
         return [o.detach().cpu().numpy() for o in step(xs, ts, ps)]
 
+    def resident_tf32():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            return resident()
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = False
+
     to_np = lambda out: [o.detach().cpu().numpy() if hasattr(o, "detach") else o for o in out]
-    return {"torch eager (device)": (resident, to_np),
-            "torch eager (numpy)": (from_numpy, lambda out: out)}, ""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    entries = {"torch eager (device)": (resident, to_np),
+               "torch eager (numpy)": (from_numpy, lambda out: out)}
+    if wl.key == "G4096":
+        entries["torch TF32 (device)"] = (resident_tf32, None)
+    return entries, ""
 
 
 def _resident_step(wl, data, outs, emulate: bool):
@@ -114,18 +134,56 @@ def run(wl, budget: float, emulate: bool = False) -> None:
                     / max(float(np.max(np.abs(w))), 1e-30) for g, w in zip(got, want))
         status = "ok" if worst <= wl.rtol else "WRONG"
         print(f"  check {e.name:<22} max scaled error {worst:.2g} ({status})")
-    samples = measure(entries, budget)
-    base = statistics.median(samples["adjit ptx (device)"])
+    _report(measure(entries, budget), "adjit ptx (device)", wl.flops())
+
+
+def _report(samples, base_name, flops=None):
+    base = statistics.median(samples[base_name])
     for name, s in samples.items():
         med = statistics.median(s)
+        rate = f"   {flops / med / 1e12:6.1f} TFLOP/s" if flops else ""
         print(f"  {name:<24} median {med * 1e6:10.1f} µs   min {min(s) * 1e6:10.1f} µs   "
-              f"x{med / base:5.2f} of adjit device time")
+              f"x{med / base:5.2f} of {base_name}{rate}")
+
+
+def run_gemm(n: int, budget: float, emulate: bool = False) -> None:
+    """One n x n x n float32 product: adjit's launch (device time) against torch.mm."""
+    rng = np.random.default_rng(17)
+    A = rng.standard_normal((n, n)).astype("float32")
+    W = rng.standard_normal((n, n)).astype("float32")
+    a, w = aj.input("a", (n, n), "float32"), aj.param("w", (n, n), "float32")
+    f = aj.compile(a @ w, backend="ptx", emulate=emulate)
+    got = f(a=A, w=W)
+    want = A.astype(np.float64) @ W.astype(np.float64)
+    err = float(np.max(np.abs(got - want))) / float(np.max(np.abs(want)))
+    print(f"\nGEMM {n}x{n}x{n} float32; GPU {f.device.name} ({f.device.arch}); "
+          f"max scaled error {err:.2g}; kernels: "
+          + ", ".join(line.split()[0] for line in f.launch_plan.splitlines()))
+    entries = [Entry("adjit ptx (device)", lambda: f._impl.replay(0), None)]
+    try:
+        import torch
+        if torch.cuda.is_available():
+            ta, tw = torch.tensor(A, device="cuda"), torch.tensor(W, device="cuda")
+
+            def mm(tf32):
+                def go():
+                    torch.backends.cuda.matmul.allow_tf32 = tf32
+                    out = torch.mm(ta, tw)
+                    torch.cuda.synchronize()
+                    return out
+                return go
+            entries += [Entry("torch.mm FP32 (cuBLAS)", mm(False), None),
+                        Entry("torch.mm TF32 (cuBLAS)", mm(True), None)]
+    except ImportError:
+        print("  (torch is not installed: no cuBLAS peer)")
+    _report(measure(entries, budget), "adjit ptx (device)", 2.0 * n ** 3)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=2.0, help="seconds of timing per workload")
-    ap.add_argument("--workloads", default="W2,W4")
+    ap.add_argument("--workloads", default="W2,W4,G4096,GEMM")
+    ap.add_argument("--gemm", type=int, default=4096, help="the GEMM row's size")
     ap.add_argument("--emulate", action="store_true",
                     help="smoke-test this script without a GPU (CPU grid emulation; not a timing)")
     args = ap.parse_args(argv)
@@ -135,8 +193,15 @@ def main(argv=None) -> None:
             CudaDevice()
         except aj.AdjitError as e:
             raise SystemExit(f"ptx_bench needs a CUDA GPU: {e}")
-    for wl in select(args.workloads.split(",")):
-        run(wl, args.budget, args.emulate)
+    names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    for name in names:
+        if name == "GEMM":
+            run_gemm(args.gemm, args.budget, args.emulate)
+        elif name == "G4096":
+            run(G4096, args.budget, args.emulate)
+        else:
+            for wl in select([name]):
+                run(wl, args.budget, args.emulate)
 
 
 if __name__ == "__main__":

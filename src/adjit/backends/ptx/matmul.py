@@ -25,7 +25,7 @@ from ..lowering.irkit import c64
 from ..lowering.loops import accumulate, merge_dims, size_value
 from ..lowering.plan import Size, batch_strides, numel, row_major_strides
 from ..lowering.printer import intrinsic
-from .lower import ELEM_TYPES, MAX_GRID, NTID, Launch
+from .lower import ELEM_TYPES, ITEMSIZE, MAX_GRID, NTID, Launch, blocks
 
 BM = BN = 64
 BK = 16
@@ -34,52 +34,156 @@ THREADS_M, THREADS_N = BM // TM, BN // TN    # 16 x 16 threads over a tile
 assert THREADS_M * THREADS_N == NTID
 
 
+class Product:
+    """What every matmul kernel needs to know about ``node``: transposes, sizes, the stack."""
+
+    def __init__(self, lw, node: Node, summed: bool):
+        a, bnode = node.inputs
+        view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
+        self.node, self.summed, self.a, self.b = node, summed, a, bnode
+        self.ta, self.tb = ta, tb = view(a), view(bnode)
+        self.M, self.K, self.N = a.shape[-2], a.shape[-1], node.shape[-1]
+        batch_shape = a.shape[:-2] if summed else node.shape[:-2]
+        strides = [[Size(0)] * len(batch_shape) if summed else row_major_strides(node.shape)[:-2],
+                   batch_strides(a, a.inputs[0] if ta else a, a if summed else node),
+                   batch_strides(bnode, bnode.inputs[0] if tb else bnode, a if summed else node)]
+        self.batch_shape = batch_shape
+        self.batch_sizes, self.strides = merge_dims(batch_shape, strides)
+        self.T = ELEM_TYPES[node.dtype]
+        self.what = (f"{node.op} {'T' if ta else ''}{shape_str(a.shape)} @ "
+                     f"{'T' if tb else ''}{shape_str(bnode.shape)}")
+
+    def sizes(self, B: int) -> tuple[int, int, int, int]:
+        """(M, N, K, matrices in the stack) at batch size ``B``."""
+        ev = lambda d: numel((d,)).eval(B)
+        return ev(self.M), ev(self.N), ev(self.K), numel(self.batch_shape).eval(B)
+
+    def bind(self, k) -> "Product":
+        """Set the i64 values of kernel ``k``: m, n, k, mats and the operands' strides."""
+        b = k.b
+        dim = lambda d: size_value(b, numel((d,)), k.batch)
+        self.m, self.n, self.k = m, n, kk = dim(self.M), dim(self.N), dim(self.K)
+        # element (i, l) of op(A) is A[i*sa_i + l*sa_l]; stored transposed it is (K, M) row-major
+        self.sa_i, self.sa_l = (c64(1), m) if self.ta else (kk, c64(1))
+        self.sb_l, self.sb_j = (c64(1), kk) if self.tb else (n, c64(1))
+        mats = c64(1)
+        for s_ in self.batch_sizes:
+            mats = b.mul(mats, size_value(b, s_, k.batch))
+        self.mats, self._batch = mats, k.batch
+        return self
+
+    def offsets(self, b, mat, ptrs):
+        """Pointers to matrix ``mat`` of the stack in C, A and B (from their bases ``ptrs``)."""
+        offs = [c64(0)] * 3
+        for d in reversed(range(len(self.batch_sizes))):
+            size = size_value(b, self.batch_sizes[d], self._batch)
+            idx = b.urem(mat, size)
+            mat = b.udiv(mat, size)
+            offs = [b.add(o, b.mul(idx, size_value(b, st[d], self._batch)))
+                    for o, st in zip(offs, self.strides)]
+        return [b.gep(p, [o]) for p, o in zip(ptrs, offs)]
+
+
+SMS = 132                 # streaming multiprocessors to fill (an H100/H200)
+SMALL_WORK = 1 << 24      # multiply-adds below which the 64 x 64 kernel is used (launch-bound)
+MIN_SPLIT_K = 256         # each split of K at least this deep
+MAX_SPLITS = 16
+BIG_DTYPES = ("float32",)  # element types the 128 x 128 kernel is chosen for
+
+
+def choose(M: int, N: int, K: int, mats: int, summed: bool,
+           dtype: str = "float32") -> tuple[str, int]:
+    """The kernel for one product: ``("tile64", 1)`` (this module's kernel) or
+    ``("big", S)`` (:mod:`.matmul_big`, K split S ways when its 128 x 128 tiles alone would
+    leave SMs idle).  Depends on the shape only, so a shape always runs the same kernel.
+    float64 keeps the 64 x 64 kernel: the big one needs 252-255 registers there and spills
+    on sm_80 (it is built and emulation-tested for float64 all the same)."""
+    if dtype not in BIG_DTYPES:
+        return "tile64", 1
+    big_tiles = -(-M // 128) * -(-N // 128) * (1 if summed else mats)
+    if M * N * K * mats < SMALL_WORK or big_tiles == 0:
+        return "tile64", 1
+    if big_tiles >= SMS:
+        return "big", 1
+    S = max(1, min(-(-SMS // big_tiles), K // MIN_SPLIT_K, MAX_SPLITS))
+    small_tiles = -(-M // 64) * -(-N // 64) * (1 if summed else mats)
+    if S == 1 and small_tiles > 2 * big_tiles and small_tiles <= 2 * SMS:
+        return "tile64", 1      # more blocks, each as deep: fills the GPU better
+    return "big", S
+
+
 def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
-    """Add the kernel and launch computing ``node`` (a matmul) to the Lowering ``lw``.
+    """Add the kernels and launches computing ``node`` (a matmul) to the Lowering ``lw``.
 
     ``summed``: ``node`` is a ``matmul_sum`` (ops/contract.py), one output matrix summed
-    over the operands' batch axes: each tile loops over the stack's matrices as well as
-    over K, in its accumulators."""
-    a, bnode = node.inputs
-    view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
-    ta, tb = view(a), view(bnode)
-    M, K, N = a.shape[-2], a.shape[-1], node.shape[-1]
-    batch_shape = a.shape[:-2] if summed else node.shape[:-2]
-    strides = [[Size(0)] * len(batch_shape) if summed else row_major_strides(node.shape)[:-2],
-               batch_strides(a, a.inputs[0] if ta else a, a if summed else node),
-               batch_strides(bnode, bnode.inputs[0] if tb else bnode, a if summed else node)]
-    batch_sizes, strides = merge_dims(batch_shape, strides)
-    T = ELEM_TYPES[node.dtype]
+    over the operands' batch axes.  :func:`choose` picks the kernel per call from the sizes;
+    kernels that cannot be chosen (static sizes) are not built."""
+    d = Product(lw, node, summed)
+    pick = lambda B: choose(*d.sizes(B), summed, node.dtype)
+    if all(numel((x,)).power == 0 for x in (d.M, d.N, d.K)) and numel(d.batch_shape).power == 0:
+        kinds = {pick(0)[0]}
+        splits = pick(0)[1] > 1
+    elif node.dtype in BIG_DTYPES:
+        kinds, splits = {"tile64", "big"}, True
+    else:                     # (choose never picks the big kernel: it is not built)
+        kinds, splits = {"tile64"}, False
+    if "tile64" in kinds:
+        _lower_tile64(lw, name, d, when=lambda B: pick(B)[0] == "tile64")
+    if "big" in kinds:
+        from .matmul_big import lower_big, lower_split_sum
+        nm = f"{name}_big"
+        k, refs, (pa, pb) = lw.kernel(nm, node.dtype, [d.a, d.b], n_ints=1)
+        if pa is None or pb is None:
+            raise NotImplementedError("matmul of the batch size")
+        lower_big(lw, nm, k, d.bind(k), pa, pb)
+        out = ("slot", lw.plan.storage[node.id].slot)
+        out_mats = (lambda B: 1) if summed else (lambda B: d.sizes(B)[3])
+        c_size = lambda B: d.sizes(B)[0] * d.sizes(B)[1] * out_mats(B)
+        tasks = lambda B: (-(-d.sizes(B)[0] // 128) * -(-d.sizes(B)[1] // 128) * out_mats(B)
+                           * pick(B)[1])
+        grid = lambda B: max(1, min(tasks(B), MAX_GRID))
+        S = lambda B: pick(B)[1]
+        big = lambda B: pick(B)[0] == "big"
+        lw.launches.append(Launch(nm, (out, *refs), grid=grid, ints=(S,),
+                                  when=lambda B: big(B) and S(B) == 1 and c_size(B) > 0,
+                                  what=d.what + " (128x128)"))
+        if splits:
+            fin = f"{name}_splitsum"
+            kf, _, _ = lw.kernel(fin, node.dtype, [node], n_ints=1)
+            lower_split_sum(kf, size_value(kf.b, numel(node.shape), kf.batch), kf.ints[0])
+            work = ("work",)
+            lw.launches += [
+                Launch(nm, (work, *refs), grid=grid, ints=(S,),
+                       when=lambda B: big(B) and S(B) > 1 and c_size(B) > 0,
+                       work_bytes=lambda B: S(B) * c_size(B) * ITEMSIZE[node.dtype],
+                       what=d.what + " (128x128, split K)"),
+                Launch(fin, (out, work), grid=lambda B: blocks(c_size(B)), ints=(S,),
+                       when=lambda B: big(B) and S(B) > 1 and c_size(B) > 0,
+                       what=d.what + " (sum of the K splits)")]
+
+
+def _lower_tile64(lw, name: str, d: Product, when) -> None:
+    """The 64 x 64 kernel (module docstring) for the product ``d``."""
+    node, summed, ta, tb = d.node, d.summed, d.ta, d.tb
+    a, bnode = d.a, d.b
+    M, N, batch_shape = d.M, d.N, d.batch_shape
+    T = d.T
     k, refs, (pa, pb) = lw.kernel(name, node.dtype, [a, bnode])
     if pa is None or pb is None:
         raise NotImplementedError("matmul of the batch size")
     b = k.b
-    dim = lambda d: size_value(b, numel((d,)), k.batch)
-    m, n, kk_total = dim(M), dim(N), dim(K)
-    # element (i, l) of op(A) is A[i*sa_i + l*sa_l]; stored transposed it is (K, M) row-major
-    sa_i, sa_l = (c64(1), m) if ta else (kk_total, c64(1))
-    sb_l, sb_j = (c64(1), kk_total) if tb else (n, c64(1))
+    d.bind(k)
+    m, n, kk_total = d.m, d.n, d.k
+    sa_i, sa_l, sb_l, sb_j = d.sa_i, d.sa_l, d.sb_l, d.sb_j
     zero = ir.Constant(T, 0.0)
     fma = intrinsic(lw.module, "fma", T, 3)
     a_sh, b_sh = k.shared(T, BK * BM), k.shared(T, BK * BN)
     acc = k.private(T, TM * TN)
     tiles_n = b.udiv(b.add(n, c64(BN - 1)), c64(BN))
     tiles_mat = b.mul(b.udiv(b.add(m, c64(BM - 1)), c64(BM)), tiles_n)
-    mats = c64(1)
-    for s_ in batch_sizes:
-        mats = b.mul(mats, size_value(b, s_, k.batch))
+    mats = d.mats
     tiles = tiles_mat if summed else b.mul(tiles_mat, mats)
-
-    def offsets(mat):
-        """The offsets of matrix ``mat`` of the stack in C, A and B."""
-        offs = [c64(0)] * 3
-        for d in reversed(range(len(batch_sizes))):
-            size = size_value(b, batch_sizes[d], k.batch)
-            idx = b.urem(mat, size)
-            mat = b.udiv(mat, size)
-            offs = [b.add(o, b.mul(idx, size_value(b, st[d], k.batch)))
-                    for o, st in zip(offs, strides)]
-        return [b.gep(p, [o]) for p, o in zip((k.ptrs[0], pa, pb), offs)]
+    offsets = lambda mat: d.offsets(b, mat, (k.ptrs[0], pa, pb))
 
     def fetch(ptr, row, col, rows, cols, s_row, s_col):
         """ptr[row*s_row + col*s_col], or 0 outside the rows x cols matrix (clamped address)."""
@@ -155,6 +259,4 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
     n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN) * nb.eval(B)
     lw.launches.append(Launch(
         name, (out, *refs), grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
-        when=lambda B: n_tiles(B) > 0,
-        what=f"{node.op} {'T' if ta else ''}{shape_str(a.shape)} @ {'T' if tb else ''}"
-             f"{shape_str(bnode.shape)}"))
+        when=lambda B: n_tiles(B) > 0 and when(B), what=d.what))
