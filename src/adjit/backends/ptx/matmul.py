@@ -83,6 +83,52 @@ class Product:
                     for o, st in zip(offs, self.strides)]
         return [b.gep(p, [o]) for p, o in zip(ptrs, offs)]
 
+    def each_tile(self, k, BM: int, BN: int, ptrs, clear, products, write) -> None:
+        """For each BM x BN tile of C this block takes (grid-stride): ``clear()`` the
+        accumulators, ``products(pa, pb, m0, n0)`` for the matrix pair it sums (every pair
+        of the stack for a matmul_sum), then ``write(pc, m0, n0)``; ``ptrs``: the bases of
+        C, A and B (after :meth:`bind`)."""
+        b = k.b
+        tiles_n = b.udiv(b.add(self.n, c64(BN - 1)), c64(BN))
+        tiles_mat = b.mul(b.udiv(b.add(self.m, c64(BM - 1)), c64(BM)), tiles_n)
+        tiles = tiles_mat if self.summed else b.mul(tiles_mat, self.mats)
+        with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
+            # the tile's matrix in the stack (batch index, innermost axis last), its place
+            mat = c64(0) if self.summed else b.udiv(t, tiles_mat)
+            t = b.sub(t, b.mul(mat, tiles_mat))
+            # (summed: no stack offsets here, the stack may be empty and its sizes 0)
+            pc, pa_t, pb_t = ptrs if self.summed else self.offsets(b, mat, ptrs)
+            tm = b.udiv(t, tiles_n)
+            m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
+            clear()
+            if self.summed:
+                with k.uniform_loop(c64(0), self.mats, c64(1), "mat") as mat:
+                    _, pa_t, pb_t = self.offsets(b, mat, ptrs)
+                    products(pa_t, pb_t, m0, n0)
+            else:
+                products(pa_t, pb_t, m0, n0)
+            write(pc, m0, n0)
+
+    def launch(self, lw, name: str, refs, BM: int, BN: int, when, what: str) -> None:
+        """Append the launch of a kernel giving each block BM x BN tiles of C."""
+        mt, nt = numel((self.M,)), numel((self.N,))
+        nb = numel(()) if self.summed else numel(self.batch_shape)
+        n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN) * nb.eval(B)  # noqa
+        out = ("slot", lw.plan.storage[self.node.id].slot)
+        lw.launches.append(Launch(name, (out, *refs),
+                                  grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
+                                  when=lambda B: n_tiles(B) > 0 and when(B), what=what))
+
+
+def fetch(b, zero, ptr, row, col, rows, cols, s_row, s_col):
+    """ptr[row*s_row + col*s_col], or ``zero`` outside the rows x cols matrix (the address
+    clamped into it, so no load is ever out of bounds)."""
+    inside = b.and_(b.icmp_unsigned("<", row, rows), b.icmp_unsigned("<", col, cols))
+    r = b.select(b.icmp_unsigned("<", row, rows), row, b.sub(rows, c64(1)))
+    c = b.select(b.icmp_unsigned("<", col, cols), col, b.sub(cols, c64(1)))
+    v = b.load(b.gep(ptr, [b.add(b.mul(r, s_row), b.mul(c, s_col))]))
+    return b.select(inside, v, zero)
+
 
 SMS = 132                 # streaming multiprocessors to fill (an H100/H200)
 SMALL_WORK = 1 << 24      # multiply-adds below which the 64 x 64 kernel is used (launch-bound)
@@ -164,11 +210,8 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
 
 def _lower_tile64(lw, name: str, d: Product, when) -> None:
     """The 64 x 64 kernel (module docstring) for the product ``d``."""
-    node, summed, ta, tb = d.node, d.summed, d.ta, d.tb
-    a, bnode = d.a, d.b
-    M, N, batch_shape = d.M, d.N, d.batch_shape
-    T = d.T
-    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [a, bnode])
+    node, ta, tb, T = d.node, d.ta, d.tb, d.T
+    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [d.a, d.b])
     if pa is None or pb is None:
         raise NotImplementedError("matmul of the batch size")
     b = k.b
@@ -179,19 +222,9 @@ def _lower_tile64(lw, name: str, d: Product, when) -> None:
     fma = intrinsic(lw.module, "fma", T, 3)
     a_sh, b_sh = k.shared(T, BK * BM), k.shared(T, BK * BN)
     acc = k.private(T, TM * TN)
-    tiles_n = b.udiv(b.add(n, c64(BN - 1)), c64(BN))
-    tiles_mat = b.mul(b.udiv(b.add(m, c64(BM - 1)), c64(BM)), tiles_n)
-    mats = d.mats
-    tiles = tiles_mat if summed else b.mul(tiles_mat, mats)
-    offsets = lambda mat: d.offsets(b, mat, (k.ptrs[0], pa, pb))
 
-    def fetch(ptr, row, col, rows, cols, s_row, s_col):
-        """ptr[row*s_row + col*s_col], or 0 outside the rows x cols matrix (clamped address)."""
-        inside = b.and_(b.icmp_unsigned("<", row, rows), b.icmp_unsigned("<", col, cols))
-        r = b.select(b.icmp_unsigned("<", row, rows), row, b.sub(rows, c64(1)))
-        c = b.select(b.icmp_unsigned("<", col, cols), col, b.sub(cols, c64(1)))
-        v = b.load(b.gep(ptr, [b.add(b.mul(r, s_row), b.mul(c, s_col))]))
-        return b.select(inside, v, zero)
+    def get(ptr, row, col, rows, cols, s_row, s_col):
+        return fetch(b, zero, ptr, row, col, rows, cols, s_row, s_col)
 
     def stage(tid, sh, W, x0, k0, x_contiguous, get):
         """Copy a BK x W tile into shared ``sh[l*W + x]`` (l along K, x along M or N, from
@@ -209,9 +242,9 @@ def _lower_tile64(lw, name: str, d: Product, when) -> None:
         with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
             with k.threads() as tid:
                 stage(tid, a_sh, BM, m0, k0, ta,          # op(A)[m0 + x, k0 + l]
-                      lambda x, l: fetch(pa_t, x, l, m, kk_total, sa_i, sa_l))
+                      lambda x, l: get(pa_t, x, l, m, kk_total, sa_i, sa_l))
                 stage(tid, b_sh, BN, n0, k0, not tb,      # op(B)[k0 + l, n0 + x]
-                      lambda x, l: fetch(pb_t, l, x, kk_total, n, sb_l, sb_j))
+                      lambda x, l: get(pb_t, l, x, kk_total, n, sb_l, sb_j))
             k.barrier()
             with k.threads() as tid:
                 ty, tx = b.udiv(tid, c64(THREADS_N)), b.urem(tid, c64(THREADS_N))
@@ -227,23 +260,12 @@ def _lower_tile64(lw, name: str, d: Product, when) -> None:
                     b.store(c[q], acc.at(q))
             k.barrier()
 
-    with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
-        # the tile's matrix in the stack (batch index, innermost axis last), then its place
-        mat = c64(0) if summed else b.udiv(t, tiles_mat)
-        t = b.sub(t, b.mul(mat, tiles_mat))
-        # (summed: no stack offsets here, the stack may be empty and its sizes 0)
-        pc, pa_t, pb_t = (k.ptrs[0], pa, pb) if summed else offsets(mat)
-        tm = b.udiv(t, tiles_n)
-        m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
+    def clear():
         with k.threads():
             for q in range(TM * TN):
                 b.store(zero, acc.at(q))
-        if summed:
-            with k.uniform_loop(c64(0), mats, c64(1), "mat") as mat:
-                _, pa_t, pb_t = offsets(mat)
-                products(pa_t, pb_t, m0, n0)
-        else:
-            products(pa_t, pb_t, m0, n0)
+
+    def write(pc, m0, n0):
         with k.threads() as tid:
             ty, tx = b.udiv(tid, c64(THREADS_N)), b.urem(tid, c64(THREADS_N))
             for q in range(TM * TN):
@@ -252,11 +274,7 @@ def _lower_tile64(lw, name: str, d: Product, when) -> None:
                 inside = b.and_(b.icmp_unsigned("<", row, m), b.icmp_unsigned("<", col, n))
                 with b.if_then(inside):
                     b.store(b.load(acc.at(q)), b.gep(pc, [b.add(b.mul(row, n), col)]))
+
+    d.each_tile(k, BM, BN, (k.ptrs[0], pa, pb), clear, products, write)
     k.finish()
-    out = ("slot", lw.plan.storage[node.id].slot)
-    mt, nt = numel((M,)), numel((N,))
-    nb = numel(()) if summed else numel(batch_shape)
-    n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN) * nb.eval(B)
-    lw.launches.append(Launch(
-        name, (out, *refs), grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
-        when=lambda B: n_tiles(B) > 0 and when(B), what=d.what))
+    d.launch(lw, name, refs, BM, BN, when, d.what)

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ...ir import Node, shape_str
+from ...ir import Node
 from ..lowering.irkit import c64
-from ..lowering.loops import merge_dims, size_value
-from ..lowering.plan import Size, batch_strides, numel, row_major_strides
 from ..lowering.printer import F32, intrinsic
 from .kernel import GPU
-from .lower import MAX_GRID, NTID, Launch
+from .lower import NTID
+from .matmul import Product, fetch
 
 PRECISIONS = ("tf32", "bf16")
 BM = BN = 64
@@ -117,50 +116,22 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
     ``matmul_sum`` when ``summed``) to the Lowering ``lw``."""
     if precision not in PRECISIONS:
         raise ValueError(f"no tensor-core kernel for precision {precision!r}")
-    a, bnode = node.inputs
-    view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
-    ta, tb = view(a), view(bnode)
-    M, K, N = a.shape[-2], a.shape[-1], node.shape[-1]
-    batch_shape = a.shape[:-2] if summed else node.shape[:-2]
-    strides = [[Size(0)] * len(batch_shape) if summed else row_major_strides(node.shape)[:-2],
-               batch_strides(a, a.inputs[0] if ta else a, a if summed else node),
-               batch_strides(bnode, bnode.inputs[0] if tb else bnode, a if summed else node)]
-    batch_sizes, strides = merge_dims(batch_shape, strides)
-    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [a, bnode])
+    d = Product(lw, node, summed)
+    ta, tb = d.ta, d.tb
+    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [d.a, d.b])
     if pa is None or pb is None:
         raise NotImplementedError("matmul of the batch size")
     b = k.b
-    dim = lambda d: size_value(b, numel((d,)), k.batch)
-    m, n, kk_total = dim(M), dim(N), dim(K)
-    sa_i, sa_l = (c64(1), m) if ta else (kk_total, c64(1))
-    sb_l, sb_j = (c64(1), kk_total) if tb else (n, c64(1))
+    d.bind(k)
+    m, n, kk_total = d.m, d.n, d.k
+    sa_i, sa_l, sb_l, sb_j = d.sa_i, d.sa_l, d.sb_l, d.sb_j
     zero = ir.Constant(F32, 0.0)
     a_sh, b_sh = k.shared(I32, BM * LDS), k.shared(I32, BN * LDS)
     scratch = k.shared(I32, NTID * REGS) if k.flavor != GPU else None
     acc = k.private(F32, FM * FN * 4)
-    tiles_n = b.udiv(b.add(n, c64(BN - 1)), c64(BN))
-    tiles_mat = b.mul(b.udiv(b.add(m, c64(BM - 1)), c64(BM)), tiles_n)
-    mats = c64(1)
-    for s_ in batch_sizes:
-        mats = b.mul(mats, size_value(b, s_, k.batch))
-    tiles = tiles_mat if summed else b.mul(tiles_mat, mats)
 
-    def offsets(mat):
-        offs = [c64(0)] * 3
-        for d in reversed(range(len(batch_sizes))):
-            size = size_value(b, batch_sizes[d], k.batch)
-            idx = b.urem(mat, size)
-            mat = b.udiv(mat, size)
-            offs = [b.add(o, b.mul(idx, size_value(b, st[d], k.batch)))
-                    for o, st in zip(offs, strides)]
-        return [b.gep(p, [o]) for p, o in zip((k.ptrs[0], pa, pb), offs)]
-
-    def fetch(ptr, row, col, rows, cols, s_row, s_col):
-        inside = b.and_(b.icmp_unsigned("<", row, rows), b.icmp_unsigned("<", col, cols))
-        r = b.select(b.icmp_unsigned("<", row, rows), row, b.sub(rows, c64(1)))
-        c = b.select(b.icmp_unsigned("<", col, cols), col, b.sub(cols, c64(1)))
-        v = b.load(b.gep(ptr, [b.add(b.mul(r, s_row), b.mul(c, s_col))]))
-        return b.select(inside, v, zero)
+    def get(ptr, row, col, rows, cols, s_row, s_col):
+        return fetch(b, zero, ptr, row, col, rows, cols, s_row, s_col)
 
     def stage(tid, sh, W, x0, k0, x_contiguous, get):
         """op(X)[x0 + x, k0 + l] rounded into ``sh[x*LDS + l]`` (x < W, l < BK)."""
@@ -254,9 +225,9 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
         with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
             with k.threads() as tid:
                 stage(tid, a_sh, BM, m0, k0, ta,
-                      lambda x, l: fetch(pa_t, x, l, m, kk_total, sa_i, sa_l))
+                      lambda x, l: get(pa_t, x, l, m, kk_total, sa_i, sa_l))
                 stage(tid, b_sh, BN, n0, k0, not tb,
-                      lambda x, l: fetch(pb_t, l, x, kk_total, n, sb_l, sb_j))
+                      lambda x, l: get(pb_t, l, x, kk_total, n, sb_l, sb_j))
             k.barrier()
             for ks in range(0, BK, KSTEP[precision]):
                 if k.flavor == GPU:
@@ -270,21 +241,12 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
                         mma_emulated(tid, ks)
             k.barrier()
 
-    with k.uniform_loop(k.ctaid, tiles, k.nctaid, "tile") as t:
-        mat = c64(0) if summed else b.udiv(t, tiles_mat)
-        t = b.sub(t, b.mul(mat, tiles_mat))
-        pc, pa_t, pb_t = (k.ptrs[0], pa, pb) if summed else offsets(mat)
-        tm = b.udiv(t, tiles_n)
-        m0, n0 = b.mul(tm, c64(BM)), b.mul(b.sub(t, b.mul(tm, tiles_n)), c64(BN))
+    def clear():
         with k.threads():
             for q in range(FM * FN * 4):
                 b.store(zero, acc.at(q))
-        if summed:
-            with k.uniform_loop(c64(0), mats, c64(1), "mat") as mat:
-                _, pa_t, pb_t = offsets(mat)
-                products(pa_t, pb_t, m0, n0)
-        else:
-            products(pa_t, pb_t, m0, n0)
+
+    def write(pc, m0, n0):
         with k.threads() as tid:
             r0, c0, g, t_ = lane_of(tid)
             for fm in range(FM):
@@ -297,13 +259,7 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
                         with b.if_then(inside):
                             b.store(b.load(acc.at((fm * FN + fn_) * 4 + i)),
                                     b.gep(pc, [b.add(b.mul(row, n), col)]))
+
+    d.each_tile(k, BM, BN, (k.ptrs[0], pa, pb), clear, products, write)
     k.finish()
-    out = ("slot", lw.plan.storage[node.id].slot)
-    mt, nt = numel((M,)), numel((N,))
-    nb = numel(()) if summed else numel(batch_shape)
-    n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN) * nb.eval(B)
-    lw.launches.append(Launch(
-        name, (out, *refs), grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
-        when=lambda B: n_tiles(B) > 0,
-        what=f"{node.op} {'T' if ta else ''}{shape_str(a.shape)} @ {'T' if tb else ''}"
-             f"{shape_str(bnode.shape)} ({precision} mma.sync)"))
+    d.launch(lw, name, refs, BM, BN, lambda B: True, f"{d.what} ({precision} mma.sync)")
