@@ -72,6 +72,15 @@ class Product:
         self.mats, self._batch = mats, k.batch
         return self
 
+    def kernel(self, lw, name: str):
+        """A new kernel ``name`` reading A and B, bound (:meth:`bind`): (kernel, its operand
+        references, A's and B's base pointers)."""
+        k, refs, (pa, pb) = lw.kernel(name, self.node.dtype, [self.a, self.b])
+        if pa is None or pb is None:
+            raise NotImplementedError("matmul of the batch size")
+        self.bind(k)
+        return k, refs, pa, pb
+
     def offsets(self, b, mat, ptrs):
         """Pointers to matrix ``mat`` of the stack in C, A and B (from their bases ``ptrs``)."""
         offs = [c64(0)] * 3
@@ -210,12 +219,9 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
 
 def _lower_tile64(lw, name: str, d: Product, when) -> None:
     """The 64 x 64 kernel (module docstring) for the product ``d``."""
-    node, ta, tb, T = d.node, d.ta, d.tb, d.T
-    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [d.a, d.b])
-    if pa is None or pb is None:
-        raise NotImplementedError("matmul of the batch size")
+    ta, tb, T = d.ta, d.tb, d.T
+    k, refs, pa, pb = d.kernel(lw, name)
     b = k.b
-    d.bind(k)
     m, n, kk_total = d.m, d.n, d.k
     sa_i, sa_l, sb_l, sb_j = d.sa_i, d.sa_l, d.sb_l, d.sb_j
     zero = ir.Constant(T, 0.0)

@@ -118,11 +118,8 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
         raise ValueError(f"no tensor-core kernel for precision {precision!r}")
     d = Product(lw, node, summed)
     ta, tb = d.ta, d.tb
-    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [d.a, d.b])
-    if pa is None or pb is None:
-        raise NotImplementedError("matmul of the batch size")
+    k, refs, pa, pb = d.kernel(lw, name)
     b = k.b
-    d.bind(k)
     m, n, kk_total = d.m, d.n, d.k
     sa_i, sa_l, sb_l, sb_j = d.sa_i, d.sa_l, d.sb_l, d.sb_j
     zero = ir.Constant(F32, 0.0)
