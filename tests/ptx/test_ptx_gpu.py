@@ -120,7 +120,7 @@ def _resident_step(kind, **options):
     params = [W1, b1, W2, b2]
     opt = (optim.SGD(params, lr=0.05, momentum=0.9) if kind == "sgd"
            else optim.Adam(params, lr=0.001))
-    f = aj.compile(loss, updates=opt.updates(loss), **options)
+    f = aj.compile(loss, updates=opt.updates(loss), resident=True, **options)
     rng = np.random.default_rng(0)
     arrays = {p.name: (0.05 * rng.standard_normal(p.shape)).astype(dtype) for p in params}
     arrays.update(opt.state)

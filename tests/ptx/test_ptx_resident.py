@@ -47,7 +47,8 @@ def stepper(backend, kind, tag="", **options):
     loss, params = model(tag)
     opt = optimizer(kind, params, tag)
     if backend == "ptx":
-        options = {"emulate": True, "opt_level": 0, **options}
+        options = {"emulate": True, "opt_level": 0, "graphs": True, "resident": True,
+                   **options}
     f = aj.compile(loss, backend=backend, updates=opt.updates(loss), **options)
     arrays = {**start(params), **opt.state}
     return f, f.bind(**arrays), arrays
@@ -128,7 +129,7 @@ def test_host_arrays_are_read_only_while_the_device_holds_the_state():
 
 def test_an_array_bound_read_only_stays_read_only():
     loss, params = model()
-    f = aj.compile(loss, backend="ptx", emulate=True, opt_level=0)
+    f = aj.compile(loss, backend="ptx", emulate=True, opt_level=0, resident=True)
     arrays = start(params)
     arrays["W2"].flags.writeable = False
     g = f.bind(**arrays)
@@ -325,3 +326,32 @@ def test_cuda_device_queues_everything_on_its_stream_and_captures_graphs():
     assert by["launch"][9] == "S" and by["begin"] == ("begin", "S", "TL")
     assert by["inst"] == ("inst", "G", 0) and by["glaunch"] == ("glaunch", "E", "S")
     assert by["cuMemFreeHost"] == ("cuMemFreeHost", host.ctypes.data)
+
+
+def test_residency_is_asked_for():
+    """Without resident=True a bound ptx function uploads its bound arrays every call and
+    updates them in place, as on llvm (the host arrays are the state)."""
+    f, g, arrays = stepper("ptx", "sgd", resident=False)
+    r, h, ref = stepper("llvm", "sgd")
+    for s in range(3):
+        close(g(**batch(s)), h(**batch(s)))
+        for k in arrays:
+            close(arrays[k], ref[k], k)
+            assert arrays[k].flags.writeable
+    assert not g.on_device and g.state_to_host() == dict(g.values)
+
+
+def test_a_nested_call_of_a_resident_function_is_refused():
+    """A call made while another call of the same resident function is in progress on
+    this thread (a signal handler, a collector callback) raises instead of using a state
+    that is moving between host and device."""
+    f, g, arrays = stepper("ptx", "sgd")
+    res = f._impl._resident(g)
+    res.active = True           # as inside a call
+    try:
+        with pytest.raises(RuntimeError, match="called again while a call of it was in "
+                                               "progress"):
+            g(**batch(0))
+    finally:
+        res.active = False
+    close(g(**batch(0)), stepper("llvm", "sgd")[1](**batch(0)))

@@ -122,6 +122,8 @@ class Trainer:
         if not isinstance(loss, Node) or loss.shape != ():
             raise TypeError(f"Trainer: loss must be a scalar node, got {loss!r}")
         self.loss, self.optimizer, self.predictions = loss, optimizer, predictions
+        if backend == "ptx":      # the parameters and optimizer state stay on the device
+            compile_options = {"resident": True, **compile_options}
         self.backend, self._options = backend, compile_options
         extra = check_updates(updates)
         outputs = [loss] + ([predictions] if predictions is not None else [])

@@ -13,8 +13,9 @@ Options: ``arch`` ("sm_80" by default; on a GPU the device's own architecture is
 ``arch`` is given), ``opt_level`` (0-3), ``emulate``, ``cache`` (the emulation's object
 cache, as for the llvm backend), ``precision`` ("fp32", exact, by default; "tf32" or
 "bf16": float32 matrix products on tensor cores, :mod:`.matmul_mma`) and ``graphs``
-(default True: each batch size's launch sequence is captured once and replayed as a CUDA
-graph).  ``f.bind(...)`` keeps the bound arrays on the device (:mod:`.resident`).
+(True: each batch size's launch sequence is captured once and replayed as a CUDA graph;
+default False, see docs/ptx.md "Launch replay") and ``resident`` (True: ``f.bind(...)``
+keeps the bound arrays on the device, :mod:`.resident`; default False).
 
 >>> import adjit as aj, numpy as np
 >>> x = aj.input("x", (None, 3), "float32")
@@ -41,12 +42,14 @@ __all__ = ["build", "PtxFunction", "NoCudaError", "CudaError", "UnsupportedOnTar
 
 def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bool = False,
           cache: bool | None = None, precision: str = "fp32",
-          updates: dict[int, str] | None = None, graphs: bool = True) -> PtxFunction:
+          updates: dict[int, str] | None = None, graphs: bool = False,
+          resident: bool = False) -> PtxFunction:
     """Kernels, launch sequence and PTX for ``graph``; see the module docstring.
     ``precision``: "fp32", or "tf32"/"bf16" for float32 products on tensor cores;
     ``updates`` maps output indices to the input whose device buffer that output
-    overwrites (``updates=``); ``graphs=False`` launches kernel by kernel instead of
-    replaying a captured graph."""
+    overwrites (``updates=``); ``graphs=True`` replays a captured graph instead of launching
+    kernel by kernel; ``resident=True``: a bound function keeps its bound arrays on the
+    device (:mod:`.resident`)."""
     explicit = arch is not None
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates))
@@ -72,7 +75,7 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
         launches.extend(cpu_launches)
         jit = compile_ir(cpu_ir, opt_level=opt_level, cache=cache, name="adjit_ptx_emulation")
         return PtxFunction(plan, launches, sources, lambda: EmulatedDevice(jit, NTID),
-                           updates, graphs)
+                           updates, graphs, resident)
     sources.ptx(sources.arch)        # emit now: errors surface at compile time
     names = sorted({L.kernel for L in launches})
 
@@ -82,7 +85,7 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
         use = sources.arch if explicit or dev.arch not in ARCHES else dev.arch
         dev.load(sources.ptx(use), names)
         return dev
-    return PtxFunction(plan, launches, sources, cuda_device, updates, graphs)
+    return PtxFunction(plan, launches, sources, cuda_device, updates, graphs, resident)
 
 
 # ``updates=`` are written on the device, into the input's own buffer

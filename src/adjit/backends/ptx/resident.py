@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 
 
 class Resident:
@@ -40,20 +41,38 @@ class Resident:
         self.buffers: dict[str, int] | None = None
         self.states: OrderedDict = OrderedDict()    # batch size -> runtime._State
         self.on_device = False
+        self.active = False                         # a call or transfer is in progress
         self.flags: dict[str, bool] = {}            # writeable flags before the device took over
         fin = weakref.finalize(bound, self.release)
         fin.atexit = False                          # (at exit the device may be gone)
 
     def call(self, values: dict, b: int) -> list:
         fn = self.fn
-        with fn._lock:
+        with fn._lock, self._only_once():
             dev = self._ready(upload=not self.on_device)
             return fn.run_on(dev, self.states, b, values, self.buffers)
 
     def to_device(self) -> None:
         """Upload the bound arrays now (the device holds the state afterwards)."""
-        with self.fn._lock:
+        with self.fn._lock, self._only_once():
             self._ready(upload=True)
+
+    @contextmanager
+    def _only_once(self):
+        """Refuse a nested use of this state on the same thread (a call from a signal
+        handler or a collector callback while one is inside): the outer call is moving
+        the state between host and device, so the inner one has no consistent state."""
+        if self.active:
+            raise RuntimeError(
+                "a device-resident bound function was called again while a call of it was "
+                "in progress on this thread (from a signal handler or a garbage-collector "
+                "callback); call it after the outer call returns, or compile without "
+                "resident=True")
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
 
     def _ready(self, upload: bool):
         """The function's device, current; the host arrays checked untouched while the
@@ -68,7 +87,7 @@ class Resident:
 
     def to_host(self) -> dict:
         """Download the updated arrays into the host arrays and give them back."""
-        with self.fn._lock:
+        with self.fn._lock, self._only_once():
             if self.on_device:
                 dev = self.fn.device
                 dev.activate()
@@ -79,6 +98,11 @@ class Resident:
         return dict(self.arrays)
 
     def _upload(self, dev) -> None:
+        for name in self.updated:     # state_to_host will write them: as llvm's check
+            if not self.arrays[name].flags.writeable:
+                raise ValueError(f"bound input {name!r} is updated in place, but it is no "
+                                 "longer writeable (its writeable flag was cleared since "
+                                 "bind)")
         if self.buffers is None:
             self.buffers = {}
             for name in self.names:

@@ -116,11 +116,11 @@ class PtxFunction(Runner):
     captured graphs) and ``graph_reason`` (why not, when capturing failed).
     """
 
-    resident_state = True       # f.bind keeps the bound arrays on the device
-
     def __init__(self, plan: Plan, launches: list[Launch], sources, make_device,
-                 updates: dict[int, str] | None = None, graphs: bool = True):
+                 updates: dict[int, str] | None = None, graphs: bool = False,
+                 resident: bool = False):
         self.plan, self.launches = plan, launches
+        self.resident_state = bool(resident)   # f.bind keeps the bound arrays on the device
         self.updates = dict(updates or {})          # output index -> input it overwrites
         self.graphs, self.graph_reason = bool(graphs), None if graphs else "graphs=False"
         self._sources = sources                     # a .Sources (IR, PTX per arch)
@@ -277,6 +277,8 @@ class PtxFunction(Runner):
 
     # -- bound functions: state kept on the device (see .resident) ---------------------------
     def call_bound(self, values: dict, batch: int | None, bound) -> list[np.ndarray]:
+        if not self.resident_state:     # the bound arrays uploaded (and updated) every call
+            return self({**bound.values, **values}, batch)
         return self._resident(bound).call(values, 0 if batch is None else batch)
 
     def state_to_host(self, bound) -> dict:
@@ -284,7 +286,8 @@ class PtxFunction(Runner):
         return res.to_host() if res is not None else dict(bound.values)
 
     def state_to_device(self, bound) -> None:
-        self._resident(bound).to_device()
+        if self.resident_state:
+            self._resident(bound).to_device()
 
     def on_device(self, bound) -> bool:
         res = self._residents.get(bound)
