@@ -12,6 +12,8 @@ build of PyTorch.  One step = loss and every parameter gradient.  Rows per workl
 
 * ``adjit ptx``            -- ``f(**arrays)``: numpy in, numpy out (uploads, launches, downloads)
 * ``adjit ptx (device)``   -- the same launch sequence on resident buffers (``replay``)
+* ``adjit ptx tf32`` / ``bf16`` -- ``precision=``: float32 products on tensor cores (checked
+  to 8 unit roundoffs of the precision, scaled by each output's largest entry)
 * ``adjit ptx resident step`` -- a bound SGD step (``updates=``): parameters on the device,
   the batch uploaded, the loss downloaded (the issue-17 training-step row)
 * ``torch eager (device)`` -- ``loss.backward()`` on tensors already on the GPU
@@ -95,12 +97,14 @@ def _torch_entries(wl, data):
     return entries, ""
 
 
-def _resident_step(wl, data, outs, emulate: bool):
-    """A bound SGD step on the device: (batch in, loss out) per call."""
+def _resident_step(wl, data, outs, emulate: bool, graphs: bool = True):
+    """A bound SGD step on the device (``resident=True``): (batch in, loss out) per call;
+    ``graphs``: its launches replayed as a CUDA graph."""
     leaves = {n.name: n for n in aj.Graph(outs).inputs}
     names = wl.param_names()
     updates = {leaves[n]: leaves[n] - 1e-3 * g for n, g in zip(names, outs[1:])}
-    step = aj.compile(outs[0], backend="ptx", updates=updates, emulate=emulate)
+    step = aj.compile(outs[0], backend="ptx", updates=updates, emulate=emulate,
+                      resident=True, graphs=graphs)
     g = step.bind(**{n: np.array(data["params"][n], copy=True) for n in names})
     batch = {k: v for k, v in feeds(data).items() if k not in names}
     g(**batch)                                               # state uploaded, graph captured
@@ -108,8 +112,13 @@ def _resident_step(wl, data, outs, emulate: bool):
 
 
 class Entry:
-    def __init__(self, name, fn, to_numpy):
-        self.name, self.fn, self.to_numpy = name, fn, to_numpy
+    def __init__(self, name, fn, to_numpy, rtol=None):
+        self.name, self.fn, self.to_numpy, self.rtol = name, fn, to_numpy, rtol
+
+
+# scaled error allowed for a precision= entry: 8 unit roundoffs of its operands (the
+# bound of tests/ptx/test_ptx_mma.py's GPU block)
+PRECISION_RTOL = {"tf32": 8 * 2.0 ** -11, "bf16": 8 * 2.0 ** -8}
 
 
 def run(wl, budget: float, emulate: bool = False) -> None:
@@ -122,6 +131,16 @@ def run(wl, budget: float, emulate: bool = False) -> None:
     f(**kw)                                                  # buffers for this batch size
     entries.append(Entry("adjit ptx (device)", lambda: f._impl.replay(wl.batch), None))
     entries.append(Entry("adjit ptx resident step", _resident_step(wl, data, outs, emulate), None))
+    entries.append(Entry("adjit ptx resident, no graph",
+                         _resident_step(wl, data, outs, emulate, graphs=False), None))
+    if wl.dtype == "float32":
+        for prec in ("tf32", "bf16"):      # checked against the workload's rtol below
+            fp = aj.compile(outs, backend="ptx", emulate=emulate, precision=prec)
+            fp(**kw)
+            entries.append(Entry(f"adjit ptx {prec}", lambda fp=fp: fp(**kw), list,
+                                 PRECISION_RTOL[prec]))
+            entries.append(Entry(f"adjit ptx {prec} (device)",
+                                 lambda fp=fp: fp._impl.replay(wl.batch), None))
     peers, why = _torch_entries(wl, data)
     entries += [Entry(n, fn, conv) for n, (fn, conv) in peers.items()]
     print(f"\n{wl.key}: {wl.title}, batch {wl.batch}, {wl.dtype}; GPU {f.device.name} "
@@ -132,7 +151,7 @@ def run(wl, budget: float, emulate: bool = False) -> None:
         got = e.to_numpy(e.fn())
         worst = max(float(np.max(np.abs(np.asarray(g, np.float64) - w)))
                     / max(float(np.max(np.abs(w))), 1e-30) for g, w in zip(got, want))
-        status = "ok" if worst <= wl.rtol else "WRONG"
+        status = "ok" if worst <= (e.rtol or wl.rtol) else "WRONG"
         print(f"  check {e.name:<22} max scaled error {worst:.2g} ({status})")
     _report(measure(entries, budget), "adjit ptx (device)", wl.flops())
 
@@ -160,6 +179,10 @@ def run_gemm(n: int, budget: float, emulate: bool = False) -> None:
           f"max scaled error {err:.2g}; kernels: "
           + ", ".join(line.split()[0] for line in f.launch_plan.splitlines()))
     entries = [Entry("adjit ptx (device)", lambda: f._impl.replay(0), None)]
+    for prec in ("tf32", "bf16"):
+        fp = aj.compile(a @ w, backend="ptx", emulate=emulate, precision=prec)
+        fp(a=A, w=W)
+        entries.append(Entry(f"adjit ptx {prec} (device)", lambda fp=fp: fp._impl.replay(0), None))
     try:
         import torch
         if torch.cuda.is_available():
