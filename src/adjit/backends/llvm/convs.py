@@ -255,12 +255,8 @@ def _conv_channels(lw, node: Node):
                         wv = [vec.load(b.gep(wt, [b.add(b.mul(k, c64(Co)), c64(v * VL))]),
                                        full) for v in range(NV)]
                         for p in range(cnt):
-                            col = s0 + p + j - lo_w
-                            xs = zero_s
-                            if 0 <= col < W:
-                                xs = b.select(ok, b.load(b.gep(src, [b.add(row, c64(col))])),
+                            sp = _splat_input(b, vec, src, row, s0 + p + j - lo_w, W, ok,
                                               zero_s)
-                            sp = vec.splat(xs)
                             for v in range(NV):
                                 accs[p * NV + v] = vec.fma(wv[v], sp, accs[p * NV + v])
                     return accs
@@ -346,12 +342,7 @@ def _conv_weight_channels(lw, node: Node):
                         gv = [vec.load(b.gep(gt, [b.add(b.mul(q, c64(Co)), c64(v * VL))]),
                                        full) for v in range(NV)]
                         for j in range(kw):
-                            col = ow + j - lo_w
-                            xs = zero_s
-                            if 0 <= col < W:
-                                xs = b.select(ok, b.load(b.gep(src, [b.add(row, c64(col))])),
-                                              zero_s)
-                            sp = vec.splat(xs)
+                            sp = _splat_input(b, vec, src, row, ow + j - lo_w, W, ok, zero_s)
                             for v in range(NV):
                                 k = base + j * NV + v
                                 accs[k] = vec.fma(gv[v], sp, accs[k])
@@ -375,3 +366,12 @@ def _conv_weight_channels(lw, node: Node):
     emit_step(lw.module, b, fn, part, Size(C), numel(g.shape), C * kh * kw,
               [ZERO, ZERO, ZERO], first=True)
     return fn, [x, g]
+
+
+def _splat_input(b, vec, src, row, col: int, W: int, ok, zero_s):
+    """``src[row + col]`` in every lane: zero for a padding column (``col`` outside
+    0..W-1, known when the kernel is emitted) or a padding row (``ok`` false)."""
+    xs = zero_s
+    if 0 <= col < W:
+        xs = b.select(ok, b.load(b.gep(src, [b.add(row, c64(col))])), zero_s)
+    return vec.splat(xs)
