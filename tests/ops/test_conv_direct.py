@@ -121,11 +121,16 @@ def test_direct_kernels_match_the_interpreter(case, dtype):
         want = aj.compile(outs, backend="interp")(**args)
         for name, f in fs.items():
             got = f(**args)
-            for i, (g, w) in enumerate(zip(got, want)):
-                assert g.shape == w.shape and g.dtype == w.dtype
-                scale = max(float(np.max(np.abs(w))) if w.size else 0.0, 1.0)
-                np.testing.assert_allclose(g, w, rtol=0, atol=tol * scale * 30,
-                                           err_msg=f"{name} output {i}, batch {batch}")
+            _close(got, want, tol, f"{name}, batch {batch}")
+
+
+def _close(got, want, tol, where):
+    """Every output of the same shape and dtype, within ``30·tol`` of the largest entry."""
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        scale = max(float(np.max(np.abs(w))) if w.size else 0.0, 1.0)
+        np.testing.assert_allclose(g, w, rtol=0, atol=tol * scale * 30,
+                                   err_msg=f"{where}: output {i}")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -150,11 +155,7 @@ def test_channel_vector_convolutions_match_the_interpreter(case, dtype):
             if name == "ptx emulation" and batch == 7:
                 continue                      # (the emulation is slow; 0 and 1 suffice)
             got = f(**args)
-            for i, (g, w) in enumerate(zip(got, want)):
-                assert g.shape == w.shape and g.dtype == w.dtype
-                scale = max(float(np.max(np.abs(w))) if w.size else 0.0, 1.0)
-                np.testing.assert_allclose(g, w, rtol=0, atol=tol * scale * 30,
-                                           err_msg=f"{name} output {i}, batch {batch}")
+            _close(got, want, tol, f"{name}, batch {batch}")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
