@@ -20,18 +20,12 @@ import numpy as np  # noqa: E402
 
 import adjit as aj  # noqa: E402
 from workloads import WORKLOADS, make_data  # noqa: E402
-from models import _act, _shapes, feeds  # noqa: E402
+from models import _shapes, feeds, mlp  # noqa: E402
 
 
 def build(wl, mode: str):
     dt = wl.dtype
-    x = aj.input("x", (None, wl.sizes[0]), dtype=dt)
-    t = aj.input("t", (None, wl.sizes[-1]), dtype=dt)
-    params, h = [], x
-    for i, (k, n, act) in enumerate(wl.layers(), start=1):
-        W, b = aj.param(f"W{i}", (k, n), dtype=dt), aj.param(f"b{i}", (n,), dtype=dt)
-        params += [W, b]
-        h = _act(act, h @ W + b)
+    x, t, params, h = mlp(wl)
     loss = aj.cross_entropy(h, t)
     dirs = [aj.input(f"v_{n}", s, dtype=dt) for n, s in zip(wl.param_names(), _shapes(wl))]
     if mode == "forward-over-reverse":

@@ -44,6 +44,20 @@ def _act(name, z):
     return z
 
 
+def mlp(wl):
+    """(x, t, params, logits) of the workload's MLP: inputs ``x``, ``t``, parameters
+    ``W1, b1, ...`` with the workload's activations after each layer."""
+    dt = wl.dtype
+    x = aj.input("x", (None, wl.sizes[0]), dtype=dt)
+    t = aj.input("t", (None, wl.sizes[-1]), dtype=dt)
+    params, h = [], x
+    for i, (k, n, act) in enumerate(wl.layers(), start=1):
+        W, b = aj.param(f"W{i}", (k, n), dtype=dt), aj.param(f"b{i}", (n,), dtype=dt)
+        params += [W, b]
+        h = _act(act, h @ W + b)
+    return x, t, params, h
+
+
 def build(wl, lam: float | None = None, fwd_only: bool = False):
     """(outputs, param_names) of the workload's adjit graph.
 
@@ -65,15 +79,7 @@ def build(wl, lam: float | None = None, fwd_only: bool = False):
         loss = 0.5 * (y - t) ** 2 + (lam / 2) * w ** 2
         params = [w, b]
     else:
-        x = aj.input("x", (None, wl.sizes[0]), dtype=dt)
-        t = aj.input("t", (None, wl.sizes[-1]), dtype=dt)
-        params = []
-        h = x
-        for i, (k, n, act) in enumerate(wl.layers(), start=1):
-            W = aj.param(f"W{i}", (k, n), dtype=dt)
-            b = aj.param(f"b{i}", (n,), dtype=dt)
-            params += [W, b]
-            h = _act(act, h @ W + b)
+        x, t, params, h = mlp(wl)
         if wl.loss == "mse":
             loss = 0.5 * aj.mean(aj.sum((h - t) ** 2, axis=1))
         else:

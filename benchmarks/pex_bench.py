@@ -99,15 +99,8 @@ def make_torch(wl, data) -> Impl:
 
 
 def build_adjit(aj, wl):
-    dt = wl.dtype
-    x = aj.input("x", (None, wl.sizes[0]), dtype=dt)
-    t = aj.input("t", (None, wl.sizes[-1]), dtype=dt)
-    params, h = [], x
-    for i, (k, n, act) in enumerate(wl.layers(), start=1):
-        W, b = aj.param(f"W{i}", (k, n), dtype=dt), aj.param(f"b{i}", (n,), dtype=dt)
-        params += [W, b]
-        h = h @ W + b
-        h = aj.relu(h) if act == "relu" else h
+    import models
+    x, t, params, h = models.mlp(wl)
     losses = -aj.sum(t * aj.log_softmax(h, axis=-1), axis=-1)
     return [losses] + list(aj.per_example_grad(losses, params))
 
