@@ -269,7 +269,13 @@ def _changed(name, arr, shape, dtype, need, n) -> None:
     if not (flags.c_contiguous and flags.aligned):
         raise ValueError(f"bound input {name!r} is no longer an aligned C-contiguous "
                          "array (its strides changed since bind)")
-    if need & _WRITEABLE and not flags.writeable:
+    if need & _WRITEABLE:
+        check_still_writeable(name, arr)
+
+
+def check_still_writeable(name: str, arr) -> None:
+    """Raise unless bound array ``arr``, which ``updates=`` writes, is still writeable."""
+    if not arr.flags.writeable:
         raise ValueError(f"bound input {name!r} is updated in place, but it is no "
                          "longer writeable (its writeable flag was cleared since bind)")
 

@@ -65,9 +65,6 @@ def bound(backend, updates=True):
     if backend == "llvm":
         assert has_fastcall(g)
     g(x=X)              # primes the batch size (llvm); W0 updated once
-    # ptx keeps bound arrays on the device (read-only on the host meanwhile): give the
-    # state back, so the host array may change and the next call re-checks and uploads it
-    g.state_to_host()
     return f, g, W0
 
 
@@ -135,7 +132,6 @@ def test_updates_refuse_a_bound_array_made_read_only(backend, path):
     np.testing.assert_array_equal(W0, snapshot)
     W0.flags.writeable = True
     PATHS[path](g, x=X)
-    g.state_to_host()        # (ptx: the updated state comes back; elsewhere nothing to do)
     assert not np.array_equal(W0, snapshot)
 
 
@@ -161,7 +157,6 @@ def test_a_new_data_pointer_at_the_bound_shape_is_read_at_its_new_address(backen
         want_w, want_loss = W0.copy(), step("interp", updates=False)(x=X, W=W0)
         got = PATHS[path](g, x=X)
         np.testing.assert_allclose(got, want_loss, rtol=1e-12)
-        g.state_to_host()    # (ptx: the updated state comes back; elsewhere nothing to do)
         assert not np.array_equal(W0, want_w)       # updated in place, in the new buffer
     assert W0.ctypes.data != old_address or backend != "llvm"
 

@@ -28,6 +28,8 @@ import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 
+from ...binding import check_still_writeable
+
 
 class Resident:
     """Device buffers of one :class:`~adjit.compiled.Bound`'s arrays, and its states."""
@@ -98,11 +100,8 @@ class Resident:
         return dict(self.arrays)
 
     def _upload(self, dev) -> None:
-        for name in self.updated:     # state_to_host will write them: as llvm's check
-            if not self.arrays[name].flags.writeable:
-                raise ValueError(f"bound input {name!r} is updated in place, but it is no "
-                                 "longer writeable (its writeable flag was cleared since "
-                                 "bind)")
+        for name in self.updated:     # state_to_host will write them
+            check_still_writeable(name, self.arrays[name])
         if self.buffers is None:
             self.buffers = {}
             for name in self.names:
