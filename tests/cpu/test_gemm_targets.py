@@ -188,6 +188,37 @@ def test_gemm_matches_numpy_at_every_edge(name, dt):
         check(kern, dt, p["MR"] + 1, p["NC"] + p["NR"] + 1, p["KC"] + 1, ta, tb, acc, seed=7)
 
 
+@pytest.mark.parametrize("name", RUN)
+@pytest.mark.parametrize("dt", list(DTYPES))
+def test_special_values_on_every_target(name, dt):
+    """NaN, ±inf, zeros, huge and tiny (subnormal products) in A and B, on every target's
+    tiles (full tiles, edge tiles, the unpacked small path): each element of C is what
+    the float64 sum gives -- NaN where a NaN or inf·0 or inf−inf enters, the same inf
+    otherwise, finite values to the dtype's rounding."""
+    npdt, _, rtol = DTYPES[dt]
+    kern, p = built(name)[dt], gemm_params(dt, target(name))
+    big, tiny = (1e30, 1e-30) if dt == "f32" else (1e200, 1e-200)
+    rng = np.random.default_rng(3)
+    for M, N, K in ((p["MR"] + 1, p["NR"] + 3, 7), (3, 5, 4), (2 * p["MR"], 2 * p["NR"], 65)):
+        A = rng.standard_normal((M, K))
+        B = rng.standard_normal((K, N))
+        A[0, 0], A[1 % M, 1 % K], B[2 % K, 0] = np.nan, np.inf, -np.inf
+        A[M - 1, :] = 0.0                                   # 0 · inf = NaN in row M-1
+        A[:, K - 1] *= big
+        B[K - 1, :] *= tiny                                 # huge · tiny: finite
+        B[0, N - 1] = tiny * tiny                           # underflows in f32
+        A, B = A.astype(npdt), B.astype(npdt)
+        C = np.full((M, N), 5.0, npdt)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref = A.astype(np.float64) @ B.astype(np.float64)
+            bound = np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64))
+            kern(0, 0, A, B, C, 0, K)
+        assert np.array_equal(np.isnan(C), np.isnan(ref)), (M, N, K)
+        fin = np.isfinite(ref)
+        assert np.array_equal(C[~fin & ~np.isnan(ref)], ref[~fin & ~np.isnan(ref)])
+        assert np.all(np.abs(C[fin] - ref[fin]) <= rtol * bound[fin] + 1e-300), (M, N, K)
+
+
 @pytest.mark.parametrize("dt", list(DTYPES))
 @pytest.mark.parametrize("pv", [2, 4, 8, 16])
 def test_packing_with_every_transpose_width(dt, pv):
