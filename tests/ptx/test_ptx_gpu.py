@@ -241,3 +241,27 @@ def test_gemm_4096_mlp_step_on_the_gpu():
     """The issue's 4096-4096-4096-10 MLP step at batch 1024 (the bench runs B = 4096)."""
     sizes = (4096, 4096, 10)
     _gemm_compare(mlp("float32", sizes, act=aj.relu), mlp_args("float32", 1024, sizes))
+
+
+def test_a_call_made_during_a_graph_capture_runs_aside_on_the_gpu():
+    """The same function called between two captured launches (as a signal handler would):
+    the nested call runs on a second stream and the captured graph stays whole."""
+    x, W = aj.input("x", (None, 64), "float32"), aj.param("W", (64, 32), "float32")
+    y = aj.sum(aj.tanh(x @ W), axis=1)
+    rng = np.random.default_rng(3)
+    args = [{"x": rng.standard_normal((n, 64)).astype("float32"),
+             "W": rng.standard_normal((64, 32)).astype("float32")} for n in (5, 9)]
+    want = [aj.compile(y, backend="interp")(**a) for a in args]
+    f = aj.compile(y, backend="ptx")
+    dev = f.device
+    launch, nested = dev.launch, []
+
+    def launch_and_reenter(*call):
+        launch(*call)
+        if dev.capturing and not nested:
+            nested.append(f(**args[1]))
+    dev.launch = launch_and_reenter
+    got = f(**args[0])
+    assert nested and f.graphs, f.graph_reason
+    for g_, w in ((got, want[0]), (nested[0], want[1]), (f(**args[0]), want[0])):
+        np.testing.assert_allclose(g_, w, rtol=1e-4, atol=1e-4)

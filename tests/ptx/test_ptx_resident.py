@@ -297,7 +297,7 @@ def test_cuda_device_queues_everything_on_its_stream_and_captures_graphs():
         return call
     cu = SimpleNamespace(
         CUresult=SimpleNamespace(CUDA_SUCCESS=0),
-        CUstreamCaptureMode=SimpleNamespace(CU_STREAM_CAPTURE_MODE_THREAD_LOCAL="TL"),
+        CUstreamCaptureMode=SimpleNamespace(CU_STREAM_CAPTURE_MODE_RELAXED="RELAXED"),
         cuMemHostAlloc=rec("cuMemHostAlloc", host.ctypes.data), cuMemFreeHost=rec("cuMemFreeHost"),
         cuMemcpyHtoDAsync=rec("HtoD"), cuMemcpyDtoHAsync=rec("DtoH"),
         cuLaunchKernel=rec("launch"), cuStreamBeginCapture=rec("begin"),
@@ -310,9 +310,12 @@ def test_cuda_device_queues_everything_on_its_stream_and_captures_graphs():
     assert pinned.ctypes.data == host.ctypes.data and pinned.nbytes == 64
     dev.upload(1 << 40, pinned[:8])
     dev.download(pinned[:8], 1 << 40)
+    assert not dev.capturing
     dev.begin_capture()
+    assert dev.capturing
     dev.launch("k", 3, 256, [8], [1])
     graph = dev.end_capture()
+    assert not dev.capturing
     dev.launch_graph(graph)
     dev.synchronize()
     dev.free_graph(graph)
@@ -323,7 +326,7 @@ def test_cuda_device_queues_everything_on_its_stream_and_captures_graphs():
     by = {c[0]: c for c in calls}
     assert by["HtoD"] == ("HtoD", 1 << 40, host.ctypes.data, 8, "S")
     assert by["DtoH"] == ("DtoH", host.ctypes.data, 1 << 40, 8, "S")
-    assert by["launch"][9] == "S" and by["begin"] == ("begin", "S", "TL")
+    assert by["launch"][9] == "S" and by["begin"] == ("begin", "S", "RELAXED")
     assert by["inst"] == ("inst", "G", 0) and by["glaunch"] == ("glaunch", "E", "S")
     assert by["cuMemFreeHost"] == ("cuMemFreeHost", host.ctypes.data)
 
@@ -355,3 +358,32 @@ def test_a_nested_call_of_a_resident_function_is_refused():
     finally:
         res.active = False
     close(g(**batch(0)), stepper("llvm", "sgd")[1](**batch(0)))
+
+
+def test_graph_replay_is_the_default_and_a_call_made_during_a_capture_runs_aside():
+    """A call of the same function made while its first call captures the launch list (as a
+    signal handler or a gc callback would, between two launches) cannot queue anything on
+    the capturing stream: it runs on a second device and answers what it answers alone; the
+    outer call's graph is captured whole and its replays answer the same."""
+    loss, params = model()
+    f = aj.compile(loss, backend="ptx", emulate=True, opt_level=0)
+    assert f.graphs and f.graph_reason is None          # replay is the default
+    arrays = start(params)
+    alone = {s: f(**arrays, **batch(s)) for s in range(3)}
+    g = aj.compile(loss, backend="ptx", emulate=True, opt_level=0)
+    dev = g.device
+    launch, nested = dev.launch, []
+
+    def launch_and_reenter(*call):
+        launch(*call)
+        if dev.capturing and not nested:               # once, in the middle of the capture
+            nested.append(g(**arrays, **batch(1)))
+    dev.launch = launch_and_reenter
+    first = g(**arrays, **batch(0))
+    assert nested and dev.captures == 1, (nested, dev.counts())
+    np.testing.assert_array_equal(first, alone[0])
+    np.testing.assert_array_equal(nested[0], alone[1])
+    assert g._impl._aside[0].launches > 0               # the nested call ran on the other device
+    for s in (2, 1, 0):
+        np.testing.assert_array_equal(g(**arrays, **batch(s)), alone[s])
+    assert dev.graph_launches == 4 and dev.captures == 1

@@ -13,8 +13,8 @@ Options: ``arch`` ("sm_80" by default; on a GPU the device's own architecture is
 ``arch`` is given), ``opt_level`` (0-3), ``emulate``, ``cache`` (the emulation's object
 cache, as for the llvm backend), ``precision`` ("fp32", exact, by default; "tf32" or
 "bf16": float32 matrix products on tensor cores, :mod:`.matmul_mma`) and ``graphs``
-(True: each batch size's launch sequence is captured once and replayed as a CUDA graph;
-default False, see docs/ptx.md "Launch replay") and ``resident`` (True: ``f.bind(...)``
+(True, the default: each batch size's launch sequence is captured once and replayed as a
+CUDA graph; False: kernel by kernel; see docs/ptx.md "Launch replay") and ``resident`` (True: ``f.bind(...)``
 keeps the bound arrays on the device, :mod:`.resident`; default False).
 
 >>> import adjit as aj, numpy as np
@@ -42,13 +42,13 @@ __all__ = ["build", "PtxFunction", "NoCudaError", "CudaError", "UnsupportedOnTar
 
 def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bool = False,
           cache: bool | None = None, precision: str = "fp32",
-          updates: dict[int, str] | None = None, graphs: bool = False,
+          updates: dict[int, str] | None = None, graphs: bool = True,
           resident: bool = False) -> PtxFunction:
     """Kernels, launch sequence and PTX for ``graph``; see the module docstring.
     ``precision``: "fp32", or "tf32"/"bf16" for float32 products on tensor cores;
     ``updates`` maps output indices to the input whose device buffer that output
-    overwrites (``updates=``); ``graphs=True`` replays a captured graph instead of launching
-    kernel by kernel; ``resident=True``: a bound function keeps its bound arrays on the
+    overwrites (``updates=``); ``graphs=False`` launches kernel by kernel instead of
+    replaying a captured graph; ``resident=True``: a bound function keeps its bound arrays on the
     device (:mod:`.resident`)."""
     explicit = arch is not None
     updates = updates or {}

@@ -138,12 +138,19 @@ class CudaDevice:
                     f"launch of {kernel}")
 
     # -- CUDA graphs: the launch sequence captured once, replayed by one call -------------
+    capturing = False           # between begin_capture and end_capture
+
     def begin_capture(self) -> None:
-        mode = self.cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+        """Start capturing this device's stream.  Relaxed mode: the capturing thread may
+        still allocate and copy on *other* streams (a call of another function, or a
+        nested call run aside, made while Python runs between the captured launches)."""
+        mode = self.cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED
         self._check(self.cu.cuStreamBeginCapture(self.stream, mode), "cuStreamBeginCapture")
+        self.capturing = True
 
     def end_capture(self):
         """End the capture; the instantiated graph ``(graph, executable)``."""
+        self.capturing = False
         graph = self._check(self.cu.cuStreamEndCapture(self.stream), "cuStreamEndCapture")
         try:
             inst = getattr(self.cu, "cuGraphInstantiateWithFlags", None)

@@ -75,6 +75,11 @@ class EmulatedDevice:
         self.downloads += 1
         self.download_bytes += arr.nbytes
 
+    @property
+    def capturing(self) -> bool:
+        """Whether a launch sequence is being recorded (between begin and end_capture)."""
+        return self._recording is not None
+
     def _not_capturing(self, what: str) -> None:
         if self._recording is not None:     # the runtime captures launches only
             raise RuntimeError(f"{what} while a launch sequence is being captured")

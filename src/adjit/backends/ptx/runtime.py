@@ -117,7 +117,7 @@ class PtxFunction(Runner):
     """
 
     def __init__(self, plan: Plan, launches: list[Launch], sources, make_device,
-                 updates: dict[int, str] | None = None, graphs: bool = False,
+                 updates: dict[int, str] | None = None, graphs: bool = True,
                  resident: bool = False):
         self.plan, self.launches = plan, launches
         self.resident_state = bool(resident)   # f.bind keeps the bound arrays on the device
@@ -126,6 +126,7 @@ class PtxFunction(Runner):
         self._sources = sources                     # a .Sources (IR, PTX per arch)
         self._make_device = make_device
         self._device = None
+        self._aside = None      # (device, states) for calls made while capturing, see _call_aside
         self._lock = Lock(reentrant=True)   # re-entrant (see the module doc); fresh in a forked child
         self._states: OrderedDict[int, _State] = OrderedDict()
         self._consts: dict[int, int] = {}
@@ -156,8 +157,21 @@ class PtxFunction(Runner):
         b = 0 if batch is None else batch
         with self._lock:
             dev = self.device
+            if dev.capturing:           # a call made while this thread captures a graph
+                return self._call_aside(values, b)
             dev.activate()
             return self.run_on(dev, self._states, b, values, None)
+
+    def _call_aside(self, values: dict, b: int) -> list[np.ndarray]:
+        """A nested call (signal handler, gc callback) made while an outer call on this
+        thread captures its launch list from the device's stream: anything queued there
+        would join the graph instead of running, so the nested call runs on a second
+        device (its own stream, same GPU context) with buffers of its own."""
+        if self._aside is None:
+            self._aside = (self._make_device(), OrderedDict())
+        dev, states = self._aside
+        dev.activate()
+        return self.run_on(dev, states, b, values, None)
 
     def run_on(self, dev, states: OrderedDict, b: int, values: dict, fixed: dict | None):
         """One call on the state of batch size ``b`` in ``states`` (made with ``fixed``
@@ -231,7 +245,9 @@ class PtxFunction(Runner):
 
     def _capture(self, dev, calls):
         """The launch list as a graph, or None (and graphs off, with the reason) where the
-        driver refuses to capture it."""
+        driver refuses to capture it.  (Python runs between the launches: a nested call of
+        this function meanwhile goes to :meth:`_call_aside`; one of another function uses
+        that function's own device and stream.)"""
         try:
             dev.begin_capture()
             try:
@@ -239,7 +255,8 @@ class PtxFunction(Runner):
                     dev.launch(*call)
             finally:
                 graph = dev.end_capture()
-        except CudaError as e:
+        except (CudaError, TypeError, AttributeError) as e:   # (the latter two: an
+            # older cuda-python without the graph calls in this form)
             self.graphs, self.graph_reason = False, f"capturing a CUDA graph failed: {e}"
             return None
         return graph
