@@ -387,3 +387,34 @@ def test_graph_replay_is_the_default_and_a_call_made_during_a_capture_runs_aside
     for s in (2, 1, 0):
         np.testing.assert_array_equal(g(**arrays, **batch(s)), alone[s])
     assert dev.graph_launches == 4 and dev.captures == 1
+
+
+def _lenet_trainer(backend, **options):
+    from adjit.train.demo_lenet import build
+    model, loss, logits, _ = build()
+    return train.Trainer(loss, model.init(0), optim.Adam(model.params, lr=3e-3),
+                         predictions=logits, backend=backend, **options)
+
+
+def test_trainer_on_ptx_trains_the_lenet_like_llvm():
+    """The demo's convolutional network (two conv + ReLU + max-pool stages, three linear
+    layers) trained with its state on the device, against llvm epoch for epoch."""
+    from adjit.train.data import load_digits
+    d = load_digits()
+    img = lambda x: np.ascontiguousarray(x.reshape(-1, 1, 8, 8))
+    data = {"x": img(d.x_train[:96]), "t": d.y_train[:96]}
+    val = {"x": img(d.x_test[:40]), "t": d.y_test[:40]}
+    want = _lenet_trainer("llvm")
+    got = _lenet_trainer("ptx", emulate=True, opt_level=0)
+    hw = want.fit(data, epochs=2, batch_size=16, val=val, progress=False, seed=1)
+    hg = got.fit(data, epochs=2, batch_size=16, val=val, progress=False, seed=1)
+    assert got.step_function.graphs, got.step_function.graph_reason
+    np.testing.assert_allclose(hg.loss, hw.loss, rtol=1e-5)
+    np.testing.assert_allclose(hg.val_loss, hw.val_loss, rtol=1e-5)
+    assert hg.val_accuracy == hw.val_accuracy and hw.loss[-1] < hw.loss[0]
+    b = {"x": data["x"][:16], "t": data["t"][:16]}
+    close(got.step(**b), want.step(**b), "one more step")
+    assert got._bound.on_device
+    for k in want.params:
+        close(got.params[k], want.params[k], k)
+    np.testing.assert_allclose(got.predict(val), want.predict(val), rtol=1e-4, atol=1e-5)
