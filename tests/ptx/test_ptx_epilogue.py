@@ -71,7 +71,8 @@ def _dense(dtype, M=17, K=33, N=29):
     W = aj.param("W", (K, N), dtype)
     Wt = aj.param("Wt", (N, K), dtype)
     b = aj.param("b", (N,), dtype)
-    outs = [act(x @ W + b) for act in ACTS.values()]
+    outs = [act(x @ aj.param(f"W{k}", (K, N), dtype) + b)     # (one product each: no CSE)
+            for k, act in enumerate(ACTS.values())]
     outs += [aj.relu(aj.transpose(xt) @ W + b), aj.tanh(x @ aj.transpose(Wt) + b),
              aj.sigmoid(aj.transpose(xt) @ aj.transpose(Wt) - b)]
     return outs
@@ -80,7 +81,8 @@ def _dense(dtype, M=17, K=33, N=29):
 def _dense_args(dtype, B, K=33, N=29, seed=0):
     rng = np.random.default_rng(seed + B)
     r = lambda *s: rng.standard_normal(s).astype(dtype)
-    return dict(x=r(B, K), xt=r(K, B), W=r(K, N) / 4, Wt=r(N, K) / 4, b=r(N))
+    return dict(x=r(B, K), xt=r(K, B), W=r(K, N) / 4, Wt=r(N, K) / 4, b=r(N),
+                **{f"W{k}": r(K, N) / 4 for k in range(len(ACTS))})
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
