@@ -265,3 +265,28 @@ def test_a_call_made_during_a_graph_capture_runs_aside_on_the_gpu():
     assert nested and f.graphs, f.graph_reason
     for g_, w in ((got, want[0]), (nested[0], want[1]), (f(**args[0]), want[0])):
         np.testing.assert_allclose(g_, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind,S", [("tile64", 1), ("big", 1), ("big", 3), ("mma", 1)])
+def test_fused_epilogue_mlp_step_on_the_gpu(monkeypatch, kind, S):
+    """A relu MLP step whose dense layers (forward and the backward's masked product) run
+    their bias/activation in the product's epilogue, on each kernel, against the interpreter
+    (tf32 with a sigmoid, whose derivative does not jump, within 8 tf32 ulps of the largest
+    entry, as test_tensor_core_mlp_step_follows_fp32)."""
+    from adjit.backends.ptx import matmul as mm
+    if kind != "mma":
+        monkeypatch.setattr(mm, "choose", lambda *a, **k: (kind, S))
+    sizes = (784, 128, 10)
+    prec = "tf32" if kind == "mma" else "fp32"
+    outs = mlp("float32", sizes, act=aj.sigmoid if prec == "tf32" else aj.relu)
+    f = aj.compile(outs, backend="ptx", precision=prec)
+    assert sum(" + fused" in ln for ln in f.launch_plan.splitlines()) >= 3
+    for batch in (1, 64, 257):
+        args = mlp_args("float32", batch, sizes)
+        want = aj.compile(outs, backend="interp")(**args)
+        got = f(**args)
+        rtol = 8 * 2.0 ** -11 if prec == "tf32" else GEMM_RTOL
+        for k, (g, w) in enumerate(zip(got, want)):
+            scale = max(float(np.max(np.abs(w))) if w.size else 0.0, 1e-30)
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale,
+                                       err_msg=f"output {k} batch {batch}")

@@ -24,6 +24,11 @@ the product there and adds it into its output at once.  And an elementwise ``fus
 node read only by a reduction (``sum((x - m)**2)``) is ``inline``: the reduction computes
 it per element as it reads it (:func:`inline_reduced`), never storing it.
 
+With ``epilogues=True`` (the ptx backend) a matrix product read only by one elementwise map
+of its shape is ``inline`` too, and the map takes the product's place in the schedule: its
+kernel computes the product and applies the map before storing (:mod:`.epilogue`;
+``Plan.epilogue_of`` maps the map's id to the product).
+
 Sizes are symbolic in the batch size B: :class:`Size` is ``static · B**power``.
 """
 from __future__ import annotations
@@ -219,9 +224,10 @@ class Plan:
     """What runs in which order, and where every value lives."""
 
     def __init__(self, graph: Graph, in_place: frozenset[int] = frozenset(),
-                 windows: bool = False):
+                 windows: bool = False, epilogues: bool = False):
         """``in_place``: indices of outputs whose buffer is an input's (``updates=``);
-        ``windows``: unfolds read only by products become per-image scratch (see above).
+        ``windows``: unfolds read only by products become per-image scratch (see above);
+        ``epilogues``: products read by one elementwise map run it as their epilogue.
 
         Those outputs are always computed elsewhere and copied after every step, so
         the input they overwrite is read in full before it changes.
@@ -250,6 +256,9 @@ class Plan:
         self.temps: list[Node] = []
         self.windows: dict[int, int] = {}     # unfold/product id -> its scratch per thread
         self.window_threads = window_threads()   # threads a window's scratch is made for
+        self.epilogue_of: dict[int, Node] = {}   # map id -> the product it is the epilogue of
+        fused: dict[int, Node] = {}              # product id -> its map
+        scheduled: set[int] = set()
         for n in graph.order():
             if n.id in self.storage and n.op in ("input", "param"):
                 continue
@@ -272,12 +281,21 @@ class Plan:
                 slot += 1
             elif windows and n.id not in self.storage and inline_reduced(graph, n):
                 self.storage[n.id] = Storage("inline")
+            elif epilogues and n.id not in self.storage and self._epilogue(n, scheduled, windows):
+                self.storage[n.id] = Storage("inline")
+                fused[n.id] = e = graph.users(n)[0]
+                self.epilogue_of[e.id] = n
+                self.steps.append(n)       # where the map will run
+                scheduled.update((n.id, e.id))
             else:
                 if n.id not in self.storage:
                     self.storage[n.id] = Storage("slot", slot)
                     self.temps.append(n)
                     slot += 1
                 self.steps.append(n)
+                scheduled.add(n.id)
+        if fused:     # each map runs at its product's place (the product's step is the map's)
+            self.steps = [fused.get(n.id, n) for n in self.steps if n.id not in self.epilogue_of]
         self.workspace_slot = slot
         self.n_slots = slot + 1
         self._lifetimes()
@@ -287,6 +305,11 @@ class Plan:
         fold step computing its folded product (:func:`window_product`) inside."""
         return (any(n.op in GEMM_OPS for n in self.steps)
                 or any(t.op in GEMM_OPS for t in self.temps if t.id in self.windows))
+
+    def _epilogue(self, n: Node, scheduled: set[int], windows: bool) -> bool:
+        from .epilogue import epilogue_user
+        e = epilogue_user(self.graph, n, lambda i: i.id in scheduled, self._is_view)
+        return e is not None and not (windows and inline_reduced(self.graph, e))
 
     def _is_view(self, n: Node) -> bool:
         return get_op(n.op).view or is_gemm_transpose(self.graph, n)

@@ -52,7 +52,7 @@ def build(graph: Graph, arch: str | None = None, opt_level: int = 3, emulate: bo
     device (:mod:`.resident`)."""
     explicit = arch is not None
     updates = updates or {}
-    plan = Plan(graph, in_place=frozenset(updates))
+    plan = Plan(graph, in_place=frozenset(updates), epilogues=True)
     launches: list = []
 
     def lower_gpu() -> str:

@@ -10,7 +10,9 @@ flavours (GPU and CPU grid emulation):
   output; longer ones run one block per output (each thread a strided partial, then a tree in
   shared memory), and when there are few outputs each reduction is split over several blocks
   whose partials a second kernel reduces (block level, then grid level);
-* **matmul**: shared-memory tiles, see :mod:`.matmul`.
+* **matmul**: shared-memory tiles, see :mod:`.matmul`.  A step that is a product's epilogue
+  (:mod:`adjit.backends.lowering.epilogue`) is lowered as that product, whose kernel applies
+  the step's map to each element before storing it (:class:`.matmul.Product`).
 
 A :class:`Launch` names a kernel, the buffers it gets (``("slot", k)`` of the plan's pointer
 table, ``("const", node)``, or ``("work",)``, the scratch for split reductions) and functions
@@ -24,6 +26,7 @@ from typing import Callable
 from llvmlite import ir
 
 from ...ir import Node, shape_str
+from ..lowering.epilogue import fused_product
 from ..lowering.irkit import c64, loop
 from ..lowering.loops import (accumulate, broadcast_access, contiguous, merge_dims,
                               reduce_range, size_value)
@@ -107,6 +110,8 @@ class Lowering:
 
     def lower(self) -> tuple[str, list[Launch]]:
         for k, node in enumerate(self.plan.steps):
+            prod = fused_product(self.plan, node)      # a map run by its product's kernel
+            node = node if prod is None else prod
             name = f"k{k}_{node.op}"
             try:
                 rule_for(node.op)(self, name, node)
@@ -159,9 +164,7 @@ class Lowering:
         if rule.gathers:   # the rule reads its operands: full output indices, no merging
             sizes, accs = [dim(d) for d in shape], [contiguous(shape)]
         else:
-            accesses = (rule.access(node) if rule.access is not None
-                        else [broadcast_access(o.shape, shape) for o in operands])
-            sizes, accs = merge_dims(shape, [contiguous(shape)] + accesses)
+            sizes, accs = merge_dims(shape, [contiguous(shape)] + accesses(node))
         out = ("slot", self.plan.storage[node.id].slot)
         self._map(name, node.dtype, out, operands, sizes, accs, element_fn(node), numel(shape),
                   f"{node.op} {shape_str(shape)}", gathers=rule.gathers)
@@ -174,7 +177,7 @@ class Lowering:
         counts = [size_value(b, s, k.batch) for s in sizes]
         strides = [[size_value(b, s, k.batch) for s in a] for a in accs]
         step = b.mul(k.nctaid, c64(NTID))
-        ctx = _ElemCtx(self, k, operands, ptrs)
+        ctx = ElemCtx(self, k, operands, ptrs)
         with k.threads() as tid:
             with loop(b, b.add(b.mul(k.ctaid, c64(NTID)), tid), total, step, "i") as i:
                 idx = unravel(b, i, counts)
@@ -288,7 +291,14 @@ class Lowering:
         k.finish()
 
 
-class _ElemCtx:
+def accesses(node: Node) -> list[list[Size]]:
+    """How a (non-gathering) map node reads each operand: strides per output dim."""
+    rule = map_rule(node.op)
+    return (rule.access(node) if rule.access is not None
+            else [broadcast_access(o.shape, node.shape) for o in node.inputs])
+
+
+class ElemCtx:
     """What a map rule may use inside a kernel (see :mod:`..lowering.elements`)."""
 
     def __init__(self, lowering, k, operands, ptrs):

@@ -25,7 +25,8 @@ from ..lowering.irkit import c64
 from ..lowering.loops import accumulate, merge_dims, size_value
 from ..lowering.plan import Size, batch_strides, numel, row_major_strides
 from ..lowering.printer import intrinsic
-from .lower import ELEM_TYPES, ITEMSIZE, MAX_GRID, NTID, Launch, blocks
+from ..lowering.elements import element_fn
+from .lower import ELEM_TYPES, ITEMSIZE, MAX_GRID, NTID, ElemCtx, Launch, accesses, blocks
 
 BM = BN = 64
 BK = 16
@@ -35,23 +36,49 @@ assert THREADS_M * THREADS_N == NTID
 
 
 class Product:
-    """What every matmul kernel needs to know about ``node``: transposes, sizes, the stack."""
+    """What every matmul kernel needs to know about ``node``: transposes, sizes, the stack,
+    and the epilogue.
+
+    **Epilogue.**  When the plan runs an elementwise map E as this product's epilogue
+    (:mod:`adjit.backends.lowering.epilogue`: E is the product's only user, of its shape),
+    C is E: ``self.out`` is E (else the product), the kernels made by :meth:`kernel` also
+    take E's other operands (after A and B), :meth:`launch` passes them, and every element
+    of C must be stored through the hook, which applies E (the identity without one):
+
+    * ``d.store(b, pc, row, col, value)`` inside the ``write`` of :meth:`each_tile`
+      (``pc`` as given there; ``row``, ``col`` inside the matrix), or
+    * in a kernel with its own tile loop, ``ep = d.epilogue(b, mat)`` once per tile in
+      uniform code (``mat``: the matrix of the stack, ignored for a matmul_sum), then
+      ``ep(value, row, col)`` per element, in bounds only (it reads E's operands there).
+
+    Partial results (split-K partials) are stored raw; only the final sum applies the hook.
+    """
 
     def __init__(self, lw, node: Node, summed: bool):
         a, bnode = node.inputs
         view = lambda n: n.op == "transpose" and lw.plan.storage[n.id].kind == "view"
-        self.node, self.summed, self.a, self.b = node, summed, a, bnode
+        self.lw, self.node, self.summed, self.a, self.b = lw, node, summed, a, bnode
         self.ta, self.tb = ta, tb = view(a), view(bnode)
         self.M, self.K, self.N = a.shape[-2], a.shape[-1], node.shape[-1]
+        inline = lw.plan.storage[node.id].kind == "inline"
+        self.map = e = lw.plan.graph.users(node)[0] if inline else None   # the epilogue's map
+        self.out = node if e is None else e
+        self.extras = [i for i in e.inputs if i is not node] if e is not None else []
+        self._ep_acc = ([acc for i, acc in zip(e.inputs, accesses(e)) if i is not node]
+                        if e is not None else [])
         batch_shape = a.shape[:-2] if summed else node.shape[:-2]
         strides = [[Size(0)] * len(batch_shape) if summed else row_major_strides(node.shape)[:-2],
                    batch_strides(a, a.inputs[0] if ta else a, a if summed else node),
                    batch_strides(bnode, bnode.inputs[0] if tb else bnode, a if summed else node)]
+        if not summed:            # E's operands along the stack (a matmul_sum's E is 2-D)
+            strides += [acc[:-2] for acc in self._ep_acc]
         self.batch_shape = batch_shape
         self.batch_sizes, self.strides = merge_dims(batch_shape, strides)
         self.T = ELEM_TYPES[node.dtype]
         self.what = (f"{node.op} {'T' if ta else ''}{shape_str(a.shape)} @ "
-                     f"{'T' if tb else ''}{shape_str(bnode.shape)}")
+                     f"{'T' if tb else ''}{shape_str(bnode.shape)}"
+                     + (f" + {e.op} {shape_str(e.shape)}" if e is not None else ""))
+        self._tile_ep = None
 
     def sizes(self, B: int) -> tuple[int, int, int, int]:
         """(M, N, K, matrices in the stack) at batch size ``B``."""
@@ -72,31 +99,66 @@ class Product:
         self.mats, self._batch = mats, k.batch
         return self
 
-    def kernel(self, lw, name: str):
-        """A new kernel ``name`` reading A and B, bound (:meth:`bind`): (kernel, its operand
-        references, A's and B's base pointers)."""
-        k, refs, (pa, pb) = lw.kernel(name, self.node.dtype, [self.a, self.b])
-        if pa is None or pb is None:
+    def kernel(self, lw, name: str, n_ints: int = 0, reads=None):
+        """A new kernel ``name`` reading ``reads`` (A and B by default) and the epilogue's
+        operands, bound (:meth:`bind`): (kernel, its operand references, A's and B's base
+        pointers (those of ``reads`` when given))."""
+        reads = [self.a, self.b] if reads is None else reads
+        k, refs, ptrs = lw.kernel(name, self.out.dtype, reads + self.extras, n_ints)
+        if any(p is None for p in ptrs[:len(reads)]):
             raise NotImplementedError("matmul of the batch size")
         self.bind(k)
-        return k, refs, pa, pb
+        self._k, self._ep_ptrs = k, ptrs[len(reads):]
+        return (k, refs, *ptrs[:len(reads)])
 
-    def offsets(self, b, mat, ptrs):
-        """Pointers to matrix ``mat`` of the stack in C, A and B (from their bases ``ptrs``)."""
-        offs = [c64(0)] * 3
+    def _offsets(self, b, mat):
+        """Element offsets of matrix ``mat`` of the stack in C, A, B and E's operands."""
+        offs = [c64(0)] * len(self.strides)
         for d in reversed(range(len(self.batch_sizes))):
             size = size_value(b, self.batch_sizes[d], self._batch)
             idx = b.urem(mat, size)
             mat = b.udiv(mat, size)
             offs = [b.add(o, b.mul(idx, size_value(b, st[d], self._batch)))
                     for o, st in zip(offs, self.strides)]
-        return [b.gep(p, [o]) for p, o in zip(ptrs, offs)]
+        return offs
+
+    def offsets(self, b, mat, ptrs):
+        """Pointers to matrix ``mat`` of the stack in C, A and B (from their bases ``ptrs``)."""
+        return [b.gep(p, [o]) for p, o in zip(ptrs, self._offsets(b, mat))]
+
+    def epilogue(self, b, mat):
+        """``fn(value, row, col)``: E's element (mat, row, col) from the product's ``value``
+        there (``value`` itself without an epilogue); see the class docstring."""
+        e = self.map
+        if e is None:
+            return lambda value, row, col: value
+        k, lw, ops, ptrs = self._k, self.lw, self.extras, self._ep_ptrs
+        base = [c64(0)] * len(ops) if self.summed else self._offsets(b, mat)[3:]
+        sv = lambda s: size_value(b, s, k.batch)
+        rc = [(sv(acc[-2]), sv(acc[-1])) for acc in self._ep_acc]
+        elem, ctx = element_fn(e), ElemCtx(lw, k, ops, ptrs)
+
+        def apply(value, row, col):
+            vals, j = [], 0
+            for i in e.inputs:
+                if i is self.node:
+                    vals.append(value)
+                    continue
+                off = b.add(base[j], b.add(b.mul(row, rc[j][0]), b.mul(col, rc[j][1])))
+                vals.append(lw.load(k, ops[j], ptrs[j], off))
+                j += 1
+            return elem(b, vals, [row, col], ctx)
+        return apply
+
+    def store(self, b, pc, row, col, value) -> None:
+        """C[row, col] = E(value) of the tile :meth:`each_tile` is writing (``pc`` its C)."""
+        b.store(self._tile_ep(value, row, col), b.gep(pc, [b.add(b.mul(row, self.n), col)]))
 
     def each_tile(self, k, BM: int, BN: int, ptrs, clear, products, write) -> None:
         """For each BM x BN tile of C this block takes (grid-stride): ``clear()`` the
         accumulators, ``products(pa, pb, m0, n0)`` for the matrix pair it sums (every pair
-        of the stack for a matmul_sum), then ``write(pc, m0, n0)``; ``ptrs``: the bases of
-        C, A and B (after :meth:`bind`)."""
+        of the stack for a matmul_sum), then ``write(pc, m0, n0)``, which stores each element
+        with :meth:`store`; ``ptrs``: the bases of C, A and B (after :meth:`kernel`)."""
         b = k.b
         tiles_n = b.udiv(b.add(self.n, c64(BN - 1)), c64(BN))
         tiles_mat = b.mul(b.udiv(b.add(self.m, c64(BM - 1)), c64(BM)), tiles_n)
@@ -116,6 +178,7 @@ class Product:
                     products(pa_t, pb_t, m0, n0)
             else:
                 products(pa_t, pb_t, m0, n0)
+            self._tile_ep = self.epilogue(b, mat)
             write(pc, m0, n0)
 
     def launch(self, lw, name: str, refs, BM: int, BN: int, when, what: str) -> None:
@@ -123,7 +186,7 @@ class Product:
         mt, nt = numel((self.M,)), numel((self.N,))
         nb = numel(()) if self.summed else numel(self.batch_shape)
         n_tiles = lambda B: -(-mt.eval(B) // BM) * -(-nt.eval(B) // BN) * nb.eval(B)  # noqa
-        out = ("slot", lw.plan.storage[self.node.id].slot)
+        out = ("slot", lw.plan.storage[self.out.id].slot)
         lw.launches.append(Launch(name, (out, *refs),
                                   grid=lambda B: max(1, min(n_tiles(B), MAX_GRID)),
                                   when=lambda B: n_tiles(B) > 0 and when(B), what=what))
@@ -187,11 +250,9 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
     if "big" in kinds:
         from .matmul_big import lower_big, lower_split_sum
         nm = f"{name}_big"
-        k, refs, (pa, pb) = lw.kernel(nm, node.dtype, [d.a, d.b], n_ints=1)
-        if pa is None or pb is None:
-            raise NotImplementedError("matmul of the batch size")
-        lower_big(lw, nm, k, d.bind(k), pa, pb)
-        out = ("slot", lw.plan.storage[node.id].slot)
+        k, refs, pa, pb = d.kernel(lw, nm, n_ints=1)
+        lower_big(lw, nm, k, d, pa, pb)
+        out = ("slot", lw.plan.storage[d.out.id].slot)
         out_mats = (lambda B: 1) if summed else (lambda B: d.sizes(B)[3])
         c_size = lambda B: d.sizes(B)[0] * d.sizes(B)[1] * out_mats(B)
         tasks = lambda B: (-(-d.sizes(B)[0] // 128) * -(-d.sizes(B)[1] // 128) * out_mats(B)
@@ -203,18 +264,34 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
                                   when=lambda B: big(B) and S(B) == 1 and c_size(B) > 0,
                                   what=d.what + " (128x128)"))
         if splits:
-            fin = f"{name}_splitsum"
-            kf, _, _ = lw.kernel(fin, node.dtype, [node], n_ints=1)
-            lower_split_sum(kf, size_value(kf.b, numel(node.shape), kf.batch), kf.ints[0])
+            fin = f"{name}_splitsum"     # reads the partials in A's place, then E's operands
+            kf, refs_f, _ = d.kernel(lw, fin, n_ints=1, reads=[d.a])
+            lower_split_sum(kf, size_value(kf.b, numel(node.shape), kf.batch), kf.ints[0],
+                            _final(d))
             work = ("work",)
             lw.launches += [
                 Launch(nm, (work, *refs), grid=grid, ints=(S,),
                        when=lambda B: big(B) and S(B) > 1 and c_size(B) > 0,
                        work_bytes=lambda B: S(B) * c_size(B) * ITEMSIZE[node.dtype],
                        what=d.what + " (128x128, split K)"),
-                Launch(fin, (out, work), grid=lambda B: blocks(c_size(B)), ints=(S,),
+                Launch(fin, (out, work, *refs_f[1:]), grid=lambda B: blocks(c_size(B)), ints=(S,),
                        when=lambda B: big(B) and S(B) > 1 and c_size(B) > 0,
                        what=d.what + " (sum of the K splits)")]
+
+
+def _final(d: Product):
+    """``finish(b, i, value)`` for the split-K sum: the epilogue at flat element ``i`` of C
+    (None without one)."""
+    if d.map is None:
+        return None
+
+    def finish(b, i, value):
+        mn = b.mul(d.m, d.n)
+        mat = b.udiv(i, mn)
+        r = b.sub(i, b.mul(mat, mn))
+        row = b.udiv(r, d.n)
+        return d.epilogue(b, mat)(value, row, b.sub(r, b.mul(row, d.n)))
+    return finish
 
 
 def _lower_tile64(lw, name: str, d: Product, when) -> None:
@@ -279,7 +356,7 @@ def _lower_tile64(lw, name: str, d: Product, when) -> None:
                 col = b.add(n0, b.add(tx, c64(THREADS_N * (q % TN))))
                 inside = b.and_(b.icmp_unsigned("<", row, m), b.icmp_unsigned("<", col, n))
                 with b.if_then(inside):
-                    b.store(b.load(acc.at(q)), b.gep(pc, [b.add(b.mul(row, n), col)]))
+                    d.store(b, pc, row, col, b.load(acc.at(q)))
 
     d.each_tile(k, BM, BN, (k.ptrs[0], pa, pb), clear, products, write)
     k.finish()

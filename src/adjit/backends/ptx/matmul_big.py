@@ -32,6 +32,9 @@ fill the GPU (:func:`.matmul.choose` decides).
   which is the same order of effects; the two buffers are disjoint, so it sees no race a GPU
   would not have.)  The load of tile kt+1 in the last step reads zeros or in-range data and is
   never used.
+* **Epilogue.** A fused map (:class:`.matmul.Product`) is applied per element before the
+  stores of C (vector or scalar), when S = 1; with S > 1 the partials are stored raw and the
+  summing kernel applies it.
 * **Split-K.** With ``S`` > 1 splits (integer argument), block task ``(s, matrix, tile)``
   covers K-tiles ``[s*chunk, min((s+1)*chunk, ktiles))`` and writes its partial tile to
   ``work[s]`` (each partial a full C, zeros where its range is empty); a second kernel adds the
@@ -238,6 +241,25 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
         addr_c = b.ptrtoint(pc, ir.IntType(64))    # rows of C in aligned groups of 4
         vec_c = b.and_(b.icmp_unsigned("==", b.and_(addr_c, c64(15)), c64(0)),
                        b.icmp_unsigned("==", b.urem(n, c64(4)), c64(0)))
+        ep = d.epilogue(b, mat)
+        whole_c = b.icmp_unsigned("==", S, c64(1))    # C itself (not a partial): epilogue
+
+        def finish(vals, row, col):
+            """The epilogue of in-bounds elements (row, col + c) when storing C itself."""
+            if d.map is None:
+                return vals
+            pre = b.block
+            with b.if_then(whole_c):
+                done = [ep(v, row, b.add(col, c64(c))) for c, v in enumerate(vals)]
+                end = b.block
+            out = []
+            for v, w in zip(vals, done):
+                phi = b.phi(v.type)
+                phi.add_incoming(w, end)
+                phi.add_incoming(v, pre)
+                out.append(phi)
+            return out
+
         with k.threads() as tid:
             ty, tx = b.udiv(tid, c64(16)), b.urem(tid, c64(16))
             for g in range(2):
@@ -252,19 +274,22 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
                             with b.if_else(whole) as (vector, scalar):
                                 with vector:
                                     v = ir.Constant(vt4, ir.Undefined)
-                                    for c in range(4):
-                                        v = b.insert_element(v, vals[c], ir.Constant(ir.IntType(32), c))
+                                    for c, x in enumerate(finish(vals, row, col)):
+                                        v = b.insert_element(v, x, ir.Constant(ir.IntType(32), c))
                                     b.store(v, _vptr(b, ptr, vt4), align=16)
                                 with scalar:
                                     for c in range(4):
-                                        with b.if_then(b.icmp_unsigned("<", b.add(col, c64(c)), n)):
-                                            b.store(vals[c], b.gep(ptr, [c64(c)]))
+                                        cc = b.add(col, c64(c))
+                                        with b.if_then(b.icmp_unsigned("<", cc, n)):
+                                            (x,) = finish([vals[c]], row, cc)
+                                            b.store(x, b.gep(ptr, [c64(c)]))
     k.finish()
 
 
-def lower_split_sum(k, total, S) -> None:
+def lower_split_sum(k, total, S, finish=None) -> None:
     """Kernel body: ``out[i] = work[i] + work[T + i] + ... + work[(S-1) T + i]`` for i < T
-    (``k.ptrs`` = out, work), added in that order."""
+    (``k.ptrs`` = out, work, ...), added in that order; ``finish(b, i, value)``, when given,
+    maps the sum before it is stored (a fused epilogue)."""
     b = k.b
     with k.threads() as tid:
         with loop(b, b.add(b.mul(k.ctaid, c64(NTID)), tid), total, b.mul(k.nctaid, c64(NTID)),
@@ -272,5 +297,7 @@ def lower_split_sum(k, total, S) -> None:
             init = b.load(b.gep(k.ptrs[1], [i]))
             (v,) = accumulate(b, c64(1), S, c64(1), [init], lambda s, a: [
                 b.fadd(a[0], b.load(b.gep(k.ptrs[1], [b.add(b.mul(s, total), i)])))])
+            if finish is not None:
+                v = finish(b, i, v)
             b.store(v, b.gep(k.ptrs[0], [i]))
     k.finish()

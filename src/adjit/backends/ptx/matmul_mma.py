@@ -254,8 +254,7 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
                         col = b.add(n0, (c0 + cc + fn_ * 8).v)
                         inside = b.and_(b.icmp_unsigned("<", row, m), b.icmp_unsigned("<", col, n))
                         with b.if_then(inside):
-                            b.store(b.load(acc.at((fm * FN + fn_) * 4 + i)),
-                                    b.gep(pc, [b.add(b.mul(row, n), col)]))
+                            d.store(b, pc, row, col, b.load(acc.at((fm * FN + fn_) * 4 + i)))
 
     d.each_tile(k, BM, BN, (k.ptrs[0], pa, pb), clear, products, write)
     k.finish()
