@@ -111,6 +111,49 @@ def round_bits(b: ir.IRBuilder, prec: str, x: ir.Value) -> ir.Value:
     return b.select(nan, b.and_(b.or_(bits, c(0x400000)), c(-0x10000)), r)
 
 
+# --- one warp's mma: the instruction, and its emulation from the lanes' registers ------------
+def mma_hw(module: ir.Module, b: ir.IRBuilder, prec: str, a_regs, b_regs, c) -> list:
+    """``mma.sync`` of this lane's A (4 i32), B (2 i32) registers onto accumulators ``c``
+    (4 f32): the lane's 4 results (GPU flavour only: a warp-collective instruction)."""
+    ty = ir.LiteralStructType([F32] * 4)
+    fn = module.globals.get(MMA[prec]) or ir.Function(
+        module, ir.FunctionType(ty, [I32] * 6 + [F32] * 4), name=MMA[prec])
+    d = b.call(fn, list(a_regs) + list(b_regs) + list(c))
+    return [b.extract_value(d, i) for i in range(4)]
+
+
+def _element(b, reg, half):
+    """The f32 value of a register's element (tf32: the register; bf16: a half)."""
+    if half is None:
+        return b.bitcast(reg, F32)
+    bits = b.and_(reg, ir.Constant(I32, -0x10000)) if half else b.shl(reg, ir.Constant(I32, 16))
+    return b.bitcast(bits, F32)
+
+
+def mma_emulated_warp(b, fma, prec: str, g, t, a_reg, b_reg, c) -> list:
+    """What :func:`mma_hw` returns to lane (g, t) (:class:`_V` values), computed from the
+    registers of its warp's lanes: ``a_reg(lane, j)`` / ``b_reg(lane, j)`` load register j
+    of that lane (an i64 lane index in the warp).  Uses the *inverse* layouts (who holds
+    A[row][k], B[k][col]), written independently of :func:`a_elem`/:func:`b_elem`; exact
+    products added in K order, one f32 rounding each."""
+    out = []
+    for i in range(4):
+        row, col = c_elem(g, t, i)        # this lane's output (row, col); row % 8 == g
+        d = c[i]
+        for kk in range(KSTEP[prec]):
+            if prec == "tf32":
+                la, ja, ha = (g * 4 + kk % 4), (i // 2) + 2 * (kk // 4), None
+                lb, jb, hb = col * 4 + kk % 4, kk // 4, None
+            else:
+                la, ja, ha = g * 4 + (kk % 8) // 2, (i // 2) + 2 * (kk // 8), kk % 2
+                lb, jb, hb = col * 4 + (kk % 8) // 2, kk // 8, kk % 2
+            av = _element(b, a_reg(la.v, ja), ha)
+            bv = _element(b, b_reg(lb.v, jb), hb)
+            d = b.call(fma, [av, bv, d])
+        out.append(d)
+    return out
+
+
 def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = False) -> None:
     """Add the tensor-core kernel and launch computing the float32 ``node`` (a matmul, or a
     ``matmul_sum`` when ``summed``) to the Lowering ``lw``."""
@@ -171,27 +214,16 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
 
     def mma_gpu(tid, ks):
         regs = fragments(tid, ks)
-        ty = ir.LiteralStructType([F32] * 4)
-        fn = lw.module.globals.get(MMA[precision]) or ir.Function(
-            lw.module, ir.FunctionType(ty, [I32] * 6 + [F32] * 4), name=MMA[precision])
         for fm in range(FM):
             for fn_ in range(FN):
                 q = (fm * FN + fn_) * 4
-                args = (regs[fm * A_REGS:(fm + 1) * A_REGS]
-                        + regs[FM * A_REGS + fn_ * B_REGS:FM * A_REGS + (fn_ + 1) * B_REGS]
-                        + [b.load(acc.at(q + i)) for i in range(4)])
-                d = b.call(fn, args)
+                d = mma_hw(lw.module, b, precision, regs[fm * A_REGS:(fm + 1) * A_REGS],
+                           regs[FM * A_REGS + fn_ * B_REGS:FM * A_REGS + (fn_ + 1) * B_REGS],
+                           [b.load(acc.at(q + i)) for i in range(4)])
                 for i in range(4):
-                    b.store(b.extract_value(d, i), acc.at(q + i))
+                    b.store(d[i], acc.at(q + i))
 
     fma = intrinsic(lw.module, "fma", F32, 3)
-
-    def element(reg, half):
-        """The f32 value of a register's element (tf32: the register; bf16: a half)."""
-        if half is None:
-            return b.bitcast(reg, F32)
-        bits = b.and_(reg, ir.Constant(I32, -0x10000)) if half else b.shl(reg, ir.Constant(I32, 16))
-        return b.bitcast(bits, F32)
 
     def mma_emulated(tid, ks):
         """The warp's mma from the lanes' registers in ``scratch`` (inverse layouts)."""
@@ -202,21 +234,12 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
         for fm in range(FM):
             for fn_ in range(FN):
                 q = (fm * FN + fn_) * 4
+                d = mma_emulated_warp(b, fma, precision, g, t,
+                                      lambda lane, j: reg(lane, fm * A_REGS + j),
+                                      lambda lane, j: reg(lane, FM * A_REGS + fn_ * B_REGS + j),
+                                      [b.load(acc.at(q + i)) for i in range(4)])
                 for i in range(4):
-                    row, col = c_elem(g, t, i)        # this lane's output (row, col)
-                    d = b.load(acc.at(q + i))
-                    for kk in range(KSTEP[precision]):
-                        # who holds A[row][kk]: lane (row % 8)*4 + ..., row % 8 == g
-                        if precision == "tf32":
-                            la, ja, ha = (g * 4 + kk % 4), (i // 2) + 2 * (kk // 4), None
-                            lb, jb, hb = col * 4 + kk % 4, kk // 4, None
-                        else:
-                            la, ja, ha = g * 4 + (kk % 8) // 2, (i // 2) + 2 * (kk // 8), kk % 2
-                            lb, jb, hb = col * 4 + (kk % 8) // 2, kk // 8, kk % 2
-                        av = element(reg(la.v, fm * A_REGS + ja), ha)
-                        bv = element(reg(lb.v, FM * A_REGS + fn_ * B_REGS + jb), hb)
-                        d = b.call(fma, [av, bv, d])
-                    b.store(d, acc.at(q + i))
+                    b.store(d[i], acc.at(q + i))
 
     def products(pa_t, pb_t, m0, n0):
         with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
