@@ -35,10 +35,12 @@ from llvmlite import ir
 
 from ...ir import Node
 from ..lowering.irkit import c64
+from ..lowering.plan import numel
 from ..lowering.printer import F32, intrinsic
 from .kernel import GPU
 from .lower import NTID
 from .matmul import Product, fetch
+from .matmul import choose as matmul_choose
 
 PRECISIONS = ("tf32", "bf16")
 BM = BN = 64
@@ -154,12 +156,35 @@ def mma_emulated_warp(b, fma, prec: str, g, t, a_reg, b_reg, c) -> list:
     return out
 
 
+def choose(M: int, N: int, K: int, mats: int, summed: bool) -> tuple[str, int]:
+    """The tensor-core kernel for one product: ``("tile64", 1)`` (this module's 64 x 64
+    kernel) or ``("big", S)`` (:mod:`.matmul_mma_big`, 128 x 128 tiles, K split S ways).
+    The FP32 rule of :func:`.matmul.choose`: the big kernel from 2^24 multiply-adds on, split
+    K when its tiles alone would leave SMs idle (each split at least 256 deep), the 64 x 64
+    one when its 4x more tiles fill the GPU better.  Depends on the shape only."""
+    return matmul_choose(M, N, K, mats, summed, "float32")
+
+
 def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = False) -> None:
-    """Add the tensor-core kernel and launch computing the float32 ``node`` (a matmul, or a
-    ``matmul_sum`` when ``summed``) to the Lowering ``lw``."""
+    """Add the tensor-core kernels and launches computing the float32 ``node`` (a matmul, or
+    a ``matmul_sum`` when ``summed``) to the Lowering ``lw``; :func:`choose` picks the kernel
+    per call (only the chosen one is built when every size is static)."""
     if precision not in PRECISIONS:
         raise ValueError(f"no tensor-core kernel for precision {precision!r}")
     d = Product(lw, node, summed)
+    pick = lambda B: choose(*d.sizes(B), summed)
+    static = all(numel((x,)).power == 0 for x in (d.M, d.N, d.K, *d.batch_shape))
+    kinds = {pick(0)[0]} if static else {"tile64", "big"}
+    if "tile64" in kinds:
+        _lower_tile64(lw, name, d, precision, lambda B: pick(B)[0] == "tile64")
+    if "big" in kinds:
+        from .matmul_mma_big import lower_mma_big
+        lower_mma_big(lw, f"{name}_big", d, precision, lambda B: pick(B)[0] == "big",
+                      lambda B: pick(B)[1], splits=not static or pick(0)[1] > 1)
+
+
+def _lower_tile64(lw, name: str, d: Product, precision: str, when) -> None:
+    """The 64 x 64 kernel (module docstring) for the product ``d``."""
     ta, tb = d.ta, d.tb
     k, refs, pa, pb = d.kernel(lw, name)
     b = k.b
@@ -282,4 +307,4 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
 
     d.each_tile(k, BM, BN, (k.ptrs[0], pa, pb), clear, products, write)
     k.finish()
-    d.launch(lw, name, refs, BM, BN, lambda B: True, f"{d.what} ({precision} mma.sync)")
+    d.launch(lw, name, refs, BM, BN, when, f"{d.what} ({precision} mma.sync)")
