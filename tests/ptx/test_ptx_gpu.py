@@ -108,6 +108,57 @@ def test_tensor_core_mlp_step_follows_fp32():
             assert np.abs(g - w).max() <= rel * max(np.abs(w).max(), 1e-30), prec
 
 
+@pytest.mark.parametrize("prec", ["tf32", "bf16"])
+def test_tensor_core_big_kernel_within_the_precision_bound(prec):
+    """Sizes choosing the 128 x 128 mma kernel (matmul_mma_big) unsplit and split along K,
+    vector (K = 1024) and scalar (K = 1021) loads, every transpose form."""
+    rng = np.random.default_rng(9)
+    u = _U[prec]
+    for M, K, N in ((2048, 1024, 1152), (2048, 1021, 1152), (255, 1024, 383)):
+        a, w = aj.input("a", (M, K), "float32"), aj.param("w", (K, N), "float32")
+        at, wt = aj.input("at", (K, M), "float32"), aj.param("wt", (N, K), "float32")
+        outs = [a @ w, aj.transpose(at) @ w, a @ aj.transpose(wt),
+                aj.transpose(at) @ aj.transpose(wt)]
+        f = aj.compile(outs, backend="ptx", precision=prec)
+        assert f"128x128 {prec} mma.sync" in f.launch_plan
+        A, W = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+        A, W = A.astype(np.float32), W.astype(np.float32)
+        got = f(a=A, w=W, at=np.ascontiguousarray(A.T), wt=np.ascontiguousarray(W.T))
+        x, y = A.astype(np.float64), W.astype(np.float64)
+        gamma = K * 2.0 ** -24 / (1 - K * 2.0 ** -24)
+        tol = (2 * u + u * u + 2 * gamma * (1 + u) ** 2) * (np.abs(x) @ np.abs(y)) * 1.0001
+        for g in got:
+            assert (np.abs(g - x @ y) <= tol).all(), (prec, M, K, N)
+
+
+@pytest.mark.parametrize("prec", ["tf32", "bf16"])
+@pytest.mark.parametrize("S", [1, 2, 5])
+def test_tensor_core_big_kernel_forced_on_small_edges(monkeypatch, prec, S):
+    """The 128 x 128 mma kernel forced onto edge sizes, K split S ways: small integers, NaN
+    and ±inf are exact in both precisions and in any summation order, so the GPU must
+    match numpy exactly (stacks, broadcast weight, matmul_sum, batch 1 and 130)."""
+    from adjit.backends.ptx import matmul_mma
+    from adjit.ops.contract import matmul_sum
+    monkeypatch.setattr(matmul_mma, "choose", lambda *a, **k: ("big", S))
+    x = aj.input("x", (None, 36), "float32")
+    s = aj.input("s", (None, 3, 5, 17), "float32")
+    w, v = aj.param("w", (36, 129), "float32"), aj.param("v", (17, 7), "float32")
+    outs = [x @ w, aj.transpose(x) @ x, x @ aj.transpose(w[:, :36]), s @ v,
+            matmul_sum(aj.swapaxes(s, -1, -2), s)]
+    f = aj.compile(outs, backend="ptx", precision=prec)
+    rng = np.random.default_rng(S)
+    for batch in (1, 130):
+        args = dict(x=rng.integers(-4, 5, (batch, 36)).astype("float32"),
+                    s=rng.integers(-4, 5, (batch, 3, 5, 17)).astype("float32"),
+                    w=rng.integers(-4, 5, (36, 129)).astype("float32"),
+                    v=rng.integers(-4, 5, (17, 7)).astype("float32"))
+        args["x"][0, 1], args["w"][2, 3] = np.nan, np.inf
+        with np.errstate(invalid="ignore"):
+            want = aj.compile(outs, backend="interp")(**args)
+        for k, (g, w_) in enumerate(zip(f(**args), want)):
+            np.testing.assert_array_equal(g, w_, err_msg=f"output {k}")
+
+
 # -- device-resident state, pinned staging, CUDA graphs (see test_ptx_resident.py for the
 # -- same checks in emulation) --------------------------------------------------------------
 def _resident_step(kind, **options):

@@ -235,7 +235,9 @@ def test_fp32_is_the_exact_kernel_and_float64_is_untouched():
     tf = aj.compile(outs, backend="ptx", precision="tf32")
     # (LLVM drops the mma of fragments it proves to be outside a 9 x 5 product)
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in tf.ptx
-    assert [ln.endswith("(tf32 mma.sync)") for ln in tf.launch_plan.splitlines()] == [True, False]
+    # (the batch-sized product also builds the 128 x 128 kernel: choose picks one per call)
+    plan = tf.launch_plan.splitlines()
+    assert plan[0].endswith("(tf32 mma.sync)") and "mma" not in plan[-1]      # float64: exact
     rng = np.random.default_rng(0)
     args = {"a": rng.standard_normal((3, 9, 11)).astype(np.float32),
             "w": rng.standard_normal((11, 5)).astype(np.float32),

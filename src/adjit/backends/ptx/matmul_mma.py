@@ -35,10 +35,12 @@ from llvmlite import ir
 
 from ...ir import Node
 from ..lowering.irkit import c64
+from ..lowering.plan import numel
 from ..lowering.printer import F32, intrinsic
 from .kernel import GPU
 from .lower import NTID
 from .matmul import Product, fetch
+from .matmul import choose as matmul_choose
 
 PRECISIONS = ("tf32", "bf16")
 BM = BN = 64
@@ -111,12 +113,78 @@ def round_bits(b: ir.IRBuilder, prec: str, x: ir.Value) -> ir.Value:
     return b.select(nan, b.and_(b.or_(bits, c(0x400000)), c(-0x10000)), r)
 
 
+# --- one warp's mma: the instruction, and its emulation from the lanes' registers ------------
+def mma_hw(module: ir.Module, b: ir.IRBuilder, prec: str, a_regs, b_regs, c) -> list:
+    """``mma.sync`` of this lane's A (4 i32), B (2 i32) registers onto accumulators ``c``
+    (4 f32): the lane's 4 results (GPU flavour only: a warp-collective instruction)."""
+    ty = ir.LiteralStructType([F32] * 4)
+    fn = module.globals.get(MMA[prec]) or ir.Function(
+        module, ir.FunctionType(ty, [I32] * 6 + [F32] * 4), name=MMA[prec])
+    d = b.call(fn, list(a_regs) + list(b_regs) + list(c))
+    return [b.extract_value(d, i) for i in range(4)]
+
+
+def _element(b, reg, half):
+    """The f32 value of a register's element (tf32: the register; bf16: a half)."""
+    if half is None:
+        return b.bitcast(reg, F32)
+    bits = b.and_(reg, ir.Constant(I32, -0x10000)) if half else b.shl(reg, ir.Constant(I32, 16))
+    return b.bitcast(bits, F32)
+
+
+def mma_emulated_warp(b, fma, prec: str, g, t, a_reg, b_reg, c) -> list:
+    """What :func:`mma_hw` returns to lane (g, t) (:class:`_V` values), computed from the
+    registers of its warp's lanes: ``a_reg(lane, j)`` / ``b_reg(lane, j)`` load register j
+    of that lane (an i64 lane index in the warp).  Uses the *inverse* layouts (who holds
+    A[row][k], B[k][col]), written independently of :func:`a_elem`/:func:`b_elem`; exact
+    products added in K order, one f32 rounding each."""
+    out = []
+    for i in range(4):
+        row, col = c_elem(g, t, i)        # this lane's output (row, col); row % 8 == g
+        d = c[i]
+        for kk in range(KSTEP[prec]):
+            if prec == "tf32":
+                la, ja, ha = (g * 4 + kk % 4), (i // 2) + 2 * (kk // 4), None
+                lb, jb, hb = col * 4 + kk % 4, kk // 4, None
+            else:
+                la, ja, ha = g * 4 + (kk % 8) // 2, (i // 2) + 2 * (kk // 8), kk % 2
+                lb, jb, hb = col * 4 + (kk % 8) // 2, kk // 8, kk % 2
+            av = _element(b, a_reg(la.v, ja), ha)
+            bv = _element(b, b_reg(lb.v, jb), hb)
+            d = b.call(fma, [av, bv, d])
+        out.append(d)
+    return out
+
+
+def choose(M: int, N: int, K: int, mats: int, summed: bool) -> tuple[str, int]:
+    """The tensor-core kernel for one product: ``("tile64", 1)`` (this module's 64 x 64
+    kernel) or ``("big", S)`` (:mod:`.matmul_mma_big`, 128 x 128 tiles, K split S ways).
+    The FP32 rule of :func:`.matmul.choose`: the big kernel from 2^24 multiply-adds on, split
+    K when its tiles alone would leave SMs idle (each split at least 256 deep), the 64 x 64
+    one when its 4x more tiles fill the GPU better.  Depends on the shape only."""
+    return matmul_choose(M, N, K, mats, summed, "float32")
+
+
 def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = False) -> None:
-    """Add the tensor-core kernel and launch computing the float32 ``node`` (a matmul, or a
-    ``matmul_sum`` when ``summed``) to the Lowering ``lw``."""
+    """Add the tensor-core kernels and launches computing the float32 ``node`` (a matmul, or
+    a ``matmul_sum`` when ``summed``) to the Lowering ``lw``; :func:`choose` picks the kernel
+    per call (only the chosen one is built when every size is static)."""
     if precision not in PRECISIONS:
         raise ValueError(f"no tensor-core kernel for precision {precision!r}")
     d = Product(lw, node, summed)
+    pick = lambda B: choose(*d.sizes(B), summed)
+    static = all(numel((x,)).power == 0 for x in (d.M, d.N, d.K, *d.batch_shape))
+    kinds = {pick(0)[0]} if static else {"tile64", "big"}
+    if "tile64" in kinds:
+        _lower_tile64(lw, name, d, precision, lambda B: pick(B)[0] == "tile64")
+    if "big" in kinds:
+        from .matmul_mma_big import lower_mma_big
+        lower_mma_big(lw, f"{name}_big", d, precision, lambda B: pick(B)[0] == "big",
+                      lambda B: pick(B)[1], splits=not static or pick(0)[1] > 1)
+
+
+def _lower_tile64(lw, name: str, d: Product, precision: str, when) -> None:
+    """The 64 x 64 kernel (module docstring) for the product ``d``."""
     ta, tb = d.ta, d.tb
     k, refs, pa, pb = d.kernel(lw, name)
     b = k.b
@@ -171,27 +239,16 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
 
     def mma_gpu(tid, ks):
         regs = fragments(tid, ks)
-        ty = ir.LiteralStructType([F32] * 4)
-        fn = lw.module.globals.get(MMA[precision]) or ir.Function(
-            lw.module, ir.FunctionType(ty, [I32] * 6 + [F32] * 4), name=MMA[precision])
         for fm in range(FM):
             for fn_ in range(FN):
                 q = (fm * FN + fn_) * 4
-                args = (regs[fm * A_REGS:(fm + 1) * A_REGS]
-                        + regs[FM * A_REGS + fn_ * B_REGS:FM * A_REGS + (fn_ + 1) * B_REGS]
-                        + [b.load(acc.at(q + i)) for i in range(4)])
-                d = b.call(fn, args)
+                d = mma_hw(lw.module, b, precision, regs[fm * A_REGS:(fm + 1) * A_REGS],
+                           regs[FM * A_REGS + fn_ * B_REGS:FM * A_REGS + (fn_ + 1) * B_REGS],
+                           [b.load(acc.at(q + i)) for i in range(4)])
                 for i in range(4):
-                    b.store(b.extract_value(d, i), acc.at(q + i))
+                    b.store(d[i], acc.at(q + i))
 
     fma = intrinsic(lw.module, "fma", F32, 3)
-
-    def element(reg, half):
-        """The f32 value of a register's element (tf32: the register; bf16: a half)."""
-        if half is None:
-            return b.bitcast(reg, F32)
-        bits = b.and_(reg, ir.Constant(I32, -0x10000)) if half else b.shl(reg, ir.Constant(I32, 16))
-        return b.bitcast(bits, F32)
 
     def mma_emulated(tid, ks):
         """The warp's mma from the lanes' registers in ``scratch`` (inverse layouts)."""
@@ -202,21 +259,12 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
         for fm in range(FM):
             for fn_ in range(FN):
                 q = (fm * FN + fn_) * 4
+                d = mma_emulated_warp(b, fma, precision, g, t,
+                                      lambda lane, j: reg(lane, fm * A_REGS + j),
+                                      lambda lane, j: reg(lane, FM * A_REGS + fn_ * B_REGS + j),
+                                      [b.load(acc.at(q + i)) for i in range(4)])
                 for i in range(4):
-                    row, col = c_elem(g, t, i)        # this lane's output (row, col)
-                    d = b.load(acc.at(q + i))
-                    for kk in range(KSTEP[precision]):
-                        # who holds A[row][kk]: lane (row % 8)*4 + ..., row % 8 == g
-                        if precision == "tf32":
-                            la, ja, ha = (g * 4 + kk % 4), (i // 2) + 2 * (kk // 4), None
-                            lb, jb, hb = col * 4 + kk % 4, kk // 4, None
-                        else:
-                            la, ja, ha = g * 4 + (kk % 8) // 2, (i // 2) + 2 * (kk // 8), kk % 2
-                            lb, jb, hb = col * 4 + (kk % 8) // 2, kk // 8, kk % 2
-                        av = element(reg(la.v, fm * A_REGS + ja), ha)
-                        bv = element(reg(lb.v, FM * A_REGS + fn_ * B_REGS + jb), hb)
-                        d = b.call(fma, [av, bv, d])
-                    b.store(d, acc.at(q + i))
+                    b.store(d[i], acc.at(q + i))
 
     def products(pa_t, pb_t, m0, n0):
         with k.uniform_loop(c64(0), kk_total, c64(BK), "k0") as k0:
@@ -258,4 +306,4 @@ def lower_matmul_mma(lw, name: str, node: Node, precision: str, summed: bool = F
 
     d.each_tile(k, BM, BN, (k.ptrs[0], pa, pb), clear, products, write)
     k.finish()
-    d.launch(lw, name, refs, BM, BN, lambda B: True, f"{d.what} ({precision} mma.sync)")
+    d.launch(lw, name, refs, BM, BN, when, f"{d.what} ({precision} mma.sync)")
