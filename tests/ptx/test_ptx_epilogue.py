@@ -262,11 +262,16 @@ def test_the_mlp_runs_fewer_kernels(unfused):
 
 # --- tensor cores ------------------------------------------------------------------------------
 @pytest.mark.parametrize("prec", ["tf32", "bf16"])
-def test_tensor_core_epilogues(prec):
+@pytest.mark.parametrize("kind,S", [(None, 1), ("tile64", 1), ("big", 1), ("big", 2), ("big", 5)])
+def test_tensor_core_epilogues(monkeypatch, prec, kind, S):
     """Small integers: the products are exact in both precisions, so relu(M + b) and the
     gradient's epilogue are exact too; then random operands against the interpreter within the
-    precision's bound (the maps here are 1-Lipschitz)."""
+    precision's bound (the maps here are 1-Lipschitz).  On each tensor-core kernel (None: as
+    chosen), the 128 x 128 one also with K split 2 and 5 ways (the epilogue in the sum)."""
     from test_ptx_mma import bound
+    from adjit.backends.ptx import matmul_mma as mma
+    if kind is not None:
+        monkeypatch.setattr(mma, "choose", lambda *a, **k: (kind, S))
     dt = "float32"
     x, W, b = aj.input("x", (None, 21), dt), aj.param("W", (21, 19), dt), aj.param("b", (19,), dt)
     gy = aj.input("gy", (None, 19), dt)
@@ -274,7 +279,9 @@ def test_tensor_core_epilogues(prec):
     gx = aj.where(x > 0, gy @ aj.transpose(W), 0.0)
     outs = [y, gx, aj.tanh(x @ aj.param("V", (21, 19), dt) - b)]
     f = emulated(outs, precision=prec)
-    assert len(fused_lines(f)) == 3 and f"{prec} mma.sync" in fused_lines(f)[0]
+    assert len(fused_steps(f)) == 3 and f"{prec} mma.sync" in fused_lines(f)[0]
+    if kind == "big":
+        assert any("128x128" in ln for ln in fused_lines(f))
     rng = np.random.default_rng(5)
     for B in (0, 1, 37):
         X = rng.integers(-3, 4, (B, 21)).astype(dt)

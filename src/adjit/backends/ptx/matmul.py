@@ -267,7 +267,7 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
             fin = f"{name}_splitsum"     # reads the partials in A's place, then E's operands
             kf, refs_f, _ = d.kernel(lw, fin, n_ints=1, reads=[d.a])
             lower_split_sum(kf, size_value(kf.b, numel(node.shape), kf.batch), kf.ints[0],
-                            _final(d))
+                            final_epilogue(d))
             work = ("work",)
             lw.launches += [
                 Launch(nm, (work, *refs), grid=grid, ints=(S,),
@@ -279,7 +279,7 @@ def lower_matmul(lw, name: str, node: Node, summed: bool = False) -> None:
                        what=d.what + " (sum of the K splits)")]
 
 
-def _final(d: Product):
+def final_epilogue(d: Product):
     """``finish(b, i, value)`` for the split-K sum: the epilogue at flat element ``i`` of C
     (None without one)."""
     if d.map is None:

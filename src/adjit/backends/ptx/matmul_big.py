@@ -241,24 +241,7 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
         addr_c = b.ptrtoint(pc, ir.IntType(64))    # rows of C in aligned groups of 4
         vec_c = b.and_(b.icmp_unsigned("==", b.and_(addr_c, c64(15)), c64(0)),
                        b.icmp_unsigned("==", b.urem(n, c64(4)), c64(0)))
-        ep = d.epilogue(b, mat)
-        whole_c = b.icmp_unsigned("==", S, c64(1))    # C itself (not a partial): epilogue
-
-        def finish(vals, row, col):
-            """The epilogue of in-bounds elements (row, col + c) when storing C itself."""
-            if d.map is None:
-                return vals
-            pre = b.block
-            with b.if_then(whole_c):
-                done = [ep(v, row, b.add(col, c64(c))) for c, v in enumerate(vals)]
-                end = b.block
-            out = []
-            for v, w in zip(vals, done):
-                phi = b.phi(v.type)
-                phi.add_incoming(w, end)
-                phi.add_incoming(v, pre)
-                out.append(phi)
-            return out
+        finish = whole_c_epilogue(b, d, d.epilogue(b, mat), S)
 
         with k.threads() as tid:
             ty, tx = b.udiv(tid, c64(16)), b.urem(tid, c64(16))
@@ -284,6 +267,29 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
                                             (x,) = finish([vals[c]], row, cc)
                                             b.store(x, b.gep(ptr, [c64(c)]))
     k.finish()
+
+
+def whole_c_epilogue(b, d, ep, S):
+    """``finish(vals, row, col)``: for a kernel storing C itself when S = 1 and split-K
+    partials otherwise, the values of in-bounds elements (row, col + c) to store -- the
+    epilogue ``ep`` applied when S == 1, the raw values for a partial (or without one)."""
+    whole_c = b.icmp_unsigned("==", S, c64(1))    # C itself (not a partial): epilogue
+
+    def finish(vals, row, col):
+        if d.map is None:
+            return vals
+        pre = b.block
+        with b.if_then(whole_c):
+            done = [ep(v, row, b.add(col, c64(c))) for c, v in enumerate(vals)]
+            end = b.block
+        out = []
+        for v, w in zip(vals, done):
+            phi = b.phi(v.type)
+            phi.add_incoming(w, end)
+            phi.add_incoming(v, pre)
+            out.append(phi)
+        return out
+    return finish
 
 
 def lower_split_sum(k, total, S, finish=None) -> None:

@@ -52,8 +52,8 @@ from ..lowering.plan import numel
 from ..lowering.printer import F32, intrinsic
 from .kernel import GPU
 from .lower import ITEMSIZE, MAX_GRID, NTID, Launch, blocks
-from .matmul import fetch
-from .matmul_big import _vptr, lower_split_sum
+from .matmul import fetch, final_epilogue
+from .matmul_big import _vptr, lower_split_sum, whole_c_epilogue
 from .matmul_mma import (A_REGS, B_REGS, I32, _V, a_elem, b_elem, mma_emulated_warp, mma_hw,
                          round_bits)
 
@@ -110,12 +110,9 @@ def lower_mma_big(lw, name: str, d, precision: str, use, S_of, splits: bool = Tr
     assert fragment_pairs_ok(precision)
     E = PER_WORD[precision]
     node = d.node
-    k, refs, (pa, pb) = lw.kernel(name, node.dtype, [d.a, d.b], n_ints=1)
-    if pa is None or pb is None:
-        raise NotImplementedError("matmul of the batch size")
-    d.bind(k)
+    k, refs, pa, pb = d.kernel(lw, name, n_ints=1)      # (+ a fused epilogue's operands)
     _body(lw, k, d, precision, E, pa, pb)
-    out = ("slot", lw.plan.storage[node.id].slot)
+    out = ("slot", lw.plan.storage[d.out.id].slot)
     out_mats = (lambda B: 1) if d.summed else (lambda B: d.sizes(B)[3])
     c_size = lambda B: d.sizes(B)[0] * d.sizes(B)[1] * out_mats(B)
     tiles = lambda B: -(-d.sizes(B)[0] // BM) * -(-d.sizes(B)[1] // BN) * out_mats(B)
@@ -126,15 +123,16 @@ def lower_mma_big(lw, name: str, d, precision: str, use, S_of, splits: bool = Tr
     if not splits:
         return
     split = lambda B: use(B) and S_of(B) > 1 and c_size(B) > 0
-    fin = f"{name}_splitsum"
-    kf, _, _ = lw.kernel(fin, node.dtype, [node], n_ints=1)
-    lower_split_sum(kf, size_value(kf.b, numel(node.shape), kf.batch), kf.ints[0])
+    fin = f"{name}_splitsum"     # reads the partials in A's place, then E's operands
+    kf, refs_f, _ = d.kernel(lw, fin, n_ints=1, reads=[d.a])
+    lower_split_sum(kf, size_value(kf.b, numel(node.shape), kf.batch), kf.ints[0],
+                    final_epilogue(d))
     lw.launches += [
         Launch(name, (("work",), *refs), grid=grid, ints=(S_of,), when=split,
                work_bytes=lambda B: S_of(B) * c_size(B) * ITEMSIZE[node.dtype],
                what=what + ", split K)"),
-        Launch(fin, (out, ("work",)), grid=lambda B: blocks(c_size(B)), ints=(S_of,),
-               when=split, what=d.what + " (sum of the K splits)")]
+        Launch(fin, (out, ("work",), *refs_f[1:]), grid=lambda B: blocks(c_size(B)),
+               ints=(S_of,), when=split, what=d.what + " (sum of the K splits)")]
 
 
 def _body(lw, k, d, prec: str, E: int, a_ptr, b_ptr) -> None:
@@ -327,6 +325,7 @@ def _body(lw, k, d, prec: str, E: int, a_ptr, b_ptr) -> None:
         """C (or split ``split``'s partial) from the accumulators: lane (g, t) holds, per
         fragment, columns 2t and 2t + 1 of rows g and g + 8 (8-byte stores when aligned)."""
         pc = b.gep(pc, [b.mul(split, c_size)])
+        finish = whole_c_epilogue(b, d, d._tile_ep, S)    # (each_tile sets the tile's epilogue)
         pairs = b.and_(b.icmp_unsigned("==", b.and_(b.ptrtoint(pc, ir.IntType(64)), c64(7)),
                                        c64(0)),
                        b.icmp_unsigned("==", b.and_(n, c64(1)), c64(0)))
@@ -343,15 +342,17 @@ def _body(lw, k, d, prec: str, E: int, a_ptr, b_ptr) -> None:
                         with b.if_then(b.and_(b.icmp_unsigned("<", row, m),
                                               b.icmp_unsigned("<", col, n))):
                             with b.if_else(pairs) as (two, one):
-                                with two:
+                                with two:       # (n even: col + 1 < n too)
+                                    v2 = finish(v, row, col)
                                     pv = b.insert_element(ir.Constant(ir.VectorType(F32, 2),
-                                                                      ir.Undefined), v[0], c32(0))
-                                    pv = b.insert_element(pv, v[1], c32(1))
+                                                                      ir.Undefined), v2[0], c32(0))
+                                    pv = b.insert_element(pv, v2[1], c32(1))
                                     b.store(pv, _vptr(b, ptr, pv.type), align=8)
                                 with one:
-                                    b.store(v[0], ptr)
-                                    with b.if_then(b.icmp_unsigned("<", b.add(col, c64(1)), n)):
-                                        b.store(v[1], b.gep(ptr, [c64(1)]))
+                                    b.store(finish(v[:1], row, col)[0], ptr)
+                                    c1 = b.add(col, c64(1))
+                                    with b.if_then(b.icmp_unsigned("<", c1, n)):
+                                        b.store(finish(v[1:], row, c1)[0], b.gep(ptr, [c64(1)]))
 
     d.each_tile(k, BM, BN, (k.ptrs[0], a_ptr, b_ptr), clear, products, write)
     k.ctaid, k.nctaid = ctaid, nctaid
