@@ -303,18 +303,6 @@ def test_tensor_core_epilogues(monkeypatch, prec, kind, S):
 
 
 # --- ptxas ---------------------------------------------------------------------------------------
-def _spills(report: str) -> dict:
-    out, cur = {}, None
-    for line in report.splitlines():
-        m = re.search(r"Function properties for (\w+)", line)
-        if m:
-            cur = m.group(1)
-        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if m and cur:
-            out[cur] = int(m.group(1)) + int(m.group(2))
-    return out
-
-
 @pytest.mark.skipif(ptxas_path() is None, reason="ptxas (CUDA toolkit) is not on the PATH")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("prec", ["fp32", "tf32"])
@@ -323,7 +311,7 @@ def test_ptxas_accepts_the_fused_kernels_without_spills(arch, prec):
     per-stack bias (fp32 only: the tf32 kernel on a stack whose batch axes do not merge
     spills 16-20 bytes on sm_80 with or without an epilogue, ptxas choosing 48 registers)."""
     from adjit.backends.ptx import assemble
-    from adjit.backends.ptx.sources import registers
+    from adjit.backends.ptx.sources import registers, spills
     outs = mlp("float32", (512, 256, 10), act=aj.relu)
     s = aj.input("s", (None, 4, 8, 64), "float32")
     if prec == "fp32":
@@ -331,8 +319,8 @@ def test_ptxas_accepts_the_fused_kernels_without_spills(arch, prec):
                             + aj.param("c", (4, 1, 32), "float32")))
     f = aj.compile(outs, backend="ptx", precision=prec, arch=arch)
     report = assemble(f.ptx_for(arch), arch)
-    used, spills = registers(report), _spills(report)
+    used, spilled = registers(report), spills(report)
     fused = {ln.split()[0] for ln in fused_lines(f)}
     assert len(fused_steps(f)) == (4 if prec == "fp32" else 3)
     for k in fused:
-        assert used[k] <= 255 and spills[k] == 0, (k, used[k], spills[k])
+        assert used[k] <= 255 and spilled[k] == 0, (k, used[k], spilled[k])

@@ -6,7 +6,6 @@ run the big kernel at every edge: M, N in {1, 7, tile - 1, tile, tile + 1, odd p
 around BK = 8 and not a multiple of the vector width (scalar loads) or one (vector loads),
 K = 0, every transpose combination, stacks with broadcast operands, matmul_sum, float32 and
 float64, batch 0 and 1, and K split 1, 2 and 5 ways (more splits than K-tiles included)."""
-import re
 
 import numpy as np
 import pytest
@@ -143,25 +142,13 @@ def test_static_shapes_build_only_the_chosen_kernel():
     assert sum(k.endswith("_matmul") for k in kernels) == 1       # the 64 x 128 x 64 product
 
 
-def _spills(report: str) -> dict:
-    out, cur = {}, None
-    for line in report.splitlines():
-        m = re.search(r"Function properties for (\w+)", line)
-        if m:
-            cur = m.group(1)
-        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if m and cur:
-            out[cur] = int(m.group(1)) + int(m.group(2))
-    return out
-
-
 @pytest.mark.skipif(ptxas_path() is None, reason="ptxas (CUDA toolkit) is not on the PATH")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_ptxas_accepts_the_big_kernel_without_spills(arch):
     """float32 at the default opt level: every transpose form, a stack, matmul_sum, split-K
     (sizes depending on the batch, so every kernel is built)."""
     from adjit.backends.ptx import assemble
-    from adjit.backends.ptx.sources import registers
+    from adjit.backends.ptx.sources import registers, spills
     x = aj.input("x", (None, 512), "float32")
     s = aj.input("s", (None, 4, 256), "float32")
     w = aj.param("w", (512, 512), "float32")
@@ -169,8 +156,8 @@ def test_ptxas_accepts_the_big_kernel_without_spills(arch):
             matmul_sum(aj.swapaxes(s, -1, -2), s), s @ aj.transpose(s[0])]
     f = aj.compile(outs, backend="ptx")
     report = assemble(f.ptx_for(arch), arch)
-    used, spills = registers(report), _spills(report)
+    used, spilled = registers(report), spills(report)
     big = [k for k in used if k.endswith("_big")]
     assert len(big) == len(outs)
     for k in big:
-        assert used[k] <= 255 and spills[k] == 0, (k, used[k], spills[k])
+        assert used[k] <= 255 and spilled[k] == 0, (k, used[k], spilled[k])

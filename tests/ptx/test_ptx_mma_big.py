@@ -8,7 +8,6 @@ broadcast operands, matmul_sum, batch 0 and 1, K split 1, 2 and 5 ways (more spl
 K-tiles included), NaN and ±inf, and a mutation check that reading or writing the wrong
 shared stage gives wrong products.
 """
-import re
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import adjit as aj
 from adjit.backends.ptx import assemble
 from adjit.backends.ptx import matmul_mma as mma
 from adjit.backends.ptx import matmul_mma_big as big
-from adjit.backends.ptx.sources import ptxas_path, registers
+from adjit.backends.ptx.sources import ptxas_path, registers, spills
 from adjit.ops.contract import matmul_sum
 from ptx_helpers import emulated, mlp, mlp_args
 from test_ptx_mma import U, U32, bound
@@ -214,17 +213,6 @@ def test_the_choice_is_made_per_call(monkeypatch):
 
 
 # --- ptxas --------------------------------------------------------------------------------
-def _spills(report):
-    out, cur = {}, None
-    for line in report.splitlines():
-        m = re.search(r"Function properties for (\w+)", line)
-        cur = m.group(1) if m else cur
-        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if m and cur:
-            out[cur] = int(m.group(1)) + int(m.group(2))
-    return out
-
-
 @pytest.mark.skipif(ptxas_path() is None, reason="ptxas (CUDA toolkit) is not on the PATH")
 @pytest.mark.parametrize("prec", PRECS)
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
@@ -241,8 +229,8 @@ def test_ptxas_accepts_the_big_kernel_without_spills(prec, arch):
     assert ptx.count(f"mma.sync.aligned.{shape}.row.col.f32.{prec}.{prec}.f32") >= 32 * len(outs)
     assert "ld.shared.v2" in ptx and "st.shared.v4" in ptx and "ld.global.v4" in ptx
     report = assemble(ptx, arch)
-    used, spills = registers(report), _spills(report)
+    used, spilled = registers(report), spills(report)
     kernels = [k for k in used if k.endswith("_big")]
     assert len(kernels) == len(outs)
     for k in kernels:
-        assert used[k] <= 255 and spills[k] == 0, (k, used[k], spills[k])
+        assert used[k] <= 255 and spilled[k] == 0, (k, used[k], spilled[k])

@@ -100,3 +100,15 @@ def registers(report: str) -> dict[str, int]:
         if m and current:
             out[current] = int(m.group(1))
     return out
+
+
+def spills(report: str) -> dict[str, int]:
+    """``{kernel: bytes of spill stores + spill loads}`` from an :func:`assemble` report."""
+    out, current = {}, None
+    for line in report.splitlines():
+        m = re.search(r"Function properties for (\w+)", line)
+        current = m.group(1) if m else current
+        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m and current:
+            out[current] = int(m.group(1)) + int(m.group(2))
+    return out
