@@ -8,7 +8,7 @@ import compile_cases as C
 
 
 def split_row(wl) -> dict:
-    from adjit.backends.llvm import DEFAULT_OPT_LEVEL
+    from adjit.backends.llvm import DEFAULT_OPT_LEVEL, MASKED_TAILS
     from adjit.backends.llvm.codegen import Lowering
     from adjit.backends.llvm.runtime import DATA_OFFSET
     from adjit.backends.lowering import target
@@ -25,7 +25,8 @@ def split_row(wl) -> dict:
     lw = Lowering(Plan(graph), DATA_OFFSET)
     ir_text = lw.lower()
     t2 = time.perf_counter()
-    jit = target.compile_ir(ir_text, opt_level=DEFAULT_OPT_LEVEL, cache=False, name="adjit")
+    jit = target.compile_ir(ir_text, opt_level=DEFAULT_OPT_LEVEL, cache=False, name="adjit",
+                            masked_tails=MASKED_TAILS)
     t3 = time.perf_counter()
     row = {"passes": t1 - t0, "lower": t2 - t1, "llvm": t3 - t2}
     row.update({k: lw.timings.get(k, float("nan")) for k in ("build", "text")})

@@ -24,6 +24,11 @@ from ..protocol import Backend
 
 
 DEFAULT_OPT_LEVEL = 1
+# A model's vectorized loops end in a masked vector iteration, not a vector epilogue and a
+# scalar loop (see lowering.target.set_masked_tails): about a third less LLVM time on
+# W3/W4/W6, same call times.  ADJIT_MASKED_TAILS=0 turns it off.  (The GEMM library is
+# compiled without: its loops are written as vector code.)
+MASKED_TAILS = os.environ.get("ADJIT_MASKED_TAILS", "1") != "0"
 # Unfolds read only by products are computed inside them, one image at a time
 # (lowering/plan.py, .window_gemm); ADJIT_WINDOWS=0 (or the option windows=False) stores
 # them in full instead.
@@ -46,7 +51,8 @@ def build(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     updates = updates or {}
     plan = Plan(graph, in_place=frozenset(updates), windows=_windows(windows))
     ir_text = Lowering(plan, DATA_OFFSET, profile, cpu=cpu).lower()
-    jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit", cpu=cpu)
+    jit = compile_ir(ir_text, opt_level=opt_level, cache=cache, name="adjit", cpu=cpu,
+                     masked_tails=MASKED_TAILS)
     fill_constants(plan, jit)
     return NativeFunction(plan, jit, updates, profile)
 
@@ -62,6 +68,7 @@ def _key(traced: Graph, opt_level: int = DEFAULT_OPT_LEVEL, cache: bool | None =
     return fncache.key(traced, {"opt_level": opt_level, "profile": bool(profile),
                                 "updates": sorted((updates or {}).items()),
                                 "data_offset": DATA_OFFSET, "windows": _windows(windows),
+                                "masked_tails": MASKED_TAILS,
                                 "fold_block": plan_module.FOLD_BLOCK_BYTES}, cpu)
 
 

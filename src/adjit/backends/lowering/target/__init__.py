@@ -64,8 +64,8 @@ from .diskcache import (ENTRY_SUFFIX, cache_dir, cache_switch, enforce_limit, is
                          write_entry)
 from . import cpu as _cpu
 from .machine import (_ensure_init, _lock, _target_machine, add_symbol,  # noqa: F401
-                      compile_threads, host_info, load_library, target_cpu, target_spec,
-                      vector_width_bytes)
+                      compile_threads, host_info, load_library, set_masked_tails,
+                      target_cpu, target_spec, vector_width_bytes)
 
 __all__ = ["JitModule", "compile_ir", "NO_UNROLL", "load_cached", "compile_threads", "add_symbol",
            "load_library", "host_info", "target_cpu", "target_spec", "vector_width_bytes",
@@ -152,12 +152,13 @@ class JitModule:
         return f"<JitModule {self.name!r} O{self.opt_level} ({self.cache_info})>"
 
 
-def _cache_key(ir_text: str, opt_level: int, cpu: str = _cpu.HOST) -> str:
+def _cache_key(ir_text: str, opt_level: int, cpu: str = _cpu.HOST,
+               masked_tails: bool = False) -> str:
     info = host_info()
     h = hashlib.sha256()
     for part in (f"adjit-cache-format={_FORMAT_VERSION}", info["llvmlite_version"],
                  info["llvm_version"], info["triple"], *target_spec(cpu),
-                 f"O{opt_level}", ir_text):
+                 f"O{opt_level}", f"masked_tails={masked_tails}", ir_text):
         h.update(part.encode())
         h.update(b"\0")       # separator: no two different tuples hash the same bytes
     return h.hexdigest()
@@ -269,7 +270,8 @@ def _compile(texts: list[str], opt_level: int, name: str, cpu: str = _cpu.HOST):
 
 
 def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool | None = None,
-               name: str = "adjit", cpu: str | None = None) -> JitModule:
+               name: str = "adjit", cpu: str | None = None,
+               masked_tails: bool = False) -> JitModule:
     """Compile LLVM IR text for a CPU and return a :class:`JitModule`.
 
     ``ir_text`` may be a list of module texts: they are compiled in parallel threads and
@@ -278,7 +280,10 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
     (loop and SLP vectorization on) and the codegen level.  ``cache``: None follows the
     environment (on unless ``ADJIT_CACHE=0``), True/False force it on/off.  ``cpu``:
     None follows ``$ADJIT_CPU`` (default "host"); a name such as "znver3" compiles for
-    that CPU (ValueError if LLVM does not know it).  Raises RuntimeError on invalid IR.
+    that CPU (ValueError if LLVM does not know it).  ``masked_tails``: vectorized loops
+    run their last partial vector under a mask where the CPU has masked loads and stores
+    (AVX-512, AVX2) instead of a vector epilogue and a scalar remainder loop (see
+    :func:`.machine.set_masked_tails`).  Raises RuntimeError on invalid IR.
     """
     if not 0 <= opt_level <= 3:
         raise ValueError(f"opt_level must be 0..3, got {opt_level}")
@@ -297,7 +302,7 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
             if d is None:
                 use, info = False, f"miss: {why}"
             else:
-                key = _cache_key(joined, opt_level, cpu)
+                key = _cache_key(joined, opt_level, cpu, masked_tails)
                 path = os.path.join(d, key + ENTRY_SUFFIX)
         if use and is_entry(path):
             got = _load_entry(path, key, name, opt_level, joined, cpu)
@@ -308,6 +313,7 @@ def compile_ir(ir_text: str | Sequence[str], *, opt_level: int = 3, cache: bool 
                 os.unlink(path)
             except OSError:
                 pass
+        set_masked_tails(masked_tails)     # (LLVM's option is global: under _lock)
         engine, opt_ir, obj, timings = _compile(texts, opt_level, name, cpu)
         if use:
             try:

@@ -16,6 +16,7 @@ from .forksafe import Lock, quiesce
 _lock = Lock(reentrant=True)     # serializes every use of LLVM's global context
 quiesce(_lock)                   # ... and is held across fork() (see forksafe)
 _initialized = False
+_masked_tails: bool | None = None      # LLVM's loop-tail option as last set (under _lock)
 
 
 def compile_threads() -> int:
@@ -38,6 +39,25 @@ def _ensure_init() -> None:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
             _initialized = True
+            set_masked_tails(False)
+
+
+def set_masked_tails(on: bool) -> None:
+    """Whether LLVM's loop vectorizer folds a loop's tail into its vector loop under a
+    mask (``-prefer-predicate-over-epilogue=predicate-else-scalar-epilogue``: one vector
+    loop with masked loads and stores where the CPU has them, else as off) or vectorizes
+    it with a vector epilogue and a scalar remainder (off).  On W3/W4/W6 masked tails cut
+    LLVM's time by about a third (a vectorized loop compiles as one copy of its body, not
+    three) at the same call times.  The option is process-wide: set only under ``_lock``
+    (``compile_ir`` sets it for each compile); set explicitly from the first compile on,
+    so code never depends on which compile ran first."""
+    global _masked_tails
+    on = bool(on)
+    with _lock:
+        if on != _masked_tails:
+            llvm.set_option("adjit", "-prefer-predicate-over-epilogue="
+                            + ("predicate-else-scalar-epilogue" if on else "scalar-epilogue"))
+            _masked_tails = on
 
 
 @functools.cache
