@@ -34,11 +34,18 @@ compiled per process (its IR names no model and no address; everything is read f
 *context*, a ctypes structure passed as the builtin's ``self``), so a model pays only
 for its context.
 
+``f(...)`` itself does not call the builtin: ``compiled._install_native`` makes it the
+``__call__`` of a per-instance class, and :func:`install_type_call` also gives that class
+a native ``tp_call`` (``adjit_typecall``, :mod:`.fastcall_type`, :mod:`.fastcall_kwargs`)
+reading the keyword dict CPython built, so a call skips the ``__call__`` lookup and the
+unpacking of the dict into kwnames (W1: 0.28 -> 0.24 us; ``ADJIT_FASTCALL_TYPE=0``
+switches this step off, the builtin then serves through ``slot_tp_call``).
+
 Object layouts and C-API entries come from :mod:`.fastcall_probe` (no fastcall on an
 untested Python/numpy pair, a free-threaded build, or when a probe fails: see
 :func:`.fastcall_probe.unavailable`).  ``ADJIT_FASTCALL=0`` switches the fastcall off,
 ``ADJIT_FASTCALL=force`` tries it on untested versions, ``ADJIT_FASTCALL_ARRAYS=0`` only
-the primed route.
+the primed route, ``ADJIT_FASTCALL_TYPE=0`` only the native ``tp_call``.
 """
 from __future__ import annotations
 

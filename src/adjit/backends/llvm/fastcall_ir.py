@@ -8,6 +8,10 @@ C-API functions it calls and the object-layout offsets probed at import.  Nothin
 model-specific and no process address is in the IR, so one compiled wrapper (and one
 disk-cache entry) serves every eligible model.
 
+``adjit_dictcall(self, args, kwargs)`` is the same wrapper reading a ``tp_call``'s
+argument tuple and keyword dict (:mod:`.fastcall_kwargs`); ``adjit_typecall`` finds its
+context through the instance's type.
+
 What it does, in order (every "no" hands the call, unchanged, to the fallback):
 
 1. no positional arguments, as many keywords as inputs;
@@ -158,10 +162,11 @@ def wrapper_ir(ctx_offset: int, type_layout: tuple[int, int] | None = None) -> s
     """IR text of ``adjit_fastcall`` and ``adjit_dictcall`` (and, given ``type_layout``,
     ``adjit_typecall``: see :mod:`.fastcall_kwargs`); ``ctx_offset``: byte offset of a
     ctypes object's buffer pointer (the same in every process of one Python build)."""
+    from .fastcall_checks import release_fn
     from .fastcall_kwargs import DictSource, type_call_fn
     module = ir.Module(name="adjit_fastcall")
     module.triple = ""
-    release = _release_fn(module)
+    release = release_fn(module)
     fn = ir.Function(module, ir.FunctionType(I8P, [I8P, I8PP, I64, I8P]), name=NAME)
     for a, n in zip(fn.args, ("self", "args", "nargs", "kwnames")):
         a.name = n
@@ -390,25 +395,3 @@ def _emit(fn: ir.Function, ctx_offset: int, src, release) -> None:
         b.ret(src.call(e, e.ptr(target)))
     e.finish()
 
-
-def _release_fn(module: ir.Module) -> ir.Function:
-    """``void release(PyObject **objs, i64 n, decref)``: drop the outputs made so far."""
-    fn = ir.Function(module, ir.FunctionType(VOID, [I8PP, I64, T_REF.as_pointer()]),
-                     name="adjit_fastcall_release")
-    fn.linkage = "internal"
-    objs, n, decref = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    head, body, done = (fn.append_basic_block(s) for s in ("head", "body", "done"))
-    start = b.block
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, "i")
-    i.add_incoming(c64(0), start)
-    b.cbranch(b.icmp_signed("<", i, n), body, done)
-    b.position_at_end(body)
-    b.call(decref, [b.load(b.gep(objs, [i]))])
-    i.add_incoming(b.add(i, c64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
-    b.ret_void()
-    return fn
