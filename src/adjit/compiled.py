@@ -281,9 +281,11 @@ def _install_native(obj, impl, method, binder: Binder, bound: "Bound | None" = N
     # why the checked Python path serves every call (None: the native entry is installed)
     obj.native_call_reason = None if native is not None else impl.fastcall_reason()
     if native is not None:
-        obj.__class__ = type(type(obj).__name__, (type(obj),),
-                             {"__call__": native, "__module__": __name__,
-                              "__qualname__": type(obj).__qualname__})
+        cls = type(type(obj).__name__, (type(obj),),
+                   {"__call__": native, "__module__": __name__,
+                    "__qualname__": type(obj).__qualname__})
+        impl.install_call(cls, native)      # its native tp_call, where it can
+        obj.__class__ = cls
 
 
 def _arguments(graph: Graph) -> list[Node]:

@@ -8,7 +8,9 @@ returns a :class:`Runner`.  A runner subclass says what it offers by overriding:
   (``(values, batch, bound)``), or None: bound calls merge the arrays into ``values``;
 * ``fastcall(fallback, binder, single, bound)`` -- a native callable that checks its own
   arguments (None: the checked Python path serves every call), and ``fastcall_reason()``
-  saying why it is not installed;
+  saying why it is not installed; ``install_call(tp, native)`` may also make that
+  callable the call slot of the per-instance class ``tp`` (skipping CPython's
+  ``__call__`` lookup and keyword unpacking);
 * ``resident_state`` -- True where a bound function's arrays live on the backend's device
   between calls: then ``state_to_host(bound)`` (download them into the host arrays and
   return ``{name: array}``), ``state_to_device(bound)`` and ``on_device(bound)`` move and
@@ -44,6 +46,11 @@ class Runner:
     def fastcall(self, fallback, binder, single: bool, bound=None):
         """A native callable for the compiled function (or None)."""
         return None
+
+    def install_call(self, tp: type, native) -> bool:
+        """Make ``native`` (from :meth:`fastcall`), already the ``__call__`` of the class
+        ``tp``, also that class's native call slot where the backend can (True if so)."""
+        return False
 
     def fastcall_reason(self) -> str:
         return "no native entry for this backend"

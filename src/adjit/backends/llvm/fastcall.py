@@ -34,11 +34,18 @@ compiled per process (its IR names no model and no address; everything is read f
 *context*, a ctypes structure passed as the builtin's ``self``), so a model pays only
 for its context.
 
+``f(...)`` itself does not call the builtin: ``compiled._install_native`` makes it the
+``__call__`` of a per-instance class, and :func:`install_type_call` also gives that class
+a native ``tp_call`` (``adjit_typecall``, :mod:`.fastcall_type`, :mod:`.fastcall_kwargs`)
+reading the keyword dict CPython built, so a call skips the ``__call__`` lookup and the
+unpacking of the dict into kwnames (W1: 0.28 -> 0.24 us; ``ADJIT_FASTCALL_TYPE=0``
+switches this step off, the builtin then serves through ``slot_tp_call``).
+
 Object layouts and C-API entries come from :mod:`.fastcall_probe` (no fastcall on an
 untested Python/numpy pair, a free-threaded build, or when a probe fails: see
 :func:`.fastcall_probe.unavailable`).  ``ADJIT_FASTCALL=0`` switches the fastcall off,
 ``ADJIT_FASTCALL=force`` tries it on untested versions, ``ADJIT_FASTCALL_ARRAYS=0`` only
-the primed route.
+the primed route, ``ADJIT_FASTCALL_TYPE=0`` only the native ``tp_call``.
 """
 from __future__ import annotations
 
@@ -49,6 +56,8 @@ import sys
 import numpy as np
 
 from . import fastcall_ir as fir
+from . import fastcall_kwargs as fk
+from . import fastcall_type as ftype
 from .fastcall_probe import (ALIGNED, C_CONTIGUOUS, METH_FASTCALL_KEYWORDS, SCALARS, WRITEABLE,
                              Context, MethodDef, pyapi)
 from . import fastcall_probe as fprobe
@@ -62,18 +71,39 @@ _new_cfunction = pyapi("PyCFunction_NewEx", ctypes.py_object, ctypes.c_void_p,
                         ctypes.py_object, ctypes.c_void_p)
 
 
-def _wrapper_address() -> int:
-    """The compiled ``adjit_fastcall`` (one per process; the disk cache serves later ones
-    by a label naming what the IR depends on beyond adjit's source, without building the
-    IR again: ~15 ms of a process's first compile)."""
+def _wrapper_address(name: str = fir.NAME) -> int | None:
+    """The compiled ``adjit_fastcall`` (or ``adjit_dictcall``, ``adjit_typecall``: None
+    when the type layout was not recognised); one module per process; the disk cache
+    serves later ones by a label naming what the IR depends on beyond adjit's source,
+    without building the IR again: ~15 ms of a process's first compile)."""
     global _wrapper, _wrapper_addr
     with _wrapper_lock:
         if _wrapper is None:
-            ctx_off = fprobe.setup()[0]["ctx_off"]
-            label = f"adjit_fastcall ctx_off={ctx_off} python={sys.version}"
-            _wrapper = compile_once(label, lambda: fir.wrapper_ir(ctx_off), 1)
-            _wrapper_addr = _wrapper.address(fir.NAME)
-        return _wrapper_addr
+            lay = fprobe.setup()[0]
+            ctx_off = lay["ctx_off"]
+            tlay = ftype.layout()
+            type_layout = None if tlay is None else (lay["type_off"], tlay[1])
+            label = f"adjit_fastcall ctx_off={ctx_off} type={type_layout} python={sys.version}"
+            jit = compile_once(label, lambda: fir.wrapper_ir(ctx_off, type_layout), 1)
+            addrs = {n: jit.address(n) for n in (fir.NAME, fir.DICT_NAME)}
+            if type_layout is not None:
+                addrs[fk.TYPE_NAME] = jit.address(fk.TYPE_NAME)
+                slow = (ctypes.c_void_p * 2).from_address(jit.address(fk.SLOW))
+                slow[0], slow[1] = id(ftype.slow_call), fprobe._cfunc("PyObject_Vectorcall")
+            _wrapper, _wrapper_addr = jit, addrs
+        return _wrapper_addr.get(name)
+
+
+def install_type_call(tp: type, builtin) -> bool:
+    """Give ``tp`` (a per-instance class whose ``__call__`` is ``builtin``, made by
+    :func:`make_fastcall`) the native ``tp_call`` of :mod:`.fastcall_type`: calls then
+    skip the ``__call__`` lookup and the unpacking of the keyword dict."""
+    if not isinstance(getattr(builtin, "__self__", None), Context):
+        return False
+    if ftype.layout() is None:
+        return False
+    addr = _wrapper_address(fk.TYPE_NAME)
+    return addr is not None and ftype.install(tp, builtin, addr)
 
 
 def _mode(native) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from .fastcall_ir import (FAKE_BYTES, I8P, I8PP, I32, I64, N_PRIMED, P_BATCH, REC,
-                          REC_FIELDS, _Emitter, c64)
+                          REC_FIELDS, T_REF, VOID, _Emitter, c64)
 
 
 def find_primed(e: _Emitter, primed, batch, is_primed):
@@ -148,3 +148,26 @@ def check_labels(e: _Emitter, inobj, n, fail):
         with e.each(count, "l32") as (k, nxt):
             v = b.sub(b.sext(b.load(b.gep(b.bitcast(data, i32p), [k])), I64), low)
             b.cbranch(b.icmp_unsigned(">=", v, limit), fail, nxt)
+
+
+def release_fn(module: ir.Module) -> ir.Function:
+    """``void release(PyObject **objs, i64 n, decref)``: drop the outputs made so far."""
+    fn = ir.Function(module, ir.FunctionType(VOID, [I8PP, I64, T_REF.as_pointer()]),
+                     name="adjit_fastcall_release")
+    fn.linkage = "internal"
+    objs, n, decref = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    head, body, done = (fn.append_basic_block(s) for s in ("head", "body", "done"))
+    start = b.block
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, "i")
+    i.add_incoming(c64(0), start)
+    b.cbranch(b.icmp_signed("<", i, n), body, done)
+    b.position_at_end(body)
+    b.call(decref, [b.load(b.gep(objs, [i]))])
+    i.add_incoming(b.add(i, c64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn

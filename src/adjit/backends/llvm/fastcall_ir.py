@@ -8,6 +8,10 @@ C-API functions it calls and the object-layout offsets probed at import.  Nothin
 model-specific and no process address is in the IR, so one compiled wrapper (and one
 disk-cache entry) serves every eligible model.
 
+``adjit_dictcall(self, args, kwargs)`` is the same wrapper reading a ``tp_call``'s
+argument tuple and keyword dict (:mod:`.fastcall_kwargs`); ``adjit_typecall`` finds its
+context through the instance's type.
+
 What it does, in order (every "no" hands the call, unchanged, to the fallback):
 
 1. no positional arguments, as many keywords as inputs;
@@ -43,7 +47,7 @@ I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I8P = I8.as_pointer()
 I8PP = I8P.as_pointer()
 VOID = ir.VoidType()
-NAME = "adjit_fastcall"
+NAME, DICT_NAME = "adjit_fastcall", "adjit_dictcall"
 
 # limits (stack memory per call: about 16 KiB)
 MAX_SLOTS, MAX_INPUTS, MAX_OUTPUTS, ARENA_BYTES, FAKE_BYTES = 1024, 64, 64, 4096, 32
@@ -55,7 +59,8 @@ CTX_FIELDS = ("fallback", "entry", "n_in", "n_out", "n_plan_in", "n_temps", "sin
               "unicode_compare", "tuple_new", "tuple_setitem", "incref", "decref",
               "new_from_descr", "type_off", "tuple_size_off", "tuple_items_off", "nd_off",
               "descr_off", "flags_off", "data_off", "dims_off", "primed",
-              "reprime", "save_thread", "restore_thread", "fixed", "n_fixed", "first_temp")
+              "reprime", "save_thread", "restore_thread", "fixed", "n_fixed", "first_temp",
+              "call", "dict_next", "dict_size")
 F = {name: k for k, name in enumerate(CTX_FIELDS)}
 # per input: name, dtype object, two accepted scalar types (or NULL), value offset, slot,
 # declared rank and its dims (int64[nd], -1 for the batch dim), the array flags it needs
@@ -99,7 +104,7 @@ class _Emitter:
         self.allocas = ir.IRBuilder(fn.append_basic_block("entry"))   # allocas only
         self.start = fn.append_basic_block("start")
         self.b = b = ir.IRBuilder(self.start)
-        self.self_, self.args, self.nargs, self.kwnames = fn.args
+        self.self_ = fn.args[0]
         self.ctx = b.load(b.bitcast(b.gep(self.self_, [c64(ctx_offset)]), I8PP.as_pointer()),
                           name="ctx")
 
@@ -153,17 +158,73 @@ class _Emitter:
         b.position_at_end(done)
 
 
-def wrapper_ir(ctx_offset: int) -> str:
-    """IR text of ``adjit_fastcall``; ``ctx_offset``: byte offset of a ctypes object's
-    buffer pointer (the same in every process of one Python build)."""
+def wrapper_ir(ctx_offset: int, type_layout: tuple[int, int] | None = None) -> str:
+    """IR text of ``adjit_fastcall`` and ``adjit_dictcall`` (and, given ``type_layout``,
+    ``adjit_typecall``: see :mod:`.fastcall_kwargs`); ``ctx_offset``: byte offset of a
+    ctypes object's buffer pointer (the same in every process of one Python build)."""
+    from .fastcall_checks import release_fn
+    from .fastcall_kwargs import DictSource, type_call_fn
     module = ir.Module(name="adjit_fastcall")
     module.triple = ""
+    release = release_fn(module)
     fn = ir.Function(module, ir.FunctionType(I8P, [I8P, I8PP, I64, I8P]), name=NAME)
     for a, n in zip(fn.args, ("self", "args", "nargs", "kwnames")):
         a.name = n
+    _emit(fn, ctx_offset, _VectorSource(), release)
+    dict_fn = ir.Function(module, ir.FunctionType(I8P, [I8P, I8P, I8P]), name=DICT_NAME)
+    for a, n in zip(dict_fn.args, ("self", "args", "kwargs")):
+        a.name = n
+    _emit(dict_fn, ctx_offset, DictSource(), release)
+    if type_layout is not None:
+        type_call_fn(module, dict_fn, *type_layout)
+    return str(module)
+
+
+class _VectorSource:
+    """The arguments of a ``METH_FASTCALL | METH_KEYWORDS`` call: ``(self, args, nargs,
+    kwnames)``; the values are the caller's (alive for the whole call)."""
+
+    def match(self, e, blk, matched):
+        """Steps 1 and 2: ``matched(key, obj, next_kw)`` for each keyword, or the
+        fallback."""
+        b = e.b
+        _, args, nargs, kwnames = e.fn.args
+        null = ir.Constant(I8P, None)
+        has_kw = b.icmp_unsigned("!=", kwnames, null)
+        start = b.block
+        some, count, go = (e.fn.append_basic_block(n) for n in ("kw_some", "count", "match"))
+        b.cbranch(has_kw, some, count)
+        b.position_at_end(some)
+        nkw_some = e.at(kwnames, e.int("tuple_size_off"), I64)
+        b.branch(count)
+        b.position_at_end(count)
+        nkw = b.phi(I64, "nkw")
+        nkw.add_incoming(c64(0), start)
+        nkw.add_incoming(nkw_some, some)
+        ok = b.and_(b.icmp_signed("==", nargs, c64(0)), b.icmp_signed("==", nkw, e.int("n_in")))
+        b.cbranch(ok, go, blk["fallback"])
+        b.position_at_end(go)
+        items = b.bitcast(b.gep(kwnames, [e.int("tuple_items_off")]), I8PP)
+        with e.each(nkw, "j") as (j, next_kw):
+            matched(b.load(e.word(items, j)), b.load(e.word(args, j)), next_kw)
+
+    def hold(self, e, inobj):
+        pass
+
+    def drop(self, e, inobj):
+        pass
+
+    def call(self, e, target):
+        _, args, nargs, kwnames = e.fn.args
+        return e.b.call(e.fnptr("vectorcall", T_VECTORCALL), [target, args, nargs, kwnames])
+
+
+def _emit(fn: ir.Function, ctx_offset: int, src, release) -> None:
+    """The body shared by both entries; ``src`` reads the call's arguments (steps 1-2),
+    keeps the keyword values alive from step 4 on where the caller may not, and calls
+    the fallback with the call's own arguments."""
     from .fastcall_checks import (check_inputs as _check_inputs, check_labels as _check_labels,
                                   find_primed as _find_primed)
-    release = _release_fn(module)
     e = _Emitter(fn, ctx_offset)
     b = e.b
     outs = e.alloca(I8P, MAX_OUTPUTS, name="outs")
@@ -177,33 +238,18 @@ def wrapper_ir(ctx_offset: int) -> str:
     decref = e.fnptr("decref", T_REF)
     null = ir.Constant(I8P, None)
     blk = {n: fn.append_basic_block(n) for n in (
-        "kw_some", "count", "match", "fallback", "oom", "bad", "bad_reprime", "reprime",
+        "fallback", "oom", "bad", "bad_reprime", "reprime",
         "stack", "primed", "locked", "run_done", "tuple", "tuple_ok")}
 
-    # 1. no positional arguments, one keyword per input
-    has_kw = b.icmp_unsigned("!=", e.kwnames, null)
-    start = b.block
-    b.cbranch(has_kw, blk["kw_some"], blk["count"])
-    b.position_at_end(blk["kw_some"])
-    nkw_some = e.at(e.kwnames, e.int("tuple_size_off"), I64)
-    b.branch(blk["count"])
-    b.position_at_end(blk["count"])
-    nkw = b.phi(I64, "nkw")
-    nkw.add_incoming(c64(0), start)
-    nkw.add_incoming(nkw_some, blk["kw_some"])
-    ok = b.and_(b.icmp_signed("==", e.nargs, c64(0)), b.icmp_signed("==", nkw, n_in))
-    b.cbranch(ok, blk["match"], blk["fallback"])
-
-    # 2. keywords -> inputs (by the name object, else by value; each input once)
-    b.position_at_end(blk["match"])
+    # 1-2. no positional arguments, one keyword per input; keywords -> inputs (by the
+    # name object, else by value; each input once)
     b.store(c64(0), seen)
-    items = b.bitcast(b.gep(e.kwnames, [e.int("tuple_items_off")]), I8PP)
     recs = b.bitcast(e.ptr("inputs"), I8PP)
     type_off = e.int("type_off")
     unicode, compare = e.ptr("unicode"), e.fnptr("unicode_compare", T_COMPARE)
     which = e.alloca(I64, name="which")
-    with e.each(nkw, "j") as (j, next_kw):
-        key, obj = b.load(e.word(items, j)), b.load(e.word(e.args, j))
+
+    def matched(key, obj, next_kw):
         found = fn.append_basic_block("found")
         by_value = fn.append_basic_block("by_value")
         with e.each(n_in, "i") as (i, nxt):          # the name object itself (interned)
@@ -230,6 +276,7 @@ def wrapper_ir(ctx_offset: int) -> str:
         b.store(obj, e.word(inobj, i))
         fresh = b.icmp_unsigned("==", b.and_(before, bit), c64(0))
         b.cbranch(fresh, next_kw, blk["fallback"])
+    src.match(e, blk, matched)
 
     # the fixed arrays follow the keyword arguments
     fixed = b.bitcast(e.ptr("fixed"), I8PP)
@@ -249,6 +296,7 @@ def wrapper_ir(ctx_offset: int) -> str:
 
     # 4. fresh outputs of this batch size (may run Python code through the GC: step 5)
     b.position_at_end(known)
+    src.hold(e, inobj)
     n_plan_in = e.int("n_plan_in")
     new = e.fnptr("new_from_descr", T_NEW_FROM_DESCR)
     orecs, ndarray = b.bitcast(e.ptr("outputs"), I8PP), e.ptr("ndarray")
@@ -313,6 +361,7 @@ def wrapper_ir(ctx_offset: int) -> str:
     one = fn.append_basic_block("one")
     b.cbranch(single, one, blk["tuple"])
     b.position_at_end(one)
+    src.drop(e, inobj)
     b.ret(b.load(outs))
     b.position_at_end(blk["tuple"])
     tup = b.call(e.fnptr("tuple_new", T_TUPLE_NEW), [n_out])
@@ -320,48 +369,29 @@ def wrapper_ir(ctx_offset: int) -> str:
     b.cbranch(b.icmp_unsigned("==", tup, null), tuple_fail, blk["tuple_ok"])
     b.position_at_end(tuple_fail)
     b.call(release, [outs, n_out, decref])
+    src.drop(e, inobj)
     b.ret(null)
     b.position_at_end(blk["tuple_ok"])
     setitem = e.fnptr("tuple_setitem", T_TUPLE_SET)
     with e.each(n_out, "t") as (t, nxt):
         b.call(setitem, [tup, t, b.load(e.word(outs, t))])   # steals the reference
+    src.drop(e, inobj)
     b.ret(tup)
 
     b.position_at_end(blk["oom"])       # outputs 0..o-1 were made; the error is set
     b.call(release, [outs, oom_count, decref])
+    src.drop(e, inobj)
     b.ret(null)
     b.position_at_end(blk["bad"])
     b.call(release, [outs, n_out, decref])
+    src.drop(e, inobj)
     b.branch(blk["fallback"])
     b.position_at_end(blk["bad_reprime"])
     b.call(release, [outs, n_out, decref])
+    src.drop(e, inobj)
     b.branch(blk["reprime"])
     for name, target in (("fallback", "fallback"), ("reprime", "reprime")):
         b.position_at_end(blk[name])
-        b.ret(b.call(e.fnptr("vectorcall", T_VECTORCALL),
-                     [e.ptr(target), e.args, e.nargs, e.kwnames]))
+        b.ret(src.call(e, e.ptr(target)))
     e.finish()
-    return str(module)
 
-
-def _release_fn(module: ir.Module) -> ir.Function:
-    """``void release(PyObject **objs, i64 n, decref)``: drop the outputs made so far."""
-    fn = ir.Function(module, ir.FunctionType(VOID, [I8PP, I64, T_REF.as_pointer()]),
-                     name="adjit_fastcall_release")
-    fn.linkage = "internal"
-    objs, n, decref = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    head, body, done = (fn.append_basic_block(s) for s in ("head", "body", "done"))
-    start = b.block
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, "i")
-    i.add_incoming(c64(0), start)
-    b.cbranch(b.icmp_signed("<", i, n), body, done)
-    b.position_at_end(body)
-    b.call(decref, [b.load(b.gep(objs, [i]))])
-    i.add_incoming(b.add(i, c64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
-    b.ret_void()
-    return fn

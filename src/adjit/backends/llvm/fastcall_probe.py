@@ -252,7 +252,8 @@ def _setup():
                         ("unicode_compare", "PyUnicode_Compare"), ("tuple_new", "PyTuple_New"),
                         ("tuple_setitem", "PyTuple_SetItem"), ("incref", "Py_IncRef"),
                         ("decref", "Py_DecRef"), ("save_thread", "PyEval_SaveThread"),
-                        ("restore_thread", "PyEval_RestoreThread")):
+                        ("restore_thread", "PyEval_RestoreThread"), ("call", "PyObject_Call"),
+                        ("dict_next", "PyDict_Next"), ("dict_size", "PyDict_Size")):
         try:
             api[field] = _cfunc(name)
         except AttributeError:

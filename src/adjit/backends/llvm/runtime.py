@@ -227,6 +227,12 @@ class NativeFunction(Runner):
         from .fastcall import make_fastcall
         return make_fastcall(self, fallback, binder, single, bound)
 
+    def install_call(self, tp: type, native) -> bool:
+        """Make ``native`` (from :meth:`fastcall`), the ``__call__`` of ``tp``, also its
+        native ``tp_call`` (see :mod:`.fastcall_type`)."""
+        from .fastcall import install_type_call
+        return install_type_call(tp, native)
+
     def fastcall_reason(self) -> str:
         """Why :meth:`fastcall` answered None for a caller of this function."""
         from .fastcall import mode_and_reason
