@@ -1,5 +1,11 @@
-"""Shared by the tests of the call paths: a spy on the checked Python path."""
+"""Shared by the tests of the call paths: a spy on the checked Python path, and the records
+of a child process (the fastcall tests feed hostile calls to native code there, so a crash
+fails a test, not the run)."""
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 
 class CountingBinder:
@@ -16,3 +22,15 @@ class CountingBinder:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+
+def child_records(path: str, mode: str) -> tuple[dict, str | None]:
+    """``({case: record}, crash)``: ``python path mode``'s ``{"case": ...}`` lines, and
+    None or what ended the child early (its exit status, the case it had started, stderr)."""
+    proc = subprocess.run([sys.executable, path, mode], capture_output=True, text=True,
+                          timeout=300)
+    recs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    started = [r["start"] for r in recs if "start" in r]
+    crash = None if proc.returncode == 0 else (
+        f"exit {proc.returncode} during {started[-1] if started else '?'}: {proc.stderr[-2000:]}")
+    return {r["case"]: r for r in recs if "case" in r}, crash

@@ -29,7 +29,7 @@ from adjit.compiled import Compiled
 
 # tests/ holds calltools; child processes that run or import this file need it too
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from calltools import CountingBinder  # noqa: E402
+from calltools import CountingBinder, child_records  # noqa: E402
 
 LAM = 0.01
 
@@ -361,13 +361,7 @@ def _child_cases():
 
 @pytest.fixture(scope="module")
 def case_records():
-    proc = subprocess.run([sys.executable, __file__, "cases"], capture_output=True, text=True,
-                          timeout=300)
-    recs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    started = [r["start"] for r in recs if "start" in r]
-    crash = None if proc.returncode == 0 else (
-        f"exit {proc.returncode} during {started[-1] if started else '?'}: {proc.stderr[-2000:]}")
-    return {r["case"]: r for r in recs if "case" in r}, crash
+    return child_records(__file__, "cases")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

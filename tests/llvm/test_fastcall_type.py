@@ -17,7 +17,6 @@ import ctypes
 import gc
 import json
 import os
-import subprocess
 import sys
 import weakref
 
@@ -30,7 +29,7 @@ from adjit.compiled import Compiled
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from calltools import CountingBinder  # noqa: E402
+from calltools import CountingBinder, child_records  # noqa: E402
 from test_fastcall import W1_ARGS, as_arrays, assert_identical, has_fastcall, slow, w1  # noqa: E402
 
 _call = ctypes.pythonapi.PyObject_Call
@@ -172,13 +171,7 @@ def _child():
 
 @pytest.fixture(scope="module")
 def hostile():
-    proc = subprocess.run([sys.executable, __file__, "child"], capture_output=True, text=True,
-                          timeout=300)
-    recs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    started = [r["start"] for r in recs if "start" in r]
-    crash = None if proc.returncode == 0 else (
-        f"exit {proc.returncode} during {started[-1] if started else '?'}: {proc.stderr[-2000:]}")
-    return {r["case"]: r for r in recs if "case" in r}, crash
+    return child_records(__file__, "child")
 
 
 @needs_layout

@@ -171,3 +171,24 @@ def release_fn(module: ir.Module) -> ir.Function:
     b.position_at_end(done)
     b.ret_void()
     return fn
+
+
+def count_keywords(e, blk, nargs, kw, size):
+    """Step 1 for either entry: the number of keywords (0 when ``kw``, the kwnames tuple or
+    the kwargs dict, is NULL; else ``size()``); no positional arguments and as many
+    keywords as inputs continue at a new block, anything else goes to the fallback."""
+    b = e.b
+    start = b.block
+    some, count, go = (e.fn.append_basic_block(n) for n in ("kw_some", "count", "match"))
+    b.cbranch(b.icmp_unsigned("!=", kw, ir.Constant(I8P, None)), some, count)
+    b.position_at_end(some)
+    nkw_some = size()
+    b.branch(count)
+    b.position_at_end(count)
+    nkw = b.phi(I64, "nkw")
+    nkw.add_incoming(c64(0), start)
+    nkw.add_incoming(nkw_some, some)
+    ok = b.and_(b.icmp_signed("==", nargs, c64(0)), b.icmp_signed("==", nkw, e.int("n_in")))
+    b.cbranch(ok, go, blk["fallback"])
+    b.position_at_end(go)
+    return nkw

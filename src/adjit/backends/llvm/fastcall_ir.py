@@ -189,21 +189,9 @@ class _VectorSource:
         fallback."""
         b = e.b
         _, args, nargs, kwnames = e.fn.args
-        null = ir.Constant(I8P, None)
-        has_kw = b.icmp_unsigned("!=", kwnames, null)
-        start = b.block
-        some, count, go = (e.fn.append_basic_block(n) for n in ("kw_some", "count", "match"))
-        b.cbranch(has_kw, some, count)
-        b.position_at_end(some)
-        nkw_some = e.at(kwnames, e.int("tuple_size_off"), I64)
-        b.branch(count)
-        b.position_at_end(count)
-        nkw = b.phi(I64, "nkw")
-        nkw.add_incoming(c64(0), start)
-        nkw.add_incoming(nkw_some, some)
-        ok = b.and_(b.icmp_signed("==", nargs, c64(0)), b.icmp_signed("==", nkw, e.int("n_in")))
-        b.cbranch(ok, go, blk["fallback"])
-        b.position_at_end(go)
+        from .fastcall_checks import count_keywords
+        nkw = count_keywords(e, blk, nargs, kwnames,
+                             lambda: e.at(kwnames, e.int("tuple_size_off"), I64))
         items = b.bitcast(b.gep(kwnames, [e.int("tuple_items_off")]), I8PP)
         with e.each(nkw, "j") as (j, next_kw):
             matched(b.load(e.word(items, j)), b.load(e.word(args, j)), next_kw)

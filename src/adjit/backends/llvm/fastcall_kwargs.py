@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from .fastcall_checks import count_keywords
 from .fastcall_ir import I8P, I8PP, I32, I64, T_REF, T_VECTORCALL, c64
 
 T_CALL = ir.FunctionType(I8P, [I8P, I8P, I8P])
@@ -42,21 +43,9 @@ class DictSource:
     def match(self, e, blk, matched):
         b, fn = e.b, e.fn
         _, args, kwargs = fn.args
-        null = ir.Constant(I8P, None)
         nargs = e.at(args, e.int("tuple_size_off"), I64)
-        start = b.block
-        some, count, go = (fn.append_basic_block(n) for n in ("kw_some", "count", "match"))
-        b.cbranch(b.icmp_unsigned("!=", kwargs, null), some, count)
-        b.position_at_end(some)
-        nkw_some = b.call(e.fnptr("dict_size", T_DICT_SIZE), [kwargs])
-        b.branch(count)
-        b.position_at_end(count)
-        nkw = b.phi(I64, "nkw")
-        nkw.add_incoming(c64(0), start)
-        nkw.add_incoming(nkw_some, some)
-        ok = b.and_(b.icmp_signed("==", nargs, c64(0)), b.icmp_signed("==", nkw, e.int("n_in")))
-        b.cbranch(ok, go, blk["fallback"])
-        b.position_at_end(go)
+        nkw = count_keywords(e, blk, nargs, kwargs,
+                             lambda: b.call(e.fnptr("dict_size", T_DICT_SIZE), [kwargs]))
         pos, key, value = e.alloca(I64, name="pos"), e.alloca(I8P), e.alloca(I8P)
         b.store(c64(0), pos)
         dict_next = e.fnptr("dict_next", T_DICT_NEXT)
