@@ -21,22 +21,12 @@ import pytest
 import adjit as aj
 import adjit.backends.ptx as ptx_backend
 from adjit.backends.lowering.plan import Plan
-from adjit.backends.ptx import matmul as mm
 from adjit.backends.ptx.sources import ptxas_path
 from adjit.ops.contract import matmul_sum
 from ptx_helpers import compare, emulated, mlp, mlp_args
 
 KINDS = [("tile64", 1), ("big", 1), ("big", 3)]
 ACTS = {"relu": aj.relu, "tanh": aj.tanh, "sigmoid": aj.sigmoid, "bias": lambda v: v}
-
-
-@pytest.fixture
-def force(monkeypatch):
-    """force(kind, S): every product runs that kernel (at compile time and per call)."""
-    def set_(kind, S=1):
-        monkeypatch.setattr(mm, "choose", lambda *a, **k: (kind, S))
-        monkeypatch.setattr(mm, "BIG_DTYPES", ("float32", "float64"))
-    return set_
 
 
 @pytest.fixture

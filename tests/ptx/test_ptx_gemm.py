@@ -17,15 +17,6 @@ from adjit.ops.contract import matmul_sum
 from ptx_helpers import compare, emulated
 
 
-@pytest.fixture
-def force(monkeypatch):
-    """force(kind, S): every product runs that kernel (at compile time and per call)."""
-    def set_(kind, S=1):
-        monkeypatch.setattr(mm, "choose", lambda *a, **k: (kind, S))
-        monkeypatch.setattr(mm, "BIG_DTYPES", ("float32", "float64"))
-    return set_
-
-
 def _products(dtype, M, K, N):
     """op(A) @ op(B) in the four transpose forms (views of stored transposes)."""
     a = aj.input("a", (M, K), dtype)
