@@ -237,7 +237,11 @@ def test_fp32_is_the_exact_kernel_and_float64_is_untouched():
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in tf.ptx
     # (the batch-sized product also builds the 128 x 128 kernel: choose picks one per call)
     plan = tf.launch_plan.splitlines()
-    assert plan[0].endswith("(tf32 mma.sync)") and "mma" not in plan[-1]      # float64: exact
+    k0 = [ln for ln in plan if ln.startswith("k0_")]
+    k1 = [ln for ln in plan if ln.startswith("k1_")]
+    assert len(k0) == 4 and k0[0].endswith("(tf32 mma.sync)")   # 64x64; 128x128, split, sum
+    assert all("tf32 mma.sync" in ln for ln in k0 if "sum of the K splits" not in ln)
+    assert len(k1) == 1 and "mma" not in k1[0]                   # float64: exact
     rng = np.random.default_rng(0)
     args = {"a": rng.standard_normal((3, 9, 11)).astype(np.float32),
             "w": rng.standard_normal((11, 5)).astype(np.float32),
