@@ -65,7 +65,8 @@ def routed(f, call):
 
 needs_layout = pytest.mark.skipif(fastcall_type.layout() is None or
                                   fastcall.fprobe.unavailable() is not None,
-                                  reason="no native tp_call in this Python")
+                                  reason="no native tp_call to test: the fastcall is off here, "
+                                         "or this Python's type layout is not recognised")
 
 
 @needs_layout

@@ -258,7 +258,6 @@ def _digits_trainer(backend, **options):
 
 
 def test_trainer_on_ptx_trains_the_digits_mlp_like_llvm():
-    pytest.importorskip("sklearn")
     data, val = _digits()
     want = _digits_trainer("llvm")
     got = _digits_trainer("ptx", emulate=True, opt_level=0)

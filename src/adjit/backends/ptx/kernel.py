@@ -164,3 +164,9 @@ class Private:
         else:
             index = k.b.add(k.b.mul(k.tid, c64(self.n)), c64(j))
         return k.b.gep(self.base, [c64(0), index])
+
+    def fill(self, value: ir.Value) -> None:
+        """Every thread's elements set to ``value`` (a threads() region of its own)."""
+        with self.k.threads():
+            for j in range(self.n):
+                self.k.b.store(value, self.at(j))

@@ -344,9 +344,7 @@ def _lower_tile64(lw, name: str, d: Product, when) -> None:
             k.barrier()
 
     def clear():
-        with k.threads():
-            for q in range(TM * TN):
-                b.store(zero, acc.at(q))
+        acc.fill(zero)
 
     def write(pc, m0, n0):
         with k.threads() as tid:

@@ -229,9 +229,7 @@ def lower_big(lw, name: str, k, d, a_ptr, b_ptr) -> None:
         else:
             pc, pa_t, pb_t = d.offsets(b, mat, (k.ptrs[0], a_ptr, b_ptr))
         pc = b.gep(pc, [b.mul(s, c_size)])
-        with k.threads():
-            for q in range(TM * TN):
-                b.store(zero, acc.at(q))
+        acc.fill(zero)
         if d.summed:
             with k.uniform_loop(c64(0), d.mats, c64(1), "mat") as mat:
                 _, pa_t, pb_t = d.offsets(b, mat, (k.ptrs[0], a_ptr, b_ptr))

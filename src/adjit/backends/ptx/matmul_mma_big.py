@@ -317,9 +317,7 @@ def _body(lw, k, d, prec: str, E: int, a_ptr, b_ptr) -> None:
                 k.barrier()
 
     def clear():
-        with k.threads():
-            for q in range(FM * FN * 4):
-                b.store(zero, acc.at(q))
+        acc.fill(zero)
 
     def write(pc, m0, n0):
         """C (or split ``split``'s partial) from the accumulators: lane (g, t) holds, per
