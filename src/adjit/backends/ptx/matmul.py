@@ -78,7 +78,7 @@ class Product:
         self.what = (f"{node.op} {'T' if ta else ''}{shape_str(a.shape)} @ "
                      f"{'T' if tb else ''}{shape_str(bnode.shape)}"
                      + (f" + {e.op} {shape_str(e.shape)}" if e is not None else ""))
-        self._tile_ep = None
+        self.tile_ep = None      # the epilogue of the tile each_tile is writing
 
     def sizes(self, B: int) -> tuple[int, int, int, int]:
         """(M, N, K, matrices in the stack) at batch size ``B``."""
@@ -152,7 +152,7 @@ class Product:
 
     def store(self, b, pc, row, col, value) -> None:
         """C[row, col] = E(value) of the tile :meth:`each_tile` is writing (``pc`` its C)."""
-        b.store(self._tile_ep(value, row, col), b.gep(pc, [b.add(b.mul(row, self.n), col)]))
+        b.store(self.tile_ep(value, row, col), b.gep(pc, [b.add(b.mul(row, self.n), col)]))
 
     def each_tile(self, k, BM: int, BN: int, ptrs, clear, products, write) -> None:
         """For each BM x BN tile of C this block takes (grid-stride): ``clear()`` the
@@ -178,7 +178,7 @@ class Product:
                     products(pa_t, pb_t, m0, n0)
             else:
                 products(pa_t, pb_t, m0, n0)
-            self._tile_ep = self.epilogue(b, mat)
+            self.tile_ep = self.epilogue(b, mat)
             write(pc, m0, n0)
 
     def launch(self, lw, name: str, refs, BM: int, BN: int, when, what: str) -> None:

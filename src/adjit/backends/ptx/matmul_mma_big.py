@@ -323,7 +323,7 @@ def _body(lw, k, d, prec: str, E: int, a_ptr, b_ptr) -> None:
         """C (or split ``split``'s partial) from the accumulators: lane (g, t) holds, per
         fragment, columns 2t and 2t + 1 of rows g and g + 8 (8-byte stores when aligned)."""
         pc = b.gep(pc, [b.mul(split, c_size)])
-        finish = whole_c_epilogue(b, d, d._tile_ep, S)    # (each_tile sets the tile's epilogue)
+        finish = whole_c_epilogue(b, d, d.tile_ep, S)
         pairs = b.and_(b.icmp_unsigned("==", b.and_(b.ptrtoint(pc, ir.IntType(64)), c64(7)),
                                        c64(0)),
                        b.icmp_unsigned("==", b.and_(n, c64(1)), c64(0)))
